@@ -1,0 +1,193 @@
+"""Parallel drivers: a whole training epoch, and prediction, in one compiled call each.
+
+Work split (never depends on the thread count, so results are bitwise identical
+with 1, 2 or N threads):
+
+1. Forward and backward passes: the mini-batch is cut into fixed chunks of
+   ``config.CHUNK_ROWS`` rows; ``prange`` runs the chunks, each writing only its own
+   rows of the activation and delta buffers.
+2. Gradient and update: each layer's (fan_in + 1, fan_out) parameter block is cut
+   into fixed row ranges (the ``tasks`` table built by ``make_tasks``); ``prange``
+   runs the tasks, each summing over all rows of the batch in order 0..n-1, then
+   updating its own parameters.  No task writes what another reads, so no
+   gradient buffer is shared and no reduction across threads is needed.
+
+Two parallel regions per mini-batch, and nothing is allocated inside the epoch.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .. import config
+from .dense import dense_backward, dense_forward, output_delta, param_grad, sgd_update
+
+
+def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK):
+    """int64 array of shape (n_tasks, 3): (layer, row_start, row_stop) of each update task.
+
+    Rows index a layer's (fan_in + 1, fan_out) block; the last row is the bias.
+    Ranges hold about ``params_per_task`` parameters, in multiples of 4 rows.
+    """
+    tasks = []
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        rows = max(4, -(-params_per_task // fan_out))
+        rows += -rows % 4
+        for start in range(0, fan_in + 1, rows):
+            tasks.append((layer, start, min(start + rows, fan_in + 1)))
+    return np.array(tasks, dtype=np.int64)
+
+
+@njit(**config.JIT_OPTIONS)
+def layer_weights(flat, offsets, sizes, layer):
+    """(W, b) views of a layer in a flat buffer: W (fan_in, fan_out), b (fan_out,)."""
+    fan_in, fan_out = sizes[layer], sizes[layer + 1]
+    block = flat[offsets[layer] : offsets[layer + 1]].reshape((fan_in + 1, fan_out))
+    return block[:fan_in], block[fan_in]
+
+
+@njit(**config.JIT_OPTIONS)
+def layer_rows(flat, sizes, layer, n_rows):
+    """View of the (n_rows, sizes[layer]) block of layer ``layer`` in a batch buffer.
+
+    A batch buffer holds, one after the other, an (n_rows, sizes[l]) block for
+    every l = 0..n_layers (activations: the input first, the head's output last).
+    """
+    start = n_rows * sizes[:layer].sum()
+    return flat[start : start + n_rows * sizes[layer]].reshape((n_rows, sizes[layer]))
+
+
+@njit(**config.JIT_OPTIONS)
+def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t):
+    """Copy rows [row_start, row_stop) of W_layer into columns of W_layer.T in params_t.
+
+    params_t has the layout of params, each layer's block holding W.T of shape
+    (fan_out, fan_in); only weight rows (< fan_in) are copied.
+    """
+    fan_in, fan_out = sizes[layer], sizes[layer + 1]
+    W = layer_weights(params, offsets, sizes, layer)[0]
+    WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
+    for k in range(row_start, min(row_stop, fan_in)):
+        for j in range(fan_out):
+            WT[j, k] = W[k, j]
+
+
+@njit(**config.JIT_OPTIONS)
+def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, rows, r0, r1, scale,
+                           acts, deltas, targets):
+    """Forward and backward pass of batch rows [r0, r1): fills their activations and deltas.
+
+    rows holds the indices into X and Y of the whole batch.  Returns the chunk's
+    loss summed over its rows.
+    """
+    n_layers = sizes.shape[0] - 1
+    batch_size = targets.shape[0]
+    x = layer_rows(acts, sizes, 0, batch_size)
+    for r in range(r0, r1):
+        x[r] = X[rows[r]]
+        targets[r] = Y[rows[r]]
+    for layer in range(n_layers):
+        W, b = layer_weights(params, offsets, sizes, layer)
+        dense_forward(layer_rows(acts, sizes, layer, batch_size)[r0:r1], W, b, codes[layer],
+                      layer_rows(acts, sizes, layer + 1, batch_size)[r0:r1])
+    delta = layer_rows(deltas, sizes, n_layers, batch_size)[r0:r1]
+    loss = output_delta(layer_rows(acts, sizes, n_layers, batch_size)[r0:r1], targets[r0:r1],
+                        codes[n_layers - 1], scale, delta)
+    for layer in range(n_layers - 1, 0, -1):
+        fan_in, fan_out = sizes[layer], sizes[layer + 1]
+        WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
+        delta_prev = layer_rows(deltas, sizes, layer, batch_size)[r0:r1]
+        dense_backward(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
+                       codes[layer - 1], delta_prev)
+        delta = delta_prev
+    return loss
+
+
+@njit(**config.JIT_OPTIONS)
+def update_task(params, params_t, grads, sizes, offsets, task, n_rows, lr, acts, deltas):
+    """Gradient and SGD update of one task's parameters (see ``make_tasks``).
+
+    Sums over the first n_rows rows of the batch buffers, then refreshes the
+    transposed copy of the rows it changed.
+    """
+    layer, row_start, row_stop = task[0], task[1], task[2]
+    batch_size = acts.shape[0] // sizes.sum()
+    fan_out = sizes[layer + 1]
+    start = offsets[layer] + row_start * fan_out
+    stop = offsets[layer] + row_stop * fan_out
+    param_grad(layer_rows(acts, sizes, layer, batch_size)[:n_rows],
+               layer_rows(deltas, sizes, layer + 1, batch_size)[:n_rows],
+               row_start, row_stop, grads[start:stop].reshape((row_stop - row_start, fan_out)))
+    sgd_update(params, grads, lr, start, stop)
+    if layer > 0:
+        transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
+
+
+@njit(**config.PARALLEL_OPTIONS)
+def train_epoch(params, params_t, grads, sizes, offsets, codes, tasks, X, Y, order, batch_size,
+                lr, acts, deltas, targets, chunk_losses):
+    """One epoch of mini-batch SGD over the rows X[order]; returns the mean loss.
+
+    Parameters
+    ----------
+    params : ndarray of shape (n_params,)
+        Flat parameters (see ``fastnn.network``), updated in place.
+    params_t, grads : ndarray of shape (n_params,)
+        Workspaces: transposed weights and gradients.
+    sizes, offsets, codes, tasks : int64 arrays
+        Layer widths, block offsets, activation codes and the update tasks.
+    X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
+    order : int64 ndarray of shape (n_epoch_rows,)
+        Rows of X to visit, in order (drawn by the caller from its seeded generator).
+    batch_size : int
+    lr : scalar of the parameters' dtype
+    acts, deltas : ndarray of shape (batch_size * sum(sizes),)
+        Batch buffers (see ``layer_rows``).
+    targets : ndarray of shape (batch_size, n_outputs)
+    chunk_losses : float64 ndarray of shape (ceil(batch_size / CHUNK_ROWS),)
+    """
+    n = order.shape[0]
+    chunk = config.CHUNK_ROWS
+    one = params.dtype.type(1.0)
+    for layer in range(1, sizes.shape[0] - 1):
+        transpose_weights(params, offsets, sizes, layer, 0, sizes[layer], params_t)
+    total_loss = 0.0
+    for batch_start in range(0, n, batch_size):
+        n_rows = min(batch_size, n - batch_start)
+        rows = order[batch_start : batch_start + n_rows]
+        scale = one / params.dtype.type(n_rows)
+        n_chunks = (n_rows + chunk - 1) // chunk
+        for c in prange(n_chunks):
+            chunk_losses[c] = forward_backward_chunk(
+                params, params_t, sizes, offsets, codes, X, Y, rows, c * chunk,
+                min(c * chunk + chunk, n_rows), scale, acts, deltas, targets)
+        for c in range(n_chunks):  # fixed order: the loss does not depend on threads either
+            total_loss += chunk_losses[c]
+        for t in prange(tasks.shape[0]):
+            update_task(params, params_t, grads, sizes, offsets, tasks[t], n_rows, lr, acts,
+                        deltas)
+    return total_loss / n
+
+
+@njit(**config.PARALLEL_OPTIONS)
+def predict_rows(params, sizes, offsets, codes, X, out):
+    """out = output of the network for every row of X, computed in parallel row chunks.
+
+    X (n_samples, n_features), out (n_samples, n_outputs) written in place.  Each
+    chunk allocates its own two scratch buffers (prediction is not a hot loop).
+    """
+    n = X.shape[0]
+    n_layers = sizes.shape[0] - 1
+    chunk = 256
+    width = sizes.max()
+    for c in prange((n + chunk - 1) // chunk):
+        r0, r1 = c * chunk, min(c * chunk + chunk, n)
+        ping = np.empty((r1 - r0) * width, dtype=params.dtype)
+        pong = np.empty((r1 - r0) * width, dtype=params.dtype)
+        a_prev = X[r0:r1]
+        for layer in range(n_layers):
+            W, b = layer_weights(params, offsets, sizes, layer)
+            a = ping[: (r1 - r0) * sizes[layer + 1]].reshape((r1 - r0, sizes[layer + 1]))
+            dense_forward(a_prev, W, b, codes[layer], a)
+            a_prev = a
+            ping, pong = pong, ping
+        out[r0:r1] = a_prev

@@ -1,0 +1,145 @@
+"""Network description and the flat parameter layout.
+
+A network is a stack of dense layers.  Layer ``l`` maps ``fan_in = sizes[l]``
+features to ``fan_out = sizes[l + 1]`` features.  All parameters live in one
+contiguous 1-D buffer; layer ``l`` owns the block
+
+    params[offsets[l] : offsets[l + 1]]  ==  [W_l (fan_in, fan_out) | b_l (fan_out,)]
+
+stored row-major, so the block is also a ``(fan_in + 1, fan_out)`` matrix whose
+last row is the bias.  The gradient and optimizer-state buffers use the same
+layout, so one kernel can update them all and saving a model is one array.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Activations allowed on hidden layers, with the integer code the kernels use.
+HIDDEN_ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+
+#: Output heads: the activation of the last layer and the loss it is paired with.
+#: Each pair is a canonical link, so the output delta is always ``(p - y) / n``.
+HEADS = {
+    "softmax": "categorical cross-entropy",
+    "sigmoid": "binary cross-entropy",
+    "identity": "mean squared error",
+}
+
+#: Kernel codes of all activations (hidden ones plus softmax).
+ACTIVATION_CODES = dict(HIDDEN_ACTIVATIONS, softmax=4)
+
+INITIALIZERS = ("normal", "glorot_uniform", "he_normal")
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Shapes and functions of a dense network.
+
+    Parameters
+    ----------
+    sizes : tuple of int
+        ``(n_features, hidden_1, ..., n_outputs)``; at least two entries.
+    activations : tuple of str
+        One hidden activation per hidden layer (``len(sizes) - 2`` entries).
+    head : str
+        Output activation: ``"softmax"``, ``"sigmoid"`` or ``"identity"``.
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+    """
+
+    sizes: tuple
+    activations: tuple
+    head: str = "softmax"
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        sizes = tuple(int(s) for s in self.sizes)
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must hold at least two positive widths, got {self.sizes!r}")
+        if isinstance(self.activations, str):
+            object.__setattr__(self, "activations", (self.activations,) * (len(sizes) - 2))
+        activations = tuple(self.activations)
+        if len(activations) != len(sizes) - 2:
+            raise ValueError(
+                f"{len(sizes) - 2} hidden layers need {len(sizes) - 2} activations, "
+                f"got {len(activations)}: {activations!r}"
+            )
+        for name in activations:
+            if name not in HIDDEN_ACTIVATIONS:
+                raise ValueError(
+                    f"unknown hidden activation {name!r}; choose from {sorted(HIDDEN_ACTIVATIONS)}"
+                )
+        if self.head not in HEADS:
+            raise ValueError(f"unknown output head {self.head!r}; choose from {sorted(HEADS)}")
+        dtype = np.dtype(self.dtype).name
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "activations", activations)
+        object.__setattr__(self, "dtype", dtype)
+
+    @property
+    def n_layers(self):
+        """Number of dense layers (weight matrices)."""
+        return len(self.sizes) - 1
+
+    @property
+    def layer_activations(self):
+        """Activation name of every layer, the head included."""
+        return self.activations + (self.head,)
+
+    @property
+    def activation_codes(self):
+        """int64 array of shape (n_layers,): kernel code of each layer's activation."""
+        return np.array([ACTIVATION_CODES[a] for a in self.layer_activations], dtype=np.int64)
+
+    @property
+    def offsets(self):
+        """int64 array of shape (n_layers + 1,): start of each layer's block in the flat buffer."""
+        blocks = [(fan_in + 1) * fan_out for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])]
+        return np.concatenate([[0], np.cumsum(blocks)]).astype(np.int64)
+
+    @property
+    def n_params(self):
+        return int(self.offsets[-1])
+
+
+def layer_views(arch, flat):
+    """Per-layer views ``[(W_0, b_0), ...]`` into a flat buffer (no copies).
+
+    ``W_l`` has shape (fan_in, fan_out) and ``b_l`` shape (fan_out,); writing to
+    a view writes to ``flat``.
+    """
+    views = []
+    for l, (fan_in, fan_out) in enumerate(zip(arch.sizes[:-1], arch.sizes[1:])):
+        block = flat[arch.offsets[l] : arch.offsets[l + 1]].reshape(fan_in + 1, fan_out)
+        views.append((block[:fan_in], block[fan_in]))
+    return views
+
+
+def init_params(arch, init="normal", random_state=None):
+    """A new flat parameter buffer of shape (n_params,) and dtype ``arch.dtype``.
+
+    ``normal`` draws every weight from N(0, 1), as the tutorial's ``np.random.randn``;
+    ``glorot_uniform`` draws from U(-l, l) with l = sqrt(6 / (fan_in + fan_out));
+    ``he_normal`` from N(0, 2 / fan_in).  Biases start at zero.  Weights are drawn
+    in float64 layer by layer, then cast, so both dtypes start from the same values.
+    """
+    from sklearn.utils import check_random_state
+
+    if init not in INITIALIZERS:
+        raise ValueError(f"unknown initializer {init!r}; choose from {list(INITIALIZERS)}")
+    rng = check_random_state(random_state)
+    params = np.zeros(arch.n_params, dtype=arch.dtype)
+    for W, _ in layer_views(arch, params):
+        fan_in, fan_out = W.shape
+        if init == "normal":
+            W[:] = rng.standard_normal((fan_in, fan_out))
+        elif init == "glorot_uniform":
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            W[:] = rng.uniform(-limit, limit, (fan_in, fan_out))
+        else:
+            W[:] = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+    return params

@@ -1,0 +1,163 @@
+"""The one training loop that every front end calls.
+
+``train`` runs epochs of mini-batch SGD on a flat parameter buffer with either
+backend:
+
+* ``"numba"``: the compiled whole-epoch driver ``kernels.epoch.train_epoch``
+  (workspaces allocated here, once per call, and reused by every epoch);
+* ``"numpy"``: the reference path ``reference.train_epoch``.
+
+Both visit the rows in the same order, drawn from one seeded generator, so the
+two backends can be compared epoch by epoch.
+"""
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import config, reference
+from .kernels import epoch as compiled
+
+BACKENDS = ("numba", "numpy")
+
+
+@contextlib.contextmanager
+def thread_limit(threads):
+    """Run the body with ``threads`` threads for Numba and BLAS; restore both afterwards.
+
+    threads=None leaves the current settings alone.
+    """
+    if threads is None:
+        yield
+        return
+    threads = int(threads)
+    if not 1 <= threads <= config.NUMBA_MAX_THREADS:
+        raise ValueError(f"threads must be between 1 and {config.NUMBA_MAX_THREADS}, got {threads}")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def epoch_order(rng, n_samples, batch_size, shuffle):
+    """Row order of one epoch: a permutation drawn from rng, or 0..n-1.
+
+    A full batch is never shuffled: its gradient does not depend on the order.
+    """
+    if shuffle and batch_size < n_samples:
+        return rng.permutation(n_samples).astype(np.int64)
+    return np.arange(n_samples, dtype=np.int64)
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss; the model keeps its last finite weights."""
+
+
+@dataclass
+class History:
+    """Per-epoch record of a training run."""
+
+    loss: list = field(default_factory=list)
+    epoch_seconds: list = field(default_factory=list)
+
+
+def train(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffle=True,
+          backend="numba", threads=None, on_epoch_end=None):
+    """Train params in place with mini-batch SGD.
+
+    Parameters
+    ----------
+    arch : network.Architecture
+    params : ndarray of shape (n_params,), dtype arch.dtype; updated in place.
+    X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
+        Cast to arch.dtype and made C-contiguous here.
+    epochs : int
+    batch_size : int
+        Rows per mini-batch; 0 or None means the full batch.
+    lr : float
+    random_state : int, RandomState or None
+        Seeds the shuffling.
+    backend : "numba" or "numpy"
+    threads : int or None
+        Threads for this call (Numba and BLAS), restored afterwards.
+    on_epoch_end : callable(epoch, loss) or None
+        Called after every epoch (epoch counts from 1).
+
+    Returns
+    -------
+    History
+    """
+    from sklearn.utils import check_random_state
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
+    dtype = np.dtype(arch.dtype)
+    X = np.ascontiguousarray(X, dtype=dtype)
+    Y = np.ascontiguousarray(Y, dtype=dtype)
+    n = X.shape[0]
+    batch_size = n if not batch_size else min(int(batch_size), n)
+    rng = check_random_state(random_state)
+    history = History()
+    if backend == "numba":
+        run_epoch = _compiled_epoch(arch, params, X, Y, batch_size, lr)
+    else:
+        def run_epoch(order):
+            return reference.train_epoch(arch, params, X, Y, order, batch_size, dtype.type(lr))
+    with thread_limit(threads):
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            backup = params.copy()
+            loss = run_epoch(epoch_order(rng, n, batch_size, shuffle))
+            history.epoch_seconds.append(time.perf_counter() - start)
+            if not math.isfinite(loss):
+                params[:] = backup
+                raise DivergenceError(
+                    f"loss became {loss} in epoch {epoch}; the weights of epoch {epoch - 1} were "
+                    f"kept. Lower the learning rate (now {lr}) or rescale the inputs."
+                )
+            history.loss.append(loss)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, loss)
+    return history
+
+
+def _compiled_epoch(arch, params, X, Y, batch_size, lr):
+    """A function order -> loss running one compiled epoch; workspaces allocated here, once."""
+    sizes = np.array(arch.sizes, dtype=np.int64)
+    offsets = arch.offsets
+    codes = arch.activation_codes
+    tasks = compiled.make_tasks(arch.sizes)
+    dtype = params.dtype
+    params_t = np.zeros_like(params)
+    grads = np.zeros_like(params)
+    acts = np.zeros(batch_size * int(sizes.sum()), dtype=dtype)
+    deltas = np.zeros_like(acts)
+    targets = np.zeros((batch_size, sizes[-1]), dtype=dtype)
+    chunk_losses = np.zeros(-(-batch_size // config.CHUNK_ROWS))
+    lr = dtype.type(lr)
+
+    def run_epoch(order):
+        return compiled.train_epoch(params, params_t, grads, sizes, offsets, codes, tasks, X, Y,
+                                    order, batch_size, lr, acts, deltas, targets, chunk_losses)
+
+    return run_epoch
+
+
+def predict_output(arch, params, X, backend="numba", threads=None):
+    """Head output for X, ndarray of shape (n_samples, n_outputs) in arch.dtype."""
+    X = np.ascontiguousarray(X, dtype=arch.dtype)
+    if backend == "numpy":
+        return reference.predict_proba(arch, params, X)
+    out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
+    with thread_limit(threads):
+        compiled.predict_rows(params, np.array(arch.sizes, dtype=np.int64), arch.offsets,
+                              arch.activation_codes, X, out)
+    return out
