@@ -33,8 +33,10 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 
 CACHE = os.environ.get("FASTNN_CACHE", "1") != "0"
 
-#: Options shared by every serial kernel.
-JIT_OPTIONS = dict(nogil=True, fastmath=set(FASTMATH), cache=CACHE)
+#: Options shared by every serial kernel.  error_model="numpy": a float division
+#: by zero gives inf/NaN as in NumPy instead of a Python exception; the check that
+#: Python semantics need also stops LLVM from vectorising every loop that divides.
+JIT_OPTIONS = dict(nogil=True, fastmath=set(FASTMATH), error_model="numpy", cache=CACHE)
 
 #: Options of the parallel drivers (``prange`` over fixed chunks).
 PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)

@@ -154,10 +154,10 @@ def _compiled_epoch(arch, params, X, Y, batch_size, lr):
 def predict_output(arch, params, X, backend="numba", threads=None):
     """Head output for X, ndarray of shape (n_samples, n_outputs) in arch.dtype."""
     X = np.ascontiguousarray(X, dtype=arch.dtype)
-    if backend == "numpy":
-        return reference.predict_proba(arch, params, X)
-    out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
     with thread_limit(threads):
+        if backend == "numpy":
+            return reference.predict_proba(arch, params, X)
+        out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
         compiled.predict_rows(params, np.array(arch.sizes, dtype=np.int64), arch.offsets,
                               arch.activation_codes, X, out)
-    return out
+        return out
