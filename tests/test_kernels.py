@@ -1,0 +1,310 @@
+"""Every compiled kernel against its NumPy twin in fastnn.reference.
+
+Shapes are chosen so that nothing lines up with the kernels' blocking (4 rows and
+4 terms at a time) or with the SIMD width: 1 row, row counts that are not
+multiples of 4, widths 1, 3, 17 and 33.  All inputs are C-contiguous float32 or
+float64 arrays, so each kernel is compiled once per dtype.
+"""
+
+import numpy as np
+import pytest
+from numba import njit
+from scipy.special import expit
+
+from fastnn import kernels, reference
+from fastnn.kernels.activations import fast_exp
+from fastnn.network import ACTIVATION_CODES
+
+from .conftest import assert_close, seed_of
+
+DTYPES = ("float32", "float64")
+HIDDEN_CODES = {name: code for name, code in ACTIVATION_CODES.items() if name != "softmax"}
+SOFTMAX, SIGMOID, IDENTITY = (ACTIVATION_CODES[k] for k in ("softmax", "sigmoid", "identity"))
+
+#: (n_rows, fan_in, fan_out) of a dense layer.
+LAYER_SHAPES = [(1, 3, 1), (5, 17, 33), (7, 33, 3), (13, 1, 17), (18, 9, 5), (6, 4, 8)]
+#: (n_rows, width) of an output layer.
+OUTPUT_SHAPES = [(1, 3), (5, 17), (7, 1), (13, 33), (9, 10)]
+
+
+def shape_id(shape):
+    return "x".join(map(str, shape))
+
+
+def generator(*key):
+    """A Generator seeded by the test's parameters, so every case has its own fixed data."""
+    return np.random.default_rng(seed_of(repr(key)))
+
+
+def draw(rng, shape, dtype, scale=1.0):
+    return np.ascontiguousarray(scale * rng.standard_normal(shape), dtype=dtype)
+
+
+def layer_inputs(rng, shape, dtype):
+    """a_prev (n, fan_in), W (fan_in, fan_out) scaled by 1/sqrt(fan_in), b (fan_out,)."""
+    n, fan_in, fan_out = shape
+    return (draw(rng, (n, fan_in), dtype), draw(rng, (fan_in, fan_out), dtype, fan_in ** -0.5),
+            draw(rng, (fan_out,), dtype, 0.5))
+
+
+def activated(rng, shape, dtype, code):
+    """Outputs of a layer with the given hidden activation (relu: about half exact zeros)."""
+    name = {v: k for k, v in HIDDEN_CODES.items()}[code]
+    return np.ascontiguousarray(reference.ACTIVATIONS[name](draw(rng, shape, np.float64)),
+                                dtype=dtype)
+
+
+def garbage(shape, dtype):
+    """An out buffer full of NaN: any element the kernel forgets to write shows up."""
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# dense_forward
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", sorted(ACTIVATION_CODES.values()))
+@pytest.mark.parametrize("shape", LAYER_SHAPES, ids=shape_id)
+def test_dense_forward(shape, code, dtype):
+    a_prev, W, b = layer_inputs(generator("forward", shape, code, dtype), shape, dtype)
+    out = garbage((shape[0], shape[2]), dtype)
+    expected = np.empty_like(out)
+    kernels.dense_forward(a_prev, W, b, code, out)
+    reference.dense_forward(a_prev, W, b, code, expected)
+    assert out.dtype == np.dtype(dtype)
+    assert_close(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", [SIGMOID, ACTIVATION_CODES["tanh"], SOFTMAX])
+def test_dense_forward_extreme_inputs(code, dtype):
+    """Pre-activations of +-300 to 400: finite, correct outputs (no overflow in exp)."""
+    rng = generator("extreme", code, dtype)
+    a_prev = np.ascontiguousarray(np.eye(6, 5), dtype=dtype)
+    W = np.zeros((5, 7), dtype=dtype)
+    b = np.ascontiguousarray(rng.uniform(300, 400, 7) * rng.choice([-1, 1], 7), dtype=dtype)
+    W[np.arange(5), np.arange(5)] = rng.uniform(-100, 100, 5)
+    out, expected = garbage((6, 7), dtype), np.empty((6, 7), dtype=dtype)
+    kernels.dense_forward(a_prev, W, b, code, out)
+    reference.dense_forward(a_prev, W, b, code, expected)
+    assert np.isfinite(out).all()
+    assert_close(out, expected)
+    if code == SOFTMAX:
+        assert_close(out.sum(axis=1), np.ones(6, dtype=dtype))
+
+
+# ---------------------------------------------------------------------------
+# output_delta
+# ---------------------------------------------------------------------------
+
+
+def head_outputs(rng, shape, code, dtype):
+    """(p, y) in the head's range: softmax rows and one-hot y, sigmoid p and 0/1 y, reals."""
+    n, width = shape
+    z = rng.standard_normal(shape)
+    if code == SOFTMAX:
+        p = reference.softmax(z)
+        y = np.eye(width)[rng.integers(0, width, n)]
+    elif code == SIGMOID:
+        p = expit(z)
+        y = rng.integers(0, 2, shape).astype(np.float64)
+    else:
+        p, y = z, rng.standard_normal(shape)
+    return np.ascontiguousarray(p, dtype=dtype), np.ascontiguousarray(y, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", [SOFTMAX, SIGMOID, IDENTITY], ids=["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("shape", OUTPUT_SHAPES, ids=shape_id)
+def test_output_delta(shape, code, dtype):
+    p, y = head_outputs(generator("delta", shape, code, dtype), shape, code, dtype)
+    scale = 1.0 / shape[0]
+    out, expected = garbage(shape, dtype), np.empty(shape, dtype=dtype)
+    loss = kernels.output_delta(p, y, code, scale, out)
+    expected_loss = reference.output_delta(p, y, code, scale, expected)
+    assert_close(out, expected)
+    assert_close(loss, expected_loss, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", [SOFTMAX, SIGMOID], ids=["softmax", "sigmoid"])
+def test_output_delta_saturated(code, dtype):
+    """p of exactly 0 or 1: the log is floored at the smallest normal number, as in NumPy."""
+    p = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.25, 0.25]], dtype=dtype)
+    y = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype)
+    out, expected = garbage((3, 3), dtype), np.empty((3, 3), dtype=dtype)
+    loss = kernels.output_delta(p, y, code, 1.0 / 3, out)
+    expected_loss = reference.output_delta(p, y, code, 1.0 / 3, expected)
+    assert np.isfinite(loss)
+    assert_close(out, expected)
+    assert_close(loss, expected_loss, dtype=dtype)
+
+
+@pytest.mark.parametrize("code", [SOFTMAX, SIGMOID, IDENTITY], ids=["softmax", "sigmoid", "identity"])
+def test_output_delta_propagates_nan(code):
+    """A NaN output must give a NaN loss: that is how training detects divergence."""
+    p = np.array([[np.nan, 0.5], [0.3, 0.7]])
+    y = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert np.isnan(kernels.output_delta(p, y, code, 0.5, np.empty((2, 2))))
+    assert np.isnan(reference.output_delta(p, y, code, 0.5, np.empty((2, 2))))
+
+
+# ---------------------------------------------------------------------------
+# dense_backward
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(HIDDEN_CODES))
+@pytest.mark.parametrize("shape", LAYER_SHAPES, ids=shape_id)
+def test_dense_backward(shape, name, dtype):
+    n, fan_in, fan_out = shape
+    code = HIDDEN_CODES[name]
+    rng = generator("backward", shape, code, dtype)
+    delta = draw(rng, (n, fan_out), dtype)
+    W = draw(rng, (fan_in, fan_out), dtype)
+    WT = np.ascontiguousarray(W.T)
+    a_prev = activated(rng, (n, fan_in), dtype, code)
+    out, expected = garbage((n, fan_in), dtype), np.empty((n, fan_in), dtype=dtype)
+    kernels.dense_backward(delta, WT, a_prev, code, out)
+    reference.dense_backward(delta, WT, a_prev, code, expected)
+    assert_close(out, expected)
+    if name == "relu":
+        assert (out[a_prev == 0] == 0).all()
+
+
+# ---------------------------------------------------------------------------
+# param_grad
+# ---------------------------------------------------------------------------
+
+
+def row_ranges(fan_in):
+    """Row ranges of a (fan_in + 1, fan_out) block: all, weights only, bias only, mixtures."""
+    third = fan_in // 3
+    ranges = {(0, fan_in + 1), (0, fan_in), (fan_in, fan_in + 1), (fan_in // 2, fan_in + 1),
+              (third, max(third + 1, 2 * fan_in // 3)), (fan_in, fan_in)}
+    return sorted(ranges)
+
+
+PARAM_GRAD_CASES = [
+    pytest.param(shape, rows, id=f"{shape_id(shape)}-rows{rows[0]}:{rows[1]}")
+    for shape in LAYER_SHAPES
+    for rows in row_ranges(shape[1])
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, rows", PARAM_GRAD_CASES)
+def test_param_grad(shape, rows, dtype):
+    n, fan_in, fan_out = shape
+    row_start, row_stop = rows
+    rng = generator("grad", shape, rows, dtype)
+    a_prev = draw(rng, (n, fan_in), dtype)
+    delta = draw(rng, (n, fan_out), dtype)
+    out = garbage((row_stop - row_start, fan_out), dtype)
+    expected = np.empty_like(out)
+    kernels.param_grad(a_prev, delta, row_start, row_stop, out)
+    reference.param_grad(a_prev, delta, row_start, row_stop, expected)
+    assert_close(out, expected)
+    # Independent of both: the block is [a_prev | 1]^T delta.
+    block = np.vstack([a_prev.astype(np.float64).T @ delta, delta.astype(np.float64).sum(axis=0)])
+    assert_close(out, block[row_start:row_stop], dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# sgd_update
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size, start, stop", [(1, 0, 1), (37, 0, 37), (37, 5, 22), (37, 36, 37),
+                                               (37, 9, 9)])
+def test_sgd_update(size, start, stop, dtype):
+    rng = generator("sgd", size, start, stop, dtype)
+    params, grads = draw(rng, size, dtype), draw(rng, size, dtype)
+    lr = np.dtype(dtype).type(0.37)
+    before, grads_before = params.copy(), grads.copy()
+    expected = params.copy()
+    kernels.sgd_update(params, grads, lr, start, stop)
+    reference.sgd_update(expected, grads, lr, start, stop)
+    assert_close(params, expected)
+    np.testing.assert_array_equal(params[:start], before[:start])
+    np.testing.assert_array_equal(params[stop:], before[stop:])
+    np.testing.assert_array_equal(grads, grads_before)
+    if stop > start:
+        assert not np.array_equal(params[start:stop], before[start:stop])
+
+
+# ---------------------------------------------------------------------------
+# matmul_acc (no reference twin: c += a @ b against NumPy)
+# ---------------------------------------------------------------------------
+
+MATMUL_SHAPES = [(1, 1, 1), (1, 5, 3), (3, 17, 1), (5, 4, 33), (7, 33, 17), (13, 9, 5), (8, 8, 8)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["C", "strided"])
+@pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=shape_id)
+def test_matmul_acc(shape, layout, dtype):
+    m, k, n = shape
+    rng = generator("matmul", shape, layout, dtype)
+    if layout == "C":
+        a = draw(rng, (m, k), dtype)
+    else:  # a transposed column slice, as param_grad passes a_prev[:, rows].T
+        a = draw(rng, (k, m + 2), dtype)[:, 1:m + 1].T
+    b, c = draw(rng, (k, n), dtype), draw(rng, (m, n), dtype)
+    expected = c.astype(np.float64) + a.astype(np.float64) @ b.astype(np.float64)
+    kernels.matmul_acc(a, b, c)
+    assert_close(c, expected, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# fast_exp
+# ---------------------------------------------------------------------------
+
+
+@njit
+def exp_all(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fast_exp(x[i])
+
+
+def fast_exp_of(x):
+    out = np.empty_like(x)
+    exp_all(x, out)
+    return out
+
+
+@pytest.mark.parametrize("dtype, lo, hi, bound", [("float32", -87.0, 88.0, 2e-7),
+                                                  ("float64", -708.0, 709.0, 5e-16)])
+def test_fast_exp_accuracy(dtype, lo, hi, bound):
+    """Max relative error against the exact exp (np.exp in float64 of the same x).
+
+    float32 is compared with float64 exp rather than float32 np.exp, whose own error
+    (SIMD implementation) is about 2e-7.  The bounds are about 1.7 and 2.3 ulp.
+    """
+    rng = generator("exp", dtype)
+    x = np.concatenate([np.linspace(lo, hi, 200_001), rng.uniform(lo, hi, 50_000),
+                        rng.uniform(-1, 1, 50_000), np.arange(int(lo), int(hi) + 1)])
+    x = x.astype(dtype)
+    y = fast_exp_of(x)
+    assert y.dtype == np.dtype(dtype)
+    exact = np.exp(x.astype(np.float64))
+    rel = np.abs(y.astype(np.float64) - exact) / exact
+    assert rel.max() < bound, f"max relative error {rel.max():.3g} at x = {x[rel.argmax()]}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_exp_special_values(dtype):
+    dt = np.dtype(dtype)
+    overflow = np.log(np.finfo(dt).max)
+    underflow = np.log(np.finfo(dt).tiny)  # below this exp is subnormal
+    x = np.array([underflow - 0.01, underflow - 1, -1e30, -np.inf, np.nan, overflow + 0.01, np.inf,
+                  0.0, -0.0], dtype=dt)
+    y = fast_exp_of(x)
+    np.testing.assert_array_equal(y[:4], 0)
+    assert np.isnan(y[4])
+    np.testing.assert_array_equal(y[5:7], np.inf)
+    np.testing.assert_array_equal(y[7:], 1)
