@@ -10,9 +10,9 @@ The pieces, one module each:
 """
 
 from .network import Architecture, init_params, layer_views
-from .trainer import DivergenceError, predict_output, train
+from .trainer import DivergenceError, fit, predict_output
 
 __version__ = "0.1.0"
 
-__all__ = ["Architecture", "DivergenceError", "init_params", "layer_views", "predict_output",
-           "train", "__version__"]
+__all__ = ["Architecture", "DivergenceError", "fit", "init_params", "layer_views",
+           "predict_output", "__version__"]

@@ -43,10 +43,12 @@ PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 
 #: Rows of a mini-batch that one parallel task processes in the forward and
 #: backward passes.  Fixed, so results never depend on the thread count.
-CHUNK_ROWS = 16
+CHUNK_ROWS = int(os.environ.get("FASTNN_CHUNK_ROWS", 16))
 
-#: Target number of parameters per task of the parallel gradient + update pass.
-PARAMS_PER_TASK = 2048
+#: Target number of parameters per task of the parallel gradient + update pass,
+#: and the width below which a layer's rows count as this wide (see make_tasks).
+PARAMS_PER_TASK = int(os.environ.get("FASTNN_PARAMS_PER_TASK", 4096))
+TASK_MIN_WIDTH = int(os.environ.get("FASTNN_TASK_MIN_WIDTH", 64))
 
 numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 

@@ -15,14 +15,13 @@ import math
 import os
 import sys
 import time
-import types
 
 import numpy as np
 
 from . import config, model_io
 from .datasets import LOADERS, load_dataset, predict_labels
 from .network import DTYPES, HEADS, HIDDEN_ACTIVATIONS, INITIALIZERS, Architecture, init_params
-from .trainer import BACKENDS, DivergenceError, predict_output, train
+from .trainer import BACKENDS, DivergenceError, fit, predict_output
 
 PROG = "fastnn.train"
 
@@ -218,11 +217,11 @@ def _main(argv):
     try:
         # Overflow on the way to a non-finite loss is reported once, as DivergenceError.
         with np.errstate(over="ignore", invalid="ignore"):
-            history = train(arch, params, data.X_train, data.Y_train, epochs=args.epochs,
+            history = fit(arch, params, data.X_train, data.Y_train, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, random_state=args.seed,
                             backend=args.backend, threads=threads, on_epoch_end=progress)
     except DivergenceError as exc:
-        raise UsageError(f"training diverged: {exc}") from None
+        raise UsageError(str(exc)) from None
     total = time.perf_counter() - start
 
     scores = {}
@@ -274,20 +273,5 @@ def _check_writable(path):
         raise UsageError(f"--save {path}: directory {directory} is not writable")
 
 
-class _CallableModule(types.ModuleType):
-    """This module, callable as ``fastnn.trainer.train``.
-
-    ``fastnn/__init__.py`` exports the function ``train``, and Python's import system
-    sets ``fastnn.train`` to this module as soon as anything imports ``fastnn.train``
-    (the ``fastnn-train`` entry point, a test, a user).  Making the module callable
-    keeps ``fastnn.train(arch, params, X, Y, ...)`` working whatever was imported first.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return train(*args, **kwargs)
-
-
 if __name__ == "__main__":
     sys.exit(main())
-else:
-    sys.modules[__name__].__class__ = _CallableModule

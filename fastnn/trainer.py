@@ -1,6 +1,6 @@
 """The one training loop that every front end calls.
 
-``train`` runs epochs of mini-batch SGD on a flat parameter buffer with either
+``fit`` runs epochs of mini-batch SGD on a flat parameter buffer with either
 backend:
 
 * ``"numba"``: the compiled whole-epoch driver ``kernels.epoch.train_epoch``
@@ -69,7 +69,7 @@ class History:
     epoch_seconds: list = field(default_factory=list)
 
 
-def train(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffle=True,
+def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffle=True,
           backend="numba", threads=None, on_epoch_end=None):
     """Train params in place with mini-batch SGD.
 
@@ -117,11 +117,13 @@ def train(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuf
             backup = params.copy()
             loss = run_epoch(epoch_order(rng, n, batch_size, shuffle))
             history.epoch_seconds.append(time.perf_counter() - start)
-            if not math.isfinite(loss):
+            # The loss is measured before each update, so the weights are checked too.
+            if not (math.isfinite(loss) and np.isfinite(params).all()):
                 params[:] = backup
                 raise DivergenceError(
-                    f"loss became {loss} in epoch {epoch}; the weights of epoch {epoch - 1} were "
-                    f"kept. Lower the learning rate (now {lr}) or rescale the inputs."
+                    f"training diverged: a non-finite loss or weight in epoch {epoch} (mean "
+                    f"loss {loss}); the weights of epoch {epoch - 1} were kept. Lower the "
+                    f"learning rate (now {lr}) or rescale the inputs."
                 )
             history.loss.append(loss)
             if on_epoch_end is not None:

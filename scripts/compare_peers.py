@@ -2,8 +2,8 @@
 
 Systems
 -------
-fastnn     fastnn's compiled engine, ``train(..., backend="numba")``
-reference  fastnn's NumPy reference path, ``train(..., backend="numpy")``
+fastnn     fastnn's compiled engine, ``fit(..., backend="numba")``
+reference  fastnn's NumPy reference path, ``fit(..., backend="numpy")``
 tutorial   the tutorial's ``MyNN`` algorithm re-implemented here (plain NumPy, one Python
            loop per epoch; for mini-batch workloads a plain shuffled mini-batch loop).
            It computes the loss every step as the tutorial does, but does not print it.
@@ -94,7 +94,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastnn
-from fastnn import Architecture, init_params, layer_views, predict_output, train
+from fastnn import Architecture, fit, init_params, layer_views, predict_output
 
 SEED = 0
 TUTORIAL_EPOCHS = 1500
@@ -230,7 +230,7 @@ def make_fastnn(wl, dtype, threads, backend="numba"):
     X, _, Y = training_data(wl, dtype)
 
     def fit(epochs):
-        return train(arch, params, X, Y, epochs=epochs, batch_size=wl.batch_size, lr=wl.lr,
+        return fit(arch, params, X, Y, epochs=epochs, batch_size=wl.batch_size, lr=wl.lr,
                      random_state=SEED, backend=backend, threads=threads).epoch_seconds
 
     def predict(Xq):

@@ -18,7 +18,6 @@ from fastnn import model_io
 from fastnn.datasets import load_dataset
 from fastnn.network import Architecture, init_params
 
-# The module, not the function ``fastnn.train`` that ``from fastnn import train`` gives.
 cli = importlib.import_module("fastnn.train")
 
 # Run the subprocess from the directory that holds the imported package, so that it
@@ -84,7 +83,7 @@ def test_save_writes_the_trained_params(tmp_path):
     data = load_dataset("iris")
     arch = Architecture((4, 8, 3), "sigmoid", "softmax", "float32")
     params = init_params(arch, "normal", random_state=3)
-    fastnn.train(arch, params, data.X_train, data.Y_train, epochs=3, batch_size=16, lr=0.5,
+    fastnn.fit(arch, params, data.X_train, data.Y_train, epochs=3, batch_size=16, lr=0.5,
                  random_state=3, backend="numpy")
     assert model.arch == arch
     assert model.params.dtype == params.dtype
@@ -137,21 +136,9 @@ def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "train", interrupted)
+    monkeypatch.setattr(cli, "fit", interrupted)
     assert cli.main(["--dataset", "iris", "--epochs", "1"]) == 130
     assert "interrupted" in capsys.readouterr().err
-
-
-def test_fastnn_train_stays_callable_after_importing_the_cli():
-    # Importing the submodule fastnn.train rebinds the package attribute fastnn.train
-    # from the function to the module; the module forwards calls to the function.
-    assert fastnn.train is cli
-    arch = Architecture((3, 2), (), "softmax", "float64")
-    params = init_params(arch, random_state=0)
-    X = np.eye(3)
-    history = fastnn.train(arch, params, X, X[:, :2], epochs=2, batch_size=0, lr=0.1,
-                           backend="numpy")
-    assert len(history.loss) == 2
 
 
 @pytest.mark.parametrize("epochs, step", [(1, 1), (20, 1), (21, 2), (50, 5), (300, 20),

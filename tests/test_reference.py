@@ -11,7 +11,7 @@ above then fail, so a wrong backward pass cannot slip through this file.
 import numpy as np
 import pytest
 
-from fastnn import Architecture, init_params, layer_views, reference, train
+from fastnn import Architecture, init_params, fit, layer_views, reference
 
 from . import naive
 from .conftest import FD_EPS, FD_TOL, assert_close, make_problem
@@ -242,7 +242,7 @@ def test_matches_tutorial(digits, tutorial, backend, rel):
     x_train, _, y_train, _ = digits
     nn, losses, params0 = tutorial
     params = params0.copy()
-    history = train(TUTORIAL_ARCH, params, x_train, y_train, epochs=TUTORIAL_EPOCHS,
+    history = fit(TUTORIAL_ARCH, params, x_train, y_train, epochs=TUTORIAL_EPOCHS,
                     batch_size=0, lr=0.5, backend=backend)
     compare_with_tutorial(params, nn, rel)
     # The reported loss is the tutorial's error() before each epoch's update.
@@ -300,7 +300,7 @@ def test_tutorial_comparison_catches_a_tiny_perturbation(digits, tutorial, monke
     nn, _, params0 = tutorial
     monkeypatch.setitem(reference.DERIVATIVES, "sigmoid", lambda a: a * (1 - a) * (1 + 1e-6))
     params = params0.copy()
-    train(TUTORIAL_ARCH, params, x_train, y_train, epochs=TUTORIAL_EPOCHS, batch_size=0, lr=0.5,
+    fit(TUTORIAL_ARCH, params, x_train, y_train, epochs=TUTORIAL_EPOCHS, batch_size=0, lr=0.5,
           backend="numpy")
     with pytest.raises(AssertionError):
         compare_with_tutorial(params, nn, 1e-12)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastnn import (Architecture, DivergenceError, config, init_params, layer_views,
-                    predict_output, train)
+                    fit, predict_output)
 
 from . import naive
 from .conftest import TRAINING_RTOL, assert_close, make_problem
@@ -44,7 +44,7 @@ def test_numba_matches_numpy(rng, sizes, acts, head, lr, dtype):
     runs = {}
     for backend in ("numpy", "numba"):
         params = params0.copy()
-        history = train(arch, params, X, Y, epochs=5, batch_size=32, lr=lr, random_state=7,
+        history = fit(arch, params, X, Y, epochs=5, batch_size=32, lr=lr, random_state=7,
                         backend=backend)
         runs[backend] = params, history.loss
     (p_ref, loss_ref), (p_fast, loss_fast) = runs["numpy"], runs["numba"]
@@ -66,7 +66,7 @@ def test_one_epoch_matches_naive_sgd(rng, backend):
                                       Y[start:start + 4])
         losses.append(loss * len(X[start:start + 4]))
         expected = [(W - 0.25 * gW, b - 0.25 * gb) for (W, b), (gW, gb) in zip(expected, grads)]
-    history = train(arch, params, X, Y, epochs=1, batch_size=4, lr=0.25, shuffle=False,
+    history = fit(arch, params, X, Y, epochs=1, batch_size=4, lr=0.25, shuffle=False,
                     backend=backend)
     for (W, b), (eW, eb) in zip(layer_views(arch, params), expected):
         assert_close(W, eW)
@@ -79,9 +79,9 @@ def test_input_layout_and_dtype_do_not_matter(rng, backend):
     """Fortran-ordered float64 input to a float32 network trains like C-ordered float32."""
     arch, params0, X, Y = make_problem(rng, (6, 9, 3), ("relu",), "identity", "float32", n=40)
     a, b = params0.copy(), params0.copy()
-    train(arch, a, np.asfortranarray(X), Y, epochs=2, batch_size=16, lr=0.1, random_state=1,
+    fit(arch, a, np.asfortranarray(X), Y, epochs=2, batch_size=16, lr=0.1, random_state=1,
           backend=backend)
-    train(arch, b, X.astype(np.float32), Y.astype(np.float32), epochs=2, batch_size=16, lr=0.1,
+    fit(arch, b, X.astype(np.float32), Y.astype(np.float32), epochs=2, batch_size=16, lr=0.1,
           random_state=1, backend=backend)
     np.testing.assert_array_equal(a, b)
 
@@ -108,7 +108,7 @@ def test_thread_count_does_not_change_results(dtype):
     results = {}
     for threads in (1, 2):
         params = params0.copy()
-        history = train(arch, params, X, Y, epochs=3, batch_size=64, lr=0.5, random_state=3,
+        history = fit(arch, params, X, Y, epochs=3, batch_size=64, lr=0.5, random_state=3,
                         threads=threads)
         results[threads] = params, history.loss
     assert np.array_equal(results[1][0], results[2][0])
@@ -123,7 +123,7 @@ def test_same_seed_same_weights(dtype, backend):
     runs = []
     for random_state in (5, 5, 6):
         params = params0.copy()
-        train(arch, params, X, Y, epochs=2, batch_size=64, lr=0.5, random_state=random_state,
+        fit(arch, params, X, Y, epochs=2, batch_size=64, lr=0.5, random_state=random_state,
               backend=backend)
         runs.append(params)
     assert np.array_equal(runs[0], runs[1])
@@ -138,7 +138,7 @@ def test_thread_count_is_set_and_restored():
     previous = numba.get_num_threads()
     numba.set_num_threads(2)
     try:
-        train(arch, params, X, Y, epochs=1, batch_size=64, lr=0.1, threads=1,
+        fit(arch, params, X, Y, epochs=1, batch_size=64, lr=0.1, threads=1,
               on_epoch_end=lambda epoch, loss: seen.append(numba.get_num_threads()))
         assert seen == [1]
         assert numba.get_num_threads() == 2
@@ -146,7 +146,7 @@ def test_thread_count_is_set_and_restored():
         Y_nan = Y.copy()
         Y_nan[0, 0] = np.nan
         with pytest.raises(DivergenceError):
-            train(arch, params, X, Y_nan, epochs=1, batch_size=64, lr=0.1, threads=1)
+            fit(arch, params, X, Y_nan, epochs=1, batch_size=64, lr=0.1, threads=1)
         assert numba.get_num_threads() == 2
     finally:
         numba.set_num_threads(previous)
@@ -155,9 +155,9 @@ def test_thread_count_is_set_and_restored():
 def test_invalid_arguments():
     arch, params, X, Y = deterministic_problem("float64")
     with pytest.raises(ValueError):
-        train(arch, params, X, Y, epochs=1, batch_size=64, lr=0.1, threads=0)
+        fit(arch, params, X, Y, epochs=1, batch_size=64, lr=0.1, threads=0)
     with pytest.raises(ValueError):
-        train(arch, params, X, Y, epochs=1, batch_size=64, lr=0.1, backend="torch")
+        fit(arch, params, X, Y, epochs=1, batch_size=64, lr=0.1, backend="torch")
 
 
 # ---------------------------------------------------------------------------
@@ -174,22 +174,17 @@ def test_divergence_raises_and_keeps_last_finite_weights(rng, backend, acts, bat
     params = params0.copy()
     finished = []
     with pytest.raises(DivergenceError):
-        train(arch, params, X, Y, epochs=100, batch_size=batch_size, lr=1e6, random_state=0,
+        fit(arch, params, X, Y, epochs=100, batch_size=batch_size, lr=1e6, random_state=0,
               backend=backend, on_epoch_end=lambda epoch, loss: finished.append(epoch))
     assert np.isfinite(params).all()
     # The weights are those of the last finished epoch: rerun exactly that many epochs.
     again = params0.copy()
-    train(arch, again, X, Y, epochs=len(finished), batch_size=batch_size, lr=1e6, random_state=0,
+    fit(arch, again, X, Y, epochs=len(finished), batch_size=batch_size, lr=1e6, random_state=0,
           backend=backend)
     np.testing.assert_array_equal(params, again)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "fastnn bug: train() backs up the weights at the start of each epoch only, and the "
-    "loss is measured before each update, so an epoch whose loss is finite can end with "
-    "non-finite weights; the next epoch then 'keeps' those non-finite weights although "
-    "DivergenceError promises the last finite ones"))
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_divergence_weights_finite_when_last_update_overflows(backend):
     # One identity unit, full batch: epoch 1 has loss 5e299 (finite) and its update
@@ -197,7 +192,7 @@ def test_divergence_weights_finite_when_last_update_overflows(backend):
     arch = Architecture((1, 1), (), "identity", "float64")
     params = np.array([1.0, 0.0])
     with pytest.raises(DivergenceError):
-        train(arch, params, np.array([[1e150]]), np.array([[0.0]]), epochs=3, batch_size=0,
+        fit(arch, params, np.array([[1e150]]), np.array([[0.0]]), epochs=3, batch_size=0,
               lr=1e10, backend=backend)
     assert np.isfinite(params).all(), params
 
@@ -238,7 +233,7 @@ def test_digits_sanity(digits):
     x_train, x_test, y_train, y_test = digits
     arch = Architecture((64, 128, 128, 10), "sigmoid", "softmax", "float32")
     params = init_params(arch, "normal", 0)
-    history = train(arch, params, x_train, y_train, epochs=30, batch_size=64, lr=0.5,
+    history = fit(arch, params, x_train, y_train, epochs=30, batch_size=64, lr=0.5,
                     random_state=0)
     assert history.loss[-1] < 0.2 * history.loss[0]
     accuracy = np.mean(predict_output(arch, params, x_test).argmax(axis=1) == y_test.argmax(axis=1))

@@ -22,20 +22,22 @@ from .. import config
 from .dense import dense_backward, dense_forward, output_delta, param_grad, sgd_update
 
 
-def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK):
+def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.TASK_MIN_WIDTH):
     """int64 array of shape (n_tasks, 3): (layer, row_start, row_stop) of each update task.
 
-    Rows index a layer's (fan_in + 1, fan_out) block; the last row is the bias.
-    Ranges hold about ``params_per_task`` parameters, in multiples of 4 rows and at
-    most 32 rows: a narrow layer costs more per parameter (short vectors), so its
-    block is still split between threads.
+    Rows index a layer's (fan_in + 1, fan_out) block; the bias row goes with the
+    last range.  Numba splits the tasks into one contiguous run per thread, so
+    the tasks are sized to cost about the same: ``params_per_task`` parameters,
+    counting a layer narrower than ``min_width`` as ``min_width`` wide (its short
+    rows vectorise poorly and cost about that much), in multiples of 4 rows.
     """
     tasks = []
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        rows = min(32, max(4, -(-params_per_task // fan_out)))
+        rows = max(4, -(-params_per_task // max(fan_out, min_width)))
         rows += -rows % 4
-        for start in range(0, fan_in + 1, rows):
-            tasks.append((layer, start, min(start + rows, fan_in + 1)))
+        starts = list(range(0, fan_in, rows)) or [0]
+        stops = starts[1:] + [fan_in + 1]
+        tasks.extend((layer, start, stop) for start, stop in zip(starts, stops))
     return np.array(tasks, dtype=np.int64)
 
 
