@@ -45,6 +45,9 @@ PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 #: backward passes.  Fixed, so results never depend on the thread count.
 CHUNK_ROWS = int(os.environ.get("FASTNN_CHUNK_ROWS", 16))
 
+#: Rows per parallel task of prediction.
+PREDICT_CHUNK_ROWS = 256
+
 #: Target number of parameters per task of the parallel gradient + update pass,
 #: and the width below which a layer's rows count as this wide (see make_tasks).
 PARAMS_PER_TASK = int(os.environ.get("FASTNN_PARAMS_PER_TASK", 4096))

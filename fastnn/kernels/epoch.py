@@ -175,6 +175,23 @@ def train_epoch(params, params_t, grads, sizes, offsets, codes, tasks, X, Y, ord
     return total_loss / n
 
 
+@njit(**config.JIT_OPTIONS)
+def predict_chunk(params, sizes, offsets, codes, X, out, r0, r1, ping, pong):
+    """out[r0:r1] = network output for X[r0:r1], through scratch buffers ping and pong.
+
+    ping and pong hold at least (r1 - r0) * max(sizes) elements each.
+    """
+    n_rows = r1 - r0
+    a_prev = X[r0:r1]
+    for layer in range(sizes.shape[0] - 1):
+        W, b = layer_weights(params, offsets, sizes, layer)
+        a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
+        dense_forward(a_prev, W, b, codes[layer], a)
+        a_prev = a
+        ping, pong = pong, ping
+    out[r0:r1] = a_prev
+
+
 @njit(**config.PARALLEL_OPTIONS)
 def predict_rows(params, sizes, offsets, codes, X, out):
     """out = output of the network for every row of X, computed in parallel row chunks.
@@ -183,18 +200,8 @@ def predict_rows(params, sizes, offsets, codes, X, out):
     chunk allocates its own two scratch buffers (prediction is not a hot loop).
     """
     n = X.shape[0]
-    n_layers = sizes.shape[0] - 1
-    chunk = 256
-    width = sizes.max()
+    chunk = config.PREDICT_CHUNK_ROWS
+    scratch = chunk * sizes.max()
     for c in prange((n + chunk - 1) // chunk):
-        r0, r1 = c * chunk, min(c * chunk + chunk, n)
-        ping = np.empty((r1 - r0) * width, dtype=params.dtype)
-        pong = np.empty((r1 - r0) * width, dtype=params.dtype)
-        a_prev = X[r0:r1]
-        for layer in range(n_layers):
-            W, b = layer_weights(params, offsets, sizes, layer)
-            a = ping[: (r1 - r0) * sizes[layer + 1]].reshape((r1 - r0, sizes[layer + 1]))
-            dense_forward(a_prev, W, b, codes[layer], a)
-            a_prev = a
-            ping, pong = pong, ping
-        out[r0:r1] = a_prev
+        predict_chunk(params, sizes, offsets, codes, X, out, c * chunk, min(c * chunk + chunk, n),
+                      np.empty(scratch, dtype=params.dtype), np.empty(scratch, dtype=params.dtype))
