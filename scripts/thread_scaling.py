@@ -1,0 +1,92 @@
+"""Thread scaling of fastnn's compiled epoch: 1..N threads, speed-up and efficiency.
+
+For each workload (see compare_peers.py: W1 digits 64-128-128-10 batch 64, W1a the same
+with the full batch, W2 784-512-512-10 batch 128) and each thread count, a model trains
+from the same initial weights with the same shuffling; the script prints the median and
+minimum seconds per epoch, the speed-up over one thread (median), the efficiency
+(speed-up / threads), and whether the trained weights are bitwise identical to the
+one-thread run (they must be: the work split never depends on the thread count).
+
+    python scripts/thread_scaling.py                       # 1, 2, ... up to all cores
+    python scripts/thread_scaling.py --threads 1,2 --workloads W1 --epochs 10 --json out.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+
+import numba
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_peers import make_workload  # noqa: E402  (a sibling script)
+
+from fastnn import Architecture, fit, init_params  # noqa: E402
+
+
+def default_threads():
+    counts, t = [], 1
+    while t < numba.config.NUMBA_NUM_THREADS:
+        counts.append(t)
+        t *= 2
+    return counts + [numba.config.NUMBA_NUM_THREADS]
+
+
+def measure(workload, dtype, threads, epochs):
+    """(median s/epoch, min s/epoch, final params) for one thread count."""
+    arch = Architecture(workload.sizes, "sigmoid", "softmax", dtype)
+    X = workload.X_train
+    Y = np.eye(workload.sizes[-1])[workload.y_train]
+    warm = init_params(arch, workload.init, random_state=0)
+    fit(arch, warm, X[:256], Y[:256], epochs=1, batch_size=workload.batch_size, lr=workload.lr,
+        random_state=0, threads=threads)  # compile (or load the cache) outside the timing
+    params = init_params(arch, workload.init, random_state=0)
+    history = fit(arch, params, X, Y, epochs=epochs, batch_size=workload.batch_size,
+                  lr=workload.lr, random_state=0, threads=threads)
+    seconds = np.array(history.epoch_seconds)
+    return float(np.median(seconds)), float(seconds.min()), params
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default="W1,W2", help="comma-separated: W1, W1a, W2")
+    parser.add_argument("--threads", default=None, help="comma-separated thread counts")
+    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per run")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--json", default=None, help="write the results to this path")
+    args = parser.parse_args(argv)
+    thread_counts = ([int(t) for t in args.threads.split(",")] if args.threads
+                     else default_threads())
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"numba {numba.__version__}, threading layer requested {numba.config.THREADING_LAYER}")
+    results = []
+    for name in args.workloads.split(","):
+        epochs = args.epochs or {"W1": 20, "W1a": 50, "W2": 3}[name]
+        workload = make_workload(name, epochs)
+        print(f"\n{name}: sizes {workload.sizes}, batch {workload.batch_size or 'full'}, "
+              f"{len(workload.X_train)} rows, {args.dtype}, {epochs} epochs")
+        print(f"{'threads':>7} {'median s/ep':>12} {'min s/ep':>10} {'speed-up':>9} "
+              f"{'efficiency':>10} {'same bits':>9}")
+        base_median, base_params = None, None
+        for threads in thread_counts:
+            median, fastest, params = measure(workload, args.dtype, threads, epochs)
+            if base_params is None:
+                base_median, base_params = median, params
+            speedup = base_median / median
+            identical = bool(np.array_equal(params, base_params))
+            print(f"{threads:>7} {median:>12.5f} {fastest:>10.5f} {speedup:>9.2f} "
+                  f"{speedup / threads:>10.2f} {str(identical):>9}")
+            results.append(dict(workload=name, dtype=args.dtype, threads=threads, epochs=epochs,
+                                median_s=median, min_s=fastest, speedup=speedup,
+                                efficiency=speedup / threads, bitwise_identical=identical))
+    print(f"\nthreading layer used: {numba.threading_layer()}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(cpus=os.cpu_count(), threading_layer=numba.threading_layer(),
+                           results=results), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
