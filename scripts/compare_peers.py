@@ -229,16 +229,14 @@ def make_fastnn(wl, dtype, threads, backend="numba"):
     params = init_params(arch, wl.init, random_state=SEED)
     X, _, Y = training_data(wl, dtype)
 
-    def fit(epochs):
+    def train(epochs):
         return fit(arch, params, X, Y, epochs=epochs, batch_size=wl.batch_size, lr=wl.lr,
-                     random_state=SEED, backend=backend, threads=threads).epoch_seconds
+                   random_state=SEED, backend=backend, threads=threads).epoch_seconds
 
     def predict(Xq):
-        # predict_output(backend="numpy") does not apply threads itself, hence the limit here
-        with threadpool_limits(threads):
-            return predict_output(arch, params, Xq, backend=backend, threads=threads).argmax(1)
+        return predict_output(arch, params, Xq, backend=backend, threads=threads).argmax(1)
 
-    return Runner(fit, predict, as_numpy(dtype))
+    return Runner(train, predict, as_numpy(dtype))
 
 
 make_reference = functools.partial(make_fastnn, backend="numpy")
