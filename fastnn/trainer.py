@@ -27,10 +27,12 @@ BACKENDS = ("numba", "numpy")
 
 
 @contextlib.contextmanager
-def thread_limit(threads):
-    """Run the body with ``threads`` threads for Numba and BLAS; restore both afterwards.
+def thread_limit(threads, backend):
+    """Run the body with ``threads`` threads for the backend's thread pool; restore it after.
 
-    threads=None leaves the current settings alone.
+    The compiled engine runs on Numba's threads and calls no BLAS; the NumPy reference
+    runs on BLAS's threads (limited with threadpoolctl, which costs about a millisecond
+    per call, so it is only entered where BLAS works).  threads=None changes nothing.
     """
     if threads is None:
         yield
@@ -38,11 +40,14 @@ def thread_limit(threads):
     threads = int(threads)
     if not 1 <= threads <= config.NUMBA_MAX_THREADS:
         raise ValueError(f"threads must be between 1 and {config.NUMBA_MAX_THREADS}, got {threads}")
+    if backend == "numpy":
+        with threadpool_limits(limits=threads):
+            yield
+        return
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        with threadpool_limits(limits=threads):
-            yield
+        yield
     finally:
         numba.set_num_threads(previous)
 
@@ -111,7 +116,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffl
     else:
         def run_epoch(order):
             return reference.train_epoch(arch, params, X, Y, order, batch_size, dtype.type(lr))
-    with thread_limit(threads):
+    with thread_limit(threads, backend):
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             backup = params.copy()
@@ -156,7 +161,7 @@ def _compiled_epoch(arch, params, X, Y, batch_size, lr):
 def predict_output(arch, params, X, backend="numba", threads=None):
     """Head output for X, ndarray of shape (n_samples, n_outputs) in arch.dtype."""
     X = np.ascontiguousarray(X, dtype=arch.dtype)
-    with thread_limit(threads):
+    with thread_limit(threads, backend):
         if backend == "numpy":
             return reference.predict_proba(arch, params, X)
         out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
