@@ -21,6 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import config, reference
+from .network import as_random_state
 from .kernels import epoch as compiled
 
 BACKENDS = ("numba", "numpy")
@@ -100,8 +101,6 @@ def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffl
     -------
     History
     """
-    from sklearn.utils import check_random_state
-
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
     dtype = np.dtype(arch.dtype)
@@ -109,7 +108,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffl
     Y = np.ascontiguousarray(Y, dtype=dtype)
     n = X.shape[0]
     batch_size = n if not batch_size else min(int(batch_size), n)
-    rng = check_random_state(random_state)
+    rng = as_random_state(random_state)
     history = History()
     if backend == "numba":
         run_epoch = _compiled_epoch(arch, params, X, Y, batch_size, lr)
