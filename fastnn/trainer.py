@@ -103,9 +103,14 @@ def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffl
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
+    X, Y = _check_data(arch, params, X, Y)
+    if not (isinstance(epochs, (int, np.integer)) and epochs >= 0):
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if batch_size is not None and int(batch_size) < 0:
+        raise ValueError(f"batch_size must be >= 0 (0 or None: the full batch), got {batch_size!r}")
     dtype = np.dtype(arch.dtype)
-    X = np.ascontiguousarray(X, dtype=dtype)
-    Y = np.ascontiguousarray(Y, dtype=dtype)
     n = X.shape[0]
     batch_size = n if not batch_size else min(int(batch_size), n)
     rng = as_random_state(random_state)
@@ -135,6 +140,27 @@ def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffl
     return history
 
 
+def _check_data(arch, params, X, Y):
+    """X and Y as C-contiguous arrays of the network's dtype, after checking their shapes.
+
+    The compiled kernels trust the shapes they are given, so everything they rely on is
+    checked here, with a message that names the problem.
+    """
+    if params.dtype != np.dtype(arch.dtype) or params.shape != (arch.n_params,):
+        raise ValueError(f"params must have shape ({arch.n_params},) and dtype {arch.dtype}, "
+                         f"got {params.shape} {params.dtype}")
+    X = np.ascontiguousarray(X, dtype=arch.dtype)
+    Y = np.ascontiguousarray(Y, dtype=arch.dtype)
+    if X.ndim != 2 or X.shape[1] != arch.sizes[0]:
+        raise ValueError(f"X must have shape (n_samples, {arch.sizes[0]}), got {X.shape}")
+    if Y.ndim != 2 or Y.shape[1] != arch.sizes[-1]:
+        raise ValueError(f"Y must have shape (n_samples, {arch.sizes[-1]}), got {Y.shape}")
+    if X.shape[0] != Y.shape[0] or X.shape[0] == 0:
+        raise ValueError(f"X and Y need the same, non-zero number of rows, got {X.shape[0]} "
+                         f"and {Y.shape[0]}")
+    return X, Y
+
+
 def _compiled_epoch(arch, params, X, Y, batch_size, lr):
     """A function order -> loss running one compiled epoch; workspaces allocated here, once."""
     sizes = np.array(arch.sizes, dtype=np.int64)
@@ -160,6 +186,8 @@ def _compiled_epoch(arch, params, X, Y, batch_size, lr):
 def predict_output(arch, params, X, backend="numba", threads=None):
     """Head output for X, ndarray of shape (n_samples, n_outputs) in arch.dtype."""
     X = np.ascontiguousarray(X, dtype=arch.dtype)
+    if X.ndim != 2 or X.shape[1] != arch.sizes[0]:
+        raise ValueError(f"X must have shape (n_samples, {arch.sizes[0]}), got {X.shape}")
     with thread_limit(threads, backend):
         if backend == "numpy":
             return reference.predict_proba(arch, params, X)

@@ -238,3 +238,33 @@ def test_digits_sanity(digits):
     assert history.loss[-1] < 0.2 * history.loss[0]
     accuracy = np.mean(predict_output(arch, params, x_test).argmax(axis=1) == y_test.argmax(axis=1))
     assert accuracy > 0.9
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(X=np.ones((10, 3))), "X must have shape"),
+    (dict(Y=np.ones((10, 4))), "Y must have shape"),
+    (dict(Y=np.ones((9, 2))), "same, non-zero number of rows"),
+    (dict(X=np.ones((0, 4)), Y=np.ones((0, 2))), "same, non-zero number of rows"),
+    (dict(epochs=-1), "epochs"),
+    (dict(lr=0.0), "lr must be"),
+    (dict(lr=float("nan")), "lr must be"),
+    (dict(batch_size=-5), "batch_size"),
+    (dict(params=np.zeros(3)), "params must have shape"),
+])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_bad_arguments_raise_before_any_kernel_runs(change, message, backend):
+    arch = Architecture((4, 5, 2), "sigmoid", "softmax", "float64")
+    kwargs = dict(params=init_params(arch, "normal", 0), X=np.ones((10, 4)), Y=np.ones((10, 2)),
+                  epochs=1, batch_size=4, lr=0.1)
+    kwargs.update(change)
+    params, X, Y = kwargs.pop("params"), kwargs.pop("X"), kwargs.pop("Y")
+    before = params.copy()
+    with pytest.raises(ValueError, match=message):
+        fit(arch, params, X, Y, backend=backend, **kwargs)
+    assert np.array_equal(params, before)  # nothing was trained
+
+
+def test_predict_checks_the_number_of_features():
+    arch = Architecture((4, 2), (), "softmax", "float64")
+    with pytest.raises(ValueError, match="X must have shape"):
+        predict_output(arch, init_params(arch, "normal", 0), np.ones((3, 5)))
