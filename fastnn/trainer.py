@@ -11,6 +11,7 @@ Both visit the rows in the same order, drawn from one seeded generator, so the
 two backends can be compared epoch by epoch.
 """
 
+import concurrent.futures
 import contextlib
 import math
 import time
@@ -192,6 +193,17 @@ def predict_output(arch, params, X, backend="numba", threads=None):
         if backend == "numpy":
             return reference.predict_proba(arch, params, X)
         out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
-        compiled.predict_rows(params, np.array(arch.sizes, dtype=np.int64), arch.offsets,
-                              arch.activation_codes, X, out)
+        sizes, offsets, codes = np.array(arch.sizes, dtype=np.int64), arch.offsets, arch.activation_codes
+        n_workers = min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS))
+        bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
+
+        def predict_range(worker):
+            compiled.predict_rows(params, sizes, offsets, codes, X, out, bounds[worker],
+                                  bounds[worker + 1])
+
+        if n_workers == 1:
+            predict_range(0)
+        else:  # rows are independent: Python threads over the GIL-free kernel
+            with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
+                list(pool.map(predict_range, range(n_workers)))
         return out
