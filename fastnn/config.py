@@ -22,6 +22,7 @@ back to ``workqueue`` (always available, correct but slow for small batches).
 """
 
 import os
+import warnings
 
 import numba
 
@@ -31,7 +32,32 @@ import numba
 # fixed by the source code.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 
+def _numba_can_cache():
+    """Whether Numba finds a writable directory for the on-disk cache of fastnn's kernels.
+
+    Asks Numba's own cache locators (the package's __pycache__, NUMBA_CACHE_DIR, the
+    user's cache directory), with this function standing in for a kernel.  Without the
+    check, a machine where none is writable fails at the first call of a kernel.
+    """
+    from numba.core.caching import FunctionCache
+
+    try:
+        FunctionCache(_numba_can_cache)._impl.locator.ensure_cache_path()
+    except (RuntimeError, OSError):
+        return False
+    return True
+
+
 CACHE = os.environ.get("FASTNN_CACHE", "1") != "0"
+if CACHE and not _numba_can_cache():
+    CACHE = False
+    warnings.warn(
+        "fastnn: Numba has no writable cache directory, so the kernels are compiled in "
+        "memory on every run (slower start-up). Set NUMBA_CACHE_DIR to a writable "
+        "directory to cache them.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 #: Options shared by every serial kernel.  error_model="numpy": a float division
 #: by zero gives inf/NaN as in NumPy instead of a Python exception; the check that
