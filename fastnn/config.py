@@ -68,16 +68,20 @@ JIT_OPTIONS = dict(nogil=True, fastmath=set(FASTMATH), error_model="numpy", cach
 PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 
 #: Rows of a mini-batch that one parallel task processes in the forward and
-#: backward passes.  Fixed, so results never depend on the thread count.
-CHUNK_ROWS = int(os.environ.get("FASTNN_CHUNK_ROWS", 16))
+#: backward passes.  Fixed, so results never depend on the thread count.  Like
+#: PREDICT_CHUNK_ROWS it is compiled into the kernels as a constant: after changing
+#: it, clear Numba's cache (see the README).  Measured 8 / 16 / 32 rows: 16 best on W1.
+CHUNK_ROWS = 16
 
-#: Rows per parallel task of prediction.
+#: Rows that the prediction kernel takes through the layers at a time.
 PREDICT_CHUNK_ROWS = 256
 
 #: Target number of parameters per task of the parallel gradient + update pass,
 #: and the width below which a layer's rows count as this wide (see make_tasks).
-PARAMS_PER_TASK = int(os.environ.get("FASTNN_PARAMS_PER_TASK", 4096))
-TASK_MIN_WIDTH = int(os.environ.get("FASTNN_TASK_MIN_WIDTH", 64))
+#: Measured 2048 / 4096 / 8192 on W1 and W2: within noise of each other; 2048
+#: with a cap of 32 rows per task replaced the first split (W2 1.88 -> 1.45 s/epoch).
+PARAMS_PER_TASK = 4096
+TASK_MIN_WIDTH = 64
 
 numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
