@@ -1,4 +1,4 @@
-"""Parallel drivers: a whole training epoch, and prediction, in one compiled call each.
+"""Drivers: a whole training epoch in one parallel compiled call, and prediction.
 
 Work split (never depends on the thread count, so results are bitwise identical
 with 1, 2 or N threads):
@@ -13,6 +13,7 @@ with 1, 2 or N threads):
    gradient buffer is shared and no reduction across threads is needed.
 
 Two parallel regions per mini-batch, and nothing is allocated inside the epoch.
+Prediction is a serial, GIL-free kernel that the caller runs on several threads.
 """
 
 import numpy as np
