@@ -65,7 +65,7 @@ def epoch_order(rng, n_samples, batch_size, shuffle):
 
 
 class DivergenceError(FloatingPointError):
-    """Training produced a non-finite loss; the model keeps its last finite weights."""
+    """Training produced a non-finite loss or weight; the model keeps its last finite weights."""
 
 
 @dataclass
@@ -77,7 +77,7 @@ class History:
 
 
 def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffle=True,
-          backend="numba", threads=None, on_epoch_end=None):
+        backend="numba", threads=None, on_epoch_end=None):
     """Train params in place with mini-batch SGD.
 
     Parameters
@@ -94,7 +94,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffl
         Seeds the shuffling.
     backend : "numba" or "numpy"
     threads : int or None
-        Threads for this call (Numba and BLAS), restored afterwards.
+        Threads for this call, restored afterwards: Numba's for the compiled backend,
+        BLAS's for the NumPy one.  None keeps the current setting.
     on_epoch_end : callable(epoch, loss) or None
         Called after every epoch (epoch counts from 1).
 
