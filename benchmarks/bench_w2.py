@@ -10,7 +10,7 @@ from .common import synthetic_w2, w2_model
 
 
 class TimeEpochW2:
-    params = (["numba", "numpy"], ["float32"], [1, 2])
+    params = (["numba", "numpy"], ["float32", "float64"], [1, 2])
     param_names = ["backend", "dtype", "threads"]
     timeout = 120
 
