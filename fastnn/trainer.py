@@ -142,19 +142,30 @@ def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffl
     return history
 
 
+def _check_params(arch, params):
+    """Raise ValueError unless params is the flat buffer of arch (shape and dtype)."""
+    if params.dtype != np.dtype(arch.dtype) or params.shape != (arch.n_params,):
+        raise ValueError(f"params must have shape ({arch.n_params},) and dtype {arch.dtype}, "
+                         f"got {params.shape} {params.dtype}")
+
+
+def _as_input(arch, X):
+    """X as a C-contiguous array of the network's dtype, after checking its shape."""
+    X = np.ascontiguousarray(X, dtype=arch.dtype)
+    if X.ndim != 2 or X.shape[1] != arch.sizes[0]:
+        raise ValueError(f"X must have shape (n_samples, {arch.sizes[0]}), got {X.shape}")
+    return X
+
+
 def _check_data(arch, params, X, Y):
     """X and Y as C-contiguous arrays of the network's dtype, after checking their shapes.
 
     The compiled kernels trust the shapes they are given, so everything they rely on is
     checked here, with a message that names the problem.
     """
-    if params.dtype != np.dtype(arch.dtype) or params.shape != (arch.n_params,):
-        raise ValueError(f"params must have shape ({arch.n_params},) and dtype {arch.dtype}, "
-                         f"got {params.shape} {params.dtype}")
-    X = np.ascontiguousarray(X, dtype=arch.dtype)
+    _check_params(arch, params)
+    X = _as_input(arch, X)
     Y = np.ascontiguousarray(Y, dtype=arch.dtype)
-    if X.ndim != 2 or X.shape[1] != arch.sizes[0]:
-        raise ValueError(f"X must have shape (n_samples, {arch.sizes[0]}), got {X.shape}")
     if Y.ndim != 2 or Y.shape[1] != arch.sizes[-1]:
         raise ValueError(f"Y must have shape (n_samples, {arch.sizes[-1]}), got {Y.shape}")
     if X.shape[0] != Y.shape[0] or X.shape[0] == 0:
@@ -187,15 +198,14 @@ def _compiled_epoch(arch, params, X, Y, batch_size, lr):
 
 def predict_output(arch, params, X, backend="numba", threads=None):
     """Head output for X, ndarray of shape (n_samples, n_outputs) in arch.dtype."""
-    X = np.ascontiguousarray(X, dtype=arch.dtype)
-    if X.ndim != 2 or X.shape[1] != arch.sizes[0]:
-        raise ValueError(f"X must have shape (n_samples, {arch.sizes[0]}), got {X.shape}")
+    _check_params(arch, params)
+    X = _as_input(arch, X)
     with thread_limit(threads, backend):
         if backend == "numpy":
             return reference.predict_proba(arch, params, X)
         out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
         sizes, offsets, codes = np.array(arch.sizes, dtype=np.int64), arch.offsets, arch.activation_codes
-        n_workers = min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS))
+        n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
         bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
 
         def predict_range(worker):

@@ -268,3 +268,13 @@ def test_predict_checks_the_number_of_features():
     arch = Architecture((4, 2), (), "softmax", "float64")
     with pytest.raises(ValueError, match="X must have shape"):
         predict_output(arch, init_params(arch, "normal", 0), np.ones((3, 5)))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_predict_on_zero_rows_and_wrong_params(backend):
+    arch = Architecture((4, 3, 2), "sigmoid", "softmax", "float64")
+    params = init_params(arch, "normal", 0)
+    out = predict_output(arch, params, np.ones((0, 4)), backend=backend)
+    assert out.shape == (0, 2)
+    with pytest.raises(ValueError, match="params must have shape"):
+        predict_output(arch, params.astype(np.float32), np.ones((3, 4)), backend=backend)

@@ -36,7 +36,7 @@ def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.T
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         rows = max(4, -(-params_per_task // max(fan_out, min_width)))
         rows += -rows % 4
-        starts = list(range(0, fan_in, rows)) or [0]
+        starts = list(range(0, fan_in, rows))
         stops = starts[1:] + [fan_in + 1]
         tasks.extend((layer, start, stop) for start, stop in zip(starts, stops))
     return np.array(tasks, dtype=np.int64)
