@@ -14,8 +14,10 @@ sigmoid + binary cross-entropy, identity + half squared error).
 import numpy as np
 
 from .network import ACTIVATION_CODES, layer_views
+from .optimizers import OPTIMIZER_CODES
 
 _NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
+_OPTIMIZER_NAMES = {code: name for name, code in OPTIMIZER_CODES.items()}
 
 
 def softmax(z):
@@ -57,11 +59,11 @@ def _log(p):
     return np.log(np.maximum(p, np.finfo(p.dtype).tiny))
 
 
-#: Loss summed over the rows of a batch, given the head's output p and the target y.
-LOSS_SUMS = {
-    "softmax": lambda p, y: -np.sum(y * _log(p)),
-    "sigmoid": lambda p, y: -np.sum(y * _log(p) + (1 - y) * _log(1 - p)),
-    "identity": lambda p, y: 0.5 * np.sum((p - y) ** 2),
+#: Loss of each row (shape (n,)), given the head's output p and the target y.
+ROW_LOSSES = {
+    "softmax": lambda p, y: -np.sum(y * _log(p), axis=1),
+    "sigmoid": lambda p, y: -np.sum(y * _log(p) + (1 - y) * _log(1 - p), axis=1),
+    "identity": lambda p, y: 0.5 * np.sum((p - y) ** 2, axis=1),
 }
 
 
@@ -80,12 +82,14 @@ def dense_forward(a_prev, W, b, activation, out):
 
 
 def output_delta(p, y, activation, scale, out):
-    """out = (p - y) * scale; returns the loss summed over the rows (unscaled).
+    """out = (p - y) * scale[:, None]; returns the loss of each row times its scale, summed.
 
-    p, y and out have shape (n, n_outputs); scale is 1 / (rows in the batch).
+    p, y and out have shape (n, n_outputs); scale (n,) is each row's weight over the
+    batch's total weight (1 / n without sample weights), so the return value is the
+    batch's (weighted) mean loss.
     """
-    out[:] = (p - y) * scale
-    return LOSS_SUMS[_NAMES[activation]](p, y)
+    out[:] = (p - y) * scale[:, None]
+    return float(np.sum(scale * ROW_LOSSES[_NAMES[activation]](p, y)))
 
 
 def dense_backward(delta, WT, a_prev, activation, out):
@@ -108,9 +112,48 @@ def param_grad(a_prev, delta, row_start, row_stop, out):
     out[:] = augmented[:, row_start:row_stop].T @ delta
 
 
-def sgd_update(params, grads, lr, start, stop):
-    """params[start:stop] -= lr * grads[start:stop], in place."""
-    params[start:stop] -= lr * grads[start:stop]
+def add_l2(grads, params, start, stop, l2):
+    """grads[start:stop] += l2 * params[start:stop] (the L2 penalty's gradient), in place.
+
+    Returns sum(params[start:stop] ** 2) as a float (for the penalty's value).
+    """
+    p = params[start:stop]
+    grads[start:stop] += l2 * p
+    return float(np.sum(p.astype(np.float64) ** 2))
+
+
+def optimizer_step(params, grads, slots, start, stop, code, hyper, lr, step):
+    """One update of params[start:stop] and of the state slots[:, start:stop], in place.
+
+    The rules are written out in ``fastnn.optimizers``; code, hyper (3,) and step as
+    in the compiled twin.
+    """
+    dtype = params.dtype.type
+    p, g, s = params[start:stop], grads[start:stop], slots[:, start:stop]
+    name = _OPTIMIZER_NAMES[code]
+    if name == "sgd":
+        momentum, nesterov = dtype(hyper[0]), hyper[1] != 0
+        if slots.shape[0] == 0:
+            p -= lr * g
+            return
+        s[0] = momentum * s[0] - lr * g
+        p += momentum * s[0] - lr * g if nesterov else s[0]
+    elif name == "rmsprop":
+        rho, eps = dtype(hyper[0]), dtype(hyper[1])
+        s[0] = rho * s[0] + (1 - rho) * g * g
+        p -= lr * g / (np.sqrt(s[0]) + eps)
+    elif name == "adam":
+        beta1, beta2, eps = dtype(hyper[0]), dtype(hyper[1]), dtype(hyper[2])
+        lr_t = dtype(float(lr) * np.sqrt(1.0 - hyper[1] ** step) / (1.0 - hyper[0] ** step))
+        s[0] = beta1 * s[0] + (1 - beta1) * g
+        s[1] = beta2 * s[1] + (1 - beta2) * g * g
+        p -= lr_t * s[0] / (np.sqrt(s[1]) + eps)
+    else:  # adadelta
+        rho, eps = dtype(hyper[0]), dtype(hyper[1])
+        s[0] = rho * s[0] + (1 - rho) * g * g
+        d = np.sqrt(s[1] + eps) / np.sqrt(s[0] + eps) * g
+        s[1] = rho * s[1] + (1 - rho) * d * d
+        p -= lr * d
 
 
 # ---------------------------------------------------------------------------
@@ -131,20 +174,23 @@ def forward(arch, params, X):
 def loss(arch, params, X, Y):
     """Mean loss over the rows of X (Y one-hot for softmax, targets otherwise)."""
     p = forward(arch, params, X)[-1]
-    return LOSS_SUMS[arch.head](p, Y) / X.shape[0]
+    return float(np.mean(ROW_LOSSES[arch.head](p, Y)))
 
 
-def backward(arch, params, activations, Y):
-    """Gradient of the mean loss: a flat buffer with the layout of params.
+def backward(arch, params, activations, Y, scale=None):
+    """Gradient of the batch's (weighted) mean loss: a flat buffer with the layout of params.
 
-    Returns (grads, loss) where loss is the mean loss of the batch.
+    scale (n,) weighs each row (default 1 / n, the plain mean).  Returns (grads, loss)
+    where loss is the batch's mean loss.
     """
     n = Y.shape[0]
+    if scale is None:
+        scale = np.full(n, 1.0 / n, dtype=params.dtype)
     grads = np.empty_like(params)
     views = layer_views(arch, params)
     codes = arch.activation_codes
     delta = np.empty_like(activations[-1])
-    loss_sum = output_delta(activations[-1], Y, codes[-1], 1.0 / n, delta)
+    batch_loss = output_delta(activations[-1], Y, codes[-1], scale, delta)
     for l in range(arch.n_layers - 1, -1, -1):
         fan_in, fan_out = views[l][0].shape
         block = grads[arch.offsets[l] : arch.offsets[l + 1]].reshape(fan_in + 1, fan_out)
@@ -153,24 +199,44 @@ def backward(arch, params, activations, Y):
             delta_prev = np.empty_like(activations[l])
             dense_backward(delta, views[l][0].T, activations[l], codes[l - 1], delta_prev)
             delta = delta_prev
-    return grads, loss_sum / n
+    return grads, batch_loss
 
 
-def train_epoch(arch, params, X, Y, order, batch_size, lr):
-    """One epoch of mini-batch SGD over the rows ``X[order]``; params updated in place.
+def train_epoch(arch, params, X, Y, order, batch_size, lr, code=0, hyper=None, slots=None,
+                step=0, l2=0.0, sample_weight=None):
+    """One epoch of mini-batch training over the rows ``X[order]``; params updated in place.
 
     order is an int64 permutation of the rows, batch_size the rows per batch (the
-    last batch may be smaller).  Returns the mean training loss over the epoch's rows,
+    last batch may be smaller).  code, hyper and slots select the optimizer and hold
+    its state (default: plain SGD); step counts the mini-batches done before this
+    epoch.  l2 adds ``0.5 * l2 * sum(W**2) / n_rows`` to each batch's loss (weights
+    only, not biases; scikit-learn's ``alpha``).  sample_weight (n_samples,) weighs
+    the rows.  Returns the (weighted) mean training loss over the epoch's rows,
     measured before each batch's update (as Keras and scikit-learn report it).
     """
-    total = 0.0
-    for start in range(0, len(order), batch_size):
+    dtype = params.dtype.type
+    hyper = np.zeros(3) if hyper is None else hyper
+    slots = np.zeros((0, params.size), dtype=params.dtype) if slots is None else slots
+    weights = np.ones(X.shape[0], dtype=params.dtype) if sample_weight is None else sample_weight
+    total, total_weight = 0.0, 0.0
+    for batch, start in enumerate(range(0, len(order), batch_size)):
         rows = order[start : start + batch_size]
+        batch_weight = weights[rows].sum()
         activations = forward(arch, params, X[rows])
-        grads, batch_loss = backward(arch, params, activations, Y[rows])
-        sgd_update(params, grads, lr, 0, params.size)
-        total += batch_loss * len(rows)
-    return total / len(order)
+        grads, batch_loss = backward(arch, params, activations, Y[rows],
+                                     weights[rows] * (1 / batch_weight))
+        if l2 != 0:
+            penalty = 0.0
+            for l, (fan_in, fan_out) in enumerate(zip(arch.sizes[:-1], arch.sizes[1:])):
+                penalty += add_l2(grads, params, arch.offsets[l], arch.offsets[l] + fan_in * fan_out,
+                                  dtype(l2 / len(rows)))
+            batch_loss += 0.5 * l2 / len(rows) * penalty
+        for l in range(arch.n_layers):
+            optimizer_step(params, grads, slots, arch.offsets[l], arch.offsets[l + 1], code, hyper,
+                           dtype(lr), step + batch + 1)
+        total += batch_loss * batch_weight
+        total_weight += batch_weight
+    return total / total_weight
 
 
 def predict_proba(arch, params, X):

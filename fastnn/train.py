@@ -209,7 +209,8 @@ def _main(argv):
 
     start = time.perf_counter()
 
-    def progress(epoch, loss):
+    def progress(epoch, logs):
+        loss = logs["loss"]
         if epoch == 1 or epoch % log_every == 0 or epoch == args.epochs:
             say(f"epoch {epoch:>{len(str(args.epochs))}}/{args.epochs}  loss {loss:.6f}  "
                 f"elapsed {time.perf_counter() - start:.3f} s", flush=True)
@@ -219,10 +220,12 @@ def _main(argv):
         with np.errstate(over="ignore", invalid="ignore"):
             history = fit(arch, params, data.X_train, data.Y_train, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, random_state=args.seed,
-                            backend=args.backend, threads=threads, on_epoch_end=progress)
+                            backend=args.backend, threads=threads, callbacks=[progress])
     except DivergenceError as exc:
         raise UsageError(str(exc)) from None
     total = time.perf_counter() - start
+    if history.interrupted:
+        print(f"interrupted after epoch {history.epochs}", file=sys.stderr)
 
     scores = {}
     for split, X, y in (("train", data.X_train, data.y_train), ("test", data.X_test, data.y_test)):
@@ -252,7 +255,7 @@ def _main(argv):
         except OSError as exc:
             raise UsageError(f"cannot write {args.save}: {exc.strerror or exc}") from None
         print(f"saved model to {args.save}")
-    return 0
+    return 130 if history.interrupted else 0
 
 
 def _log_step(epochs):

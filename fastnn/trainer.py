@@ -14,7 +14,11 @@ two backends can be compared epoch by epoch.
 import concurrent.futures
 import contextlib
 import math
+import signal
+import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numba
@@ -23,6 +27,8 @@ from threadpoolctl import threadpool_limits
 
 from . import config, reference
 from .network import as_random_state
+from .optimizers import Optimizer, make_optimizer
+from .schedules import make_schedule
 from .kernels import epoch as compiled
 
 BACKENDS = ("numba", "numpy")
@@ -68,78 +74,377 @@ class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss or weight; the model keeps its last finite weights."""
 
 
+class DivergenceWarning(RuntimeWarning):
+    """Training stopped on a non-finite loss or weight (``on_divergence="stop"``)."""
+
+
+class StopTraining(Exception):
+    """Raise from a callback to end training after the current epoch."""
+
+
+class Callback:
+    """Hooks called by ``fit``; override the ones you need.  logs is a dict of this
+    epoch's values: loss, lr, seconds, batches (done so far in this call) and every
+    validation value and metric."""
+
+    def on_train_begin(self, history):
+        pass
+
+    def on_epoch_end(self, epoch, logs):
+        pass
+
+    def on_train_end(self, history):
+        pass
+
+
+class LambdaCallback(Callback):
+    """A plain function f(epoch, logs) used as an epoch-end callback."""
+
+    def __init__(self, on_epoch_end):
+        self.on_epoch_end = on_epoch_end
+
+
+class ProgressBar(Callback):
+    """One line on a terminal, redrawn after every epoch: epoch, batches, loss, metrics, speed."""
+
+    def __init__(self, epochs, stream=None, width=24):
+        self.epochs, self.stream, self.width = epochs, stream or sys.stderr, width
+
+    def on_epoch_end(self, epoch, logs):
+        done = epoch - self.first_epoch + 1
+        filled = self.width * done // self.epochs
+        values = "  ".join(f"{key} {logs[key]:.4g}" for key in logs
+                           if key not in ("lr", "seconds", "batches"))
+        self.stream.write(f"\repoch {epoch}/{self.first_epoch + self.epochs - 1} "
+                          f"[{'#' * filled}{'.' * (self.width - filled)}] {logs['batches']} batches  "
+                          f"{values}  {1e3 * logs['seconds']:.3g} ms/epoch ")
+        self.stream.flush()
+
+    def on_train_begin(self, history):
+        self.first_epoch = len(history.loss) + 1
+
+    def on_train_end(self, history):
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by more than min_delta for patience epochs.
+
+    monitor is a key of the history ("loss", "val_loss", "val_accuracy", ...); values
+    ending in "loss" must decrease, others increase.  With restore_best_weights the
+    weights of the best epoch are put back at the end (best among this call's epochs).
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 10
+    min_delta: float = 0.0
+    restore_best_weights: bool = False
+
+    def __post_init__(self):
+        if not (isinstance(self.patience, (int, np.integer)) and self.patience >= 1):
+            raise ValueError(f"patience must be an integer >= 1, got {self.patience!r}")
+        if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
+            raise ValueError(f"min_delta must be a finite number >= 0, got {self.min_delta!r}")
+
+    def improvement(self, value, best):
+        """How much better value is than best (positive: better)."""
+        return best - value if self.monitor.endswith("loss") else value - best
+
+
 @dataclass
 class History:
-    """Per-epoch record of a training run."""
+    """Per-epoch record of training, kept across calls to ``fit`` that continue it.
 
-    loss: list = field(default_factory=list)
-    epoch_seconds: list = field(default_factory=list)
+    history maps "loss", "lr", "seconds" and each validation value and metric to a
+    list with one entry per epoch.  optimizer is the Optimizer (with its state),
+    stop_reason why the last call ended early ("early stopping", "interrupted",
+    "diverged", "callback") or None, best_epoch the epoch early stopping kept.
+    """
+
+    history: dict = field(default_factory=dict)
+    optimizer: Optimizer = None
+    stop_reason: str = None
+    best_epoch: int = None
+
+    @property
+    def loss(self):
+        return self.history.get("loss", [])
+
+    @property
+    def epoch_seconds(self):
+        return self.history.get("seconds", [])
+
+    @property
+    def epochs(self):
+        return len(self.loss)
+
+    @property
+    def interrupted(self):
+        return self.stop_reason == "interrupted"
 
 
-def fit(arch, params, X, Y, *, epochs, batch_size, lr, random_state=None, shuffle=True,
-        backend="numba", threads=None, on_epoch_end=None):
-    """Train params in place with mini-batch SGD.
+def accuracy(head, Y, out):
+    """Fraction of rows predicted right: arg max for softmax, every output > 0.5 otherwise."""
+    from sklearn.metrics import accuracy_score
+
+    if head == "softmax":
+        return accuracy_score(Y.argmax(axis=1), out.argmax(axis=1))
+    return accuracy_score(Y > 0.5, out > 0.5)
+
+
+def r2(head, Y, out):
+    """Coefficient of determination (scikit-learn's r2_score, averaged over outputs)."""
+    from sklearn.metrics import r2_score
+
+    return r2_score(Y, out)
+
+
+#: Metrics by name: f(head, Y, output) -> float.
+METRICS = {"accuracy": accuracy, "r2": r2}
+
+
+def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd", schedule=None,
+        l2=0.0, sample_weight=None, validation_data=None, validation_split=0.0, metrics=(),
+        early_stopping=None, on_divergence="raise", callbacks=(), progress=False, history=None,
+        random_state=None, shuffle=True, backend="numba", threads=None, catch_signals=True):
+    """Train params in place; return the History.
 
     Parameters
     ----------
     arch : network.Architecture
     params : ndarray of shape (n_params,), dtype arch.dtype; updated in place.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
-        Cast to arch.dtype and made C-contiguous here.
+        Cast to arch.dtype and made C-contiguous here (Y one-hot for softmax).
     epochs : int
-    batch_size : int
+        Epochs to run in this call.
+    batch_size : int or None
         Rows per mini-batch; 0 or None means the full batch.
-    lr : float
-    random_state : int, RandomState or None
-        Seeds the shuffling.
+    lr : float or None
+        Learning rate for an optimizer given by name (default: the optimizer's own).
+    optimizer : str, dict or optimizers.Optimizer
+        "sgd", "rmsprop", "adam", "adadelta", a config dict, or an instance, whose
+        state (slots, iterations) carries over between calls.
+    schedule : str, schedules.Schedule or None
+        Learning rate per epoch (see ``fastnn.schedules``); None is constant.
+    l2 : float
+        L2 penalty on the weights (scikit-learn's alpha).
+    sample_weight : ndarray of shape (n_samples,) or None
+        Non-negative weight of each row in the loss.
+    validation_data : (X_val, Y_val) or None
+        Evaluated after every epoch: val_loss and val_<metric> for every metric.
+    validation_split : float
+        Fraction of the rows, taken from the end of X before any shuffling (as Keras
+        does), held out as validation data when validation_data is None.
+    metrics : sequence of str
+        Names from METRICS, computed on the training rows (one extra forward pass per
+        epoch each) and on the validation data.
+    early_stopping : EarlyStopping or None
+    on_divergence : "raise" or "stop"
+        On a non-finite loss or weight the weights and optimizer state of the last
+        finished epoch are put back, then DivergenceError is raised, or (with
+        "stop") a DivergenceWarning is issued and the history returned.
+    callbacks : sequence of Callback or of functions f(epoch, logs)
+    progress : bool
+        Draw a progress bar on stderr.
+    history : History or None
+        A history to continue: epochs are numbered on from it, and the schedule and
+        early stopping see its values.
+    random_state : int, RandomState, Generator or None
+        Seeds the shuffling; pass the same RandomState to a later call to continue
+        the same sequence of row orders.
+    shuffle : bool
     backend : "numba" or "numpy"
     threads : int or None
-        Threads for this call, restored afterwards: Numba's for the compiled backend,
-        BLAS's for the NumPy one.  None keeps the current setting.
-    on_epoch_end : callable(epoch, loss) or None
-        Called after every epoch (epoch counts from 1).
-
-    Returns
-    -------
-    History
+        Threads for this call, restored afterwards (even on an error): Numba's for
+        the compiled backend, BLAS's for the NumPy one.  None keeps the setting.
+    catch_signals : bool
+        In the main thread, Ctrl-C (SIGINT) and SIGTERM end training after the
+        current epoch; the history then says stop_reason="interrupted".
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
+    if on_divergence not in ("raise", "stop"):
+        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
     X, Y = _check_data(arch, params, X, Y)
-    if not (isinstance(epochs, (int, np.integer)) and epochs >= 0):
+    if not (isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool) and epochs >= 0):
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if batch_size is not None and int(batch_size) < 0:
-        raise ValueError(f"batch_size must be >= 0 (0 or None: the full batch), got {batch_size!r}")
-    dtype = np.dtype(arch.dtype)
+    if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size >= 0):
+        raise ValueError(f"batch_size must be an integer >= 0 (0 or None: the full batch), "
+                         f"got {batch_size!r}")
+    if not (isinstance(l2, (int, float, np.number)) and math.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+    unknown = [name for name in metrics if name not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}")
+    if isinstance(optimizer, Optimizer) and lr is not None:
+        raise ValueError("give lr to the Optimizer instance, not to fit")
+    optimizer = make_optimizer(optimizer, lr)
+    schedule = make_schedule(schedule)
+    weights = _check_weights(sample_weight, X.shape[0], arch.dtype)
+    X, Y, weights, validation_data = _split_validation(arch, X, Y, weights, validation_data,
+                                                       validation_split)
     n = X.shape[0]
     batch_size = n if not batch_size else min(int(batch_size), n)
     rng = as_random_state(random_state)
-    history = History()
-    if backend == "numba":
-        run_epoch = _compiled_epoch(arch, params, X, Y, batch_size, lr)
-    else:
-        def run_epoch(order):
-            return reference.train_epoch(arch, params, X, Y, order, batch_size, dtype.type(lr))
-    with thread_limit(threads, backend):
-        for epoch in range(1, epochs + 1):
+    history = History() if history is None else history
+    history.optimizer, history.stop_reason, history.best_epoch = optimizer, None, None
+    optimizer.prepare(arch.n_params, arch.dtype)
+    callbacks = [c if isinstance(c, Callback) else LambdaCallback(c) for c in callbacks]
+    if progress:
+        callbacks.append(ProgressBar(epochs))
+    run_epoch = (_compiled_epoch if backend == "numba" else _reference_epoch)(
+        arch, params, X, Y, weights, batch_size, optimizer, l2)
+    n_batches = -(-n // batch_size)
+    stopper = _EarlyStopper(early_stopping, history, params)
+    with thread_limit(threads, backend), _signals_caught(catch_signals) as interrupted:
+        for callback in callbacks:
+            callback.on_train_begin(history)
+        for done in range(1, epochs + 1):
+            epoch = history.epochs + 1
+            lr_epoch = schedule(epoch - 1, optimizer.lr, history.history)
+            backup = params.copy(), optimizer.slots.copy(), optimizer.iterations
             start = time.perf_counter()
-            backup = params.copy()
-            loss = run_epoch(epoch_order(rng, n, batch_size, shuffle))
-            history.epoch_seconds.append(time.perf_counter() - start)
+            loss = run_epoch(epoch_order(rng, n, batch_size, shuffle), lr_epoch,
+                             optimizer.iterations)
+            seconds = time.perf_counter() - start
+            optimizer.iterations += n_batches
             # The loss is measured before each update, so the weights are checked too.
             if not (math.isfinite(loss) and np.isfinite(params).all()):
-                params[:] = backup
-                raise DivergenceError(
-                    f"training diverged: a non-finite loss or weight in epoch {epoch} (mean "
-                    f"loss {loss}); the weights of epoch {epoch - 1} were kept. Lower the "
-                    f"learning rate (now {lr}) or rescale the inputs."
-                )
-            history.loss.append(loss)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, loss)
+                params[:], optimizer.slots[:], optimizer.iterations = backup
+                message = (f"training diverged: a non-finite loss or weight in epoch {epoch} "
+                           f"(mean loss {loss}); the weights of epoch {epoch - 1} were kept. "
+                           f"Lower the learning rate (now {lr_epoch:g}) or rescale the inputs.")
+                if on_divergence == "raise":
+                    raise DivergenceError(message)
+                warnings.warn(message, DivergenceWarning, stacklevel=2)
+                history.stop_reason = "diverged"
+                break
+            logs = {"loss": loss}
+            logs.update(_evaluate(arch, params, X, Y, metrics, backend, ""))
+            if validation_data is not None:
+                logs.update(_evaluate(arch, params, *validation_data, metrics, backend, "val_",
+                                      with_loss=True))
+            logs.update(lr=lr_epoch, seconds=seconds)
+            for key, value in logs.items():
+                history.history.setdefault(key, []).append(value)
+            logs["batches"] = done * n_batches
+            try:
+                for callback in callbacks:
+                    callback.on_epoch_end(epoch, logs)
+            except StopTraining:
+                history.stop_reason = "callback"
+            if history.stop_reason is None and stopper.should_stop(epoch, logs, params):
+                history.stop_reason = "early stopping"
+            if history.stop_reason is None and interrupted():
+                history.stop_reason = "interrupted"
+            if history.stop_reason is not None:
+                break
+        stopper.restore(params, history)
+        for callback in callbacks:
+            callback.on_train_end(history)
     return history
+
+
+class _EarlyStopper:
+    """The running state of an EarlyStopping rule (best value, epochs since, best weights)."""
+
+    def __init__(self, rule, history, params):
+        self.rule, self.best, self.best_epoch, self.best_params = rule, None, None, None
+        if rule is None:
+            return
+        for epoch, value in enumerate(history.history.get(rule.monitor, []), start=1):
+            self._see(epoch, value, None)
+
+    def _see(self, epoch, value, params):
+        if self.best is None or self.rule.improvement(value, self.best) > self.rule.min_delta:
+            self.best, self.best_epoch = value, epoch
+            if params is not None and self.rule.restore_best_weights:
+                self.best_params = params.copy()
+
+    def should_stop(self, epoch, logs, params):
+        if self.rule is None:
+            return False
+        if self.rule.monitor not in logs:
+            raise ValueError(f"early stopping monitors {self.rule.monitor!r}, which this run does "
+                             f"not compute; available: {sorted(logs)}")
+        self._see(epoch, logs[self.rule.monitor], params)
+        return epoch - self.best_epoch >= self.rule.patience
+
+    def restore(self, params, history):
+        if self.rule is None:
+            return
+        history.best_epoch = self.best_epoch
+        if self.best_params is not None:
+            params[:] = self.best_params
+
+
+@contextlib.contextmanager
+def _signals_caught(enabled):
+    """Within the body, SIGINT and SIGTERM only set a flag; yields a function reading it.
+
+    Handlers can only be installed from the main thread; elsewhere (or with
+    enabled=False) the signals keep their handlers and the flag stays False.
+    """
+    caught = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda sig, frame: caught.append(sig)) for sig in signals}
+    try:
+        yield lambda: bool(caught)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _evaluate(arch, params, X, Y, metrics, backend, prefix, with_loss=False):
+    """{prefix + name: value} of the loss (with_loss) and the metrics of the network on X, Y."""
+    if not (metrics or with_loss):
+        return {}
+    out = predict_output(arch, params, X, backend=backend)
+    values = {}
+    if with_loss:
+        values[prefix + "loss"] = float(np.mean(reference.ROW_LOSSES[arch.head](out, Y)))
+    for name in metrics:
+        values[prefix + name] = float(METRICS[name](arch.head, Y, out))
+    return values
+
+
+def _check_weights(sample_weight, n_samples, dtype):
+    """Sample weights as a C-contiguous (n_samples,) array of dtype; ones for None."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    weights = np.ascontiguousarray(sample_weight, dtype=dtype)
+    if weights.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {weights.shape}")
+    if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
+        raise ValueError("sample_weight must be finite and >= 0, with a positive sum")
+    return weights
+
+
+def _split_validation(arch, X, Y, weights, validation_data, validation_split):
+    """(X, Y, weights, validation_data) with the validation rows held out if asked."""
+    if validation_data is not None:
+        X_val, Y_val = validation_data
+        X_val = _as_input(arch, X_val)
+        Y_val = np.ascontiguousarray(Y_val, dtype=arch.dtype)
+        if Y_val.shape != (X_val.shape[0], arch.sizes[-1]) or X_val.shape[0] == 0:
+            raise ValueError(f"validation Y must have shape ({X_val.shape[0]}, {arch.sizes[-1]}) "
+                             f"with at least one row, got {Y_val.shape}")
+        return X, Y, weights, (X_val, Y_val)
+    if not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    n_val = int(round(validation_split * X.shape[0]))
+    if validation_split == 0:
+        return X, Y, weights, None
+    if not 1 <= n_val < X.shape[0]:
+        raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves no "
+                         f"validation or no training rows")
+    split = X.shape[0] - n_val
+    return X[:split], Y[:split], weights[:split], (X[split:], Y[split:])
 
 
 def _check_params(arch, params):
@@ -174,24 +479,39 @@ def _check_data(arch, params, X, Y):
     return X, Y
 
 
-def _compiled_epoch(arch, params, X, Y, batch_size, lr):
-    """A function order -> loss running one compiled epoch; workspaces allocated here, once."""
+def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
+    """A function (order, lr, step) -> loss running one compiled epoch.
+
+    Workspaces are allocated here, once per ``fit``, and reused by every epoch.
+    """
     sizes = np.array(arch.sizes, dtype=np.int64)
-    offsets = arch.offsets
-    codes = arch.activation_codes
     tasks = compiled.make_tasks(arch.sizes)
-    dtype = params.dtype
-    params_t = np.zeros_like(params)
-    grads = np.zeros_like(params)
+    dtype = params.dtype.type
+    params_t, grads = np.zeros_like(params), np.zeros_like(params)
     acts = np.zeros(batch_size * int(sizes.sum()), dtype=dtype)
     deltas = np.zeros_like(acts)
     targets = np.zeros((batch_size, sizes[-1]), dtype=dtype)
+    scales = np.zeros(batch_size, dtype=dtype)
     chunk_losses = np.zeros(-(-batch_size // config.CHUNK_ROWS))
-    lr = dtype.type(lr)
+    task_squares = np.zeros(tasks.shape[0])
+    hyper = optimizer.hyperparameters()
 
-    def run_epoch(order):
-        return compiled.train_epoch(params, params_t, grads, sizes, offsets, codes, tasks, X, Y,
-                                    order, batch_size, lr, acts, deltas, targets, chunk_losses)
+    def run_epoch(order, lr, step):
+        return compiled.train_epoch(
+            params, params_t, grads, optimizer.slots, sizes, arch.offsets, arch.activation_codes,
+            tasks, X, Y, weights, order, batch_size, dtype(lr), dtype(l2), optimizer.code, hyper,
+            step, acts, deltas, targets, scales, chunk_losses, task_squares)
+
+    return run_epoch
+
+
+def _reference_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
+    """A function (order, lr, step) -> loss running one epoch of the NumPy reference."""
+    hyper = optimizer.hyperparameters()
+
+    def run_epoch(order, lr, step):
+        return reference.train_epoch(arch, params, X, Y, order, batch_size, lr, optimizer.code,
+                                     hyper, optimizer.slots, step, l2, weights)
 
     return run_epoch
 

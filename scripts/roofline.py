@@ -45,10 +45,12 @@ from machine_peak import fma_gflops, gemm_gflops  # noqa: E402  (a sibling scrip
 
 from fastnn import config  # noqa: E402
 from fastnn.kernels import (dense_backward, dense_forward, matmul_acc,  # noqa: E402
-                            param_grad, sgd_update)
+                            optimizer_step, param_grad)
 from fastnn.network import ACTIVATION_CODES  # noqa: E402
+from fastnn.optimizers import OPTIMIZER_CODES  # noqa: E402
 
 SIGMOID = int(ACTIVATION_CODES["sigmoid"])
+SGD_CODE = OPTIMIZER_CODES["sgd"]
 WORKLOADS = {  # name: (layer sizes, batch rows, dtypes)
     "W1": ((64, 128, 128, 10), 64, ("float32", "float64")),
     "W2": ((784, 512, 512, 10), 128, ("float32",)),
@@ -110,8 +112,9 @@ def kernel_cases(sizes, batch, dtype):
         n_params = (fan_in + 1) * fan_out
         flat_params = rng.random(n_params).astype(dtype)
         flat_grads = rng.random(n_params).astype(dtype)
-        cases.append(("sgd_update", f"{n_params} params", sgd_update,
-                      (flat_params, flat_grads, np.dtype(dtype).type(1e-9), 0, n_params),
+        cases.append(("sgd_update", f"{n_params} params", optimizer_step,
+                      (flat_params, flat_grads, np.zeros((0, n_params), dtype), 0, n_params,
+                       SGD_CODE, np.zeros(3), np.dtype(dtype).type(1e-9), 1),
                       2 * n_params, item * 3 * n_params))
     return cases
 

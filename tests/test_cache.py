@@ -13,9 +13,9 @@ import warnings
 warnings.simplefilter("always")
 import numpy as np
 from fastnn import config
-from fastnn.kernels import sgd_update
+from fastnn.kernels import add_l2
 params, grads = np.ones(5), np.ones(5)
-sgd_update(params, grads, 0.5, 0, 5)
+add_l2(params, grads, 0, 5, -0.5)
 print("cache", config.CACHE, "params", params.tolist())
 """
 

@@ -14,6 +14,7 @@ from scipy.special import expit
 from fastnn import kernels, reference
 from fastnn.kernels.activations import fast_exp
 from fastnn.network import ACTIVATION_CODES
+from fastnn.optimizers import SGD, Adadelta, Adam, RMSprop
 
 from .conftest import assert_close, seed_of
 
@@ -120,7 +121,9 @@ def head_outputs(rng, shape, code, dtype):
 @pytest.mark.parametrize("shape", OUTPUT_SHAPES, ids=shape_id)
 def test_output_delta(shape, code, dtype):
     p, y = head_outputs(generator("delta", shape, code, dtype), shape, code, dtype)
-    scale = 1.0 / shape[0]
+    # Row weights over their sum, as with sample weights (all 1 / n without).
+    weights = generator("weights", shape).uniform(0.1, 2.0, shape[0])
+    scale = (weights / weights.sum()).astype(dtype)
     out, expected = garbage(shape, dtype), np.empty(shape, dtype=dtype)
     loss = kernels.output_delta(p, y, code, scale, out)
     expected_loss = reference.output_delta(p, y, code, scale, expected)
@@ -135,8 +138,9 @@ def test_output_delta_saturated(code, dtype):
     p = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.25, 0.25]], dtype=dtype)
     y = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype)
     out, expected = garbage((3, 3), dtype), np.empty((3, 3), dtype=dtype)
-    loss = kernels.output_delta(p, y, code, 1.0 / 3, out)
-    expected_loss = reference.output_delta(p, y, code, 1.0 / 3, expected)
+    scale = np.full(3, 1.0 / 3, dtype=dtype)
+    loss = kernels.output_delta(p, y, code, scale, out)
+    expected_loss = reference.output_delta(p, y, code, scale, expected)
     assert np.isfinite(loss)
     assert_close(out, expected)
     assert_close(loss, expected_loss, dtype=dtype)
@@ -147,8 +151,9 @@ def test_output_delta_propagates_nan(code):
     """A NaN output must give a NaN loss: that is how training detects divergence."""
     p = np.array([[np.nan, 0.5], [0.3, 0.7]])
     y = np.array([[1.0, 0.0], [0.0, 1.0]])
-    assert np.isnan(kernels.output_delta(p, y, code, 0.5, np.empty((2, 2))))
-    assert np.isnan(reference.output_delta(p, y, code, 0.5, np.empty((2, 2))))
+    scale = np.full(2, 0.5)
+    assert np.isnan(kernels.output_delta(p, y, code, scale, np.empty((2, 2))))
+    assert np.isnan(reference.output_delta(p, y, code, scale, np.empty((2, 2))))
 
 
 # ---------------------------------------------------------------------------
@@ -214,25 +219,54 @@ def test_param_grad(shape, rows, dtype):
 
 
 # ---------------------------------------------------------------------------
-# sgd_update
+# add_l2 and optimizer_step
 # ---------------------------------------------------------------------------
+
+RANGES = [(1, 0, 1), (37, 0, 37), (37, 5, 22), (37, 36, 37), (37, 9, 9)]
+
+#: One configuration per branch of optimizer_step.
+OPTIMIZER_CASES = [SGD(lr=0.37), SGD(lr=0.37, momentum=0.9), SGD(lr=0.37, momentum=0.5, nesterov=True),
+                   RMSprop(lr=0.01), Adam(lr=0.01), Adadelta(lr=1.0)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("size, start, stop", [(1, 0, 1), (37, 0, 37), (37, 5, 22), (37, 36, 37),
-                                               (37, 9, 9)])
-def test_sgd_update(size, start, stop, dtype):
-    rng = generator("sgd", size, start, stop, dtype)
+@pytest.mark.parametrize("size, start, stop", RANGES)
+def test_add_l2(size, start, stop, dtype):
+    rng = generator("l2", size, start, stop, dtype)
     params, grads = draw(rng, size, dtype), draw(rng, size, dtype)
-    lr = np.dtype(dtype).type(0.37)
-    before, grads_before = params.copy(), grads.copy()
+    expected = grads.copy()
+    l2 = np.dtype(dtype).type(0.3)
+    squares = kernels.add_l2(grads, params, start, stop, l2)
+    expected_squares = reference.add_l2(expected, params, start, stop, l2)
+    assert_close(grads, expected)
+    assert_close(squares, expected_squares, dtype=dtype)
+    assert_close(squares, float(np.sum(params[start:stop].astype(np.float64) ** 2)), dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size, start, stop", RANGES)
+@pytest.mark.parametrize("optimizer", OPTIMIZER_CASES, ids=repr)
+def test_optimizer_step(optimizer, size, start, stop, dtype):
+    """Three steps on a range, from a random state: params and state as the reference's."""
+    rng = generator("optimizer", repr(optimizer), size, start, stop, dtype)
+    params = draw(rng, size, dtype)
     expected = params.copy()
-    kernels.sgd_update(params, grads, lr, start, stop)
-    reference.sgd_update(expected, grads, lr, start, stop)
+    slots = np.abs(draw(rng, optimizer.n_slots * size, dtype)).reshape(optimizer.n_slots, size)
+    expected_slots = slots.copy()
+    hyper = optimizer.hyperparameters()
+    lr = np.dtype(dtype).type(optimizer.lr)
+    before = params.copy()
+    for step in (1, 2, 7):
+        grads = draw(rng, size, dtype)
+        grads_before = grads.copy()
+        kernels.optimizer_step(params, grads, slots, start, stop, optimizer.code, hyper, lr, step)
+        reference.optimizer_step(expected, grads, expected_slots, start, stop, optimizer.code,
+                                 hyper, lr, step)
+        np.testing.assert_array_equal(grads, grads_before)
     assert_close(params, expected)
+    assert_close(slots, expected_slots)
     np.testing.assert_array_equal(params[:start], before[:start])
     np.testing.assert_array_equal(params[stop:], before[stop:])
-    np.testing.assert_array_equal(grads, grads_before)
     if stop > start:
         assert not np.array_equal(params[start:stop], before[start:stop])
 

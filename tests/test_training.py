@@ -139,7 +139,7 @@ def test_thread_count_is_set_and_restored():
     numba.set_num_threads(2)
     try:
         fit(arch, params, X, Y, epochs=1, batch_size=64, lr=0.1, threads=1,
-              on_epoch_end=lambda epoch, loss: seen.append(numba.get_num_threads()))
+              callbacks=[lambda epoch, logs: seen.append(numba.get_num_threads())])
         assert seen == [1]
         assert numba.get_num_threads() == 2
         # Restored on the way out of an exception too (a NaN target: NaN loss in epoch 1).
@@ -175,7 +175,7 @@ def test_divergence_raises_and_keeps_last_finite_weights(rng, backend, acts, bat
     finished = []
     with pytest.raises(DivergenceError):
         fit(arch, params, X, Y, epochs=100, batch_size=batch_size, lr=1e6, random_state=0,
-              backend=backend, on_epoch_end=lambda epoch, loss: finished.append(epoch))
+              backend=backend, callbacks=[lambda epoch, logs: finished.append(epoch)])
     assert np.isfinite(params).all()
     # The weights are those of the last finished epoch: rerun exactly that many epochs.
     again = params0.copy()

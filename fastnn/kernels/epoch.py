@@ -9,7 +9,7 @@ with 1, 2 or N threads):
 2. Gradient and update: each layer's (fan_in + 1, fan_out) parameter block is cut
    into fixed row ranges (the ``tasks`` table built by ``make_tasks``); ``prange``
    runs the tasks, each summing over all rows of the batch in order 0..n-1, then
-   updating its own parameters.  No task writes what another reads, so no
+   updating its own parameters and their optimizer state.  No task writes what another reads, so no
    gradient buffer is shared and no reduction across threads is needed.
 
 Two parallel regions per mini-batch, and nothing is allocated inside the epoch.
@@ -20,7 +20,8 @@ import numpy as np
 from numba import njit, prange
 
 from .. import config
-from .dense import dense_backward, dense_forward, output_delta, param_grad, sgd_update
+from .dense import dense_backward, dense_forward, output_delta, param_grad
+from .optimizers import add_l2, optimizer_step
 
 
 def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.TASK_MIN_WIDTH):
@@ -89,12 +90,13 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
 
 
 @njit(**config.JIT_OPTIONS)
-def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, rows, r0, r1, scale,
-                           acts, deltas, targets):
+def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, weights, rows, r0, r1,
+                           inv_batch_weight, acts, deltas, targets, scales):
     """Forward and backward pass of batch rows [r0, r1): fills their activations and deltas.
 
-    rows holds the indices into X and Y of the whole batch.  Returns the chunk's
-    loss summed over its rows.
+    rows holds the indices into X, Y and weights of the whole batch; each row's
+    delta is scaled by its weight times inv_batch_weight.  Returns the chunk's part
+    of the batch's mean loss.
     """
     n_layers = sizes.shape[0] - 1
     batch_size = targets.shape[0]
@@ -102,13 +104,14 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, rows, 
     for r in range(r0, r1):
         x[r] = X[rows[r]]
         targets[r] = Y[rows[r]]
+        scales[r] = weights[rows[r]] * inv_batch_weight
     for layer in range(n_layers):
         W, b = layer_weights(params, offsets, sizes, layer)
         dense_forward(layer_rows(acts, sizes, layer, batch_size)[r0:r1], W, b, codes[layer],
                       layer_rows(acts, sizes, layer + 1, batch_size)[r0:r1])
     delta = layer_rows(deltas, sizes, n_layers, batch_size)[r0:r1]
     loss = output_delta(layer_rows(acts, sizes, n_layers, batch_size)[r0:r1], targets[r0:r1],
-                        codes[n_layers - 1], scale, delta)
+                        codes[n_layers - 1], scales[r0:r1], delta)
     for layer in range(n_layers - 1, 0, -1):
         fan_in, fan_out = sizes[layer], sizes[layer + 1]
         WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
@@ -120,29 +123,39 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, rows, 
 
 
 @njit(**config.JIT_OPTIONS)
-def update_task(params, params_t, grads, sizes, offsets, task, n_rows, lr, acts, deltas):
-    """Gradient and SGD update of one task's parameters (see ``make_tasks``).
+def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr, l2, optimizer,
+                hyper, step, acts, deltas):
+    """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
 
-    Sums over the first n_rows rows of the batch buffers, then refreshes the
-    transposed copy of the rows it changed.
+    Sums over the first n_rows rows of the batch buffers, adds l2 / n_rows times the
+    task's weights (not biases) to their gradient, updates the parameters and their
+    optimizer state, then refreshes the transposed copy of the rows it changed.
+    Returns the sum of squares of the task's weights before the update (0.0 when
+    l2 is 0), for the penalty's value.
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
     batch_size = acts.shape[0] // sizes.sum()
-    fan_out = sizes[layer + 1]
+    fan_in, fan_out = sizes[layer], sizes[layer + 1]
     start = offsets[layer] + row_start * fan_out
     stop = offsets[layer] + row_stop * fan_out
     param_grad(layer_rows(acts, sizes, layer, batch_size)[:n_rows],
                layer_rows(deltas, sizes, layer + 1, batch_size)[:n_rows],
                row_start, row_stop, grads[start:stop].reshape((row_stop - row_start, fan_out)))
-    sgd_update(params, grads, lr, start, stop)
+    squares = 0.0
+    if l2 != 0:
+        weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
+        squares = add_l2(grads, params, start, weight_stop, l2 / params.dtype.type(n_rows))
+    optimizer_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
     if layer > 0:
         transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
+    return squares
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def train_epoch(params, params_t, grads, sizes, offsets, codes, tasks, X, Y, order, batch_size,
-                lr, acts, deltas, targets, chunk_losses):
-    """One epoch of mini-batch SGD over the rows X[order]; returns the mean loss.
+def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X, Y, weights, order,
+                batch_size, lr, l2, optimizer, hyper, step, acts, deltas, targets, scales,
+                chunk_losses, task_squares):
+    """One epoch of mini-batch training over the rows X[order]; returns the mean loss.
 
     Parameters
     ----------
@@ -150,39 +163,66 @@ def train_epoch(params, params_t, grads, sizes, offsets, codes, tasks, X, Y, ord
         Flat parameters (see ``fastnn.network``), updated in place.
     params_t, grads : ndarray of shape (n_params,)
         Workspaces: transposed weights and gradients.
+    slots : ndarray of shape (n_slots, n_params)
+        Optimizer state, updated in place (see ``fastnn.optimizers``).
     sizes, offsets, codes, tasks : int64 arrays
         Layer widths, block offsets, activation codes and the update tasks.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
+    weights : ndarray of shape (n_samples,)
+        Sample weights (ones for none).
     order : int64 ndarray of shape (n_epoch_rows,)
         Rows of X to visit, in order (drawn by the caller from its seeded generator).
     batch_size : int
-    lr : scalar of the parameters' dtype
+    lr, l2 : scalars of the parameters' dtype
+        Learning rate; L2 penalty (scikit-learn's alpha: 0.5 * l2 * sum(W**2) / n_rows
+        is added to each batch's loss).
+    optimizer : int; hyper : float64 ndarray of shape (3,); step : int
+        Optimizer code and constants; mini-batches done before this epoch.
     acts, deltas : ndarray of shape (batch_size * sum(sizes),)
         Batch buffers (see ``layer_rows``).
-    targets : ndarray of shape (batch_size, n_outputs)
+    targets : ndarray of shape (batch_size, n_outputs); scales : ndarray of shape (batch_size,)
     chunk_losses : float64 ndarray of shape (ceil(batch_size / CHUNK_ROWS),)
+    task_squares : float64 ndarray of shape (n_tasks,)
+
+    Returns
+    -------
+    float: the epoch's (weighted) mean loss, each batch's measured before its update.
     """
     n = order.shape[0]
     chunk = config.CHUNK_ROWS
-    one = params.dtype.type(1.0)
+    dtype = params.dtype.type
+    one = dtype(1.0)
     for layer in range(1, sizes.shape[0] - 1):
         transpose_weights(params, offsets, sizes, layer, 0, sizes[layer], params_t)
     total_loss = 0.0
-    for batch_start in range(0, n, batch_size):
+    total_weight = 0.0
+    for batch, batch_start in enumerate(range(0, n, batch_size)):
         n_rows = min(batch_size, n - batch_start)
         rows = order[batch_start : batch_start + n_rows]
-        scale = one / params.dtype.type(n_rows)
+        batch_weight = dtype(0.0)
+        for r in range(n_rows):  # in order: the sum does not depend on threads
+            batch_weight += weights[rows[r]]
+        inv_batch_weight = one / batch_weight
         n_chunks = (n_rows + chunk - 1) // chunk
         for c in prange(n_chunks):
             chunk_losses[c] = forward_backward_chunk(
-                params, params_t, sizes, offsets, codes, X, Y, rows, c * chunk,
-                min(c * chunk + chunk, n_rows), scale, acts, deltas, targets)
-        for c in range(n_chunks):  # fixed order: the loss does not depend on threads either
-            total_loss += chunk_losses[c]
+                params, params_t, sizes, offsets, codes, X, Y, weights, rows, c * chunk,
+                min(c * chunk + chunk, n_rows), inv_batch_weight, acts, deltas, targets, scales)
         for t in prange(tasks.shape[0]):
-            update_task(params, params_t, grads, sizes, offsets, tasks[t], n_rows, lr, acts,
-                        deltas)
-    return total_loss / n
+            task_squares[t] = update_task(params, params_t, grads, slots, sizes, offsets,
+                                          tasks[t], n_rows, lr, l2, optimizer, hyper,
+                                          step + batch + 1, acts, deltas)
+        batch_loss = 0.0
+        for c in range(n_chunks):  # fixed order, as every sum here
+            batch_loss += chunk_losses[c]
+        if l2 != 0:
+            squares = 0.0
+            for t in range(tasks.shape[0]):
+                squares += task_squares[t]
+            batch_loss += 0.5 * l2 / n_rows * squares
+        total_loss += batch_loss * batch_weight
+        total_weight += batch_weight
+    return total_loss / total_weight
 
 
 @njit(**config.JIT_OPTIONS)

@@ -1,0 +1,119 @@
+"""Learning-rate schedules: the learning rate of each epoch.
+
+A schedule is a function ``schedule(epoch, lr, history) -> float`` of the epoch
+index (0 for the first epoch ever trained, counting on across calls that continue
+a history), the optimizer's base learning rate and the history so far (a dict of
+per-epoch lists).  Being a function of the record alone, a schedule needs no state
+of its own: a resumed run gets exactly the rates an uninterrupted one would.
+"""
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Constant:
+    """lr in every epoch."""
+
+    def __call__(self, epoch, lr, history):
+        return lr
+
+
+@dataclass(frozen=True)
+class InverseScaling:
+    """lr / (epoch + 1) ** power_t (scikit-learn's "invscaling", counted in epochs)."""
+
+    power_t: float = 0.5
+
+    def __call__(self, epoch, lr, history):
+        return lr / (epoch + 1) ** self.power_t
+
+
+@dataclass(frozen=True)
+class StepDecay:
+    """lr * gamma ** (epoch // step_size): multiplied by gamma every step_size epochs."""
+
+    step_size: int = 10
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        if not (isinstance(self.step_size, int) and self.step_size >= 1):
+            raise ValueError(f"step_size must be an integer >= 1, got {self.step_size!r}")
+        _check_fraction(self.gamma, "gamma")
+
+    def __call__(self, epoch, lr, history):
+        return lr * self.gamma ** (epoch // self.step_size)
+
+
+@dataclass(frozen=True)
+class Cosine:
+    """Cosine annealing from lr to min_lr over t_max epochs, then min_lr."""
+
+    t_max: int = 100
+    min_lr: float = 0.0
+
+    def __post_init__(self):
+        if not (isinstance(self.t_max, int) and self.t_max >= 1):
+            raise ValueError(f"t_max must be an integer >= 1, got {self.t_max!r}")
+        if not (math.isfinite(self.min_lr) and self.min_lr >= 0):
+            raise ValueError(f"min_lr must be a finite number >= 0, got {self.min_lr!r}")
+
+    def __call__(self, epoch, lr, history):
+        progress = min(epoch, self.t_max) / self.t_max
+        return self.min_lr + (lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class ReduceOnPlateau:
+    """Multiply the rate by factor when ``monitor`` has not improved for patience epochs.
+
+    As Keras's ReduceLROnPlateau (without cooldown): an improvement is a decrease by
+    more than min_delta (an increase for monitors not ending in "loss"); after each
+    reduction the count starts again; the rate never goes below min_lr.
+    """
+
+    monitor: str = "loss"
+    factor: float = 0.1
+    patience: int = 10
+    min_delta: float = 1e-4
+    min_lr: float = 0.0
+
+    def __post_init__(self):
+        _check_fraction(self.factor, "factor")
+        if not (isinstance(self.patience, int) and self.patience >= 1):
+            raise ValueError(f"patience must be an integer >= 1, got {self.patience!r}")
+
+    def __call__(self, epoch, lr, history):
+        sign = 1.0 if self.monitor.endswith("loss") else -1.0
+        best, wait = math.inf, 0
+        for value in history.get(self.monitor, [])[:epoch]:
+            if sign * value < best - self.min_delta:
+                best, wait = sign * value, 0
+            else:
+                wait += 1
+                if wait >= self.patience:
+                    lr, wait = max(lr * self.factor, self.min_lr), 0
+        return lr
+
+
+#: Schedules by name.
+SCHEDULES = {"constant": Constant, "invscaling": InverseScaling, "step": StepDecay,
+             "cosine": Cosine, "plateau": ReduceOnPlateau}
+
+
+def make_schedule(spec=None):
+    """A schedule from None (constant), a name in SCHEDULES, or a callable (returned as is)."""
+    if spec is None:
+        return Constant()
+    if isinstance(spec, str):
+        if spec not in SCHEDULES:
+            raise ValueError(f"unknown schedule {spec!r}; choose from {sorted(SCHEDULES)}")
+        return SCHEDULES[spec]()
+    if callable(spec):
+        return spec
+    raise TypeError(f"schedule must be None, a name or a callable, got {spec!r}")
+
+
+def _check_fraction(value, name):
+    if not (isinstance(value, (int, float)) and 0 < value < 1):
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
