@@ -1,24 +1,36 @@
 """Save and load a trained network as one ``.npz`` file, without pickle.
 
 The file is an ordinary NumPy ``.npz`` archive (``np.savez``, uncompressed) with
-two arrays:
+these arrays:
 
 ``params``
     The flat parameter buffer, shape (n_params,), dtype float32 or float64
     (layout: ``fastnn.network``).
+``array_<name>``
+    Any further numeric arrays (optimizer state, random generator state, ...).
 ``metadata``
     A UTF-8 JSON document stored as a uint8 array::
 
-        {"format": "fastnn-model", "format_version": 1, "fastnn_version": "0.1.0",
+        {"format": "fastnn-model", "format_version": 2, "fastnn_version": "0.1.0",
          "architecture": {"sizes": [...], "activations": [...], "head": "...",
                           "dtype": "..."},
+         "sha256": {"params": "...", "array_<name>": "..."},
          "extra": {...}}
 
-Both are read back with ``np.load(allow_pickle=False)``, so loading a file never
-runs code from it.  A file is written to a temporary name in the destination
-directory and then renamed over the destination, so readers never see half a file.
+Everything is read back with ``np.load(allow_pickle=False)``, so loading a file
+never runs code from it, and every array is checked against its SHA-256, so a
+damaged file is refused rather than loaded with wrong numbers.  A file is written
+to a temporary name in the destination directory and then renamed over the
+destination, so readers never see half a file.
+
+On top of that format, ``save_model`` and ``load_model`` store a whole model of
+any kind (``KINDS``): its configuration, weights, optimizer state, shuffling
+generator and history, so that a loaded model predicts bitwise identically and
+continues training exactly where it stopped.
 """
 
+import hashlib
+import importlib
 import json
 import os
 import secrets
@@ -28,9 +40,11 @@ from typing import NamedTuple
 import numpy as np
 
 from .network import Architecture
+from .optimizers import make_optimizer
 
 FORMAT = "fastnn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_ARRAY_PREFIX = "array_"
 
 
 class Model(NamedTuple):
@@ -39,9 +53,10 @@ class Model(NamedTuple):
     arch: Architecture
     params: np.ndarray
     metadata: dict
+    arrays: dict
 
 
-def save(path, arch, params, extra_metadata=None):
+def save(path, arch, params, extra_metadata=None, arrays=None):
     """Write ``arch`` and ``params`` to ``path`` (the exact name; no suffix is added).
 
     Parameters
@@ -53,6 +68,8 @@ def save(path, arch, params, extra_metadata=None):
         Anything JSON-serialisable (training settings, class labels, scores);
         NumPy scalars and arrays are stored as numbers and lists.  Returned by
         ``load`` as ``metadata["extra"]``.
+    arrays : dict of str to ndarray, or None
+        Further numeric arrays, returned by ``load`` under the same names.
 
     Raises
     ------
@@ -65,6 +82,12 @@ def save(path, arch, params, extra_metadata=None):
 
     params = np.asarray(params)
     _check_params(arch, params, where="params")
+    stored = {"params": np.ascontiguousarray(params)}
+    for name, array in (arrays or {}).items():
+        array = np.ascontiguousarray(array)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"array {name!r} has dtype {array.dtype}; only numbers are stored")
+        stored[_ARRAY_PREFIX + name] = array
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -75,6 +98,7 @@ def save(path, arch, params, extra_metadata=None):
             "head": arch.head,
             "dtype": arch.dtype,
         },
+        "sha256": {name: _sha256(array) for name, array in stored.items()},
         "extra": {} if extra_metadata is None else extra_metadata,
     }
     try:
@@ -90,7 +114,7 @@ def save(path, arch, params, extra_metadata=None):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, params=np.ascontiguousarray(params), metadata=encoded)
+            np.savez(f, metadata=encoded, **stored)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -109,9 +133,9 @@ def load(path):
     Returns
     -------
     Model
-        ``(arch, params, metadata)``; ``params`` is a fresh writable array and
-        ``metadata`` the whole JSON document (``metadata["extra"]`` holds what was
-        passed as ``extra_metadata``).
+        ``(arch, params, metadata, arrays)``; ``params`` and the arrays are fresh
+        writable arrays and ``metadata`` the whole JSON document
+        (``metadata["extra"]`` holds what was passed as ``extra_metadata``).
 
     Raises
     ------
@@ -119,7 +143,8 @@ def load(path):
         As ``open`` raises them.
     ValueError
         The file is not a fastnn model (not an ``.npz``, arrays missing, pickled
-        objects inside), is truncated or corrupt, or has an unknown format version.
+        objects inside), is truncated or corrupt (checksum mismatch), or has an
+        unknown format version.
         The message names the path.
     """
     path = os.fspath(path)
@@ -132,8 +157,8 @@ def load(path):
                 missing = {"params", "metadata"} - set(archive.files)
                 if missing:
                     raise ValueError(f"array(s) {sorted(missing)} missing")
-                raw = archive["metadata"]
-                params = archive["params"]
+                stored = {name: archive[name] for name in archive.files}
+                raw = stored.pop("metadata")
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable fastnn model file ({exc})") from exc
 
@@ -146,14 +171,29 @@ def load(path):
         version = metadata.get("format_version")
         if version != FORMAT_VERSION:
             raise ValueError(f"format version {version!r}, this fastnn reads {FORMAT_VERSION}")
+        checksums = metadata["sha256"]
+        if set(checksums) != set(stored):
+            raise ValueError(f"arrays {sorted(stored)} do not match the list {sorted(checksums)}")
+        for name, array in stored.items():
+            if _sha256(array) != checksums[name]:
+                raise ValueError(f"array {name!r} is damaged (SHA-256 mismatch)")
         a = metadata["architecture"]
         arch = Architecture(tuple(a["sizes"]), tuple(a["activations"]), a["head"], a["dtype"])
+        params = stored.pop("params")
         _check_params(arch, params, where="stored params")
     except (ValueError, KeyError, TypeError) as exc:
         # UnicodeDecodeError and json.JSONDecodeError are ValueErrors.
         detail = f"key {exc} missing" if isinstance(exc, KeyError) else str(exc)
         raise ValueError(f"{path}: not a valid fastnn model file ({detail})") from exc
-    return Model(arch, np.array(params, copy=True), metadata)
+    arrays = {name[len(_ARRAY_PREFIX):]: np.array(array, copy=True) for name, array in stored.items()}
+    return Model(arch, np.array(params, copy=True), metadata, arrays)
+
+
+def _sha256(array):
+    """Hex SHA-256 of an array's dtype, shape and bytes."""
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _check_params(arch, params, where):
@@ -168,3 +208,114 @@ def _numpy_to_json(obj):
     if isinstance(obj, (np.generic, np.ndarray)):
         return obj.tolist()
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# ---------------------------------------------------------------------------
+# Whole models: configuration, weights, optimizer, shuffling generator, history
+# ---------------------------------------------------------------------------
+
+#: Model classes ``load_model`` can rebuild, by kind (the class name): "module:Class".
+KINDS = {
+    "Sequential": "fastnn.models:Sequential",
+    "FastMLPClassifier": "fastnn.estimators:FastMLPClassifier",
+    "FastMLPRegressor": "fastnn.estimators:FastMLPRegressor",
+    "MyNN": "fastnn.mynn:MyNN",
+}
+
+
+class SavedModel(NamedTuple):
+    """Everything a model kind stores and gets back (``_saved_state`` / ``_from_saved``).
+
+    config is the kind's own JSON-serialisable settings; optimizer an
+    ``optimizers.Optimizer`` with its state, rng the shuffling generator
+    (RandomState or Generator) and history a ``trainer.History``, each or None;
+    arrays further numeric arrays of the kind's own.
+    """
+
+    kind: str
+    arch: Architecture
+    params: np.ndarray
+    config: dict
+    optimizer: object = None
+    rng: object = None
+    history: object = None
+    arrays: dict = {}
+
+
+def save_model(path, model):
+    """Write a model of any kind in KINDS to path, via its ``_saved_state()``."""
+    saved = model._saved_state()
+    if saved.kind not in KINDS:
+        raise ValueError(f"cannot save a {saved.kind}; kinds: {sorted(KINDS)}")
+    extra = {"kind": saved.kind, "config": saved.config}
+    arrays = dict(saved.arrays)
+    if saved.optimizer is not None:
+        extra["optimizer"] = {"config": saved.optimizer.get_config(),
+                              "iterations": int(saved.optimizer.iterations)}
+        if saved.optimizer.slots is not None:
+            arrays["optimizer_slots"] = saved.optimizer.slots
+    if saved.rng is not None:
+        extra["rng"], rng_arrays = _rng_to_json(saved.rng)
+        arrays.update(rng_arrays)
+    if saved.history is not None:
+        extra["history"] = {"history": saved.history.history,
+                            "stop_reason": saved.history.stop_reason,
+                            "best_epoch": saved.history.best_epoch}
+    return save(path, saved.arch, saved.params, extra, arrays)
+
+
+def load_model(path):
+    """Read a file written by ``save_model`` (or ``model.save``): a model of the saved kind.
+
+    Raises ValueError (naming the path) for anything but a valid model file of a
+    known kind, as ``load`` does.
+    """
+    from .trainer import History
+
+    model = load(path)
+    extra = model.metadata["extra"]
+    try:
+        kind = extra["kind"]
+        if kind not in KINDS:
+            raise ValueError(f"unknown model kind {kind!r}")
+        arrays = dict(model.arrays)
+        optimizer = None
+        if "optimizer" in extra:
+            optimizer = make_optimizer(extra["optimizer"]["config"])
+            optimizer.slots = arrays.pop("optimizer_slots", None)
+            optimizer.iterations = int(extra["optimizer"]["iterations"])
+        rng = _rng_from_json(extra["rng"], arrays) if "rng" in extra else None
+        history = None
+        if "history" in extra:
+            record = extra["history"]
+            history = History({key: list(values) for key, values in record["history"].items()},
+                              optimizer, record["stop_reason"], record["best_epoch"])
+        saved = SavedModel(kind, model.arch, model.params, extra["config"], optimizer, rng,
+                           history, arrays)
+        module, name = KINDS[kind].split(":")
+        return getattr(importlib.import_module(module), name)._from_saved(saved)
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = f"key {exc} missing" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"{os.fspath(path)}: not a valid fastnn model file ({detail})") from exc
+
+
+def _rng_to_json(rng):
+    """(JSON document, arrays) holding the state of a RandomState or Generator."""
+    if isinstance(rng, np.random.RandomState):
+        name, keys, pos, has_gauss, cached = rng.get_state(legacy=True)
+        return ({"type": "RandomState", "pos": int(pos), "has_gauss": int(has_gauss),
+                 "cached_gaussian": float(cached)}, {"rng_keys": keys})
+    return {"type": "Generator", "state": rng.bit_generator.state}, {}
+
+
+def _rng_from_json(doc, arrays):
+    """The generator saved by ``_rng_to_json``; its arrays are taken out of ``arrays``."""
+    if doc["type"] == "RandomState":
+        rng = np.random.RandomState()
+        rng.set_state(("MT19937", arrays.pop("rng_keys"), doc["pos"], doc["has_gauss"],
+                       doc["cached_gaussian"]))
+        return rng
+    state = doc["state"]
+    rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    rng.bit_generator.state = state
+    return rng

@@ -76,11 +76,13 @@ def write_npz(path, **arrays):
     return path
 
 
-def metadata_array(**changes):
+def metadata_array(params=None, **changes):
+    """A metadata document; with params, it carries their correct checksum."""
     doc = {"format": model_io.FORMAT, "format_version": model_io.FORMAT_VERSION,
            "fastnn_version": "0.1.0",
            "architecture": {"sizes": [5, 7, 3], "activations": ["tanh"], "head": "softmax",
-                            "dtype": "float32"}, "extra": {}}
+                            "dtype": "float32"}, "extra": {},
+           "sha256": {} if params is None else {"params": model_io._sha256(params)}}
     doc.update(changes)
     return np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
 
@@ -91,8 +93,9 @@ def metadata_array(**changes):
     (lambda p: {"metadata": metadata_array()}, "missing"),       # no params
     (lambda p: {"params": p, "metadata": metadata_array(format="other")}, "marker"),
     (lambda p: {"params": p, "metadata": metadata_array(format_version=99)}, "version 99"),
-    (lambda p: {"params": p, "metadata": metadata_array(architecture={})}, "sizes"),
-    (lambda p: {"params": p[:-1], "metadata": metadata_array()}, "shape"),
+    (lambda p: {"params": p, "metadata": metadata_array(p, architecture={})}, "sizes"),
+    (lambda p: {"params": p[:-1], "metadata": metadata_array(p[:-1])}, "shape"),
+    (lambda p: {"params": p, "metadata": metadata_array(p[:-1])}, "damaged"),
     (lambda p: {"params": p, "metadata": np.frombuffer(b"{not json", np.uint8)}, "model"),
     (lambda p: {"params": p, "metadata": np.zeros(3)}, "uint8"),
 ])
