@@ -19,7 +19,7 @@ is one compiled call instead of a dozen NumPy ones.
 import numpy as np
 from sklearn.utils import check_array, check_consistent_length
 
-from . import reference, trainer
+from . import model_io, reference, trainer
 from .network import Architecture, init_params, layer_views
 
 #: Width of both hidden layers and the learning rate, as in the tutorial.
@@ -134,21 +134,37 @@ class MyNN:
         ----------
         epochs : int
         verbose : bool
-            Print one ``Error : <loss>`` line per epoch when training ends, as
-            ``backprop`` prints them: the loss before that epoch's update.
+            Print one ``Error : <loss>`` line per epoch, as ``backprop`` prints them:
+            the loss before that epoch's update.
 
         Returns
         -------
         trainer.History
             ``loss``: the loss before each epoch's update, one per epoch.
         """
+        callbacks = [lambda epoch, logs: print("Error :", logs["loss"])] if verbose else []
         history = trainer.fit(self._arch, self._params, self.x, self.y, epochs=epochs,
-                              batch_size=0, lr=self.lr, shuffle=False)
-        if verbose:
-            for loss in history.loss:
-                print("Error :", loss)
+                              batch_size=0, lr=self.lr, shuffle=False, callbacks=callbacks)
         self.feedforward()
         return history
+
+    def save(self, path):
+        """Write the model (weights, lr, and the training data x, y it is bound to) to path.
+
+        ``fastnn.load(path)`` returns a MyNN; no pickle is involved (``fastnn.model_io``).
+        """
+        return model_io.save_model(path, self)
+
+    def _saved_state(self):
+        return model_io.SavedModel("MyNN", self._arch, self._params, {"lr": self.lr},
+                                   arrays={"x": np.atleast_2d(self.x), "y": self.y})
+
+    @classmethod
+    def _from_saved(cls, saved):
+        model = cls.__new__(cls)  # not __init__: it would draw from the global generator
+        model.x, model.y = _check_data(saved.arrays["x"], saved.arrays["y"])
+        model.lr, model._arch, model._params = saved.config["lr"], saved.arch, saved.params
+        return model
 
     def predict(self, data):
         """The tutorial's prediction: ``self.x = data``, feedforward, then ``a3.argmax()``.

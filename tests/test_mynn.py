@@ -219,3 +219,24 @@ def test_constructor_rejects_bad_data(tutorial_data, change, message):
     x, y, _, _ = tutorial_data
     with pytest.raises(ValueError, match=message):
         MyNN(*change(x[:20], y[:20]))
+
+
+def test_save_and_load_round_trip(tmp_path, capsys):
+    import fastnn
+
+    X, Y = np.random.default_rng(0).random((12, 5)), np.eye(3)[np.arange(12) % 3]
+    np.random.seed(1)
+    model = MyNN(X, Y)
+    model.lr = 0.25
+    model.fit(3, verbose=True)
+    assert capsys.readouterr().out.count("Error :") == 3
+    state = np.random.get_state()[1].copy()
+    model.save(tmp_path / "mynn.npz")
+    loaded = fastnn.load(tmp_path / "mynn.npz")
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # no draw on load
+    assert isinstance(loaded, MyNN) and loaded.lr == 0.25
+    np.testing.assert_array_equal(loaded.params, model.params)
+    np.testing.assert_array_equal(loaded.predict_classes(X), model.predict_classes(X))
+    model.fit(2)
+    loaded.fit(2)
+    np.testing.assert_array_equal(loaded.params, model.params)
