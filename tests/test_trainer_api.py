@@ -1,0 +1,226 @@
+"""The training loop's services: validation, metrics, early stopping, callbacks,
+progress, interruption, divergence policy and exact continuation of a run."""
+
+import io
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from fastnn import (SGD, Adam, Callback, DivergenceError, DivergenceWarning, EarlyStopping,
+                    StopTraining, fit, predict_output, reference)
+from fastnn.schedules import ReduceOnPlateau
+from fastnn.trainer import ProgressBar
+
+from .conftest import make_problem
+
+
+def problem(rng, n=60, dtype="float64", head="softmax"):
+    return make_problem(rng, (5, 11, 3), ("tanh",), head, dtype, n=n)
+
+
+# ---------------------------------------------------------------------------
+# Validation data and metrics
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_validation_split_holds_out_the_last_rows(rng, backend):
+    arch, params0, X, Y = problem(rng)
+    a, b = params0.copy(), params0.copy()
+    history = fit(arch, a, X, Y, epochs=3, batch_size=8, lr=0.3, random_state=0,
+                  validation_split=0.25, metrics=["accuracy"], backend=backend)
+    # The same as training on the first 45 rows with the last 15 as validation data.
+    same = fit(arch, b, X[:45], Y[:45], epochs=3, batch_size=8, lr=0.3, random_state=0,
+               validation_data=(X[45:], Y[45:]), metrics=["accuracy"], backend=backend)
+    np.testing.assert_array_equal(a, b)
+    assert history.history == {**same.history, "seconds": history.history["seconds"]}
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr",
+                                    "seconds"}
+    assert all(len(values) == 3 for values in history.history.values())
+    # The last epoch's validation values, recomputed from the final weights.
+    p = reference.predict_proba(arch, a, X[45:])
+    assert history.history["val_loss"][-1] == pytest.approx(reference.loss(arch, a, X[45:], Y[45:]),
+                                                            rel=1e-12)
+    assert history.history["val_accuracy"][-1] == np.mean(p.argmax(1) == Y[45:].argmax(1))
+
+
+def test_r2_metric_for_regression(rng):
+    arch, params, X, Y = make_problem(rng, (5, 11, 2), ("relu",), "identity", "float64", n=40)
+    history = fit(arch, params, X, Y, epochs=2, batch_size=10, lr=0.01, random_state=0,
+                  metrics=["r2"], validation_split=0.25)
+    from sklearn.metrics import r2_score
+
+    out = predict_output(arch, params, X[30:])
+    assert history.history["val_r2"][-1] == pytest.approx(r2_score(Y[30:], out))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"validation_split": 1.0}, "validation_split"),
+    ({"validation_split": 0.001}, "leaves no"),
+    ({"metrics": ["f1"]}, "unknown metrics"),
+    ({"validation_data": (np.zeros((3, 5)), np.zeros((2, 3)))}, "validation Y"),
+    ({"validation_data": (np.zeros((3, 4)), np.zeros((3, 3)))}, "X must have shape"),
+    ({"early_stopping": EarlyStopping(monitor="val_loss")}, "monitors 'val_loss'"),
+    ({"l2": -1.0}, "l2"), ({"batch_size": 2.5}, "batch_size"), ({"epochs": -1}, "epochs"),
+    ({"on_divergence": "ignore"}, "on_divergence"),
+])
+def test_bad_arguments_are_refused_before_training(rng, kwargs, message):
+    arch, params, X, Y = problem(rng)
+    before = params.copy()
+    with pytest.raises(ValueError, match=message):
+        fit(arch, params, X, Y, **{"epochs": 2, "lr": 0.1, **kwargs})
+    if "early_stopping" not in kwargs:  # that one is only known after the first epoch
+        np.testing.assert_array_equal(params, before)
+
+
+# ---------------------------------------------------------------------------
+# Early stopping
+# ---------------------------------------------------------------------------
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights(rng):
+    arch, params0, X, Y = problem(rng)
+    Y_val = Y[::-1].copy()  # validation labels unrelated to the inputs: soon gets worse
+    snapshots = []
+    params = params0.copy()
+    history = fit(arch, params, X, Y, epochs=200, batch_size=10, lr=0.5, random_state=0,
+                  validation_data=(X, Y_val),
+                  early_stopping=EarlyStopping("val_loss", patience=3, restore_best_weights=True),
+                  callbacks=[lambda epoch, logs: snapshots.append(params.copy())])
+    val = history.history["val_loss"]
+    best = int(np.argmin(val)) + 1
+    assert history.stop_reason == "early stopping"
+    assert history.best_epoch == best and history.epochs == best + 3 < 200
+    np.testing.assert_array_equal(params, snapshots[best - 1])
+
+
+def test_early_stopping_min_delta_and_increasing_monitors(rng):
+    arch, params, X, Y = problem(rng)
+    # Accuracy on the training rows reaches its best and stays: counts as no improvement.
+    history = fit(arch, params, X, Y, epochs=300, batch_size=10, lr=0.5, random_state=0,
+                  metrics=["accuracy"], early_stopping=EarlyStopping("accuracy", patience=5))
+    acc = history.history["accuracy"]
+    assert history.stop_reason == "early stopping"
+    assert acc[history.best_epoch - 1] == max(acc)
+    assert all(a <= max(acc) for a in acc[history.best_epoch:])
+    # A min_delta larger than any change stops after exactly patience epochs.
+    history = fit(arch, params, X, Y, epochs=50, lr=1e-6,
+                  early_stopping=EarlyStopping("loss", patience=4, min_delta=1.0))
+    assert history.epochs == 5 and history.best_epoch == 1
+
+
+# ---------------------------------------------------------------------------
+# Callbacks and progress
+# ---------------------------------------------------------------------------
+
+
+def test_callbacks_see_every_epoch_and_can_stop_training(rng):
+    arch, params, X, Y = problem(rng)
+    seen = []
+
+    class Recorder(Callback):
+        def on_train_begin(self, history):
+            seen.append(("begin", history.epochs))
+
+        def on_epoch_end(self, epoch, logs):
+            seen.append((epoch, logs["batches"], sorted(logs)))
+            if epoch == 3:
+                raise StopTraining
+
+        def on_train_end(self, history):
+            seen.append(("end", history.stop_reason))
+
+    fit(arch, params, X, Y, epochs=10, batch_size=25, lr=0.1, callbacks=[Recorder()])
+    keys = ["batches", "loss", "lr", "seconds"]
+    assert seen == [("begin", 0), (1, 3, keys), (2, 6, keys), (3, 9, keys), ("end", "callback")]
+
+
+def test_progress_bar_draws_one_line(rng):
+    arch, params, X, Y = problem(rng)
+    stream = io.StringIO()
+    fit(arch, params, X, Y, epochs=4, batch_size=25, lr=0.1, validation_split=0.2,
+        callbacks=[ProgressBar(4, stream=stream)])
+    text = stream.getvalue()
+    assert text.count("\r") == 4 and text.endswith("\n")
+    last = text.split("\r")[-1]
+    assert last.startswith("epoch 4/4 [" + "#" * 24 + "] 8 batches") and "val_loss" in last
+
+
+# ---------------------------------------------------------------------------
+# Interruption and divergence
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_after_the_current_epoch(rng, signum):
+    arch, params0, X, Y = problem(rng)
+    before = signal.getsignal(signum)
+    params = params0.copy()
+
+    def interrupt(epoch, logs):
+        if epoch == 2:
+            os.kill(os.getpid(), signum)
+
+    history = fit(arch, params, X, Y, epochs=10, batch_size=16, lr=0.2, random_state=4,
+                  callbacks=[interrupt])
+    assert history.interrupted and history.epochs == 2
+    assert signal.getsignal(signum) is before
+    # The weights are exactly those of two epochs.
+    again = params0.copy()
+    fit(arch, again, X, Y, epochs=2, batch_size=16, lr=0.2, random_state=4)
+    np.testing.assert_array_equal(params, again)
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_divergence_stop_policy_warns_and_keeps_weights_and_state(rng, backend):
+    arch, params0, X, Y = make_problem(rng, (5, 7, 2), ("identity",), "identity", "float64",
+                                       n=50)
+    runs = {}
+    for policy in ("stop", "raise"):
+        params, optimizer = params0.copy(), SGD(lr=1e6, momentum=0.5)
+        if policy == "stop":
+            with pytest.warns(DivergenceWarning, match="diverged"):
+                history = fit(arch, params, X, Y, epochs=500, optimizer=optimizer,
+                              on_divergence=policy, backend=backend)
+            assert history.stop_reason == "diverged"
+        else:
+            with pytest.raises(DivergenceError):
+                fit(arch, params, X, Y, epochs=500, optimizer=optimizer,
+                    on_divergence=policy, backend=backend)
+        assert np.isfinite(params).all() and np.isfinite(optimizer.slots).all()
+        runs[policy] = params, optimizer.slots.copy(), optimizer.iterations
+    np.testing.assert_array_equal(runs["stop"][0], runs["raise"][0])
+    np.testing.assert_array_equal(runs["stop"][1], runs["raise"][1])
+    assert runs["stop"][2] == runs["raise"][2]
+
+
+# ---------------------------------------------------------------------------
+# Continuing a run
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_continuing_a_run_is_bitwise_identical_to_one_run(rng, backend):
+    """3 + 4 epochs with the same Optimizer, RandomState and History equal 7 epochs:
+    shuffling, Adam's state and step count, and a plateau schedule all carry over."""
+    arch, params0, X, Y = problem(rng, dtype="float32")
+    schedule = ReduceOnPlateau("val_loss", factor=0.5, patience=1, min_delta=0.0)
+    kwargs = dict(batch_size=16, schedule=schedule, validation_split=0.2, backend=backend)
+
+    whole, optimizer = params0.copy(), Adam(lr=0.05)
+    one = fit(arch, whole, X, Y, epochs=7, optimizer=optimizer,
+              random_state=np.random.RandomState(5), **kwargs)
+
+    parts, optimizer2, rng2 = params0.copy(), Adam(lr=0.05), np.random.RandomState(5)
+    history = fit(arch, parts, X, Y, epochs=3, optimizer=optimizer2, random_state=rng2, **kwargs)
+    history = fit(arch, parts, X, Y, epochs=4, optimizer=optimizer2, random_state=rng2,
+                  history=history, **kwargs)
+    np.testing.assert_array_equal(parts, whole)
+    np.testing.assert_array_equal(optimizer2.slots, optimizer.slots)
+    assert optimizer2.iterations == optimizer.iterations == 7 * 3
+    for key in ("loss", "val_loss", "lr"):
+        assert history.history[key] == one.history[key]
+    assert len(set(one.history["lr"])) > 1  # the schedule did act
