@@ -1,0 +1,776 @@
+"""A Keras-like ``Sequential`` model of ``Dense`` layers, trained by ``fastnn.trainer.fit``.
+
+The tutorial's Keras script runs with its imports changed::
+
+    from fastnn.models import Adadelta, Dense, Sequential
+
+    model = Sequential()
+    model.add(Dense(128, input_dim=x_train.shape[1], activation="sigmoid"))
+    model.add(Dense(128, activation="sigmoid"))
+    model.add(Dense(10, activation="softmax"))
+    model.compile(optimizer=Adadelta(), loss="categorical_crossentropy",
+                  metrics=["categorical_accuracy"])
+    model.fit(x_train, y_train, epochs=50, batch_size=64)
+    scores = model.evaluate(x_test, y_test)
+    model.summary()
+
+This module only translates: a stack of ``Dense`` specs becomes a
+``network.Architecture`` and one flat parameter buffer, ``fit`` is one call of
+``trainer.fit`` (the loop every front end shares), ``predict`` one call of
+``trainer.predict_output``.  Where fastnn and Keras differ:
+
+* **One head, one loss.**  The last layer's activation picks the output head and
+  the loss is the head's: softmax with ``categorical_crossentropy``, sigmoid with
+  ``binary_crossentropy``, linear with ``mse``.  Other pairs are refused at
+  ``compile``.  fastnn's losses sum over the outputs of a row and average over rows
+  (Keras averages over outputs too), and its squared error carries a factor 1/2:
+  ``mse`` here is ``mean over rows of 0.5 * sum((p - y)**2)``.  The three are the
+  same as Keras's for a single output but for that 1/2.
+* **One initialiser for the whole model** (``Sequential(init=...)``, default
+  ``"glorot_uniform"`` as Keras): ``network.init_params`` draws every layer with one
+  scheme.  ``Dense(kernel_initializer=...)`` is accepted only when it names the
+  model's scheme; biases start at zero.
+* **The history goes on.**  ``model.history`` is one ``trainer.History`` for the
+  model's whole life; each ``fit`` continues it (epochs, schedule, optimizer state
+  and shuffling stream), and returns it.  Keras's ``fit(initial_epoch=k)`` resume
+  idiom is accepted when k is the number of epochs already trained.
+* **Metric names** are fastnn's: ``"categorical_accuracy"``, ``"binary_accuracy"``
+  and ``"acc"`` are ``"accuracy"`` in the history (``evaluate`` and
+  ``metrics_names`` keep the names given to ``compile``).
+* ``evaluate``'s loss is the data loss alone (the trainer's ``val_loss``), without
+  the L2 penalty that Keras adds from its regularisers.
+
+Seeding.  ``random_state`` makes one generator, ``model.rng`` (a RandomState),
+when the model is built; it draws the initial weights and then, epoch after epoch,
+the row orders.  So, for an int seed, ::
+
+    model = Sequential(layers, random_state=seed).compile(...); model.fit(x, y, ...)
+
+trains the same weights, bitwise, as ::
+
+    rng = np.random.RandomState(seed)
+    params = init_params(model.arch, init, random_state=rng)
+    trainer.fit(model.arch, params, x, y, ..., optimizer=..., random_state=rng)
+
+A RandomState or Generator is used as it is; None seeds a new RandomState from
+NumPy's global generator (so ``np.random.seed`` makes a run repeatable).
+"""
+
+import dataclasses
+import math
+import sys
+import warnings
+
+import numpy as np
+from sklearn.utils import check_array, check_consistent_length
+
+from . import model_io, reference, trainer
+from .network import (DTYPES, HEADS, HIDDEN_ACTIVATIONS, INITIALIZERS, Architecture,
+                      as_random_state, init_params, layer_views)
+from .optimizers import SGD, Adadelta, Adam, RMSprop, make_optimizer  # noqa: F401 (re-exported)
+from .schedules import SCHEDULES, ReduceOnPlateau, make_schedule
+from .trainer import Callback, EarlyStopping, History
+
+__all__ = ["Adadelta", "Adam", "Callback", "Dense", "EarlyStopping", "RMSprop", "SGD",
+           "Sequential"]
+
+#: Keras activation names -> fastnn's (``None`` is Keras's default, linear).
+ACTIVATIONS = {None: "identity", "linear": "identity", "identity": "identity",
+               "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "softmax": "softmax"}
+
+#: Loss names -> the head they belong to.
+LOSSES = {"categorical_crossentropy": "softmax", "binary_crossentropy": "sigmoid",
+          "mse": "identity", "mean_squared_error": "identity"}
+
+#: Keras metric names -> (fastnn metric, heads it makes sense for).
+METRIC_ALIASES = {
+    "accuracy": ("accuracy", ("softmax", "sigmoid")),
+    "acc": ("accuracy", ("softmax", "sigmoid")),
+    "categorical_accuracy": ("accuracy", ("softmax",)),
+    "binary_accuracy": ("accuracy", ("sigmoid",)),
+    "r2": ("r2", tuple(HEADS)),
+}
+
+#: Keras's name of each head, for messages.
+_HEAD_NAMES = {"softmax": "softmax", "sigmoid": "sigmoid", "identity": "linear"}
+_HEAD_LOSS = {"softmax": "categorical_crossentropy", "sigmoid": "binary_crossentropy",
+              "identity": "mse"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+    """A fully connected layer: ``activation(x @ W + b)`` with ``units`` outputs.
+
+    Parameters
+    ----------
+    units : int
+        Width of the layer's output, >= 1.
+    activation : str or None
+        ``"linear"`` (or ``"identity"``, or None), ``"sigmoid"``, ``"tanh"``, ``"relu"``,
+        or ``"softmax"`` (last layer only).  The last layer's activation is the
+        model's output head: softmax, sigmoid or linear.
+    input_dim : int or None
+        Number of input features; only on the first layer, and optional there (the
+        model then takes it from the data of the first ``fit`` or from ``build``).
+    input_shape : tuple of one int, or None
+        Keras's other spelling of input_dim: ``input_shape=(64,)`` (stored as input_dim).
+    kernel_initializer : str or None
+        None (the model's ``init``) or the name of the model's ``init``; fastnn draws
+        all layers with one scheme, so a different name is refused when the layer is
+        added to a model.
+    name : str or None
+        Shown by ``summary``; None gives Keras's ``dense``, ``dense_1``, ... (counted
+        per model).
+    """
+
+    units: int
+    activation: str = "linear"
+    input_dim: int = None
+    input_shape: tuple = None
+    kernel_initializer: str = None
+    name: str = None
+
+    def __post_init__(self):
+        if not (isinstance(self.units, (int, np.integer)) and not isinstance(self.units, bool)
+                and self.units >= 1):
+            raise ValueError(f"Dense units must be an integer >= 1, got {self.units!r}")
+        object.__setattr__(self, "units", int(self.units))
+        if not (self.activation is None or isinstance(self.activation, str)) \
+                or self.activation not in ACTIVATIONS:
+            names = sorted(name for name in ACTIVATIONS if name is not None)
+            raise ValueError(f"unknown activation {self.activation!r}; choose from {names}")
+        if self.activation is None:
+            object.__setattr__(self, "activation", "linear")
+        if self.input_shape is not None:
+            shape = tuple(self.input_shape) if isinstance(self.input_shape, (tuple, list)) else ()
+            if len(shape) != 1:
+                raise ValueError(f"input_shape must be a tuple of one int, (n_features,), got "
+                                 f"{self.input_shape!r}: fastnn's layers take flat rows")
+            if self.input_dim is not None and self.input_dim != shape[0]:
+                raise ValueError(f"input_dim={self.input_dim!r} and input_shape={shape!r} "
+                                 f"disagree")
+            object.__setattr__(self, "input_dim", shape[0])
+            object.__setattr__(self, "input_shape", None)
+        if self.input_dim is not None:
+            if not (isinstance(self.input_dim, (int, np.integer))
+                    and not isinstance(self.input_dim, bool) and self.input_dim >= 1):
+                raise ValueError(f"input_dim must be an integer >= 1, got {self.input_dim!r}")
+            object.__setattr__(self, "input_dim", int(self.input_dim))
+        if self.kernel_initializer is not None and self.kernel_initializer not in INITIALIZERS:
+            raise ValueError(f"unknown kernel_initializer {self.kernel_initializer!r}; choose "
+                             f"from {list(INITIALIZERS)} (one for the whole model: prefer "
+                             f"Sequential(init=...))")
+
+    @property
+    def fastnn_activation(self):
+        """fastnn's name of the activation (``"identity"`` for linear)."""
+        return ACTIVATIONS[self.activation]
+
+    def get_config(self):
+        """The constructor's arguments, JSON-serialisable."""
+        return {"units": self.units, "activation": self.activation, "input_dim": self.input_dim,
+                "kernel_initializer": self.kernel_initializer, "name": self.name}
+
+
+
+class _EpochLines(Callback):
+    """verbose=2: one line per epoch on stdout, as Keras prints them."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_train_begin(self, history):
+        self.first_epoch = history.epochs + 1
+
+    def on_epoch_end(self, epoch, logs):
+        values = " - ".join(f"{key}: {logs[key]:.4f}" for key in logs
+                            if key not in ("lr", "seconds", "batches"))
+        print(f"Epoch {epoch}/{self.first_epoch + self.epochs - 1} - "
+              f"{1e3 * logs['seconds']:.0f}ms/epoch - {values}", flush=True)
+
+
+class Sequential:
+    """A linear stack of ``Dense`` layers with Keras's ``compile`` / ``fit`` / ``evaluate``.
+
+    Parameters
+    ----------
+    layers : sequence of Dense or None
+        Added in order, as with ``add``.
+    dtype : str
+        ``"float32"`` (Keras's default) or ``"float64"``: of the weights, and of the
+        inputs, which are cast to it.
+    init : str
+        Initialiser of every layer's weights, from ``network.INITIALIZERS``
+        (``"glorot_uniform"``, as Keras; ``"he_normal"``; ``"normal"``, N(0, 1) as the
+        tutorial's NumPy network).  Biases start at zero.
+    random_state : int, RandomState, Generator or None
+        Seeds the initial weights and then the shuffling (one generator, see the
+        module's docstring).
+    name : str or None
+        Shown by ``summary`` (default ``"sequential"``).
+
+    Attributes
+    ----------
+    layers : list of Dense
+    arch : network.Architecture or None
+        Set by ``build`` (or the first ``fit``).
+    params : ndarray of shape (arch.n_params,) or None
+        The flat parameter buffer that training updates in place.
+    optimizer : optimizers.Optimizer or None
+        Set by ``compile``; holds its state (slots, iterations) across fits.
+    history : trainer.History
+        Every epoch trained so far.
+    rng : RandomState or Generator or None
+        The generator of the weights and row orders, made by ``build``.
+    """
+
+    def __init__(self, layers=None, dtype="float32", init="glorot_uniform", random_state=None,
+                 name=None):
+        try:
+            dtype_name = np.dtype(dtype).name
+        except TypeError:
+            dtype_name = None
+        if dtype_name not in DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if init not in INITIALIZERS:
+            raise ValueError(f"unknown init {init!r}; choose from {list(INITIALIZERS)}")
+        as_random_state(random_state)  # only to check it; the generator is made by build
+        self.dtype, self.init, self.random_state = dtype_name, init, random_state
+        self.name = "sequential" if name is None else str(name)
+        self.layers = []
+        self.arch = self.params = self.rng = None
+        self.optimizer = self.loss = None
+        self.metrics, self.l2, self.schedule = [], 0.0, None
+        self.history = History()
+        for layer in layers or ():
+            self.add(layer)
+
+    def __repr__(self):
+        widths = "-".join(str(w) for w in self._sizes(self.input_dim))
+        return f"<Sequential {self.name!r} {widths or 'empty'} {self.dtype}>"
+
+    # ------------------------------------------------------------------
+    # Structure
+    # ------------------------------------------------------------------
+
+    def add(self, layer):
+        """Append a Dense layer (before the model is built)."""
+        if not isinstance(layer, Dense):
+            raise TypeError(f"Sequential takes Dense layers, got {layer!r}")
+        if self.arch is not None:
+            raise ValueError("the model is already built; layers cannot be added any more")
+        if self.layers and self.layers[-1].activation == "softmax":
+            raise ValueError("softmax is only allowed on the last layer, and a layer is being "
+                             "added after a softmax layer")
+        if self.layers and layer.input_dim is not None and layer.input_dim != self.layers[-1].units:
+            raise ValueError(f"input_dim={layer.input_dim} on layer {len(self.layers) + 1}, which "
+                             f"follows a layer of {self.layers[-1].units} units; give input_dim "
+                             f"on the first layer only")
+        if layer.kernel_initializer is not None and layer.kernel_initializer != self.init:
+            raise ValueError(
+                f"layer {len(self.layers) + 1} asks for kernel_initializer="
+                f"{layer.kernel_initializer!r}, but fastnn draws all layers with one scheme, the "
+                f"model's init={self.init!r}; use Sequential(init={layer.kernel_initializer!r}) "
+                f"instead of per-layer initializers")
+        self.layers.append(layer)
+        return self
+
+    @property
+    def input_dim(self):
+        """Number of input features: the first layer's input_dim, or what build was given."""
+        if self.arch is not None:
+            return self.arch.sizes[0]
+        return self.layers[0].input_dim if self.layers else None
+
+    @property
+    def built(self):
+        return self.arch is not None
+
+    @property
+    def layer_names(self):
+        """Each layer's name: its own, or Keras's dense, dense_1, ... (counted in this model)."""
+        names, count = [], 0
+        for layer in self.layers:
+            if layer.name is not None:
+                names.append(layer.name)
+            else:
+                names.append("dense" if count == 0 else f"dense_{count}")
+                count += 1
+        return names
+
+    def _sizes(self, input_dim):
+        units = [layer.units for layer in self.layers]
+        return ([input_dim] if input_dim is not None else []) + units
+
+    def _head(self):
+        """fastnn's head of the last layer, after checking that it can be one."""
+        if not self.layers:
+            raise ValueError("the model has no layers; add Dense layers first")
+        head = self.layers[-1].fastnn_activation
+        if head not in HEADS:
+            raise ValueError(
+                f"the last layer's activation {self.layers[-1].activation!r} cannot be an output; "
+                f"use softmax (with categorical_crossentropy), sigmoid (binary_crossentropy) or "
+                f"linear (mse)")
+        return head
+
+    def _architecture(self, input_dim):
+        head = self._head()
+        hidden = tuple(layer.fastnn_activation for layer in self.layers[:-1])
+        for i, activation in enumerate(hidden, start=1):
+            if activation not in HIDDEN_ACTIVATIONS:
+                raise ValueError(f"layer {i} has activation {self.layers[i - 1].activation!r}, "
+                                 f"which is only allowed on the last layer")
+        return Architecture((input_dim, *(layer.units for layer in self.layers)), hidden, head,
+                            self.dtype)
+
+    def build(self, input_dim=None):
+        """Create the architecture and draw the initial weights; return self.
+
+        Parameters
+        ----------
+        input_dim : int, tuple or None
+            Number of input features, or Keras's input shape ``(None, n_features)``;
+            None takes the first layer's input_dim.  Building a built model again
+            with the same input_dim does nothing.
+        """
+        if isinstance(input_dim, (tuple, list)):
+            input_dim = input_dim[-1] if input_dim else None
+        if input_dim is None:
+            input_dim = self.input_dim
+            if input_dim is None:
+                raise ValueError("input_dim unknown: give input_dim to the first Dense layer or "
+                                 "to build, or call fit")
+        if not (isinstance(input_dim, (int, np.integer)) and not isinstance(input_dim, bool)
+                and input_dim >= 1):
+            raise ValueError(f"input_dim must be an integer >= 1, got {input_dim!r}")
+        input_dim = int(input_dim)
+        if self.input_dim is not None and input_dim != self.input_dim:
+            raise ValueError(f"the model takes {self.input_dim} input features, not {input_dim}")
+        if self.arch is not None:
+            return self
+        arch = self._architecture(input_dim)
+        if self.random_state is None:
+            # The model's own stream, seeded from NumPy's global one (np.random.seed applies).
+            rng = np.random.RandomState(np.random.randint(0, 2**32 - 1, dtype=np.int64))
+        else:
+            rng = as_random_state(self.random_state)
+        self.params = init_params(arch, self.init, random_state=rng)
+        self.arch, self.rng = arch, rng
+        return self
+
+    def _ensure_built(self):
+        if self.arch is None:
+            if self.input_dim is None:
+                raise RuntimeError("the model is not built yet: call fit, or build(input_dim), "
+                                   "or give input_dim to the first layer")
+            self.build()
+
+    def count_params(self):
+        """Number of weights and biases."""
+        self._ensure_built()
+        return self.arch.n_params
+
+    # ------------------------------------------------------------------
+    # Weights
+    # ------------------------------------------------------------------
+
+    @property
+    def weights(self):
+        """[W_1, b_1, W_2, b_2, ...]: views into params (writing them writes the model)."""
+        self._ensure_built()
+        return [array for pair in layer_views(self.arch, self.params) for array in pair]
+
+    def get_weights(self):
+        """Copies of the weights in Keras's order [W_1, b_1, W_2, b_2, ...].
+
+        W_l has shape (fan_in, units), b_l shape (units,).
+        """
+        return [array.copy() for array in self.weights]
+
+    def set_weights(self, weights):
+        """Copy a list [W_1, b_1, ...] (as get_weights returns it) into the model.
+
+        Every shape is checked before anything is written; values are cast to the
+        model's dtype.
+        """
+        views = self.weights
+        weights = list(weights)
+        if len(weights) != len(views):
+            raise ValueError(f"set_weights needs {len(views)} arrays (a weight matrix and a bias "
+                             f"per layer), got {len(weights)}")
+        arrays = [np.asarray(w) for w in weights]
+        for i, (array, view) in enumerate(zip(arrays, views)):
+            if array.shape != view.shape:
+                kind = "bias" if i % 2 else "weights"
+                raise ValueError(f"array {i} ({kind} of layer {i // 2 + 1}) must have shape "
+                                 f"{view.shape}, got {array.shape}")
+        for array, view in zip(arrays, views):
+            view[...] = array
+
+    # ------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------
+
+    def compile(self, optimizer="sgd", loss=None, metrics=(), l2=0.0, schedule=None):
+        """Choose the optimizer, check the loss against the head, choose metrics; return self.
+
+        Parameters
+        ----------
+        optimizer : str, dict or optimizers.Optimizer
+            "sgd", "rmsprop", "adam", "adadelta" (each with its default learning
+            rate), a config dict (``{"name": "adam", "lr": 0.01}``) or an instance
+            (``Adadelta()``), kept as it is with its state.  Compiling again replaces
+            the optimizer (and its state); weights and history are kept.
+        loss : str or None
+            "categorical_crossentropy" (softmax), "binary_crossentropy" (sigmoid),
+            "mse" / "mean_squared_error" (linear); None takes the head's.
+        metrics : sequence of str
+            "accuracy" (also "acc", "categorical_accuracy" for softmax and
+            "binary_accuracy" for sigmoid), "r2".
+        l2 : float
+            L2 penalty on the weights (not the biases), added to the training loss.
+        schedule : str, schedules.Schedule, callable or None
+            Learning rate per epoch (``fastnn.schedules``); None is constant.  Only
+            the named schedules can be saved.
+        """
+        head = self._head()
+        if loss is None:
+            loss = _HEAD_LOSS[head]
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
+        if LOSSES[loss] != head:
+            raise ValueError(
+                f"loss {loss!r} does not match the last layer's activation "
+                f"{self.layers[-1].activation!r}: fastnn pairs each output activation with one "
+                f"loss (softmax with categorical_crossentropy, sigmoid with binary_crossentropy, "
+                f"linear with mse); use loss={_HEAD_LOSS[head]!r} or change the last layer")
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        metrics = list(metrics)
+        for name in metrics:
+            if not isinstance(name, str) or name not in METRIC_ALIASES:
+                raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRIC_ALIASES)}")
+            if head not in METRIC_ALIASES[name][1]:
+                raise ValueError(f"metric {name!r} does not apply to a {_HEAD_NAMES[head]} output")
+        if not (isinstance(l2, (int, float, np.integer, np.floating)) and not isinstance(l2, bool)
+                and math.isfinite(l2) and l2 >= 0):
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        self.optimizer = make_optimizer(optimizer)
+        schedule = None if schedule is None else make_schedule(schedule)
+        if isinstance(schedule, ReduceOnPlateau):
+            schedule = dataclasses.replace(schedule, monitor=_fastnn_key(schedule.monitor))
+        self.schedule = schedule
+        self.loss, self.metrics, self.l2 = loss, metrics, float(l2)
+        return self
+
+    @property
+    def compiled(self):
+        return self.loss is not None
+
+    @property
+    def metrics_names(self):
+        """["loss", *metrics] as given to compile: the order of evaluate's values."""
+        return ["loss", *self.metrics]
+
+    def _fastnn_metrics(self):
+        """The compile metrics as fastnn's METRICS names, each once."""
+        return list(dict.fromkeys(METRIC_ALIASES[name][0] for name in self.metrics))
+
+    def fit(self, x, y, epochs=1, batch_size=32, verbose="auto", validation_split=0.0,
+            validation_data=None, shuffle=True, callbacks=(), early_stopping=None,
+            sample_weight=None, initial_epoch=0, on_divergence="raise", threads=None):
+        """Train, continuing the model's history; return it (a trainer.History).
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples, units of the last layer)
+            One-hot rows for a softmax output; 0/1 for sigmoid; values for linear.  A
+            1-D y is accepted when the last layer has one unit.
+        epochs : int
+            Epochs to train in this call (with initial_epoch = k > 0: up to epoch
+            number ``epochs``, i.e. ``epochs - k`` more, as Keras).
+        batch_size : int or None
+            Rows per mini-batch (None: 32, as Keras).
+        verbose : "auto", 0, 1 or 2
+            0 silent; 1 a progress bar on stderr; 2 one line per epoch on stdout;
+            "auto" is 1 when stderr is a terminal, else 0.
+        validation_split : float
+            Fraction of the rows, from the end of x (before shuffling), held out.
+        validation_data : (x_val, y_val) or None
+            Evaluated after every epoch (val_loss, val_<metric>); wins over the split.
+        shuffle : bool
+        callbacks : sequence of trainer.Callback or functions f(epoch, logs)
+            An EarlyStopping found here is used as early_stopping (Keras habit).
+        early_stopping : trainer.EarlyStopping or None
+        sample_weight : array-like of shape (n_samples,) or None
+        initial_epoch : int
+            0 (continue from wherever the model is), or the number of epochs the
+            model has trained, as Keras's resume idiom ``fit(epochs=50,
+            initial_epoch=20)`` after loading a model saved at epoch 20.
+        on_divergence : "raise" or "stop"
+            See ``trainer.fit``.
+        threads : int or None
+            Threads for this call (None: Numba's current setting).
+
+        Returns
+        -------
+        trainer.History
+            ``model.history``: ``.history`` maps "loss", metrics, "val_..." values,
+            "lr" and "seconds" to one value per epoch ever trained.  A Ctrl-C during
+            training ends it after the current epoch, with a warning; the model then
+            keeps the weights of that epoch.
+        """
+        if not self.compiled:
+            raise RuntimeError("compile the model before fit, e.g. "
+                               "model.compile(optimizer='sgd', loss='categorical_crossentropy')")
+        for value, label in ((epochs, "epochs"), (initial_epoch, "initial_epoch")):
+            if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                    and value >= 0):
+                raise ValueError(f"{label} must be an integer >= 0, got {value!r}")
+        if initial_epoch:
+            if initial_epoch != self.history.epochs:
+                raise ValueError(f"initial_epoch={initial_epoch}, but the model has trained "
+                                 f"{self.history.epochs} epochs; fastnn continues from where the "
+                                 f"model is (initial_epoch=0 or {self.history.epochs})")
+            epochs = max(0, epochs - initial_epoch)
+        if batch_size is None:
+            batch_size = 32
+        if not (isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+                and batch_size >= 1):
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        progress, lines = _verbosity(verbose)
+        x, y = self._check_xy(x, y, building=True)
+        if validation_data is not None:
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            validation_data = self._check_xy(*validation_data, names=("x_val", "y_val"))
+        callbacks = list(callbacks)
+        for callback in [c for c in callbacks if isinstance(c, EarlyStopping)]:
+            if early_stopping is not None:
+                raise ValueError("two early stopping rules given (early_stopping and one in "
+                                 "callbacks); give one")
+            early_stopping = callback
+            callbacks.remove(callback)
+        if early_stopping is not None:
+            early_stopping = dataclasses.replace(
+                early_stopping, monitor=_fastnn_key(early_stopping.monitor))
+        if lines:
+            callbacks.append(_EpochLines(epochs))
+        history = trainer.fit(
+            self.arch, self.params, x, y, epochs=epochs, batch_size=int(batch_size),
+            optimizer=self.optimizer, schedule=self.schedule, l2=self.l2,
+            sample_weight=sample_weight, validation_data=validation_data,
+            validation_split=validation_split, metrics=self._fastnn_metrics(),
+            early_stopping=early_stopping, on_divergence=on_divergence, callbacks=callbacks,
+            progress=progress, history=self.history, random_state=self.rng, shuffle=shuffle,
+            threads=threads)
+        if history.interrupted:
+            warnings.warn(f"training interrupted after epoch {history.epochs}; the model keeps "
+                          f"the weights of that epoch", UserWarning, stacklevel=2)
+        return history
+
+    def evaluate(self, x, y, verbose="auto", return_dict=False):
+        """Loss and metrics on (x, y): [loss, metric, ...] (a float without metrics).
+
+        The loss is the mean over rows of the head's loss (the trainer's val_loss,
+        without the L2 penalty); metrics in the order given to compile.  verbose 1 or
+        2 prints them on one line ("auto": when stderr is a terminal).  return_dict
+        gives {name: value} with the names of ``metrics_names``.
+        """
+        if not self.compiled:
+            raise RuntimeError("compile the model before evaluate (it needs the loss and metrics)")
+        progress, lines = _verbosity(verbose)
+        x, y = self._check_xy(x, y)
+        out = trainer.predict_output(self.arch, self.params, x)
+        values = {"loss": float(np.mean(reference.ROW_LOSSES[self.arch.head](out, y)))}
+        for name in self.metrics:
+            values[name] = float(trainer.METRICS[METRIC_ALIASES[name][0]](self.arch.head, y, out))
+        if progress or lines:
+            print(" - ".join(f"{name}: {value:.4f}" for name, value in values.items()), flush=True)
+        if return_dict:
+            return values
+        return values["loss"] if not self.metrics else list(values.values())
+
+    def predict(self, x):
+        """Output of the last layer, ndarray of shape (n_samples, units) in the model's dtype."""
+        self._ensure_built()
+        return trainer.predict_output(self.arch, self.params, self._check_x(x))
+
+    def predict_proba(self, x):
+        """Probabilities (the same as predict) for a softmax or sigmoid output."""
+        self._ensure_built()
+        if self.arch.head == "identity":
+            raise ValueError("predict_proba needs a softmax or sigmoid output; this model's "
+                             "last layer is linear (use predict)")
+        return self.predict(x)
+
+    # ------------------------------------------------------------------
+    # Input checks
+    # ------------------------------------------------------------------
+
+    def _check_x(self, x, name="x"):
+        """x as a finite, C-contiguous 2-D array of the model's dtype with input_dim columns."""
+        x = check_array(x, dtype=self.dtype, order="C", input_name=name)
+        if self.input_dim is not None and x.shape[1] != self.input_dim:
+            raise ValueError(f"{name} has {x.shape[1]} features, but the model takes "
+                             f"{self.input_dim} (input_dim)")
+        return x
+
+    def _check_xy(self, x, y, names=("x", "y"), building=False):
+        """(x, y) checked and cast; builds the model from x's width when building."""
+        x = self._check_x(x, names[0])
+        units = self.layers[-1].units
+        y = check_array(y, dtype=self.dtype, order="C", ensure_2d=False, input_name=names[1])
+        if y.ndim == 1 and units == 1:
+            y = y.reshape(-1, 1)
+        if y.ndim != 2 or y.shape[1] != units:
+            hint = ""
+            if self.layers[-1].activation == "softmax":
+                hint = (" (one row per sample, one column per class: one-hot encode class labels, "
+                        "e.g. with sklearn.preprocessing.OneHotEncoder or LabelBinarizer)")
+            raise ValueError(f"{names[1]} must have shape (n_samples, {units}) for a last layer of "
+                             f"{units} units{hint}, got shape {y.shape}")
+        check_consistent_length(x, y)
+        head = self.layers[-1].fastnn_activation
+        if head in ("softmax", "sigmoid") and not ((y >= 0) & (y <= 1)).all():
+            raise ValueError(f"{names[1]} must hold values in [0, 1] for a "
+                             f"{_HEAD_NAMES[head]} output, got values from {y.min()} to {y.max()}")
+        if head == "softmax" and not np.allclose(y.sum(axis=1), 1, rtol=0, atol=1e-3):
+            raise ValueError(f"each row of {names[1]} must sum to 1 for a softmax output (one-hot "
+                             f"class labels, e.g. with sklearn.preprocessing.OneHotEncoder)")
+        if building and self.arch is None:
+            self.build(x.shape[1])
+        return x, y
+
+    # ------------------------------------------------------------------
+    # Summary
+    # ------------------------------------------------------------------
+
+    def summary(self, line_length=None, positions=None, print_fn=None):
+        """Print Keras's table: Layer (type), Output Shape, Param #, then the totals.
+
+        The layout is tf.keras 2's for sequential models (65 columns, the columns
+        ending at 45 %, 85 % and 100 % of the line); print_fn(line) is called once per
+        line (default: print).
+        """
+        input_dim = self.input_dim
+        if input_dim is None:
+            raise ValueError("this model has not yet been built: give input_dim to the first "
+                             "layer, or call build(input_dim) or fit, before summary")
+        print_fn = print if print_fn is None else print_fn
+        line_length = line_length or 65
+        positions = positions or [0.45, 0.85, 1.0]
+        if positions[-1] <= 1:
+            positions = [int(line_length * p) for p in positions]
+
+        def print_row(fields):
+            line = ""
+            for i, (text, end) in enumerate(zip(fields, positions)):
+                if i > 0:
+                    line = line[:-1] + " "
+                line = (line + str(text))[:end]
+                line += " " * (end - len(line))
+            print_fn(line)
+
+        sizes = self._sizes(input_dim)
+        print_fn(f'Model: "{self.name}"')
+        print_fn("_" * line_length)
+        print_row(["Layer (type)", "Output Shape", "Param #"])
+        print_fn("=" * line_length)
+        for i, (name, fan_in, fan_out) in enumerate(zip(self.layer_names, sizes[:-1], sizes[1:])):
+            print_row([f"{name} (Dense)", f"(None, {fan_out})", (fan_in + 1) * fan_out])
+            print_fn("=" * line_length if i == len(self.layers) - 1 else "_" * line_length)
+        total = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        print_fn(f"Total params: {total:,}")
+        print_fn(f"Trainable params: {total:,}")
+        print_fn("Non-trainable params: 0")
+        print_fn("_" * line_length)
+
+    # ------------------------------------------------------------------
+    # Saving
+    # ------------------------------------------------------------------
+
+    def save(self, path):
+        """Write the whole model to one ``.npz`` file (``fastnn.load`` reads it back).
+
+        Layers, compile settings, weights, optimizer state, the shuffling generator
+        and the history: a loaded model predicts bitwise the same and continues
+        training exactly as this one would.
+        """
+        return model_io.save_model(path, self)
+
+    def _saved_state(self):
+        self._ensure_built()
+        compiled = None
+        if self.compiled:
+            compiled = {"loss": self.loss, "metrics": self.metrics, "l2": self.l2,
+                        "schedule": _schedule_to_json(self.schedule)}
+        random_state = self.random_state
+        if not (isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)):
+            random_state = None  # a generator: its state is saved as rng
+        config = {"name": self.name, "dtype": self.dtype, "init": self.init,
+                  "random_state": random_state,
+                  "layers": [layer.get_config() for layer in self.layers], "compile": compiled}
+        return model_io.SavedModel("Sequential", self.arch, self.params, config,
+                                   optimizer=self.optimizer if self.compiled else None,
+                                   rng=self.rng, history=self.history)
+
+    @classmethod
+    def _from_saved(cls, saved):
+        config = saved.config
+        model = cls([Dense(**layer) for layer in config["layers"]], dtype=config["dtype"],
+                    init=config["init"], random_state=config["random_state"], name=config["name"])
+        arch = model._architecture(saved.arch.sizes[0])
+        if arch != saved.arch:
+            raise ValueError(f"the stored layers describe {arch}, the weights {saved.arch}")
+        model.arch, model.params, model.rng = arch, saved.params, saved.rng
+        compiled = config["compile"]
+        if compiled is not None:
+            if saved.optimizer is None:
+                raise ValueError("a compiled model without its optimizer")
+            model.compile(optimizer=saved.optimizer, loss=compiled["loss"],
+                          metrics=compiled["metrics"], l2=compiled["l2"],
+                          schedule=_schedule_from_json(compiled["schedule"]))
+        if saved.history is not None:
+            model.history = saved.history
+        return model
+
+
+def _fastnn_key(key):
+    """A history key with Keras's metric names ("val_categorical_accuracy") in fastnn's."""
+    prefix = "val_" if key.startswith("val_") else ""
+    name = key[len(prefix):]
+    return prefix + METRIC_ALIASES[name][0] if name in METRIC_ALIASES else key
+
+
+def _verbosity(verbose):
+    """(progress bar, one line per epoch) for a Keras verbose value."""
+    if verbose == "auto":
+        return sys.stderr is not None and sys.stderr.isatty(), False
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return verbose == 1, verbose == 2
+
+
+def _schedule_to_json(schedule):
+    """{"name": ..., **fields} for a schedule of fastnn.schedules; None for None."""
+    if schedule is None:
+        return None
+    for name, cls in SCHEDULES.items():
+        if type(schedule) is cls:
+            return {"name": name, **dataclasses.asdict(schedule)}
+    raise ValueError(f"cannot save the custom schedule {schedule!r}; only those of "
+                     f"fastnn.schedules ({sorted(SCHEDULES)}) can be saved")
+
+
+def _schedule_from_json(doc):
+    if doc is None:
+        return None
+    doc = dict(doc)
+    name = doc.pop("name")
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}")
+    return SCHEDULES[name](**doc)
+
