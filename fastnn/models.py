@@ -259,6 +259,9 @@ class Sequential:
             raise TypeError(f"Sequential takes Dense layers, got {layer!r}")
         if self.arch is not None:
             raise ValueError("the model is already built; layers cannot be added any more")
+        if self.compiled:
+            raise ValueError("the model is compiled for its current last layer; add layers "
+                             "before compile")
         if self.layers and self.layers[-1].activation == "softmax":
             raise ValueError("softmax is only allowed on the last layer, and a layer is being "
                              "added after a softmax layer")
@@ -582,6 +585,7 @@ class Sequential:
         if not self.compiled:
             raise RuntimeError("compile the model before evaluate (it needs the loss and metrics)")
         progress, lines = _verbosity(verbose)
+        self._ensure_built()
         x, y = self._check_xy(x, y)
         out = trainer.predict_output(self.arch, self.params, x)
         values = {"loss": float(np.mean(reference.ROW_LOSSES[self.arch.head](out, y)))}

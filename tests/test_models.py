@@ -401,6 +401,13 @@ def test_state_errors(rng):
     model.compile("sgd", "categorical_crossentropy").fit(X, Y, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="already built"):
         model.add(Dense(2))
+    with pytest.raises(ValueError, match="add layers before compile"):
+        Sequential([Dense(3)]).compile("sgd", "mse").add(Dense(1))
+    unbuilt = Sequential([Dense(4, input_dim=7, activation="softmax")])
+    unbuilt.compile("sgd", "categorical_crossentropy")
+    assert unbuilt.evaluate(X, Y, verbose=0) > 0 and unbuilt.built  # built from input_dim
+    with pytest.raises(RuntimeError, match="not built yet"):
+        Sequential([Dense(4)]).compile("sgd", "mse").evaluate(X, Y, verbose=0)
     with pytest.raises(ValueError, match="last layer is linear"):
         Sequential([Dense(1, input_dim=2)]).predict_proba(np.ones((1, 2)))
 
