@@ -278,13 +278,21 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     unknown = [name for name in metrics if name not in METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}")
+    if "accuracy" in metrics and arch.head == "identity":
+        raise ValueError("accuracy needs a softmax or sigmoid head; use r2 for regression")
     if isinstance(optimizer, Optimizer) and lr is not None:
         raise ValueError("give lr to the Optimizer instance, not to fit")
     optimizer = make_optimizer(optimizer, lr)
     schedule = make_schedule(schedule)
     weights = _check_weights(sample_weight, X.shape[0], arch.dtype)
-    X, Y, weights, validation_data = _split_validation(arch, X, Y, weights, validation_data,
+    X, Y, weights, validation_data = _split_validation(arch, params, X, Y, weights, validation_data,
                                                        validation_split)
+    if early_stopping is not None:
+        computed = ["loss", *metrics]
+        computed += [f"val_{key}" for key in computed] if validation_data is not None else []
+        if early_stopping.monitor not in computed:
+            raise ValueError(f"early stopping monitors {early_stopping.monitor!r}, which this run "
+                             f"does not compute; it computes {computed}")
     n = X.shape[0]
     batch_size = n if not batch_size else min(int(batch_size), n)
     rng = as_random_state(random_state)
@@ -366,9 +374,6 @@ class _EarlyStopper:
     def should_stop(self, epoch, logs, params):
         if self.rule is None:
             return False
-        if self.rule.monitor not in logs:
-            raise ValueError(f"early stopping monitors {self.rule.monitor!r}, which this run does "
-                             f"not compute; available: {sorted(logs)}")
         self._see(epoch, logs[self.rule.monitor], params)
         return epoch - self.best_epoch >= self.rule.patience
 
@@ -404,7 +409,7 @@ def _evaluate(arch, params, X, Y, metrics, backend, prefix, with_loss=False):
     """{prefix + name: value} of the loss (with_loss) and the metrics of the network on X, Y."""
     if not (metrics or with_loss):
         return {}
-    out = predict_output(arch, params, X, backend=backend)
+    out = _predict(arch, params, X, backend)
     values = {}
     if with_loss:
         values[prefix + "loss"] = float(np.mean(reference.ROW_LOSSES[arch.head](out, Y)))
@@ -425,16 +430,11 @@ def _check_weights(sample_weight, n_samples, dtype):
     return weights
 
 
-def _split_validation(arch, X, Y, weights, validation_data, validation_split):
+def _split_validation(arch, params, X, Y, weights, validation_data, validation_split):
     """(X, Y, weights, validation_data) with the validation rows held out if asked."""
     if validation_data is not None:
         X_val, Y_val = validation_data
-        X_val = _as_input(arch, X_val)
-        Y_val = np.ascontiguousarray(Y_val, dtype=arch.dtype)
-        if Y_val.shape != (X_val.shape[0], arch.sizes[-1]) or X_val.shape[0] == 0:
-            raise ValueError(f"validation Y must have shape ({X_val.shape[0]}, {arch.sizes[-1]}) "
-                             f"with at least one row, got {Y_val.shape}")
-        return X, Y, weights, (X_val, Y_val)
+        return X, Y, weights, _check_data(arch, params, X_val, Y_val, ("X_val", "Y_val"))
     if not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
     n_val = int(round(validation_split * X.shape[0]))
@@ -454,28 +454,36 @@ def _check_params(arch, params):
                          f"got {params.shape} {params.dtype}")
 
 
-def _as_input(arch, X):
-    """X as a C-contiguous array of the network's dtype, after checking its shape."""
-    X = np.ascontiguousarray(X, dtype=arch.dtype)
-    if X.ndim != 2 or X.shape[1] != arch.sizes[0]:
-        raise ValueError(f"X must have shape (n_samples, {arch.sizes[0]}), got {X.shape}")
-    return X
+def _as_array(arch, A, name, width, min_rows=1):
+    """A as a C-contiguous 2-D array of the network's dtype with ``width`` columns.
 
-
-def _check_data(arch, params, X, Y):
-    """X and Y as C-contiguous arrays of the network's dtype, after checking their shapes.
-
-    The compiled kernels trust the shapes they are given, so everything they rely on is
-    checked here, with a message that names the problem.
+    scikit-learn's check_array does the conversion (lists, integers, booleans,
+    Fortran order, read-only and memory-mapped arrays are accepted, the last without
+    a copy when already suitable) and refuses NaN, infinity, complex numbers and
+    wrong dimensions.  The compiled kernels trust the shapes they are given, so
+    everything they rely on is checked here, with a message that names the problem.
     """
+    from sklearn.utils import check_array  # scikit-learn costs 0.5 s of `import fastnn`
+
+    A = check_array(A, dtype=arch.dtype, order="C", ensure_min_samples=min_rows, input_name=name)
+    if A.shape[1] != width:
+        raise ValueError(f"{name} must have shape (n_samples, {width}), got {A.shape}")
+    return A
+
+
+def _as_input(arch, X, name="X", min_rows=1):
+    """X checked and converted for the network's input layer (see ``_as_array``)."""
+    return _as_array(arch, X, name, arch.sizes[0], min_rows)
+
+
+def _check_data(arch, params, X, Y, names=("X", "Y")):
+    """X and Y checked and converted (see ``_as_array``), with the same number of rows."""
     _check_params(arch, params)
-    X = _as_input(arch, X)
-    Y = np.ascontiguousarray(Y, dtype=arch.dtype)
-    if Y.ndim != 2 or Y.shape[1] != arch.sizes[-1]:
-        raise ValueError(f"Y must have shape (n_samples, {arch.sizes[-1]}), got {Y.shape}")
-    if X.shape[0] != Y.shape[0] or X.shape[0] == 0:
-        raise ValueError(f"X and Y need the same, non-zero number of rows, got {X.shape[0]} "
-                         f"and {Y.shape[0]}")
+    X = _as_input(arch, X, names[0])
+    Y = _as_array(arch, Y, names[1], arch.sizes[-1])
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"{names[0]} and {names[1]} need the same number of rows, got "
+                         f"{X.shape[0]} and {Y.shape[0]}")
     return X, Y
 
 
@@ -517,24 +525,33 @@ def _reference_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
 
 
 def predict_output(arch, params, X, backend="numba", threads=None):
-    """Head output for X, ndarray of shape (n_samples, n_outputs) in arch.dtype."""
+    """Head output for X, ndarray of shape (n_samples, n_outputs) in arch.dtype.
+
+    X is checked and converted as for training (see ``_as_array``); zero rows give
+    an empty result.
+    """
     _check_params(arch, params)
-    X = _as_input(arch, X)
+    X = _as_input(arch, X, min_rows=0)
     with thread_limit(threads, backend):
-        if backend == "numpy":
-            return reference.predict_proba(arch, params, X)
-        out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
-        sizes, offsets, codes = np.array(arch.sizes, dtype=np.int64), arch.offsets, arch.activation_codes
-        n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
-        bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
+        return _predict(arch, params, X, backend)
 
-        def predict_range(worker):
-            compiled.predict_rows(params, sizes, offsets, codes, X, out, bounds[worker],
-                                  bounds[worker + 1])
 
-        if n_workers == 1:
-            predict_range(0)
-        else:  # rows are independent: Python threads over the GIL-free kernel
-            with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
-                list(pool.map(predict_range, range(n_workers)))
-        return out
+def _predict(arch, params, X, backend):
+    """predict_output without the checks, for inputs already checked."""
+    if backend == "numpy":
+        return reference.predict_proba(arch, params, X)
+    out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
+    sizes, offsets, codes = np.array(arch.sizes, dtype=np.int64), arch.offsets, arch.activation_codes
+    n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
+    bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
+
+    def predict_range(worker):
+        compiled.predict_rows(params, sizes, offsets, codes, X, out, bounds[worker],
+                              bounds[worker + 1])
+
+    if n_workers == 1:
+        predict_range(0)
+    else:  # rows are independent: Python threads over the GIL-free kernel
+        with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(predict_range, range(n_workers)))
+    return out

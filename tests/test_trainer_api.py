@@ -54,14 +54,19 @@ def test_r2_metric_for_regression(rng):
 
     out = predict_output(arch, params, X[30:])
     assert history.history["val_r2"][-1] == pytest.approx(r2_score(Y[30:], out))
+    with pytest.raises(ValueError, match="accuracy needs a softmax or sigmoid head"):
+        fit(arch, params, X, Y, epochs=1, lr=0.01, metrics=["accuracy"])
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"validation_split": 1.0}, "validation_split"),
     ({"validation_split": 0.001}, "leaves no"),
     ({"metrics": ["f1"]}, "unknown metrics"),
-    ({"validation_data": (np.zeros((3, 5)), np.zeros((2, 3)))}, "validation Y"),
-    ({"validation_data": (np.zeros((3, 4)), np.zeros((3, 3)))}, "X must have shape"),
+    ({"metrics": ["accuracy"], "validation_split": 0.5,
+      "early_stopping": EarlyStopping(monitor="val_r2")}, "computes .'loss', 'accuracy', 'val_loss'"),
+    ({"validation_data": (np.zeros((3, 5)), np.zeros((2, 3)))}, "X_val and Y_val need the same"),
+    ({"validation_data": (np.zeros((3, 4)), np.zeros((3, 3)))}, "X_val must have shape"),
+    ({"validation_data": (np.full((3, 5), np.nan), np.zeros((3, 3)))}, "NaN"),
     ({"early_stopping": EarlyStopping(monitor="val_loss")}, "monitors 'val_loss'"),
     ({"l2": -1.0}, "l2"), ({"batch_size": 2.5}, "batch_size"), ({"epochs": -1}, "epochs"),
     ({"on_divergence": "ignore"}, "on_divergence"),
@@ -71,8 +76,7 @@ def test_bad_arguments_are_refused_before_training(rng, kwargs, message):
     before = params.copy()
     with pytest.raises(ValueError, match=message):
         fit(arch, params, X, Y, **{"epochs": 2, "lr": 0.1, **kwargs})
-    if "early_stopping" not in kwargs:  # that one is only known after the first epoch
-        np.testing.assert_array_equal(params, before)
+    np.testing.assert_array_equal(params, before)
 
 
 # ---------------------------------------------------------------------------
