@@ -9,6 +9,9 @@ The pieces, one module each:
 * ``schedules``  - learning rate per epoch;
 * ``trainer``    - the one training loop every front end calls;
 * ``model_io``   - model files (no pickle) and ``load``;
+* ``models``     - Keras-like ``Sequential`` of ``Dense`` layers;
+* ``estimators`` - scikit-learn's ``FastMLPClassifier`` and ``FastMLPRegressor``;
+* ``mynn``       - drop-in replacement for the tutorial's ``MyNN``;
 * ``train``      - the command line (``python -m fastnn.train``).
 """
 
@@ -20,6 +23,19 @@ from .trainer import (Callback, DivergenceError, DivergenceWarning, EarlyStoppin
 
 __version__ = "0.1.0"
 
+#: Front ends, imported on first use (they import scikit-learn: 0.5 s of start-up).
+_LAZY = {"Dense": "models", "Sequential": "models", "FastMLPClassifier": "estimators",
+         "FastMLPRegressor": "estimators", "MyNN": "mynn"}
+
 __all__ = ["Adadelta", "Adam", "Architecture", "Callback", "DivergenceError",
            "DivergenceWarning", "EarlyStopping", "History", "RMSprop", "SGD", "StopTraining",
-           "fit", "init_params", "layer_views", "load", "predict_output", "__version__"]
+           "fit", "init_params", "layer_views", "load", "predict_output", "__version__",
+           *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
