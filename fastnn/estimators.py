@@ -1,0 +1,740 @@
+"""scikit-learn estimators: ``FastMLPClassifier`` and ``FastMLPRegressor``.
+
+Drop-in counterparts of ``sklearn.neural_network.MLPClassifier`` and
+``MLPRegressor`` (same parameter names and defaults, same fitted attributes), whose
+every training run is one call of ``fastnn.trainer.fit``: the compiled whole-epoch
+kernels, the optimizers of ``fastnn.optimizers`` and the schedules of
+``fastnn.schedules``.
+
+How scikit-learn's parameters map onto the trainer
+--------------------------------------------------
+* ``hidden_layer_sizes``, ``activation`` -> ``network.Architecture`` (scikit-learn's
+  ``"logistic"`` is fastnn's ``"sigmoid"``; both names are accepted).  The head is
+  chosen from the targets: one sigmoid output for a binary problem, softmax for
+  multiclass, one sigmoid per label for a multilabel indicator matrix, identity
+  (squared error) for regression.
+* ``solver`` -> the optimizer: ``"sgd"`` (``momentum``, ``nesterovs_momentum``),
+  ``"adam"`` (``beta_1``, ``beta_2``, ``epsilon``), and fastnn's ``"rmsprop"`` and
+  ``"adadelta"`` (``rho``, ``epsilon``); ``learning_rate_init`` is the learning rate
+  of all four.  There is no ``"lbfgs"``.
+* ``alpha`` -> ``l2``: ``0.5 * alpha * sum(W**2) / n_batch_rows`` is added to each
+  batch's loss, as scikit-learn does (biases are not penalised).
+* ``learning_rate`` -> the schedule, applied with every solver (scikit-learn uses it
+  for ``"sgd"`` only): ``"constant"``; ``"invscaling"``: ``lr / (epoch + 1) **
+  power_t`` (scikit-learn counts samples seen, fastnn epochs); ``"adaptive"``: the
+  rate is divided by 5 when the monitored value (training loss, or validation score
+  with early stopping) has not improved by ``tol`` for ``n_iter_no_change + 1``
+  epochs, and training stops when such a reduction would start from a rate <= 1e-6
+  (scikit-learn's rule); and fastnn's ``"step"`` (``StepDecay()``: x0.1 every 10
+  epochs), ``"cosine"`` (``Cosine(t_max=max_iter)``) and ``"plateau"``
+  (``ReduceOnPlateau()`` on the training loss: x0.1 after 10 epochs without an
+  improvement of 1e-4).
+* Convergence: without ``early_stopping`` training stops when the training loss has
+  not improved by more than ``tol`` for ``n_iter_no_change + 1`` epochs in a row
+  (``EarlyStopping(monitor="loss", min_delta=tol, patience=n_iter_no_change + 1)``;
+  scikit-learn stops once its no-improvement count *exceeds* n_iter_no_change).
+  One difference: fastnn measures improvement from the best value that was itself an
+  improvement by more than tol, scikit-learn from the best value seen.  With
+  ``early_stopping``, ``validation_fraction`` of the rows are held out with
+  ``train_test_split`` (stratified on the labels for single-label classification),
+  the validation accuracy or R^2 is monitored the same way, and the weights of the
+  best epoch of the call are restored.  Reaching ``max_iter`` without stopping
+  issues scikit-learn's ``ConvergenceWarning``.
+* ``batch_size="auto"`` is ``min(200, n_samples)``.
+* ``dtype=None`` keeps float32 input in float32 (weights, outputs and all); any
+  other input is converted to float64.  ``"float32"`` or ``"float64"`` force one.
+* ``verbose`` draws the trainer's progress bar; ``threads`` is the trainer's.
+
+Seeding
+-------
+The first ``fit`` (or ``partial_fit``) makes one generator,
+``check_random_state(random_state)``, and draws from it, in this order: the
+initial weights (``network.init_params(arch, init, rng)``: ``init`` is one of
+``network.INITIALIZERS``, biases start at zero), the validation split (only with
+``early_stopping``), and the row order of every epoch (``trainer.fit(...,
+random_state=rng)``).  The same generator is kept by ``warm_start`` fits and
+``partial_fit`` calls (and saved with the model), so training in several calls
+gives bitwise the weights of one longer call.  A fit that starts afresh makes a new
+generator from ``random_state``.  (scikit-learn re-seeds at every call; with an
+integer random_state its warm-start runs repeat the first call's row orders.)
+
+``warm_start`` and ``partial_fit`` keep the weights, the optimizer with its state
+(moments, step count) and the ``History``, which every call continues; a changed
+optimizer hyperparameter (``set_params``) is honoured with the state carried over
+when the state has the same layout.
+
+Interrupting ``fit`` with Ctrl-C (SIGINT) or SIGTERM ends training after the
+current epoch: the estimator keeps the weights of that epoch, with all fitted
+attributes consistent, warns ``"training interrupted after epoch N"`` and returns.
+A non-finite loss or weight raises ``fastnn.DivergenceError``; the estimator then
+holds the weights of the last finished epoch.
+
+``coefs_`` and ``intercepts_`` are *views* into the flat parameter buffer: writing
+into them changes the model, and a later ``warm_start`` fit or ``partial_fit``
+updates them in place; a fit that starts afresh allocates a new buffer.
+"""
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.multiclass import (_check_partial_fit_first_call,
+                                      check_classification_targets, type_of_target,
+                                      unique_labels)
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from . import model_io, schedules, trainer
+from .network import INITIALIZERS, Architecture, init_params, layer_views
+from .optimizers import make_optimizer
+
+#: scikit-learn's hidden activation names -> fastnn's.
+_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid",
+                "tanh": "tanh", "relu": "relu"}
+
+#: fastnn's output heads -> scikit-learn's ``out_activation_`` names.
+_OUT_ACTIVATIONS = {"sigmoid": "logistic", "softmax": "softmax", "identity": "identity"}
+
+#: sklearn's "adaptive" rule: divide by 5; stop when a reduction would start at <= 1e-6.
+_ADAPTIVE_FACTOR = 0.2
+_ADAPTIVE_MIN_LR = 1e-6
+
+
+class _BaseFastMLP(BaseEstimator):
+    """Shared parameters, training and persistence of the two estimators."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "solver": [StrOptions({"sgd", "adam", "rmsprop", "adadelta"})],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "step", "cosine",
+                                      "plateau"})],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "rho": [None, Interval(numbers.Real, 0, 1, closed="left")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left"),
+                             Options(numbers.Real, {np.inf})],
+        "init": [StrOptions(set(INITIALIZERS))],
+        "dtype": [None, StrOptions({"float32", "float64"}),
+                  Options(type, {np.float32, np.float64})],
+        "threads": [None, Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, rho=None,
+                 init="glorot_uniform", dtype=None, threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.rho = rho
+        self.init = init
+        self.dtype = dtype
+        self.threads = threads
+
+    # ------------------------------------------------------------------
+    # Fitted attributes backed by the flat buffer
+    # ------------------------------------------------------------------
+
+    @property
+    def coefs_(self):
+        """list of ndarray of shape (fan_in, fan_out): views into the flat parameter buffer."""
+        self._require_fitted("coefs_")
+        return [W for W, _ in layer_views(self._arch, self._params)]
+
+    @property
+    def intercepts_(self):
+        """list of ndarray of shape (fan_out,): views into the flat parameter buffer."""
+        self._require_fitted("intercepts_")
+        return [b for _, b in layer_views(self._arch, self._params)]
+
+    def _require_fitted(self, name):
+        if "_params" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} before fit")
+
+    # ------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if np.ndim(sizes) == 0 else list(sizes)
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
+                   for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must hold integers > 0, got "
+                             f"{self.hidden_layer_sizes!r}")
+        return [int(s) for s in sizes]
+
+    def _make_optimizer(self):
+        """A fresh Optimizer from the solver parameters."""
+        lr = float(self.learning_rate_init)
+        if self.solver == "sgd":
+            momentum = float(self.momentum)
+            spec = {"name": "sgd", "momentum": momentum,
+                    "nesterov": bool(self.nesterovs_momentum and momentum > 0)}
+        elif self.solver == "adam":
+            spec = {"name": "adam", "beta1": float(self.beta_1), "beta2": float(self.beta_2),
+                    "eps": float(self.epsilon)}
+        else:
+            spec = {"name": self.solver, "eps": float(self.epsilon)}
+            if self.rho is not None:
+                spec["rho"] = float(self.rho)
+        return make_optimizer(spec, lr)
+
+    def _continued_optimizer(self):
+        """The kept Optimizer; with changed hyperparameters a new one holding the old state."""
+        old, new = self._optimizer, self._make_optimizer()
+        if new.get_config() == old.get_config():
+            return old
+        if type(new) is type(old) and new.n_slots == old.n_slots:
+            new.slots, new.iterations = old.slots, old.iterations
+        return new
+
+    def _monitor(self):
+        return f"val_{self._metric}" if self.early_stopping else "loss"
+
+    def _schedule_and_stopping(self, epochs_so_far):
+        """(schedule, EarlyStopping or None, callbacks) for a call of ``fit``."""
+        monitor = self._monitor()
+        finite = not math.isinf(self.n_iter_no_change)
+        patience = int(self.n_iter_no_change) + 1 if finite else None
+        never = epochs_so_far + self.max_iter + 1  # a patience that never runs out
+        callbacks = []
+        name = self.learning_rate
+        if name == "constant":
+            schedule = schedules.Constant()
+        elif name == "invscaling":
+            schedule = schedules.InverseScaling(float(self.power_t))
+        elif name == "step":
+            schedule = schedules.StepDecay()
+        elif name == "cosine":
+            schedule = schedules.Cosine(t_max=int(self.max_iter))
+        elif name == "plateau":
+            schedule = schedules.ReduceOnPlateau()
+        else:  # adaptive: reductions replace the stopping rule
+            schedule = schedules.ReduceOnPlateau(monitor=monitor, factor=_ADAPTIVE_FACTOR,
+                                                 patience=patience or never,
+                                                 min_delta=float(self.tol))
+            callbacks.append(_AdaptiveStop(schedule, self))
+            patience = None
+        if self.early_stopping:
+            return schedule, trainer.EarlyStopping(monitor, patience or never, float(self.tol),
+                                                   restore_best_weights=True), callbacks
+        if patience is None:
+            return schedule, None, callbacks
+        return schedule, trainer.EarlyStopping(monitor, patience, float(self.tol)), callbacks
+
+    def _fit(self, X, y, sample_weight, incremental):
+        fitted = "_params" in self.__dict__
+        first = not (fitted and (incremental or self.warm_start))
+        hidden = self._hidden_sizes()
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if self.dtype is not None:
+            dtype = np.dtype(self.dtype).type
+        elif first:
+            dtype = (np.float64, np.float32)
+        else:  # the network's dtype
+            dtype = np.dtype(self._arch.dtype).type
+        X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, reset=first,
+                             y_numeric=not isinstance(self, ClassifierMixin))
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
+                                                 ensure_non_negative=True, copy=True)
+        Y, encoder = self._encode_targets(y, sample_weight, first, incremental)
+        arch = Architecture((X.shape[1], *hidden, Y.shape[1]),
+                            tuple(_ACTIVATIONS[self.activation] for _ in hidden), self._head(encoder),
+                            X.dtype.name)
+        if first:
+            rng = check_random_state(self.random_state)
+            params = init_params(arch, self.init, rng)
+            optimizer, history, t = self._make_optimizer(), trainer.History(), 0
+        else:
+            if arch != self._arch:
+                raise ValueError(
+                    f"warm_start and partial_fit continue the network {self._arch}, but the "
+                    f"parameters and data now ask for {arch}; fit with warm_start=False to "
+                    f"start afresh")
+            rng, params, history, t = self._rng, self._params, self._history, self.t_
+            optimizer = self._continued_optimizer()
+
+        X_train, Y_train, weights, validation = X, Y, sample_weight, None
+        if self.early_stopping:
+            stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
+            arrays = [X, Y] if sample_weight is None else [X, Y, sample_weight]
+            parts = train_test_split(*arrays, test_size=self.validation_fraction,
+                                     random_state=rng, stratify=stratify)
+            X_train, Y_train, validation = parts[0], parts[2], (parts[1], parts[3])
+            weights = parts[4] if sample_weight is not None else None
+            if validation[0].shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                                 "or the size of your dataset.")
+        if not X_train.flags.writeable:  # Numba compiles a kernel per read-only layout
+            X_train = X_train.copy()
+        n_train = X_train.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n_train)
+        else:
+            if self.batch_size > n_train:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped")
+            batch_size = min(int(self.batch_size), n_train)
+
+        epochs_before = history.epochs
+        schedule, stopping, callbacks = self._schedule_and_stopping(epochs_before)
+        if incremental:  # one epoch; scikit-learn's partial_fit has no stopping rule either
+            stopping, callbacks = None, []
+        commit = lambda: self._commit(arch, params, optimizer, history, rng, encoder,  # noqa: E731
+                                      history.epochs - epochs_before, t, n_train)
+        try:
+            trainer.fit(arch, params, X_train, Y_train, epochs=1 if incremental else int(self.max_iter),
+                        batch_size=batch_size, optimizer=optimizer, schedule=schedule,
+                        l2=float(self.alpha), sample_weight=weights, validation_data=validation,
+                        metrics=[self._metric] if self.early_stopping else (),
+                        early_stopping=stopping, on_divergence="raise", callbacks=callbacks,
+                        progress=bool(self.verbose), history=history, random_state=rng,
+                        shuffle=self.shuffle, threads=self.threads)
+        except trainer.DivergenceError:
+            commit()  # params hold the last finished epoch (or the initial weights)
+            raise
+        except BaseException:
+            # A continued model was changed in place: keep its attributes in step with it.
+            # A first fit that trained nothing leaves the estimator as it was.
+            if not first or history.epochs > epochs_before:
+                commit()
+            raise
+        commit()
+        if history.stop_reason == "interrupted":
+            warnings.warn(f"training interrupted after epoch {history.epochs}", UserWarning,
+                          stacklevel=4)
+        elif not incremental and history.stop_reason is None and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                          f"and the optimization hasn't converged yet.", ConvergenceWarning,
+                          stacklevel=4)
+        return self
+
+    def _commit(self, arch, params, optimizer, history, rng, encoder, n_iter, t, n_train):
+        """Make a training run's state the estimator's fitted state."""
+        self._arch, self._params, self._optimizer = arch, params, optimizer
+        self._history, self._rng = history, rng
+        self._set_encoder(encoder)
+        self.n_iter_ = int(n_iter)
+        self.t_ = int(t + n_iter * n_train)
+        self._set_derived_attributes()
+
+    def _set_derived_attributes(self):
+        """Attributes that follow from the architecture, the history and the parameters."""
+        self.n_outputs_ = self._arch.sizes[-1]
+        self.n_layers_ = len(self._arch.sizes)
+        self.out_activation_ = _OUT_ACTIVATIONS[self._arch.head]
+        self.loss_curve_ = list(self._history.loss)
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
+        if self.early_stopping:
+            self.validation_scores_ = list(self._history.history.get(self._monitor(), []))
+            self.best_validation_score_ = (max(self.validation_scores_)
+                                           if self.validation_scores_ else None)
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = self.best_validation_score_ = None
+            self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else None
+
+    def _output(self, X):
+        """Head output for X, ndarray of shape (n_samples, n_outputs) in the network's dtype."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.dtype(self._arch.dtype).type)
+        if not X.flags.writeable:
+            X = X.copy()
+        return trainer.predict_output(self._arch, self._params, X, threads=self.threads)
+
+    # ------------------------------------------------------------------
+    # Pickling and saving
+    # ------------------------------------------------------------------
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # A read-only copy (joblib's memmaps) could not be trained further, and would make
+        # Numba compile its kernels again for read-only arrays.
+        if "_params" in self.__dict__ and not self._params.flags.writeable:
+            self._params = np.array(self._params)
+        optimizer = self.__dict__.get("_optimizer")
+        if optimizer is not None and optimizer.slots is not None and not optimizer.slots.flags.writeable:
+            optimizer.slots = np.array(optimizer.slots)
+
+    def save(self, path):
+        """Write the fitted estimator to path (one ``.npz`` file; ``fastnn.load`` reads it).
+
+        Stored: ``get_params()``, the weights, the optimizer with its state, the shuffling
+        generator, the history and the fitted attributes, so the loaded estimator predicts
+        bitwise identically and continues training (``warm_start``, ``partial_fit``)
+        exactly as this one would.  Class labels are stored as a JSON list with their
+        dtype and come back with the same dtype and values (labels of object dtype that are
+        neither strings nor numbers come back as their ``str()``).  A RandomState given as random_state is stored as None (the generator
+        used for shuffling is stored with its state).
+        """
+        return model_io.save_model(path, self)
+
+    def _saved_state(self):
+        check_is_fitted(self)
+        fitted = {"n_iter_": self.n_iter_, "t_": self.t_, "n_features_in_": self.n_features_in_}
+        if hasattr(self, "feature_names_in_"):
+            fitted["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
+        fitted.update(self._encoder_config())
+        config = {"params": {name: _to_json(value) for name, value in self.get_params().items()},
+                  "fitted": fitted}
+        return model_io.SavedModel(type(self).__name__, self._arch, self._params, config,
+                                   self._optimizer, self._rng, self._history)
+
+    @classmethod
+    def _from_saved(cls, saved):
+        if saved.kind != cls.__name__:
+            raise ValueError(f"a {saved.kind} file, not a {cls.__name__}")
+        params = {name: _from_json(value) for name, value in saved.config["params"].items()}
+        model = cls(**params)
+        fitted = saved.config["fitted"]
+        model._arch, model._params = saved.arch, saved.params
+        model._optimizer = saved.optimizer if saved.optimizer is not None else model._make_optimizer()
+        model._rng = saved.rng if saved.rng is not None else check_random_state(None)
+        model._history = saved.history if saved.history is not None else trainer.History()
+        model._history.optimizer = model._optimizer
+        model.n_features_in_ = int(fitted["n_features_in_"])
+        if "feature_names_in_" in fitted:
+            model.feature_names_in_ = np.array(fitted["feature_names_in_"], dtype=object)
+        model._set_encoder(model._encoder_from_config(fitted))
+        model.n_iter_, model.t_ = int(fitted["n_iter_"]), int(fitted["t_"])
+        model._set_derived_attributes()
+        return model
+
+
+class _AdaptiveStop(trainer.Callback):
+    """scikit-learn's "adaptive" stop: a reduction of a rate already <= 1e-6 ends training."""
+
+    def __init__(self, schedule, estimator):
+        self.schedule, self.estimator = schedule, estimator
+
+    def on_train_begin(self, history):
+        self.history = history
+
+    def on_epoch_end(self, epoch, logs):
+        lr = logs["lr"]
+        following = self.schedule(epoch, self.history.optimizer.lr, self.history.history)
+        if following < lr and lr <= _ADAPTIVE_MIN_LR:
+            raise trainer.StopTraining
+
+
+class FastMLPClassifier(ClassifierMixin, _BaseFastMLP):
+    """Multi-layer perceptron classifier trained by fastnn's compiled loop.
+
+    scikit-learn's ``MLPClassifier`` with fastnn's engine: the parameters, their
+    defaults and the fitted attributes are scikit-learn's; how each maps onto
+    ``fastnn.trainer.fit`` is written out in the module docstring.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int or int, default=(100,)
+        Width of each hidden layer; empty for none.
+    activation : {"identity", "logistic", "sigmoid", "tanh", "relu"}, default="relu"
+        Hidden activation ("logistic" and "sigmoid" are the same function).
+    solver : {"sgd", "adam", "rmsprop", "adadelta"}, default="adam"
+    alpha : float, default=1e-4
+        L2 penalty on the weights, scaled as scikit-learn scales it.
+    batch_size : int or "auto", default="auto"
+        Rows per mini-batch; "auto" is min(200, n_samples).
+    learning_rate : {"constant", "invscaling", "adaptive", "step", "cosine", "plateau"}, \
+default="constant"
+        Learning-rate schedule (module docstring), with every solver.
+    learning_rate_init : float, default=0.001
+    power_t : float, default=0.5
+        Exponent of "invscaling".
+    max_iter : int, default=200
+        Epochs per ``fit``.
+    shuffle : bool, default=True
+        Draw a new row order every epoch.
+    random_state : int, RandomState or None, default=None
+        Seeds the initial weights, the validation split and the row orders (module
+        docstring, "Seeding").
+    tol : float, default=1e-4
+        Smallest improvement that counts, for convergence and early stopping.
+    verbose : bool, default=False
+        Draw a progress bar on stderr.
+    warm_start : bool, default=False
+        Continue from the fitted weights, optimizer state and history.
+    momentum : float in [0, 1), default=0.9
+        SGD momentum.
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+        Hold out validation_fraction of the rows and stop on the validation accuracy.
+    validation_fraction : float in (0, 1), default=0.1
+    beta_1, beta_2 : float in [0, 1), default=0.9, 0.999
+        Adam's moment decay rates.
+    epsilon : float, default=1e-8
+        Adam's (also RMSprop's and Adadelta's) denominator offset.
+    n_iter_no_change : int or np.inf, default=10
+        Epochs without an improvement by tol that are tolerated.
+    rho : float in [0, 1) or None, default=None
+        RMSprop's or Adadelta's decay (None: 0.9 and 0.95).
+    init : {"glorot_uniform", "he_normal", "normal"}, default="glorot_uniform"
+        Weight initialiser of ``fastnn.network.init_params`` (biases start at zero).
+    dtype : {"float32", "float64"} or None, default=None
+        None keeps float32 input in float32 and converts anything else to float64.
+    threads : int or None, default=None
+        Threads for training and prediction (None: Numba's setting).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    coefs_ : list of ndarray of shape (fan_in, fan_out)
+        Views into the flat parameter buffer.
+    intercepts_ : list of ndarray of shape (fan_out,)
+        Views into the flat parameter buffer.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X had string column names.
+    n_iter_ : int
+        Epochs run by the last call.
+    t_ : int
+        Training rows seen, over all calls.
+    loss_ : float
+        Training loss of the last epoch.
+    loss_curve_ : list of float
+        Training loss of every epoch, over all calls that continued the history.
+    validation_scores_ : list of float or None
+        Validation accuracy of every epoch (with early_stopping).
+    best_validation_score_ : float or None
+    best_loss_ : float or None
+        Lowest training loss (None with early_stopping, as in scikit-learn).
+    n_layers_ : int
+        Layers counting input and output.
+    n_outputs_ : int
+    out_activation_ : {"logistic", "softmax"}
+    """
+
+    _metric = "accuracy"
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train on X and the labels y; returns self.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels (numbers or strings), or a multilabel indicator matrix.
+        sample_weight : array-like of shape (n_samples,), default=None
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over X, y, continuing the weights, optimizer and history; returns self.
+
+        classes (array of shape (n_classes,)) is required on the first call, as in
+        scikit-learn: every label any later call may see.
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _encode_targets(self, y, sample_weight, first, incremental):
+        """(Y of shape (n_samples, n_outputs), the fitted LabelBinarizer)."""
+        check_classification_targets(y)
+        if first and not incremental:
+            encoder = LabelBinarizer().fit(y)
+            if encoder.y_type_ != "multilabel-indicator":
+                classes = encoder.classes_
+                if sample_weight is not None:
+                    classes = unique_labels(y[sample_weight > 0])
+                if len(classes) < 2:
+                    raise ValueError(
+                        f"{type(self).__name__} needs at least two classes to train; y has one "
+                        f"class{' with a positive sample weight' if sample_weight is not None else ''}: "
+                        f"{classes.tolist()}")
+        else:
+            encoder = self._label_binarizer
+            classes = unique_labels(y)
+            if self.warm_start and not incremental:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        f"warm_start can only be used where `y` has the same classes as in the "
+                        f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        return encoder.transform(y), encoder
+
+    @staticmethod
+    def _head(encoder):
+        return "softmax" if encoder.y_type_ == "multiclass" else "sigmoid"
+
+    def _set_encoder(self, encoder):
+        self._label_binarizer = encoder
+        self.classes_ = encoder.classes_
+
+    def _encoder_config(self):
+        classes = self.classes_
+        labels = classes.tolist()  # Python numbers, strings and bools for every dtype
+        if classes.dtype == object:
+            labels = [c if isinstance(c, (str, int, float, bool)) else str(c) for c in labels]
+        return {"classes": labels, "classes_dtype": classes.dtype.str,
+                "y_type": self._label_binarizer.y_type_}
+
+    @staticmethod
+    def _encoder_from_config(fitted):
+        dtype = np.dtype(fitted["classes_dtype"])
+        classes = np.array(fitted["classes"], dtype=dtype)
+        if fitted["y_type"] == "multilabel-indicator":
+            return LabelBinarizer().fit(np.eye(len(classes), dtype=int))
+        return LabelBinarizer().fit(classes)
+
+    def predict(self, X):
+        """Class labels, ndarray of shape (n_samples,) (or (n_samples, n_labels) for multilabel)."""
+        out = self._output(X)
+        if self.n_outputs_ == 1:
+            out = out.ravel()
+        return self._label_binarizer.inverse_transform(out)
+
+    def predict_proba(self, X):
+        """Class probabilities, ndarray of shape (n_samples, n_classes) in the network's dtype.
+
+        Columns follow ``classes_``.  For multilabel problems, the probability of each label.
+        """
+        out = self._output(X)
+        if self.n_outputs_ == 1:
+            return np.hstack([1 - out, out])
+        return out
+
+    def predict_log_proba(self, X):
+        """log of predict_proba, ndarray of shape (n_samples, n_classes)."""
+        proba = self.predict_proba(X)
+        return np.log(proba, out=proba)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
+    """Multi-layer perceptron regressor (squared error) trained by fastnn's compiled loop.
+
+    scikit-learn's ``MLPRegressor`` with fastnn's engine; the parameters and
+    attributes are those of ``FastMLPClassifier`` (early stopping monitors the
+    validation R^2), without classes_.  The loss is ``0.5 * sum over outputs of the
+    squared error``, averaged over rows (scikit-learn also averages over outputs, so
+    for several outputs its loss_curve_ is n_outputs times smaller).  Targets of
+    shape (n_samples,) give predictions of that shape.
+    """
+
+    _metric = "r2"
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train on X and the targets y (shape (n_samples,) or (n_samples, n_outputs)); returns self."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X, y, continuing the weights, optimizer and history; returns self."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _encode_targets(self, y, sample_weight, first, incremental):
+        return (y.reshape(-1, 1) if y.ndim == 1 else y), None
+
+    @staticmethod
+    def _head(encoder):
+        return "identity"
+
+    def _set_encoder(self, encoder):
+        pass
+
+    def _encoder_config(self):
+        return {}
+
+    @staticmethod
+    def _encoder_from_config(fitted):
+        return None
+
+    def predict(self, X):
+        """Predicted targets, ndarray of shape (n_samples,) or (n_samples, n_outputs)."""
+        out = self._output(X)
+        return out.ravel() if self.n_outputs_ == 1 else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+def _to_json(value):
+    """A parameter value as JSON: tuples and infinities tagged, NumPy scalars as numbers."""
+    if isinstance(value, tuple):
+        return {"tuple": [_to_json(v) for v in value]}
+    if isinstance(value, list):
+        return [_to_json(v) for v in value]
+    if isinstance(value, np.random.RandomState):
+        return None
+    if isinstance(value, type):  # dtype=np.float32
+        return np.dtype(value).name
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(value)}
+    return value
+
+
+def _from_json(value):
+    if isinstance(value, dict) and set(value) == {"tuple"}:
+        return tuple(_from_json(v) for v in value["tuple"])
+    if isinstance(value, dict) and set(value) == {"float"}:
+        return float(value["float"])
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
