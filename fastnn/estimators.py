@@ -37,8 +37,9 @@ How scikit-learn's parameters map onto the trainer
   improvement by more than tol, scikit-learn from the best value seen.  With
   ``early_stopping``, ``validation_fraction`` of the rows are held out with
   ``train_test_split`` (stratified on the labels for single-label classification),
-  the validation accuracy or R^2 is monitored the same way, and the weights of the
-  best epoch of the call are restored.  Reaching ``max_iter`` without stopping
+  the validation accuracy or R^2 is monitored the same way, and at the end the
+  weights of the call's best epoch (by the same measure: the last epoch that
+  improved by more than tol) are put back.  Reaching ``max_iter`` without stopping
   issues scikit-learn's ``ConvergenceWarning``.
 * ``batch_size="auto"`` is ``min(200, n_samples)``.
 * ``dtype=None`` keeps float32 input in float32 (weights, outputs and all); any
@@ -128,7 +129,7 @@ class _BaseFastMLP(BaseEstimator):
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "nesterovs_momentum": ["boolean"],
         "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
         "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
         "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -287,8 +288,8 @@ class _BaseFastMLP(BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
                                                  ensure_non_negative=True, copy=True)
         Y, encoder = self._encode_targets(y, sample_weight, first, incremental)
-        arch = Architecture((X.shape[1], *hidden, Y.shape[1]),
-                            tuple(_ACTIVATIONS[self.activation] for _ in hidden), self._head(encoder),
+        activations = tuple(_ACTIVATIONS[self.activation] for _ in hidden)
+        arch = Architecture((X.shape[1], *hidden, Y.shape[1]), activations, self._head(encoder),
                             X.dtype.name)
         if first:
             rng = check_random_state(self.random_state)
@@ -305,6 +306,8 @@ class _BaseFastMLP(BaseEstimator):
 
         X_train, Y_train, weights, validation = X, Y, sample_weight, None
         if self.early_stopping:
+            if self.validation_fraction == 0:
+                raise ValueError("early_stopping=True needs validation_fraction > 0")
             stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
             arrays = [X, Y] if sample_weight is None else [X, Y, sample_weight]
             parts = train_test_split(*arrays, test_size=self.validation_fraction,
@@ -329,12 +332,15 @@ class _BaseFastMLP(BaseEstimator):
         schedule, stopping, callbacks = self._schedule_and_stopping(epochs_before)
         if incremental:  # one epoch; scikit-learn's partial_fit has no stopping rule either
             stopping, callbacks = None, []
-        commit = lambda: self._commit(arch, params, optimizer, history, rng, encoder,  # noqa: E731
-                                      history.epochs - epochs_before, t, n_train)
+        def commit():
+            self._commit(arch, params, optimizer, history, rng, encoder,
+                         history.epochs - epochs_before, t, n_train)
+
         try:
-            trainer.fit(arch, params, X_train, Y_train, epochs=1 if incremental else int(self.max_iter),
-                        batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-                        l2=float(self.alpha), sample_weight=weights, validation_data=validation,
+            trainer.fit(arch, params, X_train, Y_train,
+                        epochs=1 if incremental else int(self.max_iter), batch_size=batch_size,
+                        optimizer=optimizer, schedule=schedule, l2=float(self.alpha),
+                        sample_weight=weights, validation_data=validation,
                         metrics=[self._metric] if self.early_stopping else (),
                         early_stopping=stopping, on_divergence="raise", callbacks=callbacks,
                         progress=bool(self.verbose), history=history, random_state=rng,
@@ -401,9 +407,9 @@ class _BaseFastMLP(BaseEstimator):
         # Numba compile its kernels again for read-only arrays.
         if "_params" in self.__dict__ and not self._params.flags.writeable:
             self._params = np.array(self._params)
-        optimizer = self.__dict__.get("_optimizer")
-        if optimizer is not None and optimizer.slots is not None and not optimizer.slots.flags.writeable:
-            optimizer.slots = np.array(optimizer.slots)
+        slots = getattr(self.__dict__.get("_optimizer"), "slots", None)
+        if slots is not None and not slots.flags.writeable:
+            self._optimizer.slots = np.array(slots)
 
     def save(self, path):
         """Write the fitted estimator to path (one ``.npz`` file; ``fastnn.load`` reads it).
@@ -412,9 +418,10 @@ class _BaseFastMLP(BaseEstimator):
         generator, the history and the fitted attributes, so the loaded estimator predicts
         bitwise identically and continues training (``warm_start``, ``partial_fit``)
         exactly as this one would.  Class labels are stored as a JSON list with their
-        dtype and come back with the same dtype and values (labels of object dtype that are
-        neither strings nor numbers come back as their ``str()``).  A RandomState given as random_state is stored as None (the generator
-        used for shuffling is stored with its state).
+        dtype and come back with the same dtype and values (labels of object dtype that
+        are neither strings nor numbers would come back as their ``str()``).  A
+        RandomState given as random_state is stored as None; the generator used for
+        shuffling is stored with its state.
         """
         return model_io.save_model(path, self)
 
@@ -437,7 +444,8 @@ class _BaseFastMLP(BaseEstimator):
         model = cls(**params)
         fitted = saved.config["fitted"]
         model._arch, model._params = saved.arch, saved.params
-        model._optimizer = saved.optimizer if saved.optimizer is not None else model._make_optimizer()
+        optimizer = saved.optimizer
+        model._optimizer = optimizer if optimizer is not None else model._make_optimizer()
         model._rng = saved.rng if saved.rng is not None else check_random_state(None)
         model._history = saved.history if saved.history is not None else trainer.History()
         model._history.optimizer = model._optimizer
@@ -508,7 +516,8 @@ default="constant"
     nesterovs_momentum : bool, default=True
     early_stopping : bool, default=False
         Hold out validation_fraction of the rows and stop on the validation accuracy.
-    validation_fraction : float in (0, 1), default=0.1
+    validation_fraction : float in [0, 1), default=0.1
+        Must be > 0 with early_stopping.
     beta_1, beta_2 : float in [0, 1), default=0.9, 0.999
         Adam's moment decay rates.
     epsilon : float, default=1e-8
@@ -593,10 +602,9 @@ default="constant"
                 if sample_weight is not None:
                     classes = unique_labels(y[sample_weight > 0])
                 if len(classes) < 2:
-                    raise ValueError(
-                        f"{type(self).__name__} needs at least two classes to train; y has one "
-                        f"class{' with a positive sample weight' if sample_weight is not None else ''}: "
-                        f"{classes.tolist()}")
+                    weighted = " with a positive sample weight" if sample_weight is not None else ""
+                    raise ValueError(f"{type(self).__name__} needs at least two classes to "
+                                     f"train; y has one class{weighted}: {classes.tolist()}")
         else:
             encoder = self._label_binarizer
             classes = unique_labels(y)
@@ -677,7 +685,10 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        """Train on X and the targets y (shape (n_samples,) or (n_samples, n_outputs)); returns self."""
+        """Train on X and the targets y, of shape (n_samples,) or (n_samples, n_outputs).
+
+        Returns self.
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
