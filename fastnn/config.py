@@ -8,9 +8,11 @@ Environment overrides
 FASTNN_CACHE=0
     Do not cache compiled kernels on disk (default: cache, see below).
 NUMBA_CACHE_DIR
-    Numba's own variable: where the on-disk cache lives. When the package
-    directory is not writable, Numba falls back to a per-user cache directory
-    by itself; fastnn does not need to do anything about it.
+    Numba's own variable: where the on-disk cache lives.  Numba takes the first
+    writable directory of: NUMBA_CACHE_DIR, the package's ``__pycache__``, a
+    per-user cache directory.  It skips an unwritable NUMBA_CACHE_DIR silently;
+    fastnn warns then, naming the directory used instead, and warns as well when
+    none is writable (the kernels are then compiled in memory on every run).
 
 Threading
 ---------
@@ -32,32 +34,44 @@ import numba
 # fixed by the source code.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 
-def _numba_can_cache():
-    """Whether Numba finds a writable directory for the on-disk cache of fastnn's kernels.
+def _numba_cache_path():
+    """The directory where Numba would cache fastnn's kernels, or None if none is writable.
 
-    Asks Numba's own cache locators (the package's __pycache__, NUMBA_CACHE_DIR, the
+    Asks Numba's own cache locators (NUMBA_CACHE_DIR, the package's __pycache__, the
     user's cache directory), with this function standing in for a kernel.  Without the
     check, a machine where none is writable fails at the first call of a kernel.
     """
     from numba.core.caching import FunctionCache
 
     try:
-        FunctionCache(_numba_can_cache)._impl.locator.ensure_cache_path()
+        locator = FunctionCache(_numba_cache_path)._impl.locator
+        locator.ensure_cache_path()
     except (RuntimeError, OSError):
-        return False
-    return True
+        return None
+    return locator.get_cache_path()
 
 
 CACHE = os.environ.get("FASTNN_CACHE", "1") != "0"
-if CACHE and not _numba_can_cache():
-    CACHE = False
-    warnings.warn(
-        "fastnn: Numba has no writable cache directory, so the kernels are compiled in "
-        "memory on every run (slower start-up). Set NUMBA_CACHE_DIR to a writable "
-        "directory to cache them.",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+if CACHE:
+    _cache_path = _numba_cache_path()
+    if _cache_path is None:
+        CACHE = False
+        warnings.warn(
+            "fastnn: Numba has no writable cache directory, so the kernels are compiled in "
+            "memory on every run (slower start-up). Set NUMBA_CACHE_DIR to a writable "
+            "directory to cache them.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    elif numba.config.CACHE_DIR and os.path.commonpath(
+            [os.path.abspath(numba.config.CACHE_DIR), os.path.abspath(_cache_path)]
+    ) != os.path.abspath(numba.config.CACHE_DIR):
+        warnings.warn(
+            f"fastnn: NUMBA_CACHE_DIR={numba.config.CACHE_DIR} is not writable, so Numba "
+            f"ignores it and caches the kernels elsewhere (such as {_cache_path}).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 #: Options shared by every serial kernel.  error_model="numpy": a float division
 #: by zero gives inf/NaN as in NumPy instead of a Python exception; the check that

@@ -14,14 +14,25 @@ these arrays:
         {"format": "fastnn-model", "format_version": 2, "fastnn_version": "0.1.0",
          "architecture": {"sizes": [...], "activations": [...], "head": "...",
                           "dtype": "..."},
-         "sha256": {"params": "...", "array_<name>": "..."},
+         "sha256": {"params": "...", "array_<name>": "...", "metadata": "..."},
          "extra": {...}}
 
-Everything is read back with ``np.load(allow_pickle=False)``, so loading a file
-never runs code from it, and every array is checked against its SHA-256, so a
-damaged file is refused rather than loaded with wrong numbers.  A file is written
-to a temporary name in the destination directory and then renamed over the
-destination, so readers never see half a file.
+Checksums.  ``sha256`` has one entry per array of the archive: for ``params`` and
+each ``array_<name>``, the SHA-256 of the array's dtype string, shape and bytes
+(``_sha256``); for ``metadata``, the SHA-256 of the document without that one entry,
+as canonical JSON (``json.dumps(doc, sort_keys=True, separators=(",", ":"))``,
+UTF-8; ``_metadata_sha256``).  ``load`` refuses a file with an array that has no
+checksum, a checksum without an array, or any mismatch, so a damaged or edited file
+is refused rather than loaded with wrong numbers or a wrong architecture.  (The zip
+container's CRC-32, which ``zipfile`` checks, catches most accidental damage too.)
+
+Safety.  Loading never runs code from the file: ``load`` reads the ``.npy`` members
+itself (``numpy.lib.format`` header readers, no ``np.load``) and refuses arrays of
+object dtype, which only pickle could restore.  It also refuses compressed members
+and headers that declare more or less data than is stored, so it never allocates
+much more memory than the size of the file.  A file is written to a temporary name
+in the destination directory and then renamed over the destination, so readers
+never see half a file.
 
 On top of that format, ``save_model`` and ``load_model`` store a whole model of
 any kind (``KINDS``): its configuration, weights, optimizer state, shuffling
@@ -32,9 +43,12 @@ continues training exactly where it stopped.
 import hashlib
 import importlib
 import json
+import math
 import os
 import secrets
+import struct
 import zipfile
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -45,6 +59,12 @@ from .optimizers import make_optimizer
 FORMAT = "fastnn-model"
 FORMAT_VERSION = 2
 _ARRAY_PREFIX = "array_"
+
+#: What reading a damaged or foreign archive can raise (zipfile: BadZipFile for a
+#: broken structure or a CRC mismatch, RuntimeError for an encrypted member,
+#: NotImplementedError for an unknown compression method).
+_READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile,
+                RuntimeError, NotImplementedError, zlib.error, struct.error, OverflowError)
 
 
 class Model(NamedTuple):
@@ -102,9 +122,12 @@ def save(path, arch, params, extra_metadata=None, arrays=None):
         "extra": {} if extra_metadata is None else extra_metadata,
     }
     try:
-        text = json.dumps(metadata, allow_nan=False, default=_numpy_to_json)
+        # Through JSON and back first: what is hashed is exactly what load will parse.
+        metadata = json.loads(json.dumps(metadata, allow_nan=False, default=_numpy_to_json))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"extra_metadata must be JSON-serialisable: {exc}") from None
+    metadata["sha256"]["metadata"] = _metadata_sha256(metadata)
+    text = json.dumps(metadata, allow_nan=False)
     encoded = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
     path = os.fspath(path)
@@ -150,28 +173,35 @@ def load(path):
     path = os.fspath(path)
     with open(path, "rb") as f:
         try:
-            archive = np.load(f, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive")
-            with archive:
-                missing = {"params", "metadata"} - set(archive.files)
-                if missing:
-                    raise ValueError(f"array(s) {sorted(missing)} missing")
-                stored = {name: archive[name] for name in archive.files}
-                raw = stored.pop("metadata")
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            stored = _read_npz(f, os.fstat(f.fileno()).st_size)
+            missing = {"params", "metadata"} - set(stored)
+            if missing:
+                raise ValueError(f"array(s) {sorted(missing)} missing")
+            raw = stored.pop("metadata")
+        except _READ_ERRORS as exc:
             raise ValueError(f"{path}: not a readable fastnn model file ({exc})") from exc
 
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise ValueError("metadata is not a 1-D uint8 array")
-        metadata = json.loads(raw.tobytes().decode("utf-8"))
+        try:
+            metadata = json.loads(raw.tobytes().decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError and json.JSONDecodeError
+            raise ValueError(f"metadata is not UTF-8 JSON ({exc}): damaged, or not a fastnn "
+                             "model") from None
+        checksums = metadata.get("sha256") if isinstance(metadata, dict) else None
+        # Checked before any field is read, so that damage is reported as such.
+        if isinstance(checksums, dict) and "metadata" in checksums:
+            if checksums["metadata"] != _metadata_sha256(metadata):
+                raise ValueError("metadata is damaged or was edited (SHA-256 mismatch)")
         if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
             raise ValueError("no fastnn-model marker in metadata")
         version = metadata.get("format_version")
         if version != FORMAT_VERSION:
             raise ValueError(f"format version {version!r}, this fastnn reads {FORMAT_VERSION}")
-        checksums = metadata["sha256"]
+        checksums = dict(metadata["sha256"])
+        if checksums.pop("metadata", None) is None:
+            raise ValueError("no SHA-256 of the metadata")
         if set(checksums) != set(stored):
             raise ValueError(f"arrays {sorted(stored)} do not match the list {sorted(checksums)}")
         for name, array in stored.items():
@@ -194,6 +224,61 @@ def _sha256(array):
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+def _metadata_sha256(metadata):
+    """Hex SHA-256 of the metadata document without sha256["metadata"], as canonical JSON."""
+    doc = dict(metadata, sha256={key: value for key, value in metadata["sha256"].items()
+                                 if key != "metadata"})
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _read_npz(f, file_size):
+    """Every ``.npy`` member of the zip archive in file f, as {name: read-only ndarray}."""
+    try:
+        zf = zipfile.ZipFile(f)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"not an .npz (zip) archive: {exc}") from None
+    arrays = {}
+    with zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"member {info.filename!r} is not an .npy array")
+            name = info.filename[:-len(".npy")]
+            if name in arrays:
+                raise ValueError(f"array {name!r} stored twice")
+            arrays[name] = _read_npy(zf, info, file_size)
+    return arrays
+
+
+def _read_npy(zf, info, file_size):
+    """One uncompressed ``.npy`` member, built from exactly the bytes it stores; no pickle."""
+    member = info.filename
+    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+        raise ValueError(f"{member} is compressed; fastnn model files are not")
+    if info.file_size > file_size:
+        raise ValueError(f"{member} claims {info.file_size} bytes, more than the whole file")
+    with zf.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"{member}: .npy format version {version} is not supported")
+        if dtype.hasobject:
+            raise ValueError(f"{member} holds Python objects, which only pickle could load; "
+                             "refused")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if min(shape, default=0) < 0 or fp.tell() + nbytes != info.file_size:
+            raise ValueError(f"{member}: the header declares {nbytes} bytes of data, the "
+                             f"archive stores {info.file_size - fp.tell()}")
+        data = fp.read(nbytes + 1)  # up to the member's end, where zipfile checks the CRC-32
+    if len(data) != nbytes:
+        raise ValueError(f"{member}: {len(data)} bytes of data, the header declares {nbytes}")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
 
 
 def _check_params(arch, params, where):

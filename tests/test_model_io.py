@@ -77,13 +77,15 @@ def write_npz(path, **arrays):
 
 
 def metadata_array(params=None, **changes):
-    """A metadata document; with params, it carries their correct checksum."""
+    """A metadata document; with params, it carries their and its own correct checksums."""
     doc = {"format": model_io.FORMAT, "format_version": model_io.FORMAT_VERSION,
            "fastnn_version": "0.1.0",
            "architecture": {"sizes": [5, 7, 3], "activations": ["tanh"], "head": "softmax",
                             "dtype": "float32"}, "extra": {},
            "sha256": {} if params is None else {"params": model_io._sha256(params)}}
     doc.update(changes)
+    if params is not None:
+        doc["sha256"]["metadata"] = model_io._metadata_sha256(doc)
     return np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
 
 
