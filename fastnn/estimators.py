@@ -18,7 +18,8 @@ How scikit-learn's parameters map onto the trainer
   ``"adadelta"`` (``rho``, ``epsilon``); ``learning_rate_init`` is the learning rate
   of all four.  There is no ``"lbfgs"``.
 * ``alpha`` -> ``l2``: ``0.5 * alpha * sum(W**2) / n_batch_rows`` is added to each
-  batch's loss, as scikit-learn does (biases are not penalised).
+  batch's loss, as scikit-learn does (biases are not penalised); with sample
+  weights scikit-learn divides by the batch's total weight instead.
 * ``learning_rate`` -> the schedule, applied with every solver (scikit-learn uses it
   for ``"sgd"`` only): ``"constant"``; ``"invscaling"``: ``lr / (epoch + 1) **
   power_t`` (scikit-learn counts samples seen, fastnn epochs); ``"adaptive"``: the
@@ -56,17 +57,22 @@ initial weights (``network.init_params(arch, init, rng)``: ``init`` is one of
 random_state=rng)``).  The same generator is kept by ``warm_start`` fits and
 ``partial_fit`` calls (and saved with the model), so training in several calls
 gives bitwise the weights of one longer call.  A fit that starts afresh makes a new
-generator from ``random_state``.  (scikit-learn re-seeds at every call; with an
-integer random_state its warm-start runs repeat the first call's row orders.)
+generator from ``random_state``.  (scikit-learn re-seeds at every call, so with an
+integer random_state each of its warm-start calls draws its row orders from the
+same starting state.)
 
 ``warm_start`` and ``partial_fit`` keep the weights, the optimizer with its state
 (moments, step count) and the ``History``, which every call continues; a changed
 optimizer hyperparameter (``set_params``) is honoured with the state carried over
 when the state has the same layout.
 
-Interrupting ``fit`` with Ctrl-C (SIGINT) or SIGTERM ends training after the
-current epoch: the estimator keeps the weights of that epoch, with all fitted
-attributes consistent, warns ``"training interrupted after epoch N"`` and returns.
+Interrupting ``fit`` with Ctrl-C (SIGINT) or SIGTERM ends training at the next
+mini-batch boundary: the estimator keeps the weights reached, with all fitted
+attributes consistent (``n_iter_`` and ``loss_curve_`` count finished epochs, ``t_``
+every row trained on), warns ``"training interrupted after epoch N ..."`` and
+returns.  A later ``fit`` with ``warm_start=True`` and the same data first
+finishes the interrupted epoch (the weights then equal those of an uninterrupted
+run), also after ``save`` and ``fastnn.load``; ``partial_fit`` abandons it.
 A non-finite loss or weight raises ``fastnn.DivergenceError``; the estimator then
 holds the weights of the last finished epoch.
 
@@ -328,13 +334,16 @@ class _BaseFastMLP(BaseEstimator):
                               "going to be clipped")
             batch_size = min(int(self.batch_size), n_train)
 
-        epochs_before = history.epochs
+        self._drop_unfinishable_epoch(history, n_train, batch_size, incremental)
+        epochs_before, rows_before = history.epochs, _partial_rows(history)
         schedule, stopping, callbacks = self._schedule_and_stopping(epochs_before)
         if incremental:  # one epoch; scikit-learn's partial_fit has no stopping rule either
             stopping, callbacks = None, []
+
         def commit():
-            self._commit(arch, params, optimizer, history, rng, encoder,
-                         history.epochs - epochs_before, t, n_train)
+            n_iter = history.epochs - epochs_before
+            rows = n_iter * n_train - rows_before + _partial_rows(history)
+            self._commit(arch, params, optimizer, history, rng, encoder, n_iter, t + rows)
 
         try:
             trainer.fit(arch, params, X_train, Y_train,
@@ -356,22 +365,44 @@ class _BaseFastMLP(BaseEstimator):
             raise
         commit()
         if history.stop_reason == "interrupted":
-            warnings.warn(f"training interrupted after epoch {history.epochs}", UserWarning,
-                          stacklevel=4)
+            rows = _partial_rows(history)
+            partial = "" if getattr(history, "partial", None) is None else (
+                f" and {rows} of {n_train} rows of epoch {history.epochs + 1} (fit again with "
+                f"warm_start=True and the same data to finish it)")
+            warnings.warn(f"training interrupted after epoch {history.epochs}{partial}",
+                          UserWarning, stacklevel=4)
         elif not incremental and history.stop_reason is None and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           f"and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=4)
         return self
 
-    def _commit(self, arch, params, optimizer, history, rng, encoder, n_iter, t, n_train):
+    def _commit(self, arch, params, optimizer, history, rng, encoder, n_iter, t):
         """Make a training run's state the estimator's fitted state."""
         self._arch, self._params, self._optimizer = arch, params, optimizer
         self._history, self._rng = history, rng
         self._set_encoder(encoder)
-        self.n_iter_ = int(n_iter)
-        self.t_ = int(t + n_iter * n_train)
+        self.n_iter_, self.t_ = int(n_iter), int(t)
         self._set_derived_attributes()
+
+    @staticmethod
+    def _drop_unfinishable_epoch(history, n_train, batch_size, incremental):
+        """Forget an epoch interrupted part-way that this call cannot finish.
+
+        ``fit`` with warm_start finishes it when given the same number of rows and
+        batch size (the same data, for a result identical to an uninterrupted run);
+        ``partial_fit`` makes one pass over its own data, so it always starts afresh.
+        """
+        partial = getattr(history, "partial", None)
+        if partial is None:
+            return
+        if not incremental:
+            if partial.order.shape[0] == n_train and partial.next_row % batch_size == 0:
+                return
+            warnings.warn(f"the epoch interrupted after {partial.next_row} of "
+                          f"{partial.order.shape[0]} rows is abandoned: this fit has {n_train} "
+                          f"rows in batches of {batch_size}", UserWarning, stacklevel=5)
+        history.partial = None
 
     def _set_derived_attributes(self):
         """Attributes that follow from the architecture, the history and the parameters."""
@@ -722,6 +753,12 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def _partial_rows(history):
+    """Rows done of the history's epoch interrupted part-way (0 if none)."""
+    partial = getattr(history, "partial", None)
+    return 0 if partial is None else int(partial.next_row)
 
 
 def _to_json(value):

@@ -10,6 +10,7 @@ estimator's threads parameter).
 
 import contextlib
 import pickle
+import signal
 import warnings
 
 import numpy as np
@@ -417,23 +418,49 @@ def test_learning_rate_schedules(iris):
     assert model.n_iter_ == 13
 
 
-def fake_interrupt(enabled):
-    """trainer._signals_caught as if Ctrl-C came during the first epoch."""
-    return contextlib.nullcontext(lambda: True)
+def interrupt_at_once(enabled):
+    """trainer._signals_caught as if Ctrl-C had come: training stops before its next batch."""
+    return contextlib.nullcontext(np.array([signal.SIGINT], dtype=np.int64))
 
 
-def test_interrupted_fit_keeps_a_consistent_model(iris, monkeypatch):
+def test_interrupted_fit_keeps_a_consistent_model_and_resumes_exactly(iris, monkeypatch,
+                                                                      tmp_path):
     X, y = iris
-    monkeypatch.setattr(trainer, "_signals_caught", fake_interrupt)
+    with pytest.warns(ConvergenceWarning):
+        model = small(FastMLPClassifier, max_iter=2).fit(X, y)
+    model.set_params(warm_start=True, max_iter=50)
+    monkeypatch.setattr(trainer, "_signals_caught", interrupt_at_once)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        with pytest.warns(UserWarning, match="training interrupted after epoch 1"):
-            model = small(FastMLPClassifier, max_iter=50).fit(X, y)
-    assert model.n_iter_ == 1 and len(model.loss_curve_) == 1 and model.t_ == len(X)
+        with pytest.warns(UserWarning, match="training interrupted after epoch 2 and 0 of 150 "
+                                             "rows of epoch 3"):
+            model.fit(X, y)
     monkeypatch.undo()
+    assert model.n_iter_ == 0 and len(model.loss_curve_) == 2 and model.t_ == 2 * len(X)
+    assert model.predict(X).shape == y.shape
+    # Saved mid-epoch, loaded, and finished: the weights of an uninterrupted run.
+    model.save(tmp_path / "interrupted.npz")
+    resumed = fastnn.load(tmp_path / "interrupted.npz").set_params(max_iter=3)
     with pytest.warns(ConvergenceWarning):
-        reference = small(FastMLPClassifier, max_iter=1).fit(X, y)
-    assert_same_weights(model, reference)
+        resumed.fit(X, y)
+        uninterrupted = small(FastMLPClassifier, max_iter=5).fit(X, y)
+    assert_same_weights(resumed, uninterrupted)
+    assert resumed.loss_curve_ == uninterrupted.loss_curve_ and resumed.t_ == uninterrupted.t_
+
+
+@ignore_convergence
+def test_interrupted_epoch_is_abandoned_when_the_data_change(iris, monkeypatch):
+    X, y = iris
+    monkeypatch.setattr(trainer, "_signals_caught", interrupt_at_once)
+    with pytest.warns(UserWarning, match="interrupted after epoch 0"):
+        model = small(FastMLPClassifier, warm_start=True).fit(X, y)
+    monkeypatch.undo()
+    assert model.n_iter_ == 0 and model.loss_curve_ == [] and model.best_loss_ is None
+    with pytest.warns(UserWarning, match="abandoned: this fit has 50 rows"):
+        model.fit(X[::3], y[::3])
+    assert model.n_iter_ == 5 and model.t_ == 250
+    model.partial_fit(X, y)  # partial_fit makes one pass over its own data
+    assert model.t_ == 400
 
 
 def test_divergence_raises_and_keeps_finite_weights(regression):
