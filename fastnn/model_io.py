@@ -343,9 +343,13 @@ def save_model(path, model):
         extra["rng"], rng_arrays = _rng_to_json(saved.rng)
         arrays.update(rng_arrays)
     if saved.history is not None:
-        extra["history"] = {"history": saved.history.history,
-                            "stop_reason": saved.history.stop_reason,
-                            "best_epoch": saved.history.best_epoch}
+        history = saved.history
+        extra["history"] = {"history": history.history, "stop_reason": history.stop_reason,
+                            "best_epoch": history.best_epoch, "signal": history.signal}
+        if history.partial is not None:  # an epoch interrupted part-way
+            extra["history"]["partial"] = {"next_row": int(history.partial.next_row),
+                                           "totals": history.partial.totals.tolist()}
+            arrays["history_partial_order"] = history.partial.order
     return save(path, saved.arch, saved.params, extra, arrays)
 
 
@@ -355,7 +359,7 @@ def load_model(path):
     Raises ValueError (naming the path) for anything but a valid model file of a
     known kind, as ``load`` does.
     """
-    from .trainer import History
+    from .trainer import History, PartialEpoch
 
     model = load(path)
     extra = model.metadata["extra"]
@@ -373,8 +377,14 @@ def load_model(path):
         history = None
         if "history" in extra:
             record = extra["history"]
+            partial = None
+            if "partial" in record:
+                partial = PartialEpoch(arrays.pop("history_partial_order"),
+                                       int(record["partial"]["next_row"]),
+                                       np.array(record["partial"]["totals"], dtype=np.float64))
             history = History({key: list(values) for key, values in record["history"].items()},
-                              optimizer, record["stop_reason"], record["best_epoch"])
+                              optimizer, record["stop_reason"], record["best_epoch"],
+                              record.get("signal"), partial)
         saved = SavedModel(kind, model.arch, model.params, extra["config"], optimizer, rng,
                            history, arrays)
         module, name = KINDS[kind].split(":")

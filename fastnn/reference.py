@@ -202,25 +202,31 @@ def backward(arch, params, activations, Y, scale=None):
     return grads, batch_loss
 
 
-def train_epoch(arch, params, X, Y, order, batch_size, lr, code=0, hyper=None, slots=None,
-                step=0, l2=0.0, sample_weight=None):
-    """One epoch of mini-batch training over the rows ``X[order]``; params updated in place.
+def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, lr, code=0,
+                hyper=None, slots=None, step=0, l2=0.0, sample_weight=None):
+    """Mini-batches over the rows ``X[order[first_row:]]``; params updated in place.
 
-    order is an int64 permutation of the rows, batch_size the rows per batch (the
-    last batch may be smaller).  code, hyper and slots select the optimizer and hold
-    its state (default: plain SGD); step counts the mini-batches done before this
-    epoch.  l2 adds ``0.5 * l2 * sum(W**2) / n_rows`` to each batch's loss (weights
-    only, not biases; scikit-learn's ``alpha``).  sample_weight (n_samples,) weighs
-    the rows.  Returns the (weighted) mean training loss over the epoch's rows,
-    measured before each batch's update (as Keras and scikit-learn report it).
+    order is an int64 permutation of the rows, first_row where to start in it, stop
+    an int64 array of shape (1,) read before every batch (non-zero: return there),
+    totals a float64 array of shape (2,) of running sums added to in place (see
+    below), batch_size the rows per batch (the last batch may be smaller).  code, hyper and
+    slots select the optimizer and hold its state (default: plain SGD); step counts
+    the mini-batches done before this call.  l2 adds ``0.5 * l2 * sum(W**2) / n_rows``
+    to each batch's loss (weights only, not biases; scikit-learn's ``alpha``).
+    sample_weight (n_samples,) weighs the rows.
+
+    totals[0] gets each batch's (weighted) mean loss, measured before its update
+    (as Keras and scikit-learn report it), times the batch's weight, and totals[1]
+    that weight.  Returns where in order the next batch starts, as the compiled twin.
     """
     dtype = params.dtype.type
     hyper = np.zeros(3) if hyper is None else hyper
     slots = np.zeros((0, params.size), dtype=params.dtype) if slots is None else slots
     weights = np.ones(X.shape[0], dtype=params.dtype) if sample_weight is None else sample_weight
-    total, total_weight = 0.0, 0.0
-    for batch, start in enumerate(range(0, len(order), batch_size)):
+    start = first_row
+    while start < len(order) and stop[0] == 0:
         rows = order[start : start + batch_size]
+        step += 1
         batch_weight = weights[rows].sum()
         activations = forward(arch, params, X[rows])
         grads, batch_loss = backward(arch, params, activations, Y[rows],
@@ -233,10 +239,11 @@ def train_epoch(arch, params, X, Y, order, batch_size, lr, code=0, hyper=None, s
             batch_loss += 0.5 * l2 / len(rows) * penalty
         for l in range(arch.n_layers):
             optimizer_step(params, grads, slots, arch.offsets[l], arch.offsets[l + 1], code, hyper,
-                           dtype(lr), step + batch + 1)
-        total += batch_loss * batch_weight
-        total_weight += batch_weight
-    return total / total_weight
+                           dtype(lr), step)
+        totals[0] += batch_loss * batch_weight
+        totals[1] += batch_weight
+        start += len(rows)
+    return start
 
 
 def predict_proba(arch, params, X):

@@ -14,6 +14,7 @@ two backends can be compared epoch by epoch.
 import concurrent.futures
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -32,6 +33,7 @@ from .schedules import make_schedule
 from .kernels import epoch as compiled
 
 BACKENDS = ("numba", "numpy")
+_BLAS_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -49,7 +51,9 @@ def thread_limit(threads, backend):
     if not 1 <= threads <= config.NUMBA_MAX_THREADS:
         raise ValueError(f"threads must be between 1 and {config.NUMBA_MAX_THREADS}, got {threads}")
     if backend == "numpy":
-        with threadpool_limits(limits=threads):
+        # BLAS's limit is process-wide: overlapping fits in several threads would each
+        # restore the value they saw on entry, so they take turns.
+        with _BLAS_LIMIT_LOCK, threadpool_limits(limits=threads):
             yield
         return
     previous = numba.get_num_threads()
@@ -154,19 +158,33 @@ class EarlyStopping:
 
 
 @dataclass
+class PartialEpoch:
+    """An epoch interrupted at a batch boundary: its row order, where the next batch
+    starts, and its running (loss_sum, weight_sum), float64 array of shape (2,)."""
+
+    order: np.ndarray
+    next_row: int
+    totals: np.ndarray
+
+
+@dataclass
 class History:
     """Per-epoch record of training, kept across calls to ``fit`` that continue it.
 
     history maps "loss", "lr", "seconds" and each validation value and metric to a
     list with one entry per epoch.  optimizer is the Optimizer (with its state),
     stop_reason why the last call ended early ("early stopping", "interrupted",
-    "diverged", "callback") or None, best_epoch the epoch early stopping kept.
+    "diverged", "callback") or None, best_epoch the epoch early stopping kept,
+    signal the signal number that interrupted it, and partial the epoch it
+    interrupted part-way, which the next call continuing this history finishes.
     """
 
     history: dict = field(default_factory=dict)
     optimizer: Optimizer = None
     stop_reason: str = None
     best_epoch: int = None
+    signal: int = None
+    partial: "PartialEpoch" = None
 
     @property
     def loss(self):
@@ -260,8 +278,11 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         Threads for this call, restored afterwards (even on an error): Numba's for
         the compiled backend, BLAS's for the NumPy one.  None keeps the setting.
     catch_signals : bool
-        In the main thread, Ctrl-C (SIGINT) and SIGTERM end training after the
-        current epoch; the history then says stop_reason="interrupted".
+        In the main thread, Ctrl-C (SIGINT) and SIGTERM end training at the next
+        mini-batch boundary: the history then says stop_reason="interrupted" and
+        holds the unfinished epoch (``partial``), which a later call continuing the
+        history (same optimizer, generator, data and batch size) finishes exactly as
+        an uninterrupted run would have.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
@@ -302,22 +323,28 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     callbacks = [c if isinstance(c, Callback) else LambdaCallback(c) for c in callbacks]
     if progress:
         callbacks.append(ProgressBar(epochs))
+    if backend == "numba":
+        _check_not_forked()
     run_epoch = (_compiled_epoch if backend == "numba" else _reference_epoch)(
         arch, params, X, Y, weights, batch_size, optimizer, l2)
     n_batches = -(-n // batch_size)
     stopper = _EarlyStopper(early_stopping, history, params)
-    with thread_limit(threads, backend), _signals_caught(catch_signals) as interrupted:
+    with thread_limit(threads, backend), _signals_caught(catch_signals) as stop:
         for callback in callbacks:
             callback.on_train_begin(history)
         for done in range(1, epochs + 1):
             epoch = history.epochs + 1
             lr_epoch = schedule(epoch - 1, optimizer.lr, history.history)
+            partial = _take_partial_epoch(history, n, batch_size)
+            if partial is None:
+                partial = PartialEpoch(epoch_order(rng, n, batch_size, shuffle), 0, np.zeros(2))
             backup = params.copy(), optimizer.slots.copy(), optimizer.iterations
             start = time.perf_counter()
-            loss = run_epoch(epoch_order(rng, n, batch_size, shuffle), lr_epoch,
-                             optimizer.iterations)
+            next_row = run_epoch(partial.order, partial.next_row, stop, partial.totals, lr_epoch,
+                                 optimizer.iterations)
             seconds = time.perf_counter() - start
-            optimizer.iterations += n_batches
+            optimizer.iterations += -(-(next_row - partial.next_row) // batch_size)
+            loss = partial.totals[0] / partial.totals[1] if partial.totals[1] > 0 else 0.0
             # The loss is measured before each update, so the weights are checked too.
             if not (math.isfinite(loss) and np.isfinite(params).all()):
                 params[:], optimizer.slots[:], optimizer.iterations = backup
@@ -329,7 +356,11 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                 warnings.warn(message, DivergenceWarning, stacklevel=2)
                 history.stop_reason = "diverged"
                 break
-            logs = {"loss": loss}
+            if next_row < n:  # stopped by a signal at a batch boundary
+                partial.next_row = next_row
+                history.partial, history.stop_reason, history.signal = partial, "interrupted", int(stop[0])
+                break
+            logs = {"loss": float(loss)}
             logs.update(_evaluate(arch, params, X, Y, metrics, backend, ""))
             if validation_data is not None:
                 logs.update(_evaluate(arch, params, *validation_data, metrics, backend, "val_",
@@ -345,14 +376,25 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                 history.stop_reason = "callback"
             if history.stop_reason is None and stopper.should_stop(epoch, logs, params):
                 history.stop_reason = "early stopping"
-            if history.stop_reason is None and interrupted():
-                history.stop_reason = "interrupted"
+            if history.stop_reason is None and stop[0] != 0:
+                history.stop_reason, history.signal = "interrupted", int(stop[0])
             if history.stop_reason is not None:
                 break
         stopper.restore(params, history)
         for callback in callbacks:
             callback.on_train_end(history)
     return history
+
+
+def _take_partial_epoch(history, n_samples, batch_size):
+    """The history's interrupted epoch (removed from it), after checking that it fits."""
+    partial, history.partial = history.partial, None
+    if partial is not None and (partial.order.shape != (n_samples,)
+                                or partial.next_row % batch_size != 0):
+        raise ValueError(f"the history holds an epoch interrupted after {partial.next_row} of "
+                         f"{partial.order.shape[0]} rows; continue it with the same data and "
+                         f"batch size (now {n_samples} rows, batches of {batch_size})")
+    return partial
 
 
 class _EarlyStopper:
@@ -387,22 +429,47 @@ class _EarlyStopper:
 
 @contextlib.contextmanager
 def _signals_caught(enabled):
-    """Within the body, SIGINT and SIGTERM only set a flag; yields a function reading it.
+    """Within the body, SIGINT and SIGTERM only request a stop; yields the request.
 
-    Handlers can only be installed from the main thread; elsewhere (or with
-    enabled=False) the signals keep their handlers and the flag stays False.
+    The request is an int64 array of shape (1,) holding 0, or the number of the
+    signal that arrived.  The epoch kernels read it before every mini-batch.  While
+    compiled code runs, Python signal handlers cannot run, so the C-level handler's
+    wake-up byte (``signal.set_wakeup_fd``) is read by a watcher thread, which sets
+    the request at once (the kernels release the GIL).  Handlers can only be
+    installed from the main thread; elsewhere (or with enabled=False) signals keep
+    their handlers and the request stays 0.
     """
-    caught = []
+    stop = np.zeros(1, dtype=np.int64)
     if not enabled or threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield stop
         return
     signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda sig, frame: caught.append(sig)) for sig in signals}
+
+    def request_stop(signum, frame=None):
+        stop[0] = signum
+
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+
+    def watch():
+        byte = os.read(read_fd, 1)  # a signal number, or 0 when training ends
+        if byte and byte[0] in signals:
+            request_stop(byte[0])
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in signals}
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=watch, name="fastnn-signal-watcher", daemon=True)
+    watcher.start()
     try:
-        yield lambda: bool(caught)
+        yield stop
     finally:
+        signal.set_wakeup_fd(previous_fd)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.write(write_fd, b"\0")
+        watcher.join()
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def _evaluate(arch, params, X, Y, metrics, backend, prefix, with_loss=False):
@@ -487,8 +554,27 @@ def _check_data(arch, params, X, Y, names=("X", "Y")):
     return X, Y
 
 
+#: The process that started Numba's parallel threads (None until it has).  A child
+#: forked from it inherits the value, which is how ``_check_not_forked`` knows.
+_ENGINE_PID = None
+
+
+def _check_not_forked():
+    """Refuse to start the parallel engine where GNU OpenMP cannot run: in a child
+    forked from a process that had already started it.  (OpenMP would answer with
+    SIGTERM and skip the parallel regions, leaving the weights untrained.)"""
+    if _ENGINE_PID in (None, os.getpid()) or numba.threading_layer() != "omp":
+        return
+    raise RuntimeError(
+        "fastnn's compiled engine cannot run in a process forked from one that had already "
+        "used it: Numba's threading layer is GNU OpenMP, which is not fork-safe. Start worker "
+        "processes with the 'spawn' or 'forkserver' method (multiprocessing.get_context, or "
+        "joblib's default loky backend), train with backend='numpy' here, or select a "
+        "fork-safe threading layer (NUMBA_THREADING_LAYER=tbb with the tbb package).")
+
+
 def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
-    """A function (order, lr, step) -> loss running one compiled epoch.
+    """A function (order, first_row, stop, totals, lr, step) -> next_row: one compiled epoch.
 
     Workspaces are allocated here, once per ``fit``, and reused by every epoch.
     """
@@ -504,22 +590,25 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
     task_squares = np.zeros(tasks.shape[0])
     hyper = optimizer.hyperparameters()
 
-    def run_epoch(order, lr, step):
+    def run_epoch(order, first_row, stop, totals, lr, step):
+        global _ENGINE_PID
+        _ENGINE_PID = _ENGINE_PID or os.getpid()
         return compiled.train_epoch(
             params, params_t, grads, optimizer.slots, sizes, arch.offsets, arch.activation_codes,
-            tasks, X, Y, weights, order, batch_size, dtype(lr), dtype(l2), optimizer.code, hyper,
-            step, acts, deltas, targets, scales, chunk_losses, task_squares)
+            tasks, X, Y, weights, order, first_row, stop, totals, batch_size, dtype(lr), dtype(l2),
+            optimizer.code, hyper, step, acts, deltas, targets, scales, chunk_losses, task_squares)
 
     return run_epoch
 
 
 def _reference_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
-    """A function (order, lr, step) -> loss running one epoch of the NumPy reference."""
+    """The same function as ``_compiled_epoch`` running the NumPy reference."""
     hyper = optimizer.hyperparameters()
 
-    def run_epoch(order, lr, step):
-        return reference.train_epoch(arch, params, X, Y, order, batch_size, lr, optimizer.code,
-                                     hyper, optimizer.slots, step, l2, weights)
+    def run_epoch(order, first_row, stop, totals, lr, step):
+        return reference.train_epoch(arch, params, X, Y, order, first_row, stop, totals,
+                                     batch_size, lr, optimizer.code, hyper, optimizer.slots, step,
+                                     l2, weights)
 
     return run_epoch
 

@@ -4,6 +4,7 @@ progress, interruption, divergence policy and exact continuation of a run."""
 import io
 import os
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from fastnn import (SGD, Adam, Callback, DivergenceError, DivergenceWarning, EarlyStopping,
                     StopTraining, fit, predict_output, reference)
 from fastnn.schedules import ReduceOnPlateau
+from fastnn import trainer
 from fastnn.trainer import ProgressBar
 
 from .conftest import make_problem
@@ -228,3 +230,54 @@ def test_continuing_a_run_is_bitwise_identical_to_one_run(rng, backend):
     for key in ("loss", "val_loss", "lr"):
         assert history.history[key] == one.history[key]
     assert len(set(one.history["lr"])) > 1  # the schedule did act
+
+
+class SignalAfter(Callback):
+    """Sends signum to this process a delay after training begins (from a timer thread)."""
+
+    def __init__(self, seconds, signum=signal.SIGINT):
+        self.timer = threading.Timer(seconds, os.kill, (os.getpid(), signum))
+
+    def on_train_begin(self, history):
+        self.timer.start()
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_signal_during_an_epoch_stops_at_a_batch_boundary_and_resumes_exactly(rng, backend):
+    """A signal arriving inside a (compiled) epoch stops it at the next mini-batch; a
+    call continuing the history finishes that epoch, bitwise as if never stopped."""
+    n = 40000 if backend == "numba" else 4000
+    arch, params0, X, Y = make_problem(rng, (5, 11, 3), ("tanh",), "softmax", "float64", n=n)
+    kwargs = dict(batch_size=4, backend=backend, validation_split=0.1)
+
+    whole, optimizer = params0.copy(), Adam(lr=0.01)
+    one = fit(arch, whole, X, Y, epochs=2, optimizer=optimizer,
+              random_state=np.random.RandomState(2), **kwargs)
+
+    parts, optimizer2, rng2 = params0.copy(), Adam(lr=0.01), np.random.RandomState(2)
+    interrupt = SignalAfter(0.3 * min(one.epoch_seconds))  # about a third into an epoch
+    history = fit(arch, parts, X, Y, epochs=2, optimizer=optimizer2, random_state=rng2,
+                  callbacks=[interrupt], **kwargs)
+    interrupt.timer.join()
+    assert history.interrupted and history.signal == signal.SIGINT
+    # Stopped inside epoch 1 (or, on a slow machine, 2); rarely between two epochs,
+    # when the signal lands in the end-of-epoch evaluation.
+    finished = history.epochs
+    rows_done = history.partial.next_row if history.partial is not None else 0
+    assert finished < 2 and (0 < rows_done < 0.9 * n or history.partial is None)
+    assert optimizer2.iterations == (finished * 0.9 * n + rows_done) // 4
+    history = fit(arch, parts, X, Y, epochs=2 - finished, optimizer=optimizer2,
+                  random_state=rng2, history=history, **kwargs)
+    assert history.partial is None and history.epochs == 2
+    np.testing.assert_array_equal(parts, whole)
+    np.testing.assert_array_equal(optimizer2.slots, optimizer.slots)
+    assert history.history["loss"] == one.history["loss"]
+    assert history.history["val_loss"] == one.history["val_loss"]
+
+
+def test_an_interrupted_epoch_needs_the_same_data_and_batch_size(rng):
+    arch, params, X, Y = problem(rng)
+    history = fit(arch, params, X, Y, epochs=1, batch_size=8, lr=0.1)
+    history.partial = trainer.PartialEpoch(np.arange(60), 16, np.zeros(2))
+    with pytest.raises(ValueError, match="same data and batch size"):
+        fit(arch, params, X, Y, epochs=1, batch_size=6, lr=0.1, history=history)

@@ -153,9 +153,9 @@ def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr
 
 @njit(**config.PARALLEL_OPTIONS)
 def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X, Y, weights, order,
-                batch_size, lr, l2, optimizer, hyper, step, acts, deltas, targets, scales,
-                chunk_losses, task_squares):
-    """One epoch of mini-batch training over the rows X[order]; returns the mean loss.
+                first_row, stop, totals, batch_size, lr, l2, optimizer, hyper, step, acts, deltas, targets,
+                scales, chunk_losses, task_squares):
+    """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
     ----------
@@ -172,12 +172,21 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
         Sample weights (ones for none).
     order : int64 ndarray of shape (n_epoch_rows,)
         Rows of X to visit, in order (drawn by the caller from its seeded generator).
+    first_row : int
+        Where in order to start: 0, or where an interrupted epoch stopped.
+    stop : int64 ndarray of shape (1,)
+        Read before every mini-batch: when non-zero (set by another thread, e.g. on
+        Ctrl-C) the epoch returns at that batch boundary.
+    totals : float64 ndarray of shape (2,)
+        Running sums, added to in place: of each batch's (weighted) mean loss,
+        measured before its update, times the batch's weight; and of those weights.
+        The epoch's mean loss is totals[0] / totals[1].
     batch_size : int
     lr, l2 : scalars of the parameters' dtype
         Learning rate; L2 penalty (scikit-learn's alpha: 0.5 * l2 * sum(W**2) / n_rows
         is added to each batch's loss).
     optimizer : int; hyper : float64 ndarray of shape (3,); step : int
-        Optimizer code and constants; mini-batches done before this epoch.
+        Optimizer code and constants; mini-batches done before this call.
     acts, deltas : ndarray of shape (batch_size * sum(sizes),)
         Batch buffers (see ``layer_rows``).
     targets : ndarray of shape (batch_size, n_outputs); scales : ndarray of shape (batch_size,)
@@ -186,7 +195,7 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
 
     Returns
     -------
-    float: the epoch's (weighted) mean loss, each batch's measured before its update.
+    int: where in order the next batch starts (n_epoch_rows when the epoch is done).
     """
     n = order.shape[0]
     chunk = config.CHUNK_ROWS
@@ -194,11 +203,11 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
     one = dtype(1.0)
     for layer in range(1, sizes.shape[0] - 1):
         transpose_weights(params, offsets, sizes, layer, 0, sizes[layer], params_t)
-    total_loss = 0.0
-    total_weight = 0.0
-    for batch, batch_start in enumerate(range(0, n, batch_size)):
+    batch_start = first_row
+    while batch_start < n and stop[0] == 0:
         n_rows = min(batch_size, n - batch_start)
         rows = order[batch_start : batch_start + n_rows]
+        step += 1
         batch_weight = dtype(0.0)
         for r in range(n_rows):  # in order: the sum does not depend on threads
             batch_weight += weights[rows[r]]
@@ -210,8 +219,8 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
                 min(c * chunk + chunk, n_rows), inv_batch_weight, acts, deltas, targets, scales)
         for t in prange(tasks.shape[0]):
             task_squares[t] = update_task(params, params_t, grads, slots, sizes, offsets,
-                                          tasks[t], n_rows, lr, l2, optimizer, hyper,
-                                          step + batch + 1, acts, deltas)
+                                          tasks[t], n_rows, lr, l2, optimizer, hyper, step, acts,
+                                          deltas)
         batch_loss = 0.0
         for c in range(n_chunks):  # fixed order, as every sum here
             batch_loss += chunk_losses[c]
@@ -220,9 +229,10 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
             for t in range(tasks.shape[0]):
                 squares += task_squares[t]
             batch_loss += 0.5 * l2 / n_rows * squares
-        total_loss += batch_loss * batch_weight
-        total_weight += batch_weight
-    return total_loss / total_weight
+        totals[0] += batch_loss * batch_weight
+        totals[1] += batch_weight
+        batch_start += n_rows
+    return batch_start
 
 
 @njit(**config.JIT_OPTIONS)
