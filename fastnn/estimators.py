@@ -323,8 +323,6 @@ class _BaseFastMLP(BaseEstimator):
             if validation[0].shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")
-        if not X_train.flags.writeable:  # Numba compiles a kernel per read-only layout
-            X_train = X_train.copy()
         n_train = X_train.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n_train)
@@ -351,6 +349,7 @@ class _BaseFastMLP(BaseEstimator):
                         optimizer=optimizer, schedule=schedule, l2=float(self.alpha),
                         sample_weight=weights, validation_data=validation,
                         metrics=[self._metric] if self.early_stopping else (),
+                        train_metrics=False,
                         early_stopping=stopping, on_divergence="raise", callbacks=callbacks,
                         progress=bool(self.verbose), history=history, random_state=rng,
                         shuffle=self.shuffle, threads=self.threads)
@@ -424,8 +423,6 @@ class _BaseFastMLP(BaseEstimator):
         """Head output for X, ndarray of shape (n_samples, n_outputs) in the network's dtype."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.dtype(self._arch.dtype).type)
-        if not X.flags.writeable:
-            X = X.copy()
         return trainer.predict_output(self._arch, self._params, X, threads=self.threads)
 
     # ------------------------------------------------------------------

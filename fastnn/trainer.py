@@ -225,7 +225,7 @@ METRICS = {"accuracy": accuracy, "r2": r2}
 
 def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd", schedule=None,
         l2=0.0, sample_weight=None, validation_data=None, validation_split=0.0, metrics=(),
-        early_stopping=None, on_divergence="raise", callbacks=(), progress=False, history=None,
+        train_metrics=True, early_stopping=None, on_divergence="raise", callbacks=(), progress=False, history=None,
         random_state=None, shuffle=True, backend="numba", threads=None, catch_signals=True):
     """Train params in place; return the History.
 
@@ -247,7 +247,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     schedule : str, schedules.Schedule or None
         Learning rate per epoch (see ``fastnn.schedules``); None is constant.
     l2 : float
-        L2 penalty on the weights (scikit-learn's alpha).
+        L2 penalty on the weights (scikit-learn's alpha): each batch's loss gets
+        0.5 * l2 * sum(W**2) over the batch's weight (its rows without sample_weight).
     sample_weight : ndarray of shape (n_samples,) or None
         Non-negative weight of each row in the loss.
     validation_data : (X_val, Y_val) or None
@@ -256,8 +257,9 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         Fraction of the rows, taken from the end of X before any shuffling (as Keras
         does), held out as validation data when validation_data is None.
     metrics : sequence of str
-        Names from METRICS, computed on the training rows (one extra forward pass per
-        epoch each) and on the validation data.
+        Names from METRICS, computed after every epoch on the validation data and,
+        unless train_metrics is False, on the training rows (one more forward pass).
+    train_metrics : bool
     early_stopping : EarlyStopping or None
     on_divergence : "raise" or "stop"
         On a non-finite loss or weight the weights and optimizer state of the last
@@ -309,8 +311,9 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     X, Y, weights, validation_data = _split_validation(arch, params, X, Y, weights, validation_data,
                                                        validation_split)
     if early_stopping is not None:
-        computed = ["loss", *metrics]
-        computed += [f"val_{key}" for key in computed] if validation_data is not None else []
+        computed = ["loss", *(metrics if train_metrics else ())]
+        if validation_data is not None:
+            computed += [f"val_{key}" for key in ("loss", *metrics)]
         if early_stopping.monitor not in computed:
             raise ValueError(f"early stopping monitors {early_stopping.monitor!r}, which this run "
                              f"does not compute; it computes {computed}")
@@ -361,7 +364,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                 history.partial, history.stop_reason, history.signal = partial, "interrupted", int(stop[0])
                 break
             logs = {"loss": float(loss)}
-            logs.update(_evaluate(arch, params, X, Y, metrics, backend, ""))
+            if train_metrics:
+                logs.update(_evaluate(arch, params, X, Y, metrics, backend, ""))
             if validation_data is not None:
                 logs.update(_evaluate(arch, params, *validation_data, metrics, backend, "val_",
                                       with_loss=True))
@@ -522,7 +526,7 @@ def _check_params(arch, params):
 
 
 def _as_array(arch, A, name, width, min_rows=1):
-    """A as a C-contiguous 2-D array of the network's dtype with ``width`` columns.
+    """A as a read-only, C-contiguous 2-D array of the network's dtype, ``width`` columns.
 
     scikit-learn's check_array does the conversion (lists, integers, booleans,
     Fortran order, read-only and memory-mapped arrays are accepted, the last without
@@ -535,6 +539,10 @@ def _as_array(arch, A, name, width, min_rows=1):
     A = check_array(A, dtype=arch.dtype, order="C", ensure_min_samples=min_rows, input_name=name)
     if A.shape[1] != width:
         raise ValueError(f"{name} must have shape (n_samples, {width}), got {A.shape}")
+    # The kernels only read their inputs: handing them read-only views, always, keeps
+    # one compiled specialisation for writable and read-only (e.g. memory-mapped) data.
+    A = A.view()
+    A.flags.writeable = False
     return A
 
 

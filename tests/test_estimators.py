@@ -35,14 +35,10 @@ from .conftest import TRAINING_RTOL
 #: (accuracy > 0.83) and check_regressors_train (R^2 > 0.5) with the default adam.
 CHECKED = [FastMLPClassifier(max_iter=100, threads=1), FastMLPRegressor(max_iter=100, threads=1)]
 
-#: Checks expected to fail, with the reason.
-EXPECTED_FAILED = {
-    "check_sample_weight_equivalence_on_dense_data": (
-        "a weight of k is not the same as k copies of a row under mini-batch training: "
-        "the copies change the shuffled batches, batch_size='auto' (min(200, n)) and the "
-        "number of updates per epoch; and the trainer divides the L2 term by the batch's "
-        "row count, scikit-learn by its total sample weight"),
-}
+#: Checks expected to fail, with the reason: none.  (check_sample_weight_equivalence_
+#: on_dense_data passes because its data sets fit in one batch of batch_size="auto",
+#: where a weight of k is exactly k copies; with several shuffled mini-batches it is not.)
+EXPECTED_FAILED = {}
 
 ignore_convergence = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

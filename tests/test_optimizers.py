@@ -137,11 +137,12 @@ def test_adam_first_steps_by_hand(backend):
 
 
 def penalised_loss(arch, params, X, Y, weights, l2):
-    """sum_r w_r loss_r / sum w + 0.5 l2 sum(W^2) / n: what one full batch minimises."""
+    """(sum_r w_r loss_r + 0.5 l2 sum(W^2)) / sum w: what one full batch minimises
+    (scikit-learn's convention: the penalty is divided by the batch's weight)."""
     p = reference.forward(arch, params, X)[-1]
     data = np.sum(weights * reference.ROW_LOSSES[arch.head](p, Y)) / weights.sum()
     squares = sum(np.sum(W**2) for W, _ in reference.layer_views(arch, params))
-    return data + 0.5 * l2 * squares / X.shape[0]
+    return data + 0.5 * l2 * squares / weights.sum()
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

@@ -123,15 +123,15 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, weight
 
 
 @njit(**config.JIT_OPTIONS)
-def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr, l2, optimizer,
-                hyper, step, acts, deltas):
+def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr, l2_scaled,
+                optimizer, hyper, step, acts, deltas):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
 
-    Sums over the first n_rows rows of the batch buffers, adds l2 / n_rows times the
-    task's weights (not biases) to their gradient, updates the parameters and their
-    optimizer state, then refreshes the transposed copy of the rows it changed.
-    Returns the sum of squares of the task's weights before the update (0.0 when
-    l2 is 0), for the penalty's value.
+    Sums over the first n_rows rows of the batch buffers, adds l2_scaled (the L2
+    penalty over the batch's weight) times the task's weights (not biases) to their
+    gradient, updates the parameters and their optimizer state, then refreshes the
+    transposed copy of the rows it changed.  Returns the sum of squares of the task's
+    weights before the update (0.0 when l2_scaled is 0), for the penalty's value.
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
     batch_size = acts.shape[0] // sizes.sum()
@@ -142,9 +142,9 @@ def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr
                layer_rows(deltas, sizes, layer + 1, batch_size)[:n_rows],
                row_start, row_stop, grads[start:stop].reshape((row_stop - row_start, fan_out)))
     squares = 0.0
-    if l2 != 0:
+    if l2_scaled != 0:
         weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
-        squares = add_l2(grads, params, start, weight_stop, l2 / params.dtype.type(n_rows))
+        squares = add_l2(grads, params, start, weight_stop, l2_scaled)
     optimizer_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
     if layer > 0:
         transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
@@ -183,8 +183,9 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
         The epoch's mean loss is totals[0] / totals[1].
     batch_size : int
     lr, l2 : scalars of the parameters' dtype
-        Learning rate; L2 penalty (scikit-learn's alpha: 0.5 * l2 * sum(W**2) / n_rows
-        is added to each batch's loss).
+        Learning rate; L2 penalty (scikit-learn's alpha: 0.5 * l2 * sum(W**2) divided by
+        the batch's weight, its number of rows without sample weights, is added to
+        each batch's loss).
     optimizer : int; hyper : float64 ndarray of shape (3,); step : int
         Optimizer code and constants; mini-batches done before this call.
     acts, deltas : ndarray of shape (batch_size * sum(sizes),)
@@ -219,7 +220,8 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
                 min(c * chunk + chunk, n_rows), inv_batch_weight, acts, deltas, targets, scales)
         for t in prange(tasks.shape[0]):
             task_squares[t] = update_task(params, params_t, grads, slots, sizes, offsets,
-                                          tasks[t], n_rows, lr, l2, optimizer, hyper, step, acts,
+                                          tasks[t], n_rows, lr, l2 * inv_batch_weight, optimizer,
+                                          hyper, step, acts,
                                           deltas)
         batch_loss = 0.0
         for c in range(n_chunks):  # fixed order, as every sum here
@@ -228,7 +230,7 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
             squares = 0.0
             for t in range(tasks.shape[0]):
                 squares += task_squares[t]
-            batch_loss += 0.5 * l2 / n_rows * squares
+            batch_loss += 0.5 * l2 * inv_batch_weight * squares
         totals[0] += batch_loss * batch_weight
         totals[1] += batch_weight
         batch_start += n_rows
