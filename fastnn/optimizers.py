@@ -28,19 +28,31 @@ import numpy as np
 OPTIMIZER_CODES = {"sgd": 0, "rmsprop": 1, "adam": 2, "adadelta": 3}
 
 
+#: Valid values of each hyperparameter: (low, high, low excluded); high is excluded.
+RANGES = {"lr": (0.0, math.inf, True), "momentum": (0.0, 1.0, False), "rho": (0.0, 1.0, False),
+          "beta1": (0.0, 1.0, False), "beta2": (0.0, 1.0, False), "eps": (0.0, math.inf, True)}
+
+
 @dataclass
 class Optimizer:
-    """Base class: the learning rate, the state, and the hyperparameters as the kernel wants them."""
+    """Base class: the learning rate, the state, and the hyperparameters as the kernel wants them.
+
+    A subclass names its rule (``name``), its slots per parameter (``n_state``) and its
+    constants in the order the kernel reads them (``constants``, at most 3).
+    """
 
     lr: float
     slots: np.ndarray = field(default=None, repr=False, compare=False, kw_only=True)
     iterations: int = field(default=0, repr=False, compare=False, kw_only=True)
 
     name = None
-    n_state = 0  # slots per parameter
+    n_state = 0
+    constants = ()
 
     def __post_init__(self):
-        _check(self.lr, "lr", low=0.0, low_open=True, high=math.inf)
+        for key in ("lr", *self.constants):
+            if key in RANGES:
+                _check(getattr(self, key), key, *RANGES[key])
 
     @property
     def code(self):
@@ -51,8 +63,9 @@ class Optimizer:
         return self.n_state
 
     def hyperparameters(self):
-        """float64 array of shape (3,): the rule's constants in kernel order (see subclasses)."""
-        raise NotImplementedError
+        """float64 array of shape (3,): the rule's constants in kernel order, zero-padded."""
+        values = [float(getattr(self, key)) for key in self.constants]
+        return np.array(values + [0.0] * (3 - len(values)))
 
     def get_config(self):
         """JSON-serialisable dict: the name and hyperparameters (not the state)."""
@@ -84,19 +97,16 @@ class SGD(Optimizer):
     nesterov: bool = False
 
     name = "sgd"
+    constants = ("momentum", "nesterov")
 
     def __post_init__(self):
         super().__post_init__()
-        _check(self.momentum, "momentum", low=0.0, high=1.0)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
 
     @property
     def n_slots(self):
         return 1 if self.momentum > 0 else 0
-
-    def hyperparameters(self):
-        return np.array([self.momentum, float(self.nesterov), 0.0])
 
 
 @dataclass
@@ -109,14 +119,7 @@ class RMSprop(Optimizer):
 
     name = "rmsprop"
     n_state = 1
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check(self.rho, "rho", low=0.0, high=1.0)
-        _check(self.eps, "eps", low=0.0, low_open=True, high=math.inf)
-
-    def hyperparameters(self):
-        return np.array([self.rho, self.eps, 0.0])
+    constants = ("rho", "eps")
 
 
 @dataclass
@@ -130,15 +133,7 @@ class Adam(Optimizer):
 
     name = "adam"
     n_state = 2
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check(self.beta1, "beta1", low=0.0, high=1.0)
-        _check(self.beta2, "beta2", low=0.0, high=1.0)
-        _check(self.eps, "eps", low=0.0, low_open=True, high=math.inf)
-
-    def hyperparameters(self):
-        return np.array([self.beta1, self.beta2, self.eps])
+    constants = ("beta1", "beta2", "eps")
 
 
 @dataclass
@@ -151,14 +146,7 @@ class Adadelta(Optimizer):
 
     name = "adadelta"
     n_state = 2
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check(self.rho, "rho", low=0.0, high=1.0)
-        _check(self.eps, "eps", low=0.0, low_open=True, high=math.inf)
-
-    def hyperparameters(self):
-        return np.array([self.rho, self.eps, 0.0])
+    constants = ("rho", "eps")
 
 
 #: Optimizer classes by name.
@@ -189,7 +177,7 @@ def make_optimizer(spec="sgd", lr=None):
         raise ValueError(f"bad {name} hyperparameters {config}: {error}") from None
 
 
-def _check(value, name, low, high, low_open=False):
+def _check(value, name, low, high, low_open):
     """Raise ValueError unless value is a real number in [low, high) ((low, high) if low_open)."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     ok = ok and math.isfinite(value) and (value > low if low_open else value >= low)
