@@ -521,9 +521,11 @@ class Sequential:
         -------
         trainer.History
             ``model.history``: ``.history`` maps "loss", metrics, "val_..." values,
-            "lr" and "seconds" to one value per epoch ever trained.  A Ctrl-C during
-            training ends it after the current epoch, with a warning; the model then
-            keeps the weights of that epoch.
+            "lr" and "seconds" to one value per epoch ever trained.  A Ctrl-C (or
+            SIGTERM) during training ends it at the next mini-batch boundary, with a
+            warning; the model keeps the weights after that batch, and the next
+            ``fit`` finishes the interrupted epoch first, exactly as if it had not
+            stopped (also after ``save`` and ``fastnn.load``).
         """
         if not self.compiled:
             raise RuntimeError("compile the model before fit, e.g. "
@@ -570,8 +572,13 @@ class Sequential:
             progress=progress, history=self.history, random_state=self.rng, shuffle=shuffle,
             threads=threads)
         if history.interrupted:
-            warnings.warn(f"training interrupted after epoch {history.epochs}; the model keeps "
-                          f"the weights of that epoch", UserWarning, stacklevel=2)
+            where = f"epoch {history.epochs}"
+            if history.partial is not None:
+                where += (f" and {history.partial.next_row} of {history.partial.order.size} rows "
+                          f"of epoch {history.epochs + 1}")
+            warnings.warn(f"training interrupted after {where}; the model keeps the weights "
+                          f"of that point, and the next fit continues from it", UserWarning,
+                          stacklevel=2)
         return history
 
     def evaluate(self, x, y, verbose="auto", return_dict=False):
