@@ -1,0 +1,270 @@
+"""Where an epoch's time goes: kernel timings, FLOP counts and a short peak probe.
+
+The compiled engine runs a whole epoch in one call (``kernels.epoch.train_epoch``),
+so the training run itself cannot say how long its forward pass took.  This
+module estimates the split from the outside:
+
+* **Kernel timings.**  Each serial kernel the epoch calls (``dense_forward``,
+  ``output_delta``, ``dense_backward``, ``param_grad``, ``add_l2``,
+  ``optimizer_step``, ``transpose_weights``) is called from Python on the model's
+  real shapes: forward and backward on chunks of ``config.CHUNK_ROWS`` rows, the
+  gradient on a whole mini-batch, the update on each task's parameter range
+  (``make_tasks``).  Each time is the median over a few batches of calls, minus
+  the median time of the same call on empty inputs (Numba's dispatch from Python,
+  about 0.2-0.5 us, which the compiled epoch does not pay).
+* **Parallel schedule.**  Within a batch the epoch runs two parallel regions: the
+  chunks, then the update tasks.  Numba's static schedule gives each of T threads
+  floor(n / T) consecutive iterations (the last thread also the remainder); a
+  region lasts as long as its busiest thread.  ``epoch_breakdown`` adds up, batch
+  by batch, the busiest thread's kernel time per region, and splits it between
+  phases in the proportions of that thread's work.
+* What this leaves out (starting and joining the parallel regions, threads
+  waiting for each other or for the CPU, the gathering of the batch's rows, the
+  loss sums, cache effects of the real sequence of calls) is the difference to
+  the measured epoch time, reported as the remainder.
+
+FLOPs are counted as ``scripts/roofline.py`` does: 2 per multiply-add of a matrix
+product (forward in every layer, backward in layers after the first, weight
+gradient), 1 per element of the bias gradient, 2 per parameter per update (the
+SGD step; the other rules do a few more, not counted); activations are not
+counted.  The peak is the best GFLOP/s of NumPy's BLAS on a 1024 x 1024 product
+with the same dtype and thread count, the practical ceiling of a dense layer
+(``scripts/machine_peak.py`` measures the same, and the FMA units' raw limit).
+"""
+
+import copy
+import statistics
+import time
+
+import numpy as np
+
+from . import config
+
+#: Side of the square product that measures the BLAS ceiling.
+PEAK_N = 1024
+
+
+def _split(n_items, n_threads):
+    """Numba's static schedule: (start, stop) of each thread's consecutive iterations."""
+    if n_items <= n_threads:
+        return [(i, i + 1) for i in range(n_items)]
+    size = n_items // n_threads
+    bounds = [(t * size, (t + 1) * size) for t in range(n_threads - 1)]
+    return bounds + [((n_threads - 1) * size, n_items)]
+
+
+def batch_sizes(n_rows, batch_size):
+    """Rows of each mini-batch of an epoch."""
+    batch_size = n_rows if not batch_size else min(batch_size, n_rows)
+    full, last = divmod(n_rows, batch_size)
+    return [batch_size] * full + ([last] if last else [])
+
+
+def epoch_flops(sizes, n_rows, batch_size):
+    """FLOPs of one epoch, by phase: {"forward", "backward", "gradient", "update", "total"}."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    products = [2 * fan_in * fan_out for fan_in, fan_out in pairs]
+    n_params = sum((fan_in + 1) * fan_out for fan_in, fan_out in pairs)
+    flops = {
+        "forward": n_rows * sum(products),
+        "backward": n_rows * sum(products[1:]),
+        "gradient": n_rows * sum(p + fan_out for p, (_, fan_out) in zip(products, pairs)),
+        "update": 2 * n_params * len(batch_sizes(n_rows, batch_size)),
+    }
+    flops["total"] = sum(flops.values())
+    return flops
+
+
+def peak_gflops(dtype, threads, n=PEAK_N, budget_s=0.2):
+    """Best GFLOP/s of NumPy's BLAS on an n x n @ n x n product with `threads` threads.
+
+    At least 3 timed products, more while the time budget (about budget_s) lasts.
+    """
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    out = np.empty((n, n), dtype=dtype)
+    best = float("inf")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        np.matmul(a, b, out=out)
+        start, count = time.perf_counter(), 0
+        while count < 3 or (time.perf_counter() - start < budget_s and count < 50):
+            t = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - t)
+            count += 1
+    return 2 * n**3 / best / 1e9
+
+
+def _median_seconds(fn, args, min_batch_s=2e-4, batches=5):
+    """Median seconds per call of fn(*args), timed in batches of about min_batch_s."""
+    fn(*args)
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn(*args)
+        if time.perf_counter() - start >= min_batch_s or number >= 2**16:
+            break
+        number *= 2
+    samples = []
+    for _ in range(batches):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn(*args)
+        samples.append((time.perf_counter() - start) / number)
+    return statistics.median(samples)
+
+
+def _kernel_seconds(fn, args, empty_args):
+    """Seconds of fn(*args) without Numba's dispatch cost (that of fn(*empty_args))."""
+    return max(0.0, _median_seconds(fn, args) - _median_seconds(fn, empty_args))
+
+
+def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
+    """Serial seconds of each kernel call of an epoch, on the model's shapes.
+
+    Returns {"forward": s per CHUNK_ROWS-row chunk through all layers, "backward":
+    the same for the output delta and the backward passes, "tasks": [(gradient s
+    for a full batch, min(batch_size, n_rows) rows, update s) per task of
+    ``make_tasks``]}.  Works on copies:
+    the model's parameters and optimizer state are not touched.
+    """
+    from .kernels import (add_l2, dense_backward, dense_forward, optimizer_step, output_delta,
+                          param_grad)
+    from .kernels.epoch import make_tasks, transpose_weights
+    from .network import layer_views
+
+    dtype = np.dtype(arch.dtype)
+    cast = dtype.type
+    sizes = np.array(arch.sizes, dtype=np.int64)
+    offsets, codes = arch.offsets, [int(c) for c in arch.activation_codes]
+    n_layers = arch.n_layers
+    params = params.copy()
+    views = layer_views(arch, params)
+    rows = min(batch_size, X.shape[0])
+    chunk = min(config.CHUNK_ROWS, rows)
+
+    # Activations and deltas of the first batch's rows, as the epoch holds them.
+    acts = [np.ascontiguousarray(X[:rows], dtype=dtype)]
+    for (W, b), code in zip(views, codes):
+        out = np.empty((rows, W.shape[1]), dtype=dtype)
+        dense_forward(acts[-1], W, b, code, out)
+        acts.append(out)
+    targets = np.ascontiguousarray(Y[:rows], dtype=dtype)
+    scale = np.full(rows, 1.0 / rows, dtype=dtype)
+    deltas = [None] * (n_layers + 1)
+    deltas[n_layers] = np.empty_like(acts[-1])
+    output_delta(acts[-1], targets, codes[-1], scale, deltas[n_layers])
+    transposed = [np.ascontiguousarray(W.T) for W, _ in views]
+    for layer in range(n_layers - 1, 0, -1):
+        deltas[layer] = np.empty_like(acts[layer])
+        dense_backward(deltas[layer + 1], transposed[layer], acts[layer], codes[layer - 1],
+                       deltas[layer])
+
+    forward = backward = 0.0
+    for layer, (W, b) in enumerate(views):
+        a_prev, out = acts[layer][:chunk], np.empty((chunk, W.shape[1]), dtype=dtype)
+        forward += _kernel_seconds(dense_forward, (a_prev, W, b, codes[layer], out),
+                                   (a_prev[:0], W, b, codes[layer], out[:0]))
+    out = np.empty((chunk, arch.sizes[-1]), dtype=dtype)
+    args = (acts[-1][:chunk], targets[:chunk], codes[-1], scale[:chunk], out)
+    backward += _kernel_seconds(output_delta, args, tuple(a[:0] if isinstance(a, np.ndarray)
+                                                          else a for a in args))
+    for layer in range(n_layers - 1, 0, -1):
+        delta, a_prev = deltas[layer + 1][:chunk], acts[layer][:chunk]
+        out = np.empty((chunk, arch.sizes[layer]), dtype=dtype)
+        backward += _kernel_seconds(
+            dense_backward, (delta, transposed[layer], a_prev, codes[layer - 1], out),
+            (delta[:0], transposed[layer], a_prev[:0], codes[layer - 1], out[:0]))
+
+    opt = copy.deepcopy(optimizer)
+    opt.prepare(arch.n_params, arch.dtype)
+    slots, hyper, code = opt.slots, opt.hyperparameters(), opt.code
+    grads = np.zeros_like(params)
+    params_t = np.zeros_like(params)
+    lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1
+    measured = {}
+    tasks = []
+    for layer, row_start, row_stop in make_tasks(arch.sizes):
+        layer, row_start, row_stop = int(layer), int(row_start), int(row_stop)
+        fan_in, fan_out = arch.sizes[layer], arch.sizes[layer + 1]
+        key = (layer, row_stop - row_start, row_stop > fan_in)
+        if key not in measured:  # tasks of one layer with the same rows cost the same
+            start = int(offsets[layer]) + row_start * fan_out
+            stop = int(offsets[layer]) + row_stop * fan_out
+            block = grads[start:stop].reshape(row_stop - row_start, fan_out)
+            a_prev, delta = acts[layer], deltas[layer + 1]
+            gradient = _kernel_seconds(param_grad, (a_prev, delta, row_start, row_stop, block),
+                                       (a_prev, delta, 0, 0, block[:0]))
+            update = _kernel_seconds(
+                optimizer_step, (params, grads, slots, start, stop, code, hyper, lr, step),
+                (params, grads, slots, start, start, code, hyper, lr, step))
+            if l2:
+                weight_stop = int(offsets[layer]) + min(row_stop, fan_in) * fan_out
+                update += _kernel_seconds(add_l2, (grads, params, start, weight_stop, l2_scaled),
+                                          (grads, params, start, start, l2_scaled))
+            if layer > 0:
+                update += _kernel_seconds(
+                    transpose_weights, (params, offsets, sizes, layer, row_start, row_stop,
+                                        params_t),
+                    (params, offsets, sizes, layer, row_start, row_start, params_t))
+            measured[key] = (gradient, update)
+        tasks.append(measured[key])
+    return {"forward": forward * config.CHUNK_ROWS / chunk,
+            "backward": backward * config.CHUNK_ROWS / chunk, "tasks": tasks}
+
+
+def epoch_breakdown(times, n_rows, batch_size, threads):
+    """Estimated wall seconds per epoch of each phase, from ``kernel_times``' serial times.
+
+    Per batch: the chunk region lasts as long as its busiest thread's chunks
+    (forward + backward, split between the two in that thread's proportions); the
+    update region as long as its busiest thread's tasks (gradient scaled to the
+    batch's rows, plus update).  Returns {"forward", "backward", "gradient", "update"}.
+    """
+    chunk = config.CHUNK_ROWS
+    per_row_f, per_row_b = times["forward"] / chunk, times["backward"] / chunk
+    phases = dict.fromkeys(("forward", "backward", "gradient", "update"), 0.0)
+    full_batch = batch_sizes(n_rows, batch_size)[0]
+    for rows in batch_sizes(n_rows, batch_size):
+        chunks = [min(chunk, rows - start) for start in range(0, rows, chunk)]
+        busiest = max(_split(len(chunks), threads), key=lambda r: sum(chunks[r[0]:r[1]]))
+        busy_rows = sum(chunks[busiest[0]:busiest[1]])
+        phases["forward"] += busy_rows * per_row_f
+        phases["backward"] += busy_rows * per_row_b
+        tasks = [(g * rows / full_batch, u) for g, u in times["tasks"]]
+        busiest = max(_split(len(tasks), threads),
+                      key=lambda r: sum(g + u for g, u in tasks[r[0]:r[1]]))
+        phases["gradient"] += sum(g for g, _ in tasks[busiest[0]:busiest[1]])
+        phases["update"] += sum(u for _, u in tasks[busiest[0]:busiest[1]])
+    return phases
+
+
+def shuffle_seconds(rng, n_rows, repeats=5):
+    """Median seconds of one epoch's row order draw, on a copy of rng (left untouched)."""
+    from .trainer import epoch_order
+
+    rng = copy.deepcopy(rng)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        epoch_order(rng, n_rows, 1, True)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def predict_seconds(arch, params, X, threads=None, repeats=3):
+    """Median seconds of predicting X with the compiled engine."""
+    from .trainer import predict_output
+
+    if X.shape[0] == 0:
+        return 0.0
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict_output(arch, params, X, threads=threads)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
