@@ -456,7 +456,8 @@ def fit_preprocessing(name, X_train, y_train, task, scaling="auto"):
 
     ``{"inputs": {"kind": "divide", "by": 16.0} | {"kind": "standardize", "mean": [...],
     "scale": [...]} | {"kind": "none"}, "n_features": d, "task": ..., "classes": [...]
-    (classification) | "targets": {"mean": [...], "scale": [...]} (regression)}``
+    (classification) | "targets": {"mean": [...], "scale": [...]} (regression)}``;
+    without y_train (None) only the inputs' part.
     """
     from sklearn.preprocessing import StandardScaler
 
@@ -471,6 +472,8 @@ def fit_preprocessing(name, X_train, y_train, task, scaling="auto"):
         inputs = {"kind": "standardize", "mean": scaler.mean_.tolist(),
                   "scale": scaler.scale_.tolist()}
     result = {"inputs": inputs, "n_features": int(X_train.shape[1]), "task": task}
+    if y_train is None:
+        return result
     if task == "classification":
         from sklearn.preprocessing import OneHotEncoder
 

@@ -44,9 +44,9 @@ from .trainer import BACKENDS, Callback, DivergenceError
 
 PROG = "fastnn.train"
 
-#: Default number of epochs of a new model.  With the tutorial's N(0, 1)
-#: initialisation the test accuracy on digits settles at about 97-98 % after
-#: about 200 epochs (see the README).
+#: Default number of epochs of a new model, the tutorial's network's: with its N(0, 1)
+#: initialisation the test accuracy on digits passes 97 % at epoch 21 and stays at
+#: 99.4-100 % from epoch 200 on (seed 0, see the README).
 DEFAULT_EPOCHS = 300
 #: Learning rate of plain SGD when --lr is not given (the tutorial's); the other
 #: optimizers use their own defaults (rmsprop and adam 0.001, adadelta 1.0).
@@ -504,6 +504,12 @@ def _main(argv):
     elif verification is not None and not verification["passed"]:
         status = EXIT_VERIFY
     if args.metrics_json is not None:
+        if run is not None and run.epoch_seconds:
+            seconds = run.epoch_seconds
+            later = seconds[1:] if len(seconds) > 1 else seconds
+            timings.update(first_epoch_s=seconds[0], median_epoch_s=statistics.median(later))
+            if not args.profile:  # the first epoch's extra time: loading or compiling kernels
+                timings["first_epoch_extra_s"] = seconds[0] - timings["median_epoch_s"]
         timings["total_s"] = time.perf_counter() - started
         _write_json(args.metrics_json, _metrics_document(
             args, model, data, source, split, fit_settings, epochs, run, scores, timings,
@@ -669,8 +675,7 @@ def _build_data(source, split, record, model, args, whole, predict_only):
         head = _head_for(raw.task, args.head, model.arch.head if model is not None else None)
         if whole:
             if preprocessing is None:
-                preprocessing = fit_preprocessing(raw.name, raw.X, raw.y, raw.task,
-                                                  split["scaling"])
+                preprocessing = _unrecorded_preprocessing(raw, split["scaling"], model, head)
             X, Y = transform(preprocessing, raw.X, raw.y, head)
             data = _whole_dataset(raw, X, Y, preprocessing)
             _check_fits_model(model, data)
@@ -685,6 +690,27 @@ def _build_data(source, split, record, model, args, whole, predict_only):
     sets = [("train", data.X_train, data.Y_train, data.y_train),
             ("test", data.X_test, data.Y_test, data.y_test)]
     return data, sets
+
+
+def _unrecorded_preprocessing(raw, scaling, model, head):
+    """Preprocessing for a model file without this program's record (saved from Python).
+
+    The inputs are scaled as a new run would scale these rows; with targets, classes
+    or target statistics come from them too; without, classes are numbered
+    0..n_outputs-1 (two for one sigmoid output) and values are taken as they are.
+    """
+    print(f"note: {raw.name}: the model file has no record of its training data (saved from "
+          f"Python?); these rows are scaled with their own statistics ({scaling} scaling)",
+          file=sys.stderr)
+    preprocessing = fit_preprocessing(raw.name, raw.X, raw.y, raw.task, scaling)
+    if raw.y is None:
+        outputs = model.arch.sizes[-1]
+        if head == "identity":
+            preprocessing.update(task="regression",
+                                 targets={"mean": [0.0] * outputs, "scale": [1.0] * outputs})
+        else:
+            preprocessing.update(task="classification", classes=list(range(max(outputs, 2))))
+    return preprocessing
 
 
 def _whole_dataset(raw, X, Y, preprocessing):

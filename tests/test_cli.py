@@ -142,22 +142,13 @@ def test_help_mentions_every_option():
     assert "130" in result.stdout and "143" in result.stdout  # exit statuses in the epilog
 
 
-def test_default_network_short_run():
-    result = run_cli("--epochs", 3)
-    assert result.returncode == 0, result.stderr
-    found = scores(result.stdout)
-    assert set(found) == {"train", "test"}, result.stdout
-    # 3 epochs of the tutorial network already classify most digits
-    assert found["test"][0] == "accuracy" and found["test"][1] > 50.0, result.stdout
-    assert len(re.findall(r"^epoch +\d+/3 ", result.stdout, re.MULTILINE)) == 3
-    assert "network 64-128-128-10" in result.stdout and "training time" in result.stdout
-
-
 @pytest.mark.parametrize("case", [
     ["--dataset", "iris"],
-    ["--dataset", "breast_cancer", "--head", "sigmoid"],
-    ["--dataset", "wine", "--backend", "numpy"],
-    ["--dataset", "synthetic", "--samples", 200, "--features", 6, "--classes", 3],
+    ["--dataset", "breast_cancer", "--head", "sigmoid", "--optimizer", "rmsprop", "--schedule",
+     "invscaling"],
+    ["--dataset", "wine", "--backend", "numpy", "--schedule", "cosine", "--no-shuffle"],
+    ["--dataset", "synthetic", "--samples", 200, "--features", 6, "--classes", 3, "--optimizer",
+     "adadelta", "--activation", "relu"],
     ["--dataset", "synthetic", "--task", "regression", "--samples", 200, "--features", 4],
     ["--data", "iris.csv", "--target", "species"],
     ["--data", "noheader.csv", "--target", 0],
@@ -207,6 +198,20 @@ def test_metrics_json_plot_and_predictions(tmp_path):
     assert len(rows) == 1 + 15
     accuracy = np.mean([row[0] == row[1] for row in rows[1:]])
     assert accuracy == pytest.approx(doc["final"]["test"]["accuracy"])
+
+
+def test_early_stopping(tmp_path):
+    path = tmp_path / "m.json"
+    # No change is an improvement of more than 10: the first epoch stays the best.
+    result = run_cli("--dataset", "iris", "--layers", 8, "--epochs", 50, "--validation-split",
+                     0.2, "--early-stopping", 2, "--min-delta", 10, "--metrics-json", path)
+    assert result.returncode == 0, result.stderr
+    assert "early stopping after epoch 3; best epoch 1, whose weights are kept" in result.stdout
+    history = json.loads(path.read_text())["history"]
+    assert history["epochs"] == 3 and history["stop_reason"] == "early stopping"
+    assert history["best_epoch"] == 1
+    assert json.loads(path.read_text())["config"]["fit"]["early_stopping"] == {
+        "monitor": "val_loss", "patience": 2, "min_delta": 10.0, "restore_best_weights": True}
 
 
 def test_profile_reports_every_phase(tmp_path):
@@ -289,7 +294,15 @@ def test_cli_model_is_the_keras_style_model(tmp_path):
 ], ids=["defaults", "adam-plateau-validation"])
 def test_resume_continues_bitwise(args, tmp_path):
     first, resumed, straight = (tmp_path / name for name in ("m3.npz", "m5.npz", "ref.npz"))
-    assert run_cli(*args, "--epochs", 3, "--save", first, "--quiet").returncode == 0
+    result = run_cli(*args, "--epochs", 3, "--save", first)
+    assert result.returncode == 0, result.stderr
+    if not args:  # the default network's output, by the way
+        assert "network 64-128-128-10" in result.stdout and "training time" in result.stdout
+        assert len(re.findall(r"^epoch +\d+/3 ", result.stdout, re.MULTILINE)) == 3
+        found = scores(result.stdout)
+        assert set(found) == {"train", "test"}, result.stdout
+        # 3 epochs of the tutorial network already classify most digits
+        assert found["test"][0] == "accuracy" and found["test"][1] > 50.0, result.stdout
     result = run_cli("--resume", first, "--epochs", 2, "--save", resumed)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^epoch 5/5 ", result.stdout, re.MULTILINE), result.stdout
@@ -356,6 +369,17 @@ def test_load_evaluates_and_predicts(csv_model, files, tmp_path):
                                                                  "virginica"}
     accuracy = 100 * np.mean([row[0] == row[1] for row in rows[1:]])
     assert scores(result.stdout)["data"][1] == pytest.approx(accuracy, abs=0.005)
+
+    # features only, no targets: predictions, no scores
+    features = tmp_path / "features.csv"
+    features.write_text("\n".join(",".join(row.split(",")[:4])
+                                  for row in files["iris.csv"].read_text().splitlines()[:11]))
+    result = run_cli("--load", path, "--data", features, "--predict", predictions)
+    assert result.returncode == 0, result.stderr
+    assert scores(result.stdout) == {}
+    with open(predictions, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["label", "p_setosa", "p_versicolor", "p_virginica"] and len(rows) == 11
 
 
 # ---------------------------------------------------------------------------
