@@ -83,6 +83,7 @@ updates them in place; a fit that starts afresh allocates a new buffer.
 
 import math
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -275,6 +276,13 @@ class _BaseFastMLP(BaseEstimator):
         return schedule, trainer.EarlyStopping(monitor, patience, float(self.tol)), callbacks
 
     def _fit(self, X, y, sample_weight, incremental):
+        if _is_dask_collection(X) or _is_dask_collection(y):
+            if incremental:
+                raise ValueError("partial_fit does not take Dask arrays; fit trains on them "
+                                 "data-parallel (fastnn.distributed)")
+            from . import distributed  # needs the dask extra
+
+            return distributed.fit_estimator(self, X, y, sample_weight)
         fitted = "_params" in self.__dict__
         first = not (fitted and (incremental or self.warm_start))
         hidden = self._hidden_sizes()
@@ -612,16 +620,22 @@ default="constant"
         classes (array of shape (n_classes,)) is required on the first call, as in
         scikit-learn: every label any later call may see.
         """
+        _check_label_types(y, "y")
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
+            if type_of_target(y, input_name="y").startswith("multilabel"):
                 self._label_binarizer.fit(y)
             else:
+                _check_label_types(classes, "classes")
+                if len(np.unique(classes)) < 2:
+                    raise ValueError(f"{type(self).__name__} needs at least two classes to "
+                                     f"train; classes has one: {np.unique(classes).tolist()}")
                 self._label_binarizer.fit(classes)
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _encode_targets(self, y, sample_weight, first, incremental):
         """(Y of shape (n_samples, n_outputs), the fitted LabelBinarizer)."""
+        _check_label_types(y, "y")
         check_classification_targets(y)
         if first and not incremental:
             encoder = LabelBinarizer().fit(y)
@@ -750,6 +764,29 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def _check_label_types(labels, name):
+    """Refuse labels that mix types (strings and numbers), which cannot be sorted into classes_.
+
+    (scikit-learn's own message for them is "Unknown label type: unknown", which
+    suggests a regression target.)
+    """
+    labels = np.asarray(labels)
+    if labels.dtype != object:
+        return
+    kinds = {"string" if isinstance(v, (str, bytes)) else
+             "number" if isinstance(v, numbers.Number) else type(v).__name__
+             for v in labels.ravel()}
+    if len(kinds) > 1:
+        raise ValueError(f"{name} mixes labels of different types ({', '.join(sorted(kinds))}); "
+                         f"give labels of one type, e.g. all strings ({name}.astype(str))")
+
+
+def _is_dask_collection(value):
+    """True for a Dask array (or other collection); Dask is only asked when already imported."""
+    dask = sys.modules.get("dask")
+    return dask is not None and dask.is_dask_collection(value)
 
 
 def _partial_rows(history):

@@ -315,6 +315,10 @@ class Sequential:
                 f"the last layer's activation {self.layers[-1].activation!r} cannot be an output; "
                 f"use softmax (with categorical_crossentropy), sigmoid (binary_crossentropy) or "
                 f"linear (mse)")
+        if head == "softmax" and self.layers[-1].units < 2:
+            raise ValueError("a softmax over one unit always outputs 1, so there is nothing to "
+                             "learn; for two classes use Dense(1, activation='sigmoid') with "
+                             "binary_crossentropy, or Dense(2, activation='softmax')")
         return head
 
     def _architecture(self, input_dim):
@@ -633,7 +637,14 @@ class Sequential:
         """(x, y) checked and cast; builds the model from x's width when building."""
         x = self._check_x(x, names[0])
         units = self.layers[-1].units
-        y = check_array(y, dtype=self.dtype, order="C", ensure_2d=False, input_name=names[1])
+        try:
+            y = check_array(y, dtype=self.dtype, order="C", ensure_2d=False, input_name=names[1])
+        except ValueError as exc:
+            if not _holds_text(y):
+                raise
+            raise ValueError(f"{names[1]} must hold numbers: one-hot rows for a softmax output, "
+                             f"0/1 for sigmoid; it holds strings ({exc}). Encode class labels, "
+                             f"e.g. with sklearn.preprocessing.LabelBinarizer") from None
         if y.ndim == 1 and units == 1:
             y = y.reshape(-1, 1)
         if y.ndim != 2 or y.shape[1] != units:
@@ -754,6 +765,14 @@ def _fastnn_key(key):
     prefix = "val_" if key.startswith("val_") else ""
     name = key[len(prefix):]
     return prefix + METRIC_ALIASES[name][0] if name in METRIC_ALIASES else key
+
+
+def _holds_text(values):
+    """Whether array-like values hold a string (class labels given where numbers are expected)."""
+    try:
+        return any(isinstance(v, (str, bytes)) for v in np.asarray(values, dtype=object).ravel())
+    except ValueError:  # ragged nested lists
+        return False
 
 
 def _verbosity(verbose):

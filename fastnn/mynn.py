@@ -172,6 +172,7 @@ class MyNN:
         Parameters
         ----------
         data : array-like of shape (n_features,) or (n_rows, n_features)
+            Finite numbers (checked: a wrong width or NaN raises ValueError).
 
         Returns
         -------
@@ -180,7 +181,7 @@ class MyNN:
             flattened a3, so for n_rows > 1 it is a flat index (row * n_classes + class);
             use ``predict_classes`` for the class of every row.
         """
-        self.x = data
+        self.x = _check_rows(data, self._arch.sizes[0])
         self.feedforward()
         return self.a3.argmax()
 
@@ -202,11 +203,41 @@ class MyNN:
 def _check_data(x, y):
     """x and y as float64 arrays, after checking that they are a finite one-hot data set."""
     x = check_array(x, dtype=np.float64, input_name="x")
-    y = check_array(y, dtype=np.float64, ensure_2d=False, input_name="y")
+    try:
+        y = check_array(y, dtype=np.float64, ensure_2d=False, input_name="y")
+    except ValueError as exc:
+        if _holds_text(y):
+            raise ValueError(f"y must be one-hot numbers, of shape (n_samples, n_classes); it "
+                             f"holds strings ({exc}): for class labels use "
+                             f"sklearn.preprocessing.LabelBinarizer().fit_transform(labels)") from None
+        raise
     if y.ndim != 2:
         raise ValueError(f"y must be one-hot, of shape (n_samples, n_classes), got shape "
                          f"{y.shape}; for class labels use np.eye(n_classes)[labels]")
+    if y.shape[1] < 2:
+        raise ValueError("y has one column (one class): a softmax over one class is always 1, "
+                         "so there is nothing to learn; MyNN needs two classes or more")
     if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
         raise ValueError("y must be one-hot: 0s and 1s with exactly one 1 per row")
     check_consistent_length(x, y)
     return x, y
+
+
+def _holds_text(values):
+    """Whether array-like values hold a string (labels given where numbers are expected)."""
+    try:
+        return any(isinstance(v, (str, bytes)) for v in np.asarray(values, dtype=object).ravel())
+    except ValueError:  # ragged nested lists
+        return False
+
+
+def _check_rows(data, n_features):
+    """data as a finite float64 row (n_features,) or rows (n_rows, n_features), for predict."""
+    if data is None or np.ndim(data) == 0:
+        raise ValueError(f"data must be a row of {n_features} numbers or a 2-D array of rows, "
+                         f"got {data!r}")
+    data = check_array(data, dtype=np.float64, ensure_2d=False, input_name="data")
+    if data.shape[-1] != n_features:
+        raise ValueError(f"data must have shape ({n_features},) or (n_rows, {n_features}), the "
+                         f"network's {n_features} input features; got shape {data.shape}")
+    return data
