@@ -1188,10 +1188,12 @@ def _profile(model, data, settings, run, timings, eval_sets, args):
     phases["shuffle"] = (profile.shuffle_seconds(model.rng, n_fit)
                          if settings["shuffle"] and batch < n_fit else 0.0)
     epoch = statistics.median(run.epoch_seconds)
-    evaluation = profile.predict_seconds(model.arch, model.params, X_fit, args.threads)
-    if n_val:
-        evaluation += profile.predict_seconds(model.arch, model.params,
-                                              data.X_train[n_fit:], args.threads)
+    # After each epoch the trainer predicts the validation rows (val_loss), and the
+    # training rows when metrics are computed (see _wants_epoch_metrics).
+    train_predict = profile.predict_seconds(model.arch, model.params, X_fit, args.threads)
+    val_predict = (profile.predict_seconds(model.arch, model.params, data.X_train[n_fit:],
+                                           args.threads) if n_val else 0.0)
+    evaluation = (train_predict if model.metrics else 0.0) + val_predict
     final = sum(profile.predict_seconds(model.arch, model.params, X, args.threads)
                 for _, X, _, _ in eval_sets)
     flops = profile.epoch_flops(model.arch.sizes, n_fit, batch)
@@ -1205,7 +1207,8 @@ def _profile(model, data, settings, run, timings, eval_sets, args):
         "epochs_measured": len(run.epoch_seconds), "epoch_s": epoch,
         "first_epoch_s": run.epoch_seconds[0],
         "phases_s": phases, "remainder_s": epoch - sum(phases.values()),
-        "evaluation_per_epoch_s": evaluation, "final_evaluation_s": final,
+        "evaluation_per_epoch_s": evaluation, "train_metrics": bool(model.metrics),
+        "train_predict_s": train_predict, "final_evaluation_s": final,
         "flops_per_epoch": flops, "gflops": gflops, "peak_gflops": peak,
         "peak_method": f"NumPy BLAS {'s' if model.dtype == 'float32' else 'd'}gemm "
                        f"{profile.PEAK_N}^3, {threads} thread{'s' if threads != 1 else ''}",
@@ -1393,9 +1396,18 @@ class _Output:
         lines.append(f"    {'remainder':<9} {p['remainder_s'] * ms:9.3f} ms "
                      f"{100 * p['remainder_s'] / epoch:5.1f} %  measured minus the above: "
                      f"parallel regions and waits, row gathers, loss sums")
-        lines.append(f"  evaluation  {p['evaluation_per_epoch_s'] * ms:9.3f} ms  per epoch, after "
-                     f"it (not in the epoch time): metrics on the training"
-                     f"{' and validation' if p['validation_rows'] else ''} rows")
+        scored = []
+        if p["train_metrics"]:
+            scored.append(f"metrics on the {p['rows']} training rows")
+        if p["validation_rows"]:
+            scored.append(f"scores of the {p['validation_rows']} validation rows")
+        if scored:
+            lines.append(f"  evaluation  {p['evaluation_per_epoch_s'] * ms:9.3f} ms  per epoch, after "
+                         f"it (not in the epoch time): {' and '.join(scored)}")
+        if not p["train_metrics"]:
+            lines.append(f"  {'' if scored else 'evaluation':<10}  {p['train_predict_s'] * ms:9.3f} "
+                         f"ms  per epoch if accuracy were computed on the training rows after "
+                         f"every epoch (not in this run)")
         lines.append(f"              {p['final_evaluation_s'] * ms:9.3f} ms  once: final "
                      f"predictions on every split")
         lines.append(f"  speed       {p['flops_per_epoch']['total'] / 1e6:.1f} MFLOP per epoch: "
