@@ -55,9 +55,12 @@ class Architecture:
     dtype: str = "float64"
 
     def __post_init__(self):
-        sizes = tuple(int(s) for s in self.sizes)
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"sizes must hold at least two positive widths, got {self.sizes!r}")
+        sizes = tuple(self.sizes)
+        if (len(sizes) < 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                                      for s in sizes) or min(sizes) < 1):
+            raise ValueError(f"sizes must hold at least two positive integer widths, got "
+                             f"{self.sizes!r}")
+        sizes = tuple(int(s) for s in sizes)
         if isinstance(self.activations, str):
             object.__setattr__(self, "activations", (self.activations,) * (len(sizes) - 2))
         activations = tuple(self.activations)

@@ -11,6 +11,7 @@ Both visit the rows in the same order, drawn from one seeded generator, so the
 two backends can be compared epoch by epoch.
 """
 
+import collections
 import concurrent.futures
 import contextlib
 import math
@@ -332,6 +333,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         arch, params, X, Y, weights, batch_size, optimizer, l2)
     n_batches = -(-n // batch_size)
     stopper = _EarlyStopper(early_stopping, history, params)
+    snapshots = collections.deque(maxlen=2)  # the state after each of the last two epochs
     with thread_limit(threads, backend), _signals_caught(catch_signals) as stop:
         for callback in callbacks:
             callback.on_train_begin(history)
@@ -341,7 +343,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
             partial = _take_partial_epoch(history, n, batch_size)
             if partial is None:
                 partial = PartialEpoch(epoch_order(rng, n, batch_size, shuffle), 0, np.zeros(2))
-            backup = params.copy(), optimizer.slots.copy(), optimizer.iterations
+            snapshots.append((epoch - 1, params.copy(), optimizer.slots.copy(),
+                              optimizer.iterations))
             start = time.perf_counter()
             next_row = run_epoch(partial.order, partial.next_row, stop, partial.totals, lr_epoch,
                                  optimizer.iterations)
@@ -350,9 +353,9 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
             loss = partial.totals[0] / partial.totals[1] if partial.totals[1] > 0 else 0.0
             # The loss is measured before each update, so the weights are checked too.
             if not (math.isfinite(loss) and np.isfinite(params).all()):
-                params[:], optimizer.slots[:], optimizer.iterations = backup
+                kept = _restore_finite(arch, params, optimizer, snapshots, X, backend, history)
                 message = (f"training diverged: a non-finite loss or weight in epoch {epoch} "
-                           f"(mean loss {loss}); the weights of epoch {epoch - 1} were kept. "
+                           f"(mean loss {loss}); the weights of epoch {kept} were kept. "
                            f"Lower the learning rate (now {lr_epoch:g}) or rescale the inputs.")
                 if on_divergence == "raise":
                     raise DivergenceError(message)
@@ -388,6 +391,24 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         for callback in callbacks:
             callback.on_train_end(history)
     return history
+
+
+def _restore_finite(arch, params, optimizer, snapshots, X, backend, history):
+    """Put back the latest snapshot whose weights give finite outputs on X; its epoch.
+
+    The epoch before the one that diverged ended on weights that no batch has been
+    evaluated on yet, and they can already overflow; then the one before is kept (and
+    the history loses that epoch's entries, to match).  If neither gives finite
+    outputs, the older is kept all the same.
+    """
+    for kept, saved_params, saved_slots, iterations in reversed(snapshots):
+        params[:], optimizer.slots[:], optimizer.iterations = saved_params, saved_slots, iterations
+        with np.errstate(all="ignore"):
+            if np.isfinite(_predict(arch, params, X, backend)).all():
+                break
+    for values in history.history.values():
+        del values[kept:]
+    return kept
 
 
 def _take_partial_epoch(history, n_samples, batch_size):
@@ -518,11 +539,19 @@ def _split_validation(arch, params, X, Y, weights, validation_data, validation_s
     return X[:split], Y[:split], weights[:split], (X[split:], Y[split:])
 
 
-def _check_params(arch, params):
-    """Raise ValueError unless params is the flat buffer of arch (shape and dtype)."""
+def _check_params(arch, params, writable=True):
+    """Raise unless params is arch's flat buffer: an ndarray of the right shape and dtype,
+    finite, and writable where it is to be trained in place."""
+    if not isinstance(params, np.ndarray):
+        raise TypeError(f"params must be a NumPy array (see fastnn.init_params), got "
+                        f"{type(params).__name__}")
     if params.dtype != np.dtype(arch.dtype) or params.shape != (arch.n_params,):
         raise ValueError(f"params must have shape ({arch.n_params},) and dtype {arch.dtype}, "
                          f"got {params.shape} {params.dtype}")
+    if writable and not (params.flags.writeable and params.flags.c_contiguous):
+        raise ValueError("params must be a writable, contiguous array: fit updates it in place")
+    if not np.isfinite(params).all():
+        raise ValueError("params contain NaN or infinity")
 
 
 def _as_array(arch, A, name, width, min_rows=1):
@@ -552,13 +581,23 @@ def _as_input(arch, X, name="X", min_rows=1):
 
 
 def _check_data(arch, params, X, Y, names=("X", "Y")):
-    """X and Y checked and converted (see ``_as_array``), with the same number of rows."""
+    """X and Y checked and converted (see ``_as_array``), with the same number of rows.
+
+    Targets must suit the head's loss: probabilities in [0, 1] for sigmoid, and for
+    softmax rows that also sum to 1 (the delta p - y is the gradient only then).
+    """
     _check_params(arch, params)
     X = _as_input(arch, X, names[0])
     Y = _as_array(arch, Y, names[1], arch.sizes[-1])
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"{names[0]} and {names[1]} need the same number of rows, got "
                          f"{X.shape[0]} and {Y.shape[0]}")
+    if arch.head != "identity" and not ((Y >= 0).all() and (Y <= 1).all()):
+        raise ValueError(f"{names[1]} must hold probabilities in [0, 1] for a {arch.head} "
+                         f"output (one-hot rows for softmax)")
+    if arch.head == "softmax" and not np.allclose(Y.sum(axis=1), 1, rtol=0, atol=1e-3):
+        raise ValueError(f"{names[1]} rows must sum to 1 for a softmax output (one-hot, e.g. "
+                         f"np.eye(n_classes)[labels])")
     return X, Y
 
 
@@ -627,7 +666,9 @@ def predict_output(arch, params, X, backend="numba", threads=None):
     X is checked and converted as for training (see ``_as_array``); zero rows give
     an empty result.
     """
-    _check_params(arch, params)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
+    _check_params(arch, params, writable=False)
     X = _as_input(arch, X, min_rows=0)
     with thread_limit(threads, backend):
         return _predict(arch, params, X, backend)
@@ -638,6 +679,8 @@ def _predict(arch, params, X, backend):
     if backend == "numpy":
         return reference.predict_proba(arch, params, X)
     out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
+    params = params.view()
+    params.flags.writeable = False  # one compiled specialisation, as for X
     sizes, offsets, codes = np.array(arch.sizes, dtype=np.int64), arch.offsets, arch.activation_codes
     n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
     bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)

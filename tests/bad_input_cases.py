@@ -527,12 +527,9 @@ INPUTS = [
     Input("targets outside [0, 1] for a softmax output", _y(lambda y: 5 * y),
           _for(("onehot",), Raises(ValueError, r"y must hold values in \[0, 1\] for a softmax "
                                                r"output"), **{
-              "fastnn.fit": Raises(ValueError, r"Y"),
-              "MyNN(x, y).fit": Raises(ValueError, r"y must be one-hot: 0s and 1s")}),
-          known=lambda entry: (
-              "fastnn.fit trains on softmax targets that are not probabilities (rows of 5s); "
-              "it should refuse them as Sequential does" if entry.name == "fastnn.fit"
-              else None)),
+              "fastnn.fit": Raises(ValueError, r"Y must hold probabilities in \[0, 1\] for a "
+                                               r"softmax output"),
+              "MyNN(x, y).fit": Raises(ValueError, r"y must be one-hot: 0s and 1s")})),
     Input("continuous y for a classifier", _y(lambda y: y + 0.5),
           _for(("labels",), Raises(ValueError, r"Unknown label type: continuous"))),
     Input("string labels", _y(_text_labels),
@@ -661,13 +658,10 @@ CALL_CASES = [
           Raises(ValueError, r"params must have shape \(43,\) and dtype float64, got \(42,\)")),
     _call("fastnn.fit", "params a list",
           lambda X, Y: trainer_fit(X, Y, params=init_params(ARCH).tolist()),
-          Raises(TypeError, r"params must be a NumPy array"),
-          "a list of numbers gets AttributeError: 'list' object has no attribute 'dtype'"),
+          Raises(TypeError, r"params must be a NumPy array")),
     _call("fastnn.fit", "read-only params",
           lambda X, Y: trainer_fit(X, Y, params=_read_only_params()),
-          Raises(ValueError, r"params must be (a )?writ"),
-          "read-only params reach the compiled kernel, which fails to compile (numba "
-          "TypingError, a page of compiler output)"),
+          Raises(ValueError, r"params must be a writable")),
     _call("fastnn.fit", f"lr={HUGE_LR:g} (training diverges)",
           lambda X, Y: trainer_fit(X, Y, arch=ARCH_RELU, lr=HUGE_LR, epochs=20), DIVERGED),
     _call("fastnn.Architecture", "activations='swish'",
@@ -675,22 +669,20 @@ CALL_CASES = [
           Raises(ValueError, r"unknown hidden activation 'swish'")),
     _call("fastnn.Architecture", "zero layers: sizes=(4,)",
           lambda X, Y: trainer_fit(X, Y, arch=Architecture((4,), ())),
-          Raises(ValueError, r"sizes must hold at least two positive widths")),
+          Raises(ValueError, r"sizes must hold at least two positive integer widths")),
     _call("fastnn.Architecture", "a layer of width 0", lambda X, Y: trainer_fit(
         X, Y, arch=Architecture((4, 0, 3), "tanh")),
-          Raises(ValueError, r"sizes must hold at least two positive widths")),
+          Raises(ValueError, r"sizes must hold at least two positive integer widths")),
     _call("fastnn.Architecture", "a layer of width 2.5", lambda X, Y: trainer_fit(
         X, Y, arch=Architecture((4, 2.5, 3), "tanh")),
-          Raises(ValueError, r"sizes"),
-          "Architecture truncates a width of 2.5 to 2 (int()) instead of refusing it"),
+          Raises(ValueError, r"sizes must hold at least two positive integer widths, got "
+                             r"\(4, 2.5, 3\)")),
     _call("fastnn.predict_output", "backend='gpu'",
           lambda X, _: trainer_predict(X, backend="gpu"),
-          Raises(ValueError, r"unknown backend 'gpu'"),
-          "predict_output does not check backend: any name runs the compiled kernel"),
+          Raises(ValueError, r"unknown backend 'gpu'")),
     _call("fastnn.predict_output", "params holding NaN",
           lambda X, _: trainer_predict(X, params=_nan_params()),
-          Raises(ValueError, r"params"),
-          "NaN weights predict NaN outputs without a word"),
+          Raises(ValueError, r"params contain NaN or infinity")),
     # Sequential
     _call("Sequential.compile", "optimizer lr=-1",
           lambda X, Y: sequential(optimizer={"name": "sgd", "lr": -1}),

@@ -244,8 +244,11 @@ def test_digits_sanity(digits):
 @pytest.mark.parametrize("change, message", [
     (dict(X=np.ones((10, 3))), "X must have shape"),
     (dict(Y=np.ones((10, 4))), "Y must have shape"),
-    (dict(Y=np.ones((9, 2))), "same number of rows"),
+    (dict(Y=np.ones((9, 2)) / 2), "same number of rows"),
+    (dict(Y=np.ones((10, 2))), "rows must sum to 1"),
+    (dict(Y=-np.eye(2)[np.arange(10) % 2]), "probabilities in"),
     (dict(X=np.ones((0, 4)), Y=np.ones((0, 2))), "0 sample"),
+    (dict(params=np.full(37, np.nan)), "NaN"),
     (dict(X=np.full((10, 4), np.inf)), "infinity"),
     (dict(Y=np.ones(10)), "2D array"),
     (dict(epochs=-1), "epochs"),
@@ -257,14 +260,15 @@ def test_digits_sanity(digits):
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_bad_arguments_raise_before_any_kernel_runs(change, message, backend):
     arch = Architecture((4, 5, 2), "sigmoid", "softmax", "float64")
-    kwargs = dict(params=init_params(arch, "normal", 0), X=np.ones((10, 4)), Y=np.ones((10, 2)),
+    kwargs = dict(params=init_params(arch, "normal", 0), X=np.ones((10, 4)),
+                  Y=np.eye(2)[np.arange(10) % 2],
                   epochs=1, batch_size=4, lr=0.1)
     kwargs.update(change)
     params, X, Y = kwargs.pop("params"), kwargs.pop("X"), kwargs.pop("Y")
     before = params.copy()
     with pytest.raises(ValueError, match=message):
         fit(arch, params, X, Y, backend=backend, **kwargs)
-    assert np.array_equal(params, before)  # nothing was trained
+    assert np.array_equal(params, before, equal_nan=True)  # nothing was trained
 
 
 def test_predict_checks_the_number_of_features():
