@@ -50,6 +50,7 @@ JSON-serialisable dict, so a saved model can be applied to new data the same way
 
 import csv
 import hashlib
+import io
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -352,8 +353,11 @@ def _read_csv(path, target):
         dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    rows = [(number, row) for number, row in enumerate(csv.reader(text.splitlines(), dialect), 1)
-            if any(field.strip() for field in row)]
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    try:
+        rows = [(reader.line_num, row) for row in reader if any(field.strip() for field in row)]
+    except csv.Error as exc:
+        raise DataError(f"{path}: line {reader.line_num}: {exc}") from None
     if len(rows) < 2:
         raise DataError(f"{path}: fewer than two lines of data")
     width = len(rows[0][1])
@@ -392,7 +396,7 @@ def _read_csv(path, target):
 
 
 def _column(target, names, header, path):
-    """Index of the target column: a header name first, else a 0-based (negative: from the end) index."""
+    """Index of the target column: a header name, else a 0-based index (negative: from the end)."""
     if header and target in names:
         return names.index(target)
     try:

@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 
 from . import __version__, config, model_io
-from .datasets import (BUILTIN, DATASETS, SCALINGS, SPLIT_SEED, TEST_SIZE, DataError,
+from .datasets import (DATASETS, SCALINGS, SPLIT_SEED, TEST_SIZE, DataError,
                        DataSource, decode, fit_preprocessing, load_source, prepare, transform)
 from .network import DTYPES, HIDDEN_ACTIVATIONS, INITIALIZERS
 from .optimizers import OPTIMIZERS
@@ -475,7 +475,11 @@ def _main(argv):
         keep = record is not None and not epochs
         _save(model, args.save, record if keep else _record(source, split, data, fit_settings))
     if args.verify and stop_signal is None:
-        verification = _verify(model, data, fit_settings, epochs, args, stored_path, run)
+        verification = _verify(model, data, fit_settings, epochs, args, stored_path)
+        stop_signal = verification.pop("signal")
+        if stop_signal is not None:
+            out.error_line(f"{PROG}: {_signal_name(stop_signal)} received: --verify's "
+                           f"reference run stopped, nothing verified")
 
     # ---- scores and reports -----------------------------------------------------
     tick = time.perf_counter()
@@ -486,10 +490,10 @@ def _main(argv):
         out.timing(run, timings["train_s"], args)
     if args.save is not None:
         out.say(f"saved model to {args.save}")
-    if verification is not None:
+    if verification is not None and stop_signal is None:
         out.verification(verification)
     profile_report = None
-    if args.profile and run is not None:
+    if args.profile and run is not None and run.epoch_seconds:
         profile_report = _profile(model, data, fit_settings, run, timings, eval_sets, args)
         out.profile(profile_report)
     if args.predict is not None:
@@ -514,7 +518,7 @@ def _main(argv):
         _write_json(args.metrics_json, _metrics_document(
             args, model, data, source, split, fit_settings, epochs, run, scores, timings,
             profile_report, verification, status, stored_path))
-    if verification is not None and not verification["passed"]:
+    if status == EXIT_VERIFY:
         out.error_line(f"{PROG}: verification failed: {verification['message']}")
     return status
 
@@ -1044,17 +1048,22 @@ def _warm_up(model, data, settings, args):
     return seconds, source
 
 
-def _verify(model, data, settings, epochs, args, stored_path, run):
-    """Train the NumPy reference from the model's starting point; compare the weights."""
-    if not epochs:
-        return None
+def _verify(model, data, settings, epochs, args, stored_path):
+    """Train the NumPy reference from the model's starting point; compare the weights.
+
+    Returns the report (a dict; "signal" is set when a signal stopped the reference).
+    """
     if stored_path is not None:
         reference_model, _ = _load_model(stored_path)
     else:
         reference_model = _new_model(args, data, epochs)
     start = time.perf_counter()
-    _fit(reference_model, data, settings, epochs, "numpy", args.threads, [])
+    history = _fit(reference_model, data, settings, epochs, "numpy", args.threads, [])
     seconds = time.perf_counter() - start
+    if history.interrupted:
+        signum = history.signal or signal.SIGINT
+        return {"passed": False, "signal": signum,
+                "message": f"the reference run was stopped by {_signal_name(signum)}"}
     deviation = float(np.max(np.abs(model.params.astype(np.float64)
                                     - reference_model.params.astype(np.float64))))
     scale = float(np.max(np.abs(reference_model.params.astype(np.float64))))
@@ -1068,7 +1077,8 @@ def _verify(model, data, settings, epochs, args, stored_path, run):
     else:
         message = (f"largest weight deviation {deviation:.3g} = {relative:.3g} of max |w| "
                    f"{scale:.4g}, above the {model.dtype} tolerance {tolerance:g}")
-    return {"passed": passed, "max_abs_deviation": deviation, "max_abs_weight": scale,
+    return {"passed": passed, "signal": None, "max_abs_deviation": deviation,
+            "max_abs_weight": scale,
             "relative_deviation": relative, "tolerance": tolerance, "epochs": epochs,
             "reference_seconds": seconds, "message": message}
 
@@ -1402,12 +1412,13 @@ class _Output:
         if p["validation_rows"]:
             scored.append(f"scores of the {p['validation_rows']} validation rows")
         if scored:
-            lines.append(f"  evaluation  {p['evaluation_per_epoch_s'] * ms:9.3f} ms  per epoch, after "
-                         f"it (not in the epoch time): {' and '.join(scored)}")
+            lines.append(f"  evaluation  {p['evaluation_per_epoch_s'] * ms:9.3f} ms  per epoch, "
+                         f"after it (not in the epoch time): {' and '.join(scored)}")
         if not p["train_metrics"]:
-            lines.append(f"  {'' if scored else 'evaluation':<10}  {p['train_predict_s'] * ms:9.3f} "
-                         f"ms  per epoch if accuracy were computed on the training rows after "
-                         f"every epoch (not in this run)")
+            label = "" if scored else "evaluation"
+            lines.append(f"  {label:<10}  {p['train_predict_s'] * ms:9.3f} ms  per epoch if "
+                         f"accuracy were computed on the training rows after every epoch (not "
+                         f"in this run)")
         lines.append(f"              {p['final_evaluation_s'] * ms:9.3f} ms  once: final "
                      f"predictions on every split")
         lines.append(f"  speed       {p['flops_per_epoch']['total'] / 1e6:.1f} MFLOP per epoch: "
