@@ -256,15 +256,26 @@ def shuffle_seconds(rng, n_rows, repeats=5):
     return statistics.median(samples)
 
 
-def predict_seconds(arch, params, X, threads=None, repeats=3):
-    """Median seconds of predicting X with the compiled engine."""
-    from .trainer import predict_output
+def evaluation_seconds(arch, params, X, Y, metrics=(), with_loss=False, threads=None,
+                       repeats=3):
+    """Median seconds of what the trainer does to score (X, Y) after an epoch.
+
+    The compiled prediction, then each metric of ``trainer.METRICS`` (scikit-learn's
+    scorers, whose input checks cost a good part of a millisecond per call) and, with
+    with_loss, the mean loss.  metrics=() and with_loss=False time the prediction alone.
+    """
+    from .reference import ROW_LOSSES
+    from .trainer import METRICS, predict_output
 
     if X.shape[0] == 0:
         return 0.0
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
-        predict_output(arch, params, X, threads=threads)
+        out = predict_output(arch, params, X, threads=threads)
+        if with_loss:
+            float(np.mean(ROW_LOSSES[arch.head](out, Y)))
+        for name in metrics:
+            METRICS[name](arch.head, Y, out)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)

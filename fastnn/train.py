@@ -1200,11 +1200,16 @@ def _profile(model, data, settings, run, timings, eval_sets, args):
     epoch = statistics.median(run.epoch_seconds)
     # After each epoch the trainer predicts the validation rows (val_loss), and the
     # training rows when metrics are computed (see _wants_epoch_metrics).
-    train_predict = profile.predict_seconds(model.arch, model.params, X_fit, args.threads)
-    val_predict = (profile.predict_seconds(model.arch, model.params, data.X_train[n_fit:],
-                                           args.threads) if n_val else 0.0)
-    evaluation = (train_predict if model.metrics else 0.0) + val_predict
-    final = sum(profile.predict_seconds(model.arch, model.params, X, args.threads)
+    metrics = model._fastnn_metrics() or [_metric_for(data.task)]
+    train_scoring = profile.evaluation_seconds(model.arch, model.params, X_fit, Y_fit, metrics,
+                                               threads=args.threads)
+    val_scoring = 0.0
+    if n_val:
+        val_scoring = profile.evaluation_seconds(
+            model.arch, model.params, data.X_train[n_fit:], data.Y_train[n_fit:],
+            model._fastnn_metrics(), with_loss=True, threads=args.threads)
+    evaluation = (train_scoring if model.metrics else 0.0) + val_scoring
+    final = sum(profile.evaluation_seconds(model.arch, model.params, X, None, threads=args.threads)
                 for _, X, _, _ in eval_sets)
     flops = profile.epoch_flops(model.arch.sizes, n_fit, batch)
     peak = profile.peak_gflops(model.dtype, threads)
@@ -1218,7 +1223,7 @@ def _profile(model, data, settings, run, timings, eval_sets, args):
         "first_epoch_s": run.epoch_seconds[0],
         "phases_s": phases, "remainder_s": epoch - sum(phases.values()),
         "evaluation_per_epoch_s": evaluation, "train_metrics": bool(model.metrics),
-        "train_predict_s": train_predict, "final_evaluation_s": final,
+        "train_scoring_s": train_scoring, "final_evaluation_s": final,
         "flops_per_epoch": flops, "gflops": gflops, "peak_gflops": peak,
         "peak_method": f"NumPy BLAS {'s' if model.dtype == 'float32' else 'd'}gemm "
                        f"{profile.PEAK_N}^3, {threads} thread{'s' if threads != 1 else ''}",
@@ -1416,7 +1421,7 @@ class _Output:
                          f"after it (not in the epoch time): {' and '.join(scored)}")
         if not p["train_metrics"]:
             label = "" if scored else "evaluation"
-            lines.append(f"  {label:<10}  {p['train_predict_s'] * ms:9.3f} ms  per epoch if "
+            lines.append(f"  {label:<10}  {p['train_scoring_s'] * ms:9.3f} ms  per epoch if "
                          f"accuracy were computed on the training rows after every epoch (not "
                          f"in this run)")
         lines.append(f"              {p['final_evaluation_s'] * ms:9.3f} ms  once: final "
