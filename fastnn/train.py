@@ -748,9 +748,10 @@ def _metric_for(task):
 def _wants_epoch_metrics(args):
     """Whether accuracy (r2) is computed after every epoch, not only at the end.
 
-    It costs a forward pass over the training rows per epoch (about half an epoch's
-    time on digits), so only when something uses it: the progress lines of
-    --verbose, --plot, --metrics-json, a validation split, or a --monitor on it.
+    It costs a forward pass over the training rows and a scikit-learn scorer per
+    epoch (on digits about as long as the epoch itself, see --profile), so only when
+    something uses it: the progress lines of --verbose, --plot, --metrics-json, a
+    validation split, or a --monitor on it.
     """
     monitor = (args.monitor or "").removeprefix("val_")
     return bool(args.verbose or args.plot or args.metrics_json or args.validation_split > 0
