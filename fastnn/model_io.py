@@ -411,6 +411,13 @@ def _rng_from_json(doc, arrays):
                        doc["cached_gaussian"]))
         return rng
     state = doc["state"]
-    rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in _BIT_GENERATORS:  # never look up (and call) a name the file chose
+        raise ValueError(f"unknown bit generator {name!r}; fastnn reads {list(_BIT_GENERATORS)}")
+    rng = np.random.Generator(getattr(np.random, name)())
     rng.bit_generator.state = state
     return rng
+
+
+#: The bit generators a saved Generator may name.
+_BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")

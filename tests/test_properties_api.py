@@ -422,10 +422,6 @@ def test_valid_archives_with_wrong_metadata_are_refused(kind, data):
     _load_both(_archive(members))
 
 
-@pytest.mark.xfail(strict=True, reason="known issue (model_io._rng_from_json): the file's "
-                   "'bit_generator' name is looked up in numpy.random and called, so a file can "
-                   "make load call np.random.seed() or np.random.random(), and an unknown name "
-                   "raises AttributeError instead of ValueError")
 @pytest.mark.parametrize("name", ["seed", "random", "no_such_generator"])
 def test_a_file_naming_a_function_as_its_bit_generator_is_refused_without_calling_it(name):
     with tempfile.TemporaryDirectory() as tmp:
