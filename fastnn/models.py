@@ -486,7 +486,8 @@ class Sequential:
 
     def fit(self, x, y, epochs=1, batch_size=32, verbose="auto", validation_split=0.0,
             validation_data=None, shuffle=True, callbacks=(), early_stopping=None,
-            sample_weight=None, initial_epoch=0, on_divergence="raise", threads=None):
+            sample_weight=None, initial_epoch=0, on_divergence="raise", threads=None,
+            backend="numba"):
         """Train, continuing the model's history; return it (a trainer.History).
 
         Parameters
@@ -520,6 +521,8 @@ class Sequential:
             See ``trainer.fit``.
         threads : int or None
             Threads for this call (None: Numba's current setting).
+        backend : "numba" or "numpy"
+            The compiled engine, or the NumPy reference (to check the engine).
 
         Returns
         -------
@@ -574,7 +577,7 @@ class Sequential:
             validation_split=validation_split, metrics=self._fastnn_metrics(),
             early_stopping=early_stopping, on_divergence=on_divergence, callbacks=callbacks,
             progress=progress, history=self.history, random_state=self.rng, shuffle=shuffle,
-            threads=threads)
+            backend=backend, threads=threads)
         if history.interrupted:
             where = f"epoch {history.epochs}"
             if history.partial is not None:

@@ -921,28 +921,14 @@ def _fit_kwargs(model, data, settings):
 
 
 def _fit(model, data, settings, epochs, backend, threads, callbacks):
-    """Train model on the training split: Sequential.fit, or its NumPy-reference twin.
-
-    Sequential.fit has no backend option; for the reference the same call of
-    trainer.fit is made with backend="numpy", on the model's own state.
-    """
-    from . import trainer
-
+    """Train model on the training split (Sequential.fit) with the given backend."""
     kwargs = _fit_kwargs(model, data, settings)
     kwargs["epochs"] = epochs
     with warnings.catch_warnings():
         # Sequential.fit warns when interrupted; the command line says it itself.
         warnings.filterwarnings("ignore", message="training interrupted", category=UserWarning)
-        if backend == "numba":
-            return model.fit(data.X_train, data.Y_train, verbose=0, callbacks=callbacks,
-                             threads=threads, **kwargs)
-        early = kwargs.pop("early_stopping")
-        return trainer.fit(
-            model.arch, model.params, np.asarray(data.X_train, dtype=model.dtype),
-            np.asarray(data.Y_train, dtype=model.dtype), optimizer=model.optimizer,
-            schedule=model.schedule, l2=model.l2, metrics=model._fastnn_metrics(),
-            early_stopping=early, callbacks=callbacks, history=model.history,
-            random_state=model.rng, backend="numpy", threads=threads, **kwargs)
+        return model.fit(data.X_train, data.Y_train, verbose=0, callbacks=callbacks,
+                         threads=threads, backend=backend, **kwargs)
 
 
 class _Progress(Callback):

@@ -205,12 +205,14 @@ class History:
 
 
 def accuracy(head, Y, out):
-    """Fraction of rows predicted right: arg max for softmax, every output > 0.5 otherwise."""
-    from sklearn.metrics import accuracy_score
+    """Fraction of rows predicted right: arg max for softmax, every output > 0.5 otherwise.
 
+    The value of scikit-learn's accuracy_score, without its input checks (0.7 ms a
+    call on digits, a quarter of an epoch: these inputs are the trainer's own).
+    """
     if head == "softmax":
-        return accuracy_score(Y.argmax(axis=1), out.argmax(axis=1))
-    return accuracy_score(Y > 0.5, out > 0.5)
+        return float(np.mean(Y.argmax(axis=1) == out.argmax(axis=1)))
+    return float(np.mean(((Y > 0.5) == (out > 0.5)).all(axis=1)))
 
 
 def r2(head, Y, out):
