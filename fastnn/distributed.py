@@ -97,8 +97,9 @@ from .network import as_random_state
 from .optimizers import Optimizer, make_optimizer
 from .schedules import make_schedule
 
-#: What waiting for a round raises when a worker, a partition or the connection was lost.
-_LOST = (KilledWorker, CancelledError, CommClosedError, OSError, TimeoutError)
+#: What waiting for a round raises when a worker, a partition or the connection was lost
+#: (an error raised by the training itself is re-raised as it is).
+_LOST = (KilledWorker, CancelledError, CommClosedError, TimeoutError)
 
 
 class WorkerLostError(RuntimeError):
