@@ -75,6 +75,13 @@ class DataError(ValueError):
     """Data that cannot be used as asked; the message names the file and the problem."""
 
 
+def file_error(path, exc):
+    """One line for an OSError met opening path: "PATH: no such file" and the like."""
+    reasons = {FileNotFoundError: "no such file", IsADirectoryError: "is a directory",
+               PermissionError: "permission denied"}
+    return f"{path}: {reasons.get(type(exc), exc.strerror or exc)}"
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where the rows come from; JSON-serialisable (``asdict``), so it can be stored.
@@ -281,12 +288,8 @@ def _load_file(source, require_target):
 def _np_load(path):
     try:
         return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise DataError(file_error(path, exc)) from None
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable NumPy file ({exc})") from None
 
@@ -341,12 +344,8 @@ def _read_csv(path, target):
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             text = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise DataError(file_error(path, exc)) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
     try:

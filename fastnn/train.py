@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 
 from . import __version__, config, model_io
-from .datasets import (DATASETS, SCALINGS, SPLIT_SEED, TEST_SIZE, DataError,
+from .datasets import (DATASETS, SCALINGS, SPLIT_SEED, TEST_SIZE, DataError, file_error,
                        DataSource, decode, fit_preprocessing, load_source, prepare, transform)
 from .network import DTYPES, HIDDEN_ACTIVATIONS, INITIALIZERS
 from .optimizers import OPTIMIZERS
@@ -825,12 +825,8 @@ def _load_model(path):
     try:
         stored = model_io.load(path)
         model = model_io.load_model(path)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise UsageError(f"{path}: permission denied") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise UsageError(file_error(path, exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not isinstance(model, Sequential):
