@@ -180,6 +180,12 @@ def _seed(text):
     return value
 
 
+def _sync_every(text):
+    if text == "epoch":
+        return text
+    return _int_at_least(1)(text)
+
+
 def _threads(text):
     value = _int_at_least(1)(text)
     if value > config.NUMBA_MAX_THREADS:
@@ -361,6 +367,13 @@ def build_parser(prog=PROG):
     run.add_argument("--verify", action="store_true",
                      help="also train the NumPy reference from the same start and compare the "
                      "weights; exit 1 if they differ by more than the test suite's tolerance")
+    run.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                     help="train data-parallel on a Dask cluster, one partition of the training "
+                     "rows per worker: a scheduler address (tcp://host:8786), or local:N to start "
+                     "N worker processes here (needs pip install 'fastnn[dask]')")
+    run.add_argument("--sync-every", type=_sync_every, default="epoch", metavar="K",
+                     help="with --scheduler: average the workers' weights every K mini-batches, "
+                     "or once per epoch (default: %(default)s)")
     return parser
 
 
@@ -584,6 +597,15 @@ def _check_options(args, given):
         raise UsageError("--no-restore-best applies to --early-stopping")
     if args.profile and args.backend != "numba":
         raise UsageError("--profile times the compiled engine; not with --backend numpy")
+    if args.scheduler is not None and (args.profile or args.verify):
+        raise UsageError(f"{'--profile' if args.profile else '--verify'} runs in this process; "
+                         f"not with --scheduler")
+    if "sync_every" in given and args.scheduler is None:
+        raise UsageError("--sync-every applies to --scheduler")
+    if (args.scheduler or "").startswith("local:") and not (
+            args.scheduler[6:].isdigit() and int(args.scheduler[6:]) >= 1):
+        raise UsageError(f"--scheduler local:N needs a worker count N >= 1, got "
+                         f"{args.scheduler!r}")
     if args.verify and args.backend != "numba":
         raise UsageError("--verify compares the compiled engine with the NumPy reference; "
                          "not with --backend numpy")
@@ -927,6 +949,42 @@ def _fit(model, data, settings, epochs, backend, threads, callbacks):
                          threads=threads, backend=backend, **kwargs)
 
 
+def _fit_distributed(model, data, settings, epochs, args, callbacks):
+    """--scheduler: the training of ``_fit``, data-parallel with ``fastnn.distributed.fit``.
+
+    The training rows are cut into one partition per worker; the validation split is
+    held out here, as the trainer does (the last rows), and evaluated on this side.
+    """
+    try:
+        from . import distributed
+    except ImportError:
+        raise UsageError("--scheduler needs dask and distributed: pip install 'fastnn[dask]'"
+                         ) from None
+    kwargs = _fit_kwargs(model, data, settings)
+    fraction = kwargs.pop("validation_split")
+    kwargs.pop("epochs")
+    X = np.asarray(data.X_train, dtype=model.dtype)
+    Y = np.asarray(data.Y_train, dtype=model.dtype).reshape(X.shape[0], -1)
+    validation = None
+    if fraction:
+        split = X.shape[0] - int(round(fraction * X.shape[0]))
+        X, Y, validation = X[:split], Y[:split], (X[split:], Y[split:])
+    try:
+        with distributed.connect(args.scheduler) as client:
+            workers = len(client.scheduler_info(n_workers=-1)["workers"])
+            return distributed.fit(
+                model.arch, model.params, X, Y, client=client, epochs=epochs,
+                partitions=min(workers, X.shape[0]), sync_every=args.sync_every,
+                optimizer=model.optimizer, schedule=model.schedule, l2=model.l2,
+                validation_data=validation, metrics=model._fastnn_metrics(),
+                callbacks=callbacks, history=model.history, random_state=model.rng,
+                backend=args.backend, threads=args.threads, **kwargs)
+    except distributed.WorkerLostError as exc:
+        raise UsageError(f"--scheduler {args.scheduler}: {exc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"--scheduler {args.scheduler}: {exc}") from None
+
+
 class _Progress(Callback):
     """Progress lines: every k epochs (all with --verbose), with the epoch's values."""
 
@@ -974,8 +1032,12 @@ class _Run:
         try:
             # Overflow on the way to a non-finite loss is reported once, as DivergenceError.
             with np.errstate(over="ignore", invalid="ignore"):
-                history = _fit(self.model, self.data, self.settings, self.epochs,
-                               self.args.backend, self.args.threads, callbacks)
+                if self.args.scheduler is not None:
+                    history = _fit_distributed(self.model, self.data, self.settings,
+                                               self.epochs, self.args, callbacks)
+                else:
+                    history = _fit(self.model, self.data, self.settings, self.epochs,
+                                   self.args.backend, self.args.threads, callbacks)
         except DivergenceError as exc:
             raise UsageError(str(exc)) from None
         except ValueError as exc:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,6 +240,25 @@ def test_killed_worker_is_reported_and_the_run_resumes(client, data, tmp_path, o
     again = init_params(ARCH, "glorot_uniform", 0)
     fd.fit(arch, again, X, Y, resume=saved, **kwargs)
     np.testing.assert_array_equal(again, expected)
+
+
+def test_command_line_scheduler(tmp_path):
+    """--scheduler local:1 trains bitwise as the command line does alone; bad values exit 2."""
+    def cli(*args):  # run where this process's fastnn is: the same sources and Numba cache
+        return subprocess.run([sys.executable, "-m", "fastnn.train", "--epochs", "3", "--quiet",
+                               "--validation-split", "0.1", *map(str, args)], capture_output=True,
+                              text=True, timeout=180, cwd=Path(fastnn.__file__).parents[1])
+
+    alone = cli("--save", tmp_path / "alone.npz")
+    spread = cli("--save", tmp_path / "dask.npz", "--scheduler", "local:1")
+    assert alone.returncode == spread.returncode == 0, spread.stderr
+    np.testing.assert_array_equal(fastnn.model_io.load(tmp_path / "dask.npz").params,
+                                  fastnn.model_io.load(tmp_path / "alone.npz").params)
+    for args, message in ((["--scheduler", "local:0"], "worker count N >= 1"),
+                          (["--sync-every", "2"], "--sync-every applies to --scheduler"),
+                          (["--scheduler", "local:1", "--verify"], "not with --scheduler")):
+        result = cli(*args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def test_bad_arguments(client, data):
