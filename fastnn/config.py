@@ -78,6 +78,13 @@ if CACHE:
 #: Python semantics need also stops LLVM from vectorising every loop that divides.
 JIT_OPTIONS = dict(nogil=True, fastmath=set(FASTMATH), error_model="numpy", cache=CACHE)
 
+#: The optimizers' update rules, without "contract": in an expression such as
+#: b1 * m + (1 - b1) * g, LLVM may fuse either product into a multiply-add, and it
+#: chose differently in a fresh compile and in the code loaded from Numba's cache
+#: (Adam's weights 1 ulp apart from the second step on).  Unfused, every compile
+#: rounds alike; the updates are memory-bound, so fusing gains nothing there.
+UPDATE_JIT_OPTIONS = dict(JIT_OPTIONS, fastmath=set(FASTMATH - {"contract"}))
+
 #: Options of the parallel drivers (``prange`` over fixed chunks).
 PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 

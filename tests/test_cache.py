@@ -6,6 +6,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 import fastnn
 
 SCRIPT = """
@@ -47,3 +49,36 @@ def test_writable_cache_directory_is_used(tmp_path):
                               NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
     assert "cache True" in result.stdout and "no writable cache directory" not in result.stderr
+
+
+TRAIN = """
+import sys
+import numpy as np
+from fastnn import Adam, Architecture, fit, init_params
+rng = np.random.default_rng(0)
+arch = Architecture((12, 24, 4), ("tanh",), "softmax", "float64")
+X, Y = rng.standard_normal((200, 12)), np.eye(4)[rng.integers(0, 4, 200)]
+params = init_params(arch, "glorot_uniform", 0)
+optimizer = Adam(lr=0.01)
+fit(arch, params, X, Y, epochs=3, batch_size=16, optimizer=optimizer, l2=0.01, random_state=0)
+np.save(sys.argv[1], np.concatenate([params, optimizer.slots.ravel()]))
+"""
+
+
+def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
+    """A first run (compiling) and a later one (loading Numba's cache) agree bitwise.
+
+    They did not, for Adam, while its update rule let LLVM fuse either of two products
+    into a multiply-add: the two compiles chose differently (see config.py).
+    """
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("FASTNN_CACHE", None)
+    results = []
+    for run in ("fresh", "cached"):
+        out = tmp_path / f"{run}.npy"
+        done = subprocess.run([sys.executable, "-c", TRAIN, str(out)], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        results.append(np.load(out))
+    assert any((tmp_path / "cache").rglob("*.nbc"))  # the second run had a cache to load
+    np.testing.assert_array_equal(results[0], results[1])

@@ -16,7 +16,7 @@ SGD, RMSPROP, ADAM, ADADELTA = (OPTIMIZER_CODES[name] for name in ("sgd", "rmspr
                                                                    "adadelta"))
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(**config.UPDATE_JIT_OPTIONS)
 def add_l2(grads, params, start, stop, l2):
     """grads[start:stop] += l2 * params[start:stop] (the L2 penalty's gradient), in place.
 
@@ -33,7 +33,7 @@ def add_l2(grads, params, start, stop, l2):
     return squares
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(**config.UPDATE_JIT_OPTIONS)
 def optimizer_step(params, grads, slots, start, stop, code, hyper, lr, step):
     """One update of params[start:stop] from grads[start:stop], in place.
 
