@@ -41,10 +41,7 @@ and its partitioning only: not of the number of workers, of the placement, or of
 timing.  With one partition the run is **bitwise** ``trainer.fit`` on the same
 rows with the same seed (for every ``sync_every``: averaging one partition is the
 identity), and the generator passed as random_state is left as ``trainer.fit``
-leaves it.  (Bitwise as long as both run the same compiled code: with Adam, kernels
-compiled afresh in a process and kernels loaded from Numba's disk cache can end
-1 ulp apart, so a worker that compiled its own may differ from one that loaded
-them.)
+leaves it.
 
 Workers lost
 ------------

@@ -44,8 +44,7 @@ for dtype in ("float32", "float64"):
 
 @pytest.fixture(scope="module")
 def client():
-    # Workers that each compiled a kernel afresh could hold code that differs from the
-    # cached one (up to 1 ulp with Adam); with the cache filled first, all load it.
+    # Compile once, into the cache, rather than in each worker at the same time.
     subprocess.run([sys.executable, "-c", WARM_UP], check=True)
     with fd.local_cluster(2, silence_logs=40) as cluster, Client(cluster) as client:
         yield client
@@ -64,10 +63,9 @@ def on_a_worker(client, function, *args):
     """function(*args), run in a worker process.
 
     The single-machine references of the bitwise comparisons run there, in a process
-    like the ones that run the partitions' tasks: with Adam, kernels compiled afresh in
-    a process and kernels loaded from Numba's on-disk cache give weights up to 1 ulp
-    apart, and this test process may hold freshly compiled ones (a cold cache), the
-    workers the cached ones (see the fixture).
+    like the ones that run the partitions' tasks.  (Fresh and cached kernels now agree
+    bitwise, tests/test_cache.py; running the references on a worker keeps the
+    comparison independent of that.)
     """
     return client.submit(function, *args, pure=False).result()
 
