@@ -389,7 +389,9 @@ def load_model(path):
                            history, arrays)
         module, name = KINDS[kind].split(":")
         return getattr(importlib.import_module(module), name)._from_saved(saved)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # The checksums passed, so only a crafted file gets here: a document of the
+        # right shape at the top with wrong types or values inside.
         detail = f"key {exc} missing" if isinstance(exc, KeyError) else str(exc)
         raise ValueError(f"{os.fspath(path)}: not a valid fastnn model file ({detail})") from exc
 

@@ -165,11 +165,10 @@ def test_every_kind_of_data_trains(case, files):
     assert set(found) == {"train", "test"}, result.stdout
 
 
-def test_metrics_json_plot_and_predictions(tmp_path):
-    paths = {name: tmp_path / name for name in ("m.json", "curves.png", "pred.csv")}
+def test_metrics_json_and_predictions(tmp_path):
+    paths = {name: tmp_path / name for name in ("m.json", "pred.csv")}
     result = run_cli("--dataset", "iris", "--layers", 8, "--epochs", 4, "--validation-split", 0.2,
-                     "--metrics-json", paths["m.json"], "--plot", paths["curves.png"],
-                     "--predict", paths["pred.csv"], "--quiet")
+                     "--metrics-json", paths["m.json"], "--predict", paths["pred.csv"], "--quiet")
     assert result.returncode == 0, result.stderr
 
     doc = json.loads(paths["m.json"].read_text())
@@ -190,14 +189,21 @@ def test_metrics_json_plot_and_predictions(tmp_path):
         100 * doc["final"]["test"]["accuracy"], abs=0.005)
     assert {"train_s", "evaluate_s", "total_s"} <= set(doc["timings"])
 
-    assert paths["curves.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
     with open(paths["pred.csv"], newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["label", "target", "p_0", "p_1", "p_2"]
     assert len(rows) == 1 + 15
     accuracy = np.mean([row[0] == row[1] for row in rows[1:]])
     assert accuracy == pytest.approx(doc["final"]["test"]["accuracy"])
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")  # the optional 'plot' extra
+    path = tmp_path / "curves.png"
+    result = run_cli("--dataset", "iris", "--layers", 8, "--epochs", 4, "--validation-split", 0.2,
+                     "--plot", path, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_early_stopping(tmp_path):
