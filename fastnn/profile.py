@@ -98,7 +98,7 @@ def peak_gflops(dtype, threads, n=PEAK_N, budget_s=0.2):
     return 2 * n**3 / best / 1e9
 
 
-def _median_seconds(fn, args, min_batch_s=2e-4, batches=5):
+def median_seconds(fn, args, min_batch_s=2e-4, batches=5):
     """Median seconds per call of fn(*args), timed in batches of about min_batch_s."""
     fn(*args)
     number = 1
@@ -120,7 +120,7 @@ def _median_seconds(fn, args, min_batch_s=2e-4, batches=5):
 
 def _kernel_seconds(fn, args, empty_args):
     """Seconds of fn(*args) without Numba's dispatch cost (that of fn(*empty_args))."""
-    return max(0.0, _median_seconds(fn, args) - _median_seconds(fn, empty_args))
+    return max(0.0, median_seconds(fn, args) - median_seconds(fn, empty_args))
 
 
 def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
@@ -260,9 +260,8 @@ def evaluation_seconds(arch, params, X, Y, metrics=(), with_loss=False, threads=
                        repeats=3):
     """Median seconds of what the trainer does to score (X, Y) after an epoch.
 
-    The compiled prediction, then each metric of ``trainer.METRICS`` (scikit-learn's
-    scorers, whose input checks cost a good part of a millisecond per call) and, with
-    with_loss, the mean loss.  metrics=() and with_loss=False time the prediction alone.
+    The compiled prediction, then each metric of ``trainer.METRICS`` (accuracy in
+    NumPy, r2 by scikit-learn's scorer) and, with with_loss, the mean loss.  metrics=() and with_loss=False time the prediction alone.
     """
     from .reference import ROW_LOSSES
     from .trainer import METRICS, predict_output

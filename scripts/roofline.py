@@ -44,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine_peak import fma_gflops, gemm_gflops  # noqa: E402  (a sibling script)
 
 from fastnn import config  # noqa: E402
+from fastnn.profile import median_seconds  # noqa: E402
 from fastnn.kernels import (dense_backward, dense_forward, matmul_acc,  # noqa: E402
                             optimizer_step, param_grad)
 from fastnn.network import ACTIVATION_CODES  # noqa: E402
@@ -55,27 +56,6 @@ WORKLOADS = {  # name: (layer sizes, batch rows, dtypes)
     "W1": ((64, 128, 128, 10), 64, ("float32", "float64")),
     "W2": ((784, 512, 512, 10), 128, ("float32",)),
 }
-
-
-def median_call_seconds(fn, args, min_batch_s=2e-3, batches=25):
-    """Median seconds per call of fn(*args), timed in batches of calls of about min_batch_s."""
-    fn(*args)
-    number, elapsed = 1, 0.0
-    while True:
-        start = time.perf_counter()
-        for _ in range(number):
-            fn(*args)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_batch_s:
-            break
-        number *= 2
-    samples = []
-    for _ in range(batches):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn(*args)
-        samples.append((time.perf_counter() - start) / number)
-    return float(np.median(samples))
 
 
 def kernel_cases(sizes, batch, dtype):
@@ -165,7 +145,7 @@ def main(argv=None):
     for workload, (sizes, batch, wl_dtypes) in WORKLOADS.items():
         for dtype in wl_dtypes:
             for name, shape, fn, fn_args, flops, nbytes in kernel_cases(sizes, batch, dtype):
-                seconds = median_call_seconds(fn, fn_args)
+                seconds = median_seconds(fn, fn_args, min_batch_s=2e-3, batches=25)
                 gflops = flops / seconds / 1e9
                 row = dict(workload=workload, dtype=dtype, kernel=name, shape=shape, flops=flops,
                            bytes=nbytes, seconds=seconds, gflops=gflops,
