@@ -24,7 +24,8 @@ from .trainer import (Callback, DivergenceError, DivergenceWarning, EarlyStoppin
 __version__ = "0.1.0"
 
 #: Front ends, imported on first use (they import scikit-learn: 0.5 s of start-up).
-_LAZY = {"Dense": "models", "Sequential": "models", "FastMLPClassifier": "estimators",
+_LAZY = {"Dense": "models", "Sequential": "models", "ModelCheckpoint": "models",
+         "FastMLPClassifier": "estimators",
          "FastMLPRegressor": "estimators", "MyNN": "mynn"}
 
 __all__ = ["Adadelta", "Adam", "Architecture", "Callback", "DivergenceError",

@@ -71,8 +71,8 @@ from .optimizers import SGD, Adadelta, Adam, RMSprop, make_optimizer  # noqa: F4
 from .schedules import SCHEDULES, ReduceOnPlateau, make_schedule
 from .trainer import Callback, EarlyStopping, History
 
-__all__ = ["Adadelta", "Adam", "Callback", "Dense", "EarlyStopping", "RMSprop", "SGD",
-           "Sequential"]
+__all__ = ["Adadelta", "Adam", "Callback", "Dense", "EarlyStopping", "ModelCheckpoint", "RMSprop",
+           "SGD", "Sequential"]
 
 #: Keras activation names -> fastnn's (``None`` is Keras's default, linear).
 ACTIVATIONS = {None: "identity", "linear": "identity", "identity": "identity",
@@ -171,6 +171,28 @@ class Dense:
         return {"units": self.units, "activation": self.activation, "input_dim": self.input_dim,
                 "kernel_initializer": self.kernel_initializer, "name": self.name}
 
+
+
+class ModelCheckpoint(Callback):
+    """Save a model to one file every ``every`` epochs and when training ends.
+
+    Training ending includes an interruption (Ctrl-C, SIGTERM) in the middle of an
+    epoch: the file then holds the unfinished epoch, and ``fastnn.load(path).fit``
+    continues it bitwise.  Each save is atomic (a temporary file renamed over the
+    old one), so a crash mid-write leaves the previous checkpoint intact.
+    """
+
+    def __init__(self, model, path, every=1):
+        if not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        self.model, self.path, self.every = model, path, every
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch % self.every == 0:
+            self.model.save(self.path)
+
+    def on_train_end(self, history):
+        self.model.save(self.path)
 
 
 class _EpochLines(Callback):

@@ -460,3 +460,43 @@ def test_bad_fit_arguments(rng):
     ]:
         with pytest.raises(ValueError, match=message):
             model.fit(X, Y, verbose=0, **kwargs)
+
+
+def test_model_checkpoint_saves_an_interrupted_run_that_resumes_bitwise(tmp_path):
+    """SIGINT in the middle of an epoch: the checkpoint written at the end of training
+    holds the unfinished epoch, and loading it and fitting on equals never stopping."""
+    import threading
+
+    import fastnn
+    from fastnn.models import ModelCheckpoint
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((40000, 6))
+    Y = np.eye(3)[rng.integers(0, 3, 40000)]
+
+    def model():
+        return Sequential([Dense(8, input_dim=6, activation="tanh"),
+                           Dense(3, activation="softmax")], dtype="float64",
+                          random_state=1).compile("adam", "categorical_crossentropy")
+
+    whole = model()
+    whole.fit(X, Y, epochs=2, batch_size=4, verbose=0)
+
+    class SignalSoon(fastnn.Callback):
+        def on_train_begin(self, history):
+            delay = 0.3 * min(whole.history.epoch_seconds)
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    path = tmp_path / "checkpoint.npz"
+    stopped = model()
+    checkpoint = ModelCheckpoint(stopped, path)
+    with pytest.warns(UserWarning, match="interrupted"):
+        stopped.fit(X, Y, epochs=2, batch_size=4, verbose=0, callbacks=[SignalSoon(), checkpoint])
+    assert stopped.history.interrupted
+    resumed = fastnn.load(path)
+    assert resumed.params.tobytes() == stopped.params.tobytes()
+    resumed.fit(X, Y, epochs=2 - resumed.history.epochs, batch_size=4, verbose=0)
+    assert resumed.params.tobytes() == whole.params.tobytes()
+    assert resumed.history.loss == whole.history.loss
+    with pytest.raises(ValueError, match="every"):
+        ModelCheckpoint(stopped, path, every=0)
