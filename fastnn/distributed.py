@@ -301,7 +301,7 @@ def _prepare_partition(arch, X, Y, weights, encode):
     """A partition as trainer.fit would see it: (X, Y, weights), checked and converted."""
     if encode is not None:
         Y = encode(Y)
-    X, Y = trainer._check_data(arch, np.zeros(arch.n_params, dtype=arch.dtype), X, Y)
+    X, Y = trainer._check_data(arch, X, Y)
     return X, Y, trainer._check_weights(weights, X.shape[0], arch.dtype)
 
 
@@ -467,7 +467,7 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
     client = client if client is not None else distributed.get_client()
     schedule = make_schedule(schedule)
     if validation_data is not None:
-        validation_data = trainer._check_data(arch, params, *validation_data, ("X_val", "Y_val"))
+        validation_data = trainer._check_data(arch, *validation_data, ("X_val", "Y_val"))
     if early_stopping is not None:
         computed = ["loss", *([f"val_{key}" for key in ("loss", *metrics)]
                               if validation_data is not None else [])]

@@ -359,9 +359,16 @@ def load_model(path):
     Raises ValueError (naming the path) for anything but a valid model file of a
     known kind, as ``load`` does.
     """
+    return model_from_file(load(path), path)
+
+
+def model_from_file(model, path):
+    """The model of the saved kind, from what ``load(path)`` returned (a ``Model``).
+
+    For callers that also read the file's own metadata, so that it is read once.
+    """
     from .trainer import History, PartialEpoch
 
-    model = load(path)
     extra = model.metadata["extra"]
     try:
         kind = extra["kind"]

@@ -68,7 +68,7 @@ from . import model_io, reference, trainer
 from .network import (DTYPES, HEADS, HIDDEN_ACTIVATIONS, INITIALIZERS, Architecture,
                       as_random_state, init_params, layer_views)
 from .optimizers import SGD, Adadelta, Adam, RMSprop, make_optimizer  # noqa: F401 (re-exported)
-from .schedules import SCHEDULES, ReduceOnPlateau, make_schedule
+from .schedules import ReduceOnPlateau, make_schedule, schedule_config
 from .trainer import Callback, EarlyStopping, History
 
 __all__ = ["Adadelta", "Adam", "Callback", "Dense", "EarlyStopping", "ModelCheckpoint", "RMSprop",
@@ -753,7 +753,8 @@ class Sequential:
         compiled = None
         if self.compiled:
             compiled = {"loss": self.loss, "metrics": self.metrics, "l2": self.l2,
-                        "schedule": _schedule_to_json(self.schedule)}
+                        "schedule": None if self.schedule is None
+                        else schedule_config(self.schedule)}
         random_state = self.random_state
         if not (isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)):
             random_state = None  # a generator: its state is saved as rng
@@ -779,7 +780,7 @@ class Sequential:
                 raise ValueError("a compiled model without its optimizer")
             model.compile(optimizer=saved.optimizer, loss=compiled["loss"],
                           metrics=compiled["metrics"], l2=compiled["l2"],
-                          schedule=_schedule_from_json(compiled["schedule"]))
+                          schedule=compiled["schedule"])
         if saved.history is not None:
             model.history = saved.history
         return model
@@ -807,25 +808,4 @@ def _verbosity(verbose):
     if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
     return verbose == 1, verbose == 2
-
-
-def _schedule_to_json(schedule):
-    """{"name": ..., **fields} for a schedule of fastnn.schedules; None for None."""
-    if schedule is None:
-        return None
-    for name, cls in SCHEDULES.items():
-        if type(schedule) is cls:
-            return {"name": name, **dataclasses.asdict(schedule)}
-    raise ValueError(f"cannot save the custom schedule {schedule!r}; only those of "
-                     f"fastnn.schedules ({sorted(SCHEDULES)}) can be saved")
-
-
-def _schedule_from_json(doc):
-    if doc is None:
-        return None
-    doc = dict(doc)
-    name = doc.pop("name")
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}")
-    return SCHEDULES[name](**doc)
 

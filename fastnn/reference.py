@@ -211,8 +211,9 @@ def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, 
     totals a float64 array of shape (2,) of running sums added to in place (see
     below), batch_size the rows per batch (the last batch may be smaller).  code, hyper and
     slots select the optimizer and hold its state (default: plain SGD); step counts
-    the mini-batches done before this call.  l2 adds ``0.5 * l2 * sum(W**2)`` divided by
-    the batch's weight (its number of rows without sample weights) to each batch's loss (weights only, not biases; scikit-learn's ``alpha``).
+    the mini-batches done before this call.  l2 adds ``0.5 * l2 * sum(W**2)`` (weights
+    only, not biases; scikit-learn's ``alpha``) divided by the batch's weight (its
+    number of rows without sample weights) to each batch's loss.
     sample_weight (n_samples,) weighs the rows.
 
     totals[0] gets each batch's (weighted) mean loss, measured before its update
@@ -234,7 +235,8 @@ def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, 
         if l2 != 0:
             penalty = 0.0
             for l, (fan_in, fan_out) in enumerate(zip(arch.sizes[:-1], arch.sizes[1:])):
-                penalty += add_l2(grads, params, arch.offsets[l], arch.offsets[l] + fan_in * fan_out,
+                first = arch.offsets[l]  # the layer's weights, not its bias row
+                penalty += add_l2(grads, params, first, first + fan_in * fan_out,
                                   dtype(l2) * (1 / batch_weight))
             batch_loss += 0.5 * dtype(l2) * (1 / batch_weight) * penalty
         for l in range(arch.n_layers):

@@ -7,6 +7,7 @@ per-epoch lists).  Being a function of the record alone, a schedule needs no sta
 of its own: a resumed run gets exactly the rates an uninterrupted one would.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -84,11 +85,10 @@ class ReduceOnPlateau:
             raise ValueError(f"patience must be an integer >= 1, got {self.patience!r}")
 
     def __call__(self, epoch, lr, history):
-        sign = 1.0 if self.monitor.endswith("loss") else -1.0
-        best, wait = math.inf, 0
+        best, wait = None, 0
         for value in history.get(self.monitor, [])[:epoch]:
-            if sign * value < best - self.min_delta:
-                best, wait = sign * value, 0
+            if best is None or improvement(self.monitor, value, best) > self.min_delta:
+                best, wait = value, 0
             else:
                 wait += 1
                 if wait >= self.patience:
@@ -101,17 +101,41 @@ SCHEDULES = {"constant": Constant, "invscaling": InverseScaling, "step": StepDec
              "cosine": Cosine, "plateau": ReduceOnPlateau}
 
 
+def improvement(monitor, value, best):
+    """How much better value is than best: monitors ending in "loss" improve downwards,
+    the others (accuracy, r2) upwards.  Shared by this module and early stopping."""
+    return best - value if monitor.endswith("loss") else value - best
+
+
 def make_schedule(spec=None):
-    """A schedule from None (constant), a name in SCHEDULES, or a callable (returned as is)."""
+    """A schedule from None (constant), a name in SCHEDULES, a config dict
+    (``schedule_config``), or a callable (returned as is)."""
     if spec is None:
         return Constant()
     if isinstance(spec, str):
-        if spec not in SCHEDULES:
-            raise ValueError(f"unknown schedule {spec!r}; choose from {sorted(SCHEDULES)}")
-        return SCHEDULES[spec]()
+        spec = {"name": spec}
+    if isinstance(spec, dict):
+        config = dict(spec)
+        name = config.pop("name", None)
+        if name not in SCHEDULES:
+            raise ValueError(f"unknown schedule {name!r}; choose from {sorted(SCHEDULES)}")
+        try:
+            return SCHEDULES[name](**config)
+        except TypeError as error:
+            raise ValueError(f"bad {name} schedule settings {config}: {error}") from None
     if callable(spec):
         return spec
-    raise TypeError(f"schedule must be None, a name or a callable, got {spec!r}")
+    raise TypeError(f"schedule must be None, a name, a config dict or a callable, got {spec!r}")
+
+
+def schedule_config(schedule):
+    """{"name": ..., **fields}: a JSON-serialisable description of a schedule of this
+    module, which ``make_schedule`` reads back; ValueError for any other function."""
+    for name, cls in SCHEDULES.items():
+        if type(schedule) is cls:
+            return {"name": name, **dataclasses.asdict(schedule)}
+    raise ValueError(f"cannot describe the custom schedule {schedule!r}; only those of "
+                     f"fastnn.schedules ({sorted(SCHEDULES)}) can be saved")
 
 
 def _check_fraction(value, name):

@@ -39,7 +39,7 @@ from .datasets import (DATASETS, SCALINGS, SPLIT_SEED, TEST_SIZE, DataError, fil
                        DataSource, decode, fit_preprocessing, load_source, prepare, transform)
 from .network import DTYPES, HIDDEN_ACTIVATIONS, INITIALIZERS
 from .optimizers import OPTIMIZERS
-from .schedules import SCHEDULES
+from .schedules import SCHEDULES, schedule_config
 from .trainer import BACKENDS, Callback, DivergenceError
 
 PROG = "fastnn.train"
@@ -846,7 +846,7 @@ def _load_model(path):
 
     try:
         stored = model_io.load(path)
-        model = model_io.load_model(path)
+        model = model_io.model_from_file(stored, path)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         raise UsageError(file_error(path, exc)) from None
     except ValueError as exc:
@@ -1313,14 +1313,8 @@ def _metrics_document(args, model, data, source, split, settings, epochs, run, s
 
 
 def _schedule_json(schedule):
-    import dataclasses
-
-    if schedule is None:
-        return None
-    for name, cls in SCHEDULES.items():
-        if type(schedule) is cls:
-            return {"name": name, **dataclasses.asdict(schedule)}
-    return repr(schedule)
+    """The model's schedule as model files store it (None: constant)."""
+    return None if schedule is None else schedule_config(schedule)
 
 
 def _write_json(path, document):

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from . import config, reference
 from .network import as_random_state
 from .optimizers import Optimizer, make_optimizer
-from .schedules import make_schedule
+from .schedules import improvement, make_schedule
 from .kernels import epoch as compiled
 
 BACKENDS = ("numba", "numpy")
@@ -120,9 +120,10 @@ class ProgressBar(Callback):
         filled = self.width * done // self.epochs
         values = "  ".join(f"{key} {logs[key]:.4g}" for key in logs
                            if key not in ("lr", "seconds", "batches"))
-        self.stream.write(f"\repoch {epoch}/{self.first_epoch + self.epochs - 1} "
-                          f"[{'#' * filled}{'.' * (self.width - filled)}] {logs['batches']} batches  "
-                          f"{values}  {1e3 * logs['seconds']:.3g} ms/epoch ")
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\repoch {epoch}/{self.first_epoch + self.epochs - 1} [{bar}] "
+                          f"{logs['batches']} batches  {values}  "
+                          f"{1e3 * logs['seconds']:.3g} ms/epoch ")
         self.stream.flush()
 
     def on_train_begin(self, history):
@@ -155,7 +156,7 @@ class EarlyStopping:
 
     def improvement(self, value, best):
         """How much better value is than best (positive: better)."""
-        return best - value if self.monitor.endswith("loss") else value - best
+        return improvement(self.monitor, value, best)
 
 
 @dataclass
@@ -228,8 +229,9 @@ METRICS = {"accuracy": accuracy, "r2": r2}
 
 def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd", schedule=None,
         l2=0.0, sample_weight=None, validation_data=None, validation_split=0.0, metrics=(),
-        train_metrics=True, early_stopping=None, on_divergence="raise", callbacks=(), progress=False, history=None,
-        random_state=None, shuffle=True, backend="numba", threads=None, catch_signals=True):
+        train_metrics=True, early_stopping=None, on_divergence="raise", callbacks=(),
+        progress=False, history=None, random_state=None, shuffle=True, backend="numba",
+        threads=None, catch_signals=True):
     """Train params in place; return the History.
 
     Parameters
@@ -265,9 +267,10 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     train_metrics : bool
     early_stopping : EarlyStopping or None
     on_divergence : "raise" or "stop"
-        On a non-finite loss or weight the weights and optimizer state of the last
-        finished epoch are put back, then DivergenceError is raised, or (with
-        "stop") a DivergenceWarning is issued and the history returned.
+        On a non-finite loss or weight the weights and optimizer state of the latest
+        finished epoch whose weights give finite outputs are put back (see
+        ``_restore_finite``), then DivergenceError is raised, or (with "stop") a
+        DivergenceWarning is issued and the history returned.
     callbacks : sequence of Callback or of functions f(epoch, logs)
     progress : bool
         Draw a progress bar on stderr.
@@ -293,7 +296,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
     if on_divergence not in ("raise", "stop"):
         raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
-    X, Y = _check_data(arch, params, X, Y)
+    _check_params(arch, params)
+    X, Y = _check_data(arch, X, Y)
     if not (isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool) and epochs >= 0):
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
     if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size >= 0):
@@ -311,7 +315,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     optimizer = make_optimizer(optimizer, lr)
     schedule = make_schedule(schedule)
     weights = _check_weights(sample_weight, X.shape[0], arch.dtype)
-    X, Y, weights, validation_data = _split_validation(arch, params, X, Y, weights, validation_data,
+    X, Y, weights, validation_data = _split_validation(arch, X, Y, weights, validation_data,
                                                        validation_split)
     if early_stopping is not None:
         computed = ["loss", *(metrics if train_metrics else ())]
@@ -366,7 +370,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                 break
             if next_row < n:  # stopped by a signal at a batch boundary
                 partial.next_row = next_row
-                history.partial, history.stop_reason, history.signal = partial, "interrupted", int(stop[0])
+                history.partial, history.stop_reason = partial, "interrupted"
+                history.signal = int(stop[0])
                 break
             logs = {"loss": float(loss)}
             if train_metrics:
@@ -524,11 +529,11 @@ def _check_weights(sample_weight, n_samples, dtype):
     return weights
 
 
-def _split_validation(arch, params, X, Y, weights, validation_data, validation_split):
+def _split_validation(arch, X, Y, weights, validation_data, validation_split):
     """(X, Y, weights, validation_data) with the validation rows held out if asked."""
     if validation_data is not None:
         X_val, Y_val = validation_data
-        return X, Y, weights, _check_data(arch, params, X_val, Y_val, ("X_val", "Y_val"))
+        return X, Y, weights, _check_data(arch, X_val, Y_val, ("X_val", "Y_val"))
     if not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
     n_val = int(round(validation_split * X.shape[0]))
@@ -582,13 +587,12 @@ def _as_input(arch, X, name="X", min_rows=1):
     return _as_array(arch, X, name, arch.sizes[0], min_rows)
 
 
-def _check_data(arch, params, X, Y, names=("X", "Y")):
+def _check_data(arch, X, Y, names=("X", "Y")):
     """X and Y checked and converted (see ``_as_array``), with the same number of rows.
 
     Targets must suit the head's loss: probabilities in [0, 1] for sigmoid, and for
     softmax rows that also sum to 1 (the delta p - y is the gradient only then).
     """
-    _check_params(arch, params)
     X = _as_input(arch, X, names[0])
     Y = _as_array(arch, Y, names[1], arch.sizes[-1])
     if X.shape[0] != Y.shape[0]:
@@ -683,7 +687,8 @@ def _predict(arch, params, X, backend):
     out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
     params = params.view()
     params.flags.writeable = False  # one compiled specialisation, as for X
-    sizes, offsets, codes = np.array(arch.sizes, dtype=np.int64), arch.offsets, arch.activation_codes
+    sizes = np.array(arch.sizes, dtype=np.int64)
+    offsets, codes = arch.offsets, arch.activation_codes
     n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
     bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
 

@@ -14,7 +14,7 @@ import pytest
 from fastnn import Adadelta, Adam, Architecture, RMSprop, SGD, fit, reference
 from fastnn.optimizers import make_optimizer
 from fastnn.schedules import (Constant, Cosine, InverseScaling, ReduceOnPlateau, StepDecay,
-                              make_schedule)
+                              make_schedule, schedule_config)
 
 from .conftest import FD_EPS, TRAINING_RTOL, make_problem
 
@@ -250,6 +250,12 @@ def test_schedule_values():
     assert make_schedule(None) == Constant() and make_schedule("cosine") == Cosine()
     with pytest.raises(ValueError, match="unknown schedule"):
         make_schedule("linear")
+    for schedule in (StepDecay(3, 0.5), Cosine(7, 0.01), ReduceOnPlateau("val_loss", 0.2, 4)):
+        assert make_schedule(schedule_config(schedule)) == schedule
+    with pytest.raises(ValueError, match="bad step schedule settings"):
+        make_schedule({"name": "step", "steps": 3})
+    with pytest.raises(ValueError, match="custom schedule"):
+        schedule_config(lambda epoch, lr, history: lr)
     with pytest.raises(ValueError, match="gamma"):
         StepDecay(2, 1.5)
 

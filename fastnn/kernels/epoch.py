@@ -153,8 +153,8 @@ def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr
 
 @njit(**config.PARALLEL_OPTIONS)
 def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X, Y, weights, order,
-                first_row, stop, totals, batch_size, lr, l2, optimizer, hyper, step, acts, deltas, targets,
-                scales, chunk_losses, task_squares):
+                first_row, stop, totals, batch_size, lr, l2, optimizer, hyper, step, acts, deltas,
+                targets, scales, chunk_losses, task_squares):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
