@@ -685,8 +685,8 @@ def _predict(arch, params, X, backend):
     if backend == "numpy":
         return reference.predict_proba(arch, params, X)
     out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
-    params = params.view()
-    params.flags.writeable = False  # one compiled specialisation, as for X
+    if not params.flags.writeable:  # the specialisation training compiles: writable
+        params = params.copy()
     sizes = np.array(arch.sizes, dtype=np.int64)
     offsets, codes = arch.offsets, arch.activation_codes
     n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))

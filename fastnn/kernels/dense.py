@@ -66,7 +66,8 @@ def dense_forward(a_prev, W, b, activation, out):
     out (n, fan_out) C-contiguous, written in place.
     """
     for i in range(out.shape[0]):
-        out[i, :] = b
+        for j in range(out.shape[1]):
+            out[i, j] = b[j]
     matmul_acc(a_prev, W, out)
     activate_rows(out, activation)
 
@@ -135,4 +136,5 @@ def param_grad(a_prev, delta, row_start, row_stop, out):
     if row_stop > fan_in:
         bias = out[fan_in - row_start]
         for i in range(delta.shape[0]):
-            bias += delta[i]
+            for j in range(delta.shape[1]):
+                bias[j] += delta[i, j]

@@ -63,6 +63,17 @@ def layer_rows(flat, sizes, layer, n_rows):
 
 
 @njit(**config.JIT_OPTIONS)
+def copy_row(src, i, dst, k):
+    """dst[k, :] = src[i, :], element by element.
+
+    (The slice assignment compiles Numba's shape-mismatch error message, string
+    formatting included: about 3 s of the first run's compile time.)
+    """
+    for j in range(src.shape[1]):
+        dst[k, j] = src[i, j]
+
+
+@njit(**config.JIT_OPTIONS)
 def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t):
     """Copy rows [row_start, row_stop) of W_layer into columns of W_layer.T in params_t.
 
@@ -102,8 +113,8 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, weight
     batch_size = targets.shape[0]
     x = layer_rows(acts, sizes, 0, batch_size)
     for r in range(r0, r1):
-        x[r] = X[rows[r]]
-        targets[r] = Y[rows[r]]
+        copy_row(X, rows[r], x, r)
+        copy_row(Y, rows[r], targets, r)
         scales[r] = weights[rows[r]] * inv_batch_weight
     for layer in range(n_layers):
         W, b = layer_weights(params, offsets, sizes, layer)
@@ -242,25 +253,30 @@ def predict_rows(params, sizes, offsets, codes, X, out, row_start, row_stop):
     """out[row_start:row_stop] = network output for those rows of X, serially.
 
     X (n_samples, n_features), out (n_samples, n_outputs) written in place.  The rows
-    go through the layers config.PREDICT_CHUNK_ROWS at a time, between two scratch
-    buffers allocated once per call.  The kernel releases the GIL: the caller runs
-    disjoint row ranges on several Python threads (one compiled entry point less to
-    build than a prange driver: about 4.5 s of the first run's compile time).
+    go through the layers config.PREDICT_CHUNK_ROWS at a time: each chunk is copied
+    into a scratch buffer first, and every layer writes the next of two more, all
+    allocated once per call.  So ``dense_forward`` only ever sees writable C-ordered
+    arrays, the specialisation training compiles already.  The kernel releases the
+    GIL: the caller runs disjoint row ranges on several Python threads (one compiled
+    entry point less to build than a prange driver).
     """
     chunk = config.PREDICT_CHUNK_ROWS
     width = 0
     for layer in range(1, sizes.shape[0]):
         width = max(width, sizes[layer])
+    inputs = np.empty((chunk, sizes[0]), dtype=params.dtype)
     ping = np.empty(chunk * width, dtype=params.dtype)
     pong = np.empty(chunk * width, dtype=params.dtype)
     for r0 in range(row_start, row_stop, chunk):
-        r1 = min(r0 + chunk, row_stop)
-        n_rows = r1 - r0
-        a_prev = X[r0:r1]
+        n_rows = min(chunk, row_stop - r0)
+        for r in range(n_rows):
+            copy_row(X, r0 + r, inputs, r)
+        a_prev = inputs[:n_rows]
         for layer in range(sizes.shape[0] - 1):
             W, b = layer_weights(params, offsets, sizes, layer)
             a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
             dense_forward(a_prev, W, b, codes[layer], a)
             a_prev = a
             ping, pong = pong, ping
-        out[r0:r1] = a_prev
+        for r in range(n_rows):
+            copy_row(a_prev, r, out, r0 + r)
