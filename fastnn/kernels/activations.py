@@ -60,8 +60,10 @@ def _exp_impl(float_type, int_type, mantissa_bits, bias, lo, hi, coefficients):
         p = c[-1]
         for k in range(len(c) - 2, -1, -1):  # Horner; the tuple loop is unrolled
             p = p * r + c[k]
-        # Numba computes integer arithmetic in int64; cast back to the float's width.
-        scale = _bits_to_float(int_type((np.int64(n) + bias) << mantissa_bits))
+        # n is converted to the integer of the float's width (int32 for float32: one
+        # vector conversion instead of two to int64 and a narrowing); Numba computes the
+        # sum and shift in int64, which LLVM narrows back, given the final cast.
+        scale = _bits_to_float(int_type((int_type(n) + bias) << mantissa_bits))
         y = zero if x < lo else p * scale
         y = inf if x > hi else y
         return y if x == x else x  # NaN stays NaN, so divergence is still detected
