@@ -632,6 +632,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
     Workspaces are allocated here, once per ``fit``, and reused by every epoch.
     """
     sizes = np.array(arch.sizes, dtype=np.int64)
+    offsets, codes = arch.offsets, arch.activation_codes  # properties: computed once here
     tasks = compiled.make_tasks(arch.sizes)
     dtype = params.dtype.type
     params_t, grads = np.zeros_like(params), np.zeros_like(params)
@@ -647,9 +648,9 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
         global _ENGINE_PID
         _ENGINE_PID = _ENGINE_PID or os.getpid()
         return compiled.train_epoch(
-            params, params_t, grads, optimizer.slots, sizes, arch.offsets, arch.activation_codes,
-            tasks, X, Y, weights, order, first_row, stop, totals, batch_size, dtype(lr), dtype(l2),
-            optimizer.code, hyper, step, acts, deltas, targets, scales, chunk_losses, task_squares)
+            params, params_t, grads, optimizer.slots, sizes, offsets, codes, tasks, X, Y, weights,
+            order, first_row, stop, totals, batch_size, dtype(lr), dtype(l2), optimizer.code, hyper,
+            step, acts, deltas, targets, scales, chunk_losses, task_squares)
 
     return run_epoch
 
