@@ -281,6 +281,23 @@ def test_prediction_and_numpy_training_work_in_a_forked_child(sequential, layer)
     assert_same_bits(result[1], reference, "numpy backend in a forked child")
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+@pytest.mark.skipif(fastnn.config.NUMBA_MAX_THREADS < 2, reason="needs 2 threads")
+def test_prediction_on_threads_works_in_a_forked_child(sequential):
+    """Several row ranges are predicted on a thread pool that the process keeps; a child
+    forked after the parent used it needs one of its own (the parent's threads do not
+    exist there) instead of waiting for them forever."""
+    X = np.random.default_rng(3).standard_normal((3 * fastnn.config.PREDICT_CHUNK_ROWS, 8))
+    expected = predict_output(MODELS["a"], sequential["a"], X, threads=2)
+    assert_same_bits(expected, predict_output(MODELS["a"], sequential["a"], X, threads=1),
+                     "prediction on 2 threads")
+
+    code, result = run_in_forked_child(
+        lambda: predict_output(MODELS["a"], sequential["a"], X, threads=2), timeout=60)
+    assert code == 0 and result is not None, f"the forked child {describe_exit(code)}"
+    assert_same_bits(result, expected, "prediction on 2 threads in a forked child")
+
+
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_training_in_a_fresh_child_process_matches_the_parent(sequential, method):
     if method not in multiprocessing.get_all_start_methods():
