@@ -122,7 +122,7 @@ class PartitionState:
     rng is its generator as it was before the epoch's row order was drawn (once the
     partition has finished the epoch: after the draw, ready for the next); next_row
     the position in that order where its next round starts; totals the epoch's running
-    (loss sum, weight sum), float64 array of shape (2,).
+    sums (``trainer.epoch_totals``).
     """
 
     rng: object
@@ -190,7 +190,7 @@ class RunState:
                       if name.startswith(f"p{p}_")}
             partitions.append(PartitionState(model_io._rng_from_json(doc["rng"], arrays),
                                              int(doc["next_row"]),
-                                             np.array(doc["totals"], dtype=np.float64)))
+                                             trainer.epoch_totals(doc["totals"])))
         state = cls(model.params, optimizer, history, partitions, int(extra["rounds"]),
                     int(extra["start_epoch"]), tuple(extra["rows"]), extra["batch_size"],
                     extra["sync_every"])
@@ -334,7 +334,7 @@ class _Job:
     shuffle: bool
     rng: object
     next_row: int
-    totals: np.ndarray  # the epoch's running (loss sum, weight sum) so far
+    totals: np.ndarray  # the epoch's running sums so far (trainer.epoch_totals)
     max_batches: object  # int, or None for the rest of the epoch
     backend: str
     threads: int
@@ -493,7 +493,7 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
         optimizer = make_optimizer(optimizer, lr)
         history = trainer.History() if history is None else history
         parts = [PartitionState(copy.deepcopy(caller_rng) if p == 0
-                                else _partition_rng(caller_rng, p), 0, np.zeros(2))
+                                else _partition_rng(caller_rng, p), 0, trainer.epoch_totals())
                  for p in range(n_parts)]
         rounds, start_epoch = 0, history.epochs
     history.optimizer, history.stop_reason, history.best_epoch = optimizer, None, None
@@ -590,7 +590,7 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
                 history.stop_reason = "diverged"
                 break
             for part in parts:  # the epoch is done: the next one starts afresh
-                part.next_row, part.totals = 0, np.zeros(2)
+                part.next_row, part.totals = 0, trainer.epoch_totals()
             logs = {"loss": float(loss)}
             if validation_data is not None:
                 logs.update(trainer._evaluate(arch, params, *validation_data, metrics, backend,

@@ -388,7 +388,7 @@ def model_from_file(model, path):
             if "partial" in record:
                 partial = PartialEpoch(arrays.pop("history_partial_order"),
                                        int(record["partial"]["next_row"]),
-                                       np.array(record["partial"]["totals"], dtype=np.float64))
+                                       record["partial"]["totals"])
             history = History({key: list(values) for key, values in record["history"].items()},
                               optimizer, record["stop_reason"], record["best_epoch"],
                               record.get("signal"), partial)

@@ -456,7 +456,10 @@ class Sequential:
             "mse" / "mean_squared_error" (linear); None takes the head's.
         metrics : sequence of str
             "accuracy" (also "acc", "categorical_accuracy" for softmax and
-            "binary_accuracy" for sigmoid), "r2".
+            "binary_accuracy" for sigmoid), "r2".  During ``fit``, the training
+            accuracy is the running mean over each epoch's batches, measured before
+            their updates, like the loss (as Keras reports both; it costs nothing);
+            r2 takes a forward pass over the training rows after each epoch.
         l2 : float
             L2 penalty on the weights (not the biases), added to the training loss.
         schedule : str, schedules.Schedule, callable or None

@@ -5,7 +5,7 @@ so the training run itself cannot say how long its forward pass took.  This
 module estimates the split from the outside:
 
 * **Kernel timings.**  Each serial kernel the epoch calls (``dense_forward``,
-  ``output_delta``, ``dense_backward``, ``param_grad``, ``add_l2``,
+  ``output_delta``, ``count_right``, ``dense_backward``, ``param_grad``, ``add_l2``,
   ``optimizer_step``, ``transpose_weights``) is called from Python on the model's
   real shapes: forward and backward on chunks of ``config.CHUNK_ROWS`` rows, the
   gradient on a whole mini-batch, the update on each task's parameter range
@@ -132,8 +132,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     ``make_tasks``]}.  Works on copies:
     the model's parameters and optimizer state are not touched.
     """
-    from .kernels import (add_l2, dense_backward, dense_forward, optimizer_step, output_delta,
-                          param_grad)
+    from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
+                          output_delta, param_grad)
     from .kernels.epoch import make_tasks, transpose_weights
     from .network import layer_views
 
@@ -171,8 +171,9 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
                                    (a_prev[:0], W, b, codes[layer], out[:0]))
     out = np.empty((chunk, arch.sizes[-1]), dtype=dtype)
     args = (acts[-1][:chunk], targets[:chunk], codes[-1], scale[:chunk], out)
-    backward += _kernel_seconds(output_delta, args, tuple(a[:0] if isinstance(a, np.ndarray)
-                                                          else a for a in args))
+    empty = tuple(a[:0] if isinstance(a, np.ndarray) else a for a in args)
+    backward += _kernel_seconds(output_delta, args, empty)
+    backward += _kernel_seconds(count_right, args[:4], empty[:4])
     for layer in range(n_layers - 1, 0, -1):
         delta, a_prev = deltas[layer + 1][:chunk], acts[layer][:chunk]
         out = np.empty((chunk, arch.sizes[layer]), dtype=dtype)

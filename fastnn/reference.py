@@ -67,6 +67,17 @@ ROW_LOSSES = {
 }
 
 
+def rows_right(head, y, p):
+    """bool (n,): the rows whose output p is right for target y.
+
+    softmax: the arg max agrees (the first one, on ties); other heads: every output
+    is on the same side of 0.5 as its target.  This is the "accuracy" metric.
+    """
+    if head == "softmax":
+        return y.argmax(axis=1) == p.argmax(axis=1)
+    return ((y > 0.5) == (p > 0.5)).all(axis=1)
+
+
 # ---------------------------------------------------------------------------
 # Kernel twins (same names and argument order as fastnn.kernels)
 # ---------------------------------------------------------------------------
@@ -90,6 +101,15 @@ def output_delta(p, y, activation, scale, out):
     """
     out[:] = (p - y) * scale[:, None]
     return float(np.sum(scale * ROW_LOSSES[_NAMES[activation]](p, y)))
+
+
+def count_right(p, y, activation, scale):
+    """The rows of p predicted right for y (``rows_right``), each counted as its scale.
+
+    p, y (n, n_outputs); scale (n,) as for ``output_delta``, so the return value is
+    the batch's (weighted) accuracy.
+    """
+    return float(np.sum(scale * rows_right(_NAMES[activation], y, p)))
 
 
 def dense_backward(delta, WT, a_prev, activation, out):
@@ -208,7 +228,7 @@ def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, 
 
     order is an int64 permutation of the rows, first_row where to start in it, stop
     an int64 array of shape (1,) read before every batch (non-zero: return there),
-    totals a float64 array of shape (2,) of running sums added to in place (see
+    totals a float64 array of shape (3,) of running sums added to in place (see
     below), batch_size the rows per batch (the last batch may be smaller).  code, hyper and
     slots select the optimizer and hold its state (default: plain SGD); step counts
     the mini-batches done before this call.  l2 adds ``0.5 * l2 * sum(W**2)`` (weights
@@ -217,8 +237,9 @@ def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, 
     sample_weight (n_samples,) weighs the rows.
 
     totals[0] gets each batch's (weighted) mean loss, measured before its update
-    (as Keras and scikit-learn report it), times the batch's weight, and totals[1]
-    that weight.  Returns where in order the next batch starts, as the compiled twin.
+    (as Keras and scikit-learn report it), times the batch's weight, totals[1] that
+    weight, and totals[2] the batch's accuracy (``count_right``) times its weight.
+    Returns where in order the next batch starts, as the compiled twin.
     """
     dtype = params.dtype.type
     hyper = np.zeros(3) if hyper is None else hyper
@@ -230,8 +251,9 @@ def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, 
         step += 1
         batch_weight = weights[rows].sum()
         activations = forward(arch, params, X[rows])
-        grads, batch_loss = backward(arch, params, activations, Y[rows],
-                                     weights[rows] * (1 / batch_weight))
+        scale = weights[rows] * (1 / batch_weight)
+        grads, batch_loss = backward(arch, params, activations, Y[rows], scale)
+        batch_right = count_right(activations[-1], Y[rows], arch.activation_codes[-1], scale)
         if l2 != 0:
             penalty = 0.0
             for l, (fan_in, fan_out) in enumerate(zip(arch.sizes[:-1], arch.sizes[1:])):
@@ -244,6 +266,7 @@ def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, 
                            dtype(lr), step)
         totals[0] += batch_loss * batch_weight
         totals[1] += batch_weight
+        totals[2] += batch_right * batch_weight
         start += len(rows)
     return start
 

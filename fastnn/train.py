@@ -40,7 +40,7 @@ from .datasets import (DATASETS, SCALINGS, SPLIT_SEED, TEST_SIZE, DataError, fil
 from .network import DTYPES, HIDDEN_ACTIVATIONS, INITIALIZERS
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES, schedule_config
-from .trainer import BACKENDS, Callback, DivergenceError
+from .trainer import BACKENDS, RUNNING_METRICS, Callback, DivergenceError
 
 PROG = "fastnn.train"
 
@@ -767,17 +767,18 @@ def _metric_for(task):
     return "accuracy" if task == "classification" else "r2"
 
 
-def _wants_epoch_metrics(args):
-    """Whether accuracy (r2) is computed after every epoch, not only at the end.
+def _wants_epoch_metrics(args, task):
+    """Whether accuracy (r2) is computed for every epoch, not only at the end.
 
-    It costs a forward pass over the training rows and a scikit-learn scorer per
-    epoch (on digits about as long as the epoch itself, see --profile), so only when
-    something uses it: the progress lines of --verbose, --plot, --metrics-json, a
-    validation split, or a --monitor on it.
+    Accuracy always: the epoch kernels count it as they go (the running accuracy,
+    as Keras reports it).  r2 costs a forward pass over the training rows and a
+    scikit-learn scorer per epoch (see --profile), so only when something uses it:
+    the progress lines of --verbose, --plot, --metrics-json, a validation split, or
+    a --monitor on it.
     """
     monitor = (args.monitor or "").removeprefix("val_")
-    return bool(args.verbose or args.plot or args.metrics_json or args.validation_split > 0
-                or monitor in ("accuracy", "r2"))
+    return bool(_metric_for(task) in RUNNING_METRICS or args.verbose or args.plot
+                or args.metrics_json or args.validation_split > 0 or monitor in ("accuracy", "r2"))
 
 
 def _optimizer_config(args):
@@ -831,7 +832,7 @@ def _new_model(args, data, epochs):
               for i, (width, activation) in enumerate(zip(widths, activations))]
     try:
         model = Sequential(layers, dtype=args.dtype, init=args.init, random_state=args.seed)
-        metrics = [_metric_for(data.task)] if _wants_epoch_metrics(args) else []
+        metrics = [_metric_for(data.task)] if _wants_epoch_metrics(args, data.task) else []
         model.compile(optimizer=_optimizer_config(args), metrics=metrics,
                       l2=args.l2, schedule=_schedule(args, epochs, args.validation_split > 0))
     except ValueError as exc:
@@ -1244,10 +1245,12 @@ def _profile(model, data, settings, run, timings, eval_sets, args):
                          if settings["shuffle"] and batch < n_fit else 0.0)
     epoch = statistics.median(run.epoch_seconds)
     # After each epoch the trainer predicts the validation rows (val_loss), and the
-    # training rows when metrics are computed (see _wants_epoch_metrics).
-    metrics = model._fastnn_metrics() or [_metric_for(data.task)]
-    train_scoring = profile.evaluation_seconds(model.arch, model.params, X_fit, Y_fit, metrics,
-                                               threads=args.threads)
+    # training rows for a metric computed every epoch that the epoch kernels do not
+    # count as they go, r2 (see _wants_epoch_metrics).
+    metrics = [m for m in model._fastnn_metrics() or [_metric_for(data.task)]
+               if m not in RUNNING_METRICS]
+    train_scoring = (profile.evaluation_seconds(model.arch, model.params, X_fit, Y_fit, metrics,
+                                                threads=args.threads) if metrics else 0.0)
     val_scoring = 0.0
     if n_val:
         val_scoring = profile.evaluation_seconds(
@@ -1440,7 +1443,7 @@ class _Output:
             f"epochs (first {p['first_epoch_s'] * ms:.3f} ms)",
         ]
         notes = {"forward": "dense_forward, chunks of rows in parallel",
-                 "backward": "output_delta + dense_backward",
+                 "backward": "output_delta + count_right + dense_backward",
                  "gradient": "param_grad, tasks in parallel",
                  "update": "optimizer_step (+ add_l2) + W.T refresh",
                  "shuffle": "permutation draw"}
@@ -1451,20 +1454,22 @@ class _Output:
                      f"{100 * p['remainder_s'] / epoch:5.1f} %  measured minus the above: "
                      f"parallel regions and waits, row gathers, loss sums")
         scored = []
-        if p["train_metrics"]:
+        if p["train_metrics"] and p["train_scoring_s"]:
             scored.append(f"metrics on the {p['rows']} training rows")
         if p["validation_rows"]:
             scored.append(f"scores of the {p['validation_rows']} validation rows")
+        evaluation = []  # (seconds, what), printed under one "evaluation" label
         if scored:
-            lines.append(f"  evaluation  {p['evaluation_per_epoch_s'] * ms:9.3f} ms  per epoch, "
-                         f"after it (not in the epoch time): {' and '.join(scored)}")
+            evaluation.append((p["evaluation_per_epoch_s"], "per epoch, after it (not in the "
+                               f"epoch time): {' and '.join(scored)}"))
+        elif p["train_metrics"]:
+            evaluation.append((0.0, "per epoch: the training accuracy is counted within it"))
         if not p["train_metrics"]:
-            label = "" if scored else "evaluation"
-            lines.append(f"  {label:<10}  {p['train_scoring_s'] * ms:9.3f} ms  per epoch if "
-                         f"accuracy were computed on the training rows after every epoch (not "
-                         f"in this run)")
-        lines.append(f"              {p['final_evaluation_s'] * ms:9.3f} ms  once: final "
-                     f"predictions on every split")
+            evaluation.append((p["train_scoring_s"], "per epoch if r2 were computed on the "
+                               "training rows after every epoch (not in this run)"))
+        evaluation.append((p["final_evaluation_s"], "once: final predictions on every split"))
+        for i, (seconds, what) in enumerate(evaluation):
+            lines.append(f"  {'evaluation' if i == 0 else '':<10}  {seconds * ms:9.3f} ms  {what}")
         lines.append(f"  speed       {p['flops_per_epoch']['total'] / 1e6:.1f} MFLOP per epoch: "
                      f"{p['gflops']:.1f} GFLOP/s = {p['percent_of_peak']:.1f} % of measured "
                      f"peak {p['peak_gflops']:.1f} GFLOP/s ({p['peak_method']})")

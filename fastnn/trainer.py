@@ -159,14 +159,36 @@ class EarlyStopping:
         return improvement(self.monitor, value, best)
 
 
+def epoch_totals(values=None):
+    """An epoch's running sums, which the epoch kernels add to: float64 array of shape (3,).
+
+    They are the sums over its batches of the batch's weight times its mean loss,
+    the weights, and the weight times its accuracy (see ``reference.train_epoch``).
+    values: saved sums to start from (default: zeros).  Sums saved before fastnn kept
+    the accuracy have two entries; the accuracy of that epoch is then unknown (NaN).
+    """
+    if values is None:
+        return np.zeros(3)
+    totals = np.array(values, dtype=np.float64)
+    if totals.shape == (2,):
+        totals = np.append(totals, np.nan)
+    if totals.shape != (3,):
+        raise ValueError(f"an epoch's running sums are 3 numbers (loss, weight, accuracy), "
+                         f"got an array of shape {totals.shape}")
+    return totals
+
+
 @dataclass
 class PartialEpoch:
     """An epoch interrupted at a batch boundary: its row order, where the next batch
-    starts, and its running (loss_sum, weight_sum), float64 array of shape (2,)."""
+    starts, and its running sums (given to ``epoch_totals``: None for zeros)."""
 
     order: np.ndarray
     next_row: int
     totals: np.ndarray
+
+    def __post_init__(self):
+        self.totals = epoch_totals(self.totals)
 
 
 @dataclass
@@ -206,14 +228,13 @@ class History:
 
 
 def accuracy(head, Y, out):
-    """Fraction of rows predicted right: arg max for softmax, every output > 0.5 otherwise.
+    """Fraction of rows predicted right (``reference.rows_right``: arg max for softmax,
+    every output on its target's side of 0.5 otherwise).
 
     The value of scikit-learn's accuracy_score, without its input checks (0.7 ms a
     call on digits, a quarter of an epoch: these inputs are the trainer's own).
     """
-    if head == "softmax":
-        return float(np.mean(Y.argmax(axis=1) == out.argmax(axis=1)))
-    return float(np.mean(((Y > 0.5) == (out > 0.5)).all(axis=1)))
+    return float(np.mean(reference.rows_right(head, Y, out)))
 
 
 def r2(head, Y, out):
@@ -225,6 +246,10 @@ def r2(head, Y, out):
 
 #: Metrics by name: f(head, Y, output) -> float.
 METRICS = {"accuracy": accuracy, "r2": r2}
+
+#: Metrics the epoch kernels keep a running sum of (``epoch_totals``): on the
+#: training rows they cost no pass of their own.
+RUNNING_METRICS = ("accuracy",)
 
 
 def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd", schedule=None,
@@ -263,7 +288,10 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         does), held out as validation data when validation_data is None.
     metrics : sequence of str
         Names from METRICS, computed after every epoch on the validation data and,
-        unless train_metrics is False, on the training rows (one more forward pass).
+        unless train_metrics is False, on the training rows.  There, accuracy is the
+        running mean over the epoch's batches, each measured before its update, like
+        the loss (and as Keras reports both): the epoch kernels count it for free.
+        Other metrics (r2) take one more forward pass over the training rows.
     train_metrics : bool
     early_stopping : EarlyStopping or None
     on_divergence : "raise" or "stop"
@@ -348,7 +376,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
             lr_epoch = schedule(epoch - 1, optimizer.lr, history.history)
             partial = _take_partial_epoch(history, n, batch_size)
             if partial is None:
-                partial = PartialEpoch(epoch_order(rng, n, batch_size, shuffle), 0, np.zeros(2))
+                partial = PartialEpoch(epoch_order(rng, n, batch_size, shuffle), 0, None)
             snapshots.append((epoch - 1, params.copy(), optimizer.slots.copy(),
                               optimizer.iterations))
             start = time.perf_counter()
@@ -375,7 +403,11 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                 break
             logs = {"loss": float(loss)}
             if train_metrics:
-                logs.update(_evaluate(arch, params, X, Y, metrics, backend, ""))
+                passed = _evaluate(arch, params, X, Y,
+                                   [m for m in metrics if m not in RUNNING_METRICS], backend, "")
+                running = {"accuracy": float(partial.totals[2] / partial.totals[1])}
+                logs.update({m: running[m] if m in RUNNING_METRICS else passed[m]
+                             for m in metrics})
             if validation_data is not None:
                 logs.update(_evaluate(arch, params, *validation_data, metrics, backend, "val_",
                                       with_loss=True))
@@ -640,7 +672,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
     deltas = np.zeros_like(acts)
     targets = np.zeros((batch_size, sizes[-1]), dtype=dtype)
     scales = np.zeros(batch_size, dtype=dtype)
-    chunk_losses = np.zeros(-(-batch_size // config.CHUNK_ROWS))
+    chunk_sums = np.zeros((-(-batch_size // config.CHUNK_ROWS), 2))
     task_squares = np.zeros(tasks.shape[0])
     hyper = optimizer.hyperparameters()
 
@@ -650,7 +682,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
         return compiled.train_epoch(
             params, params_t, grads, optimizer.slots, sizes, offsets, codes, tasks, X, Y, weights,
             order, first_row, stop, totals, batch_size, dtype(lr), dtype(l2), optimizer.code, hyper,
-            step, acts, deltas, targets, scales, chunk_losses, task_squares)
+            step, acts, deltas, targets, scales, chunk_sums, task_squares)
 
     return run_epoch
 

@@ -157,6 +157,35 @@ def test_output_delta_propagates_nan(code):
 
 
 # ---------------------------------------------------------------------------
+# count_right
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", [SOFTMAX, SIGMOID, IDENTITY], ids=["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("shape", OUTPUT_SHAPES, ids=shape_id)
+def test_count_right(shape, code, dtype):
+    p, y = head_outputs(generator("right", shape, code, dtype), shape, code, dtype)
+    weights = generator("weights", shape).uniform(0.1, 2.0, shape[0])
+    scale = (weights / weights.sum()).astype(dtype)
+    assert_close(kernels.count_right(p, y, code, scale),
+                 reference.count_right(p, y, code, scale), dtype=dtype)
+
+
+@pytest.mark.parametrize("code", [SOFTMAX, SIGMOID], ids=["softmax", "sigmoid"])
+def test_count_right_by_hand(code):
+    """Ties go to the first arg max, as np.argmax; 0.5 itself counts as below."""
+    p = np.array([[0.4, 0.4, 0.2], [0.1, 0.6, 0.3], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])
+    y = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    scale = np.array([0.1, 0.2, 0.3, 0.4])
+    # softmax: rows 0 (a tie), 1 and 3 right; sigmoid (every output on its target's
+    # side of 0.5): row 1 only (row 3's 0.5 is not above 0.5, where its target 1 is).
+    expected = 0.1 + 0.2 + 0.4 if code == SOFTMAX else 0.2
+    assert kernels.count_right(p, y, code, scale) == pytest.approx(expected, abs=1e-15)
+    assert reference.count_right(p, y, code, scale) == pytest.approx(expected, abs=1e-15)
+
+
+# ---------------------------------------------------------------------------
 # dense_backward
 # ---------------------------------------------------------------------------
 

@@ -156,17 +156,20 @@ def test_train_epoch_is_sgd_on_the_batches(rng):
     arch, params, X, Y = make_problem(rng, (4, 6, 3), ("sigmoid",), "softmax", n=11)
     order = rng.permutation(11).astype(np.int64)
     expected = [(W.copy(), b.copy()) for W, b in layer_views(arch, params)]
-    expected_total = 0.0
+    expected_total, expected_right = 0.0, 0.0
     for start in range(0, 11, 4):  # batches of 4, 4 and 3 rows
         rows = order[start:start + 4]
+        p = naive.predict(expected, arch.activations, arch.head, X[rows])  # before the update
+        expected_right += float(np.sum(p.argmax(axis=1) == Y[rows].argmax(axis=1)))
         grads, loss = naive.gradients(expected, arch.activations, arch.head, X[rows], Y[rows])
         expected_total += loss * len(rows)
         expected = [(W - 0.3 * gW, b - 0.3 * gb) for (W, b), (gW, gb) in zip(expected, grads)]
-    totals = np.zeros(2)
+    totals = np.zeros(3)
     next_row = reference.train_epoch(arch, params, X, Y, order, 0, np.zeros(1, np.int64), totals,
                                      4, 0.3)
     assert next_row == 11 and totals[1] == 11
     assert_close(totals[0] / totals[1], expected_total / 11)
+    assert_close(totals[2], expected_right)  # the running accuracy, times the 11 rows
     for (W, b), (eW, eb) in zip(layer_views(arch, params), expected):
         assert_close(W, eW)
         assert_close(b, eb)

@@ -48,6 +48,46 @@ def test_validation_split_holds_out_the_last_rows(rng, backend):
     assert history.history["val_accuracy"][-1] == np.mean(p.argmax(1) == Y[45:].argmax(1))
 
 
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_training_accuracy_is_the_running_mean_before_each_update(rng, backend, head):
+    """As the loss (and as Keras reports both): with full batches, epoch k's training
+    accuracy and loss are those of the weights the epoch started from."""
+    arch, params, X, Y = problem(rng, head=head)
+    if head == "sigmoid":  # multi-label 0/1 targets
+        Y = (rng.random(Y.shape) < 0.5).astype(Y.dtype)
+    starts = []
+    history = fit(arch, params, X, Y, epochs=4, batch_size=0, lr=0.5, metrics=["accuracy"],
+                  backend=backend,
+                  callbacks=[lambda epoch, logs: starts.append(params.copy())])
+    starts = [None] + starts[:-1]
+    for epoch, start in enumerate(starts[1:], start=1):
+        out = reference.predict_proba(arch, start, X)
+        assert history.history["accuracy"][epoch] == pytest.approx(
+            trainer.accuracy(arch.head, Y, out), abs=1e-12)
+        assert history.history["loss"][epoch] == pytest.approx(
+            reference.loss(arch, start, X, Y), rel=1e-12)
+
+
+def test_training_accuracy_with_mini_batches_agrees_across_backends(rng):
+    arch, params0, X, Y = problem(rng)
+    histories = [fit(arch, params0.copy(), X, Y, epochs=3, batch_size=7, lr=0.3, random_state=0,
+                     metrics=["accuracy"], sample_weight=np.linspace(0.5, 2, 60), backend=b)
+                 for b in ("numpy", "numba")]
+    np.testing.assert_allclose(histories[0].history["accuracy"],
+                               histories[1].history["accuracy"], rtol=1e-12)
+    assert 0 < histories[0].history["accuracy"][0] < histories[0].history["accuracy"][-1] <= 1
+
+
+def test_an_epoch_s_running_sums_are_checked(rng):
+    # Sums saved before fastnn kept the accuracy: that epoch's accuracy is unknown.
+    sums = trainer.PartialEpoch(np.arange(60), 16, [1.5, 16.0]).totals
+    assert sums[:2].tolist() == [1.5, 16.0] and np.isnan(sums[2])
+    for bad in ([1.0], [1.0, 2.0, 3.0, 4.0], [[1.0, 2.0, 3.0]]):
+        with pytest.raises(ValueError, match="3 numbers"):
+            trainer.PartialEpoch(np.arange(60), 16, bad)
+
+
 def test_r2_metric_for_regression(rng):
     arch, params, X, Y = make_problem(rng, (5, 11, 2), ("relu",), "identity", "float64", n=40)
     history = fit(arch, params, X, Y, epochs=2, batch_size=10, lr=0.01, random_state=0,
@@ -278,6 +318,6 @@ def test_signal_during_an_epoch_stops_at_a_batch_boundary_and_resumes_exactly(rn
 def test_an_interrupted_epoch_needs_the_same_data_and_batch_size(rng):
     arch, params, X, Y = problem(rng)
     history = fit(arch, params, X, Y, epochs=1, batch_size=8, lr=0.1)
-    history.partial = trainer.PartialEpoch(np.arange(60), 16, np.zeros(2))
+    history.partial = trainer.PartialEpoch(np.arange(60), 16, None)
     with pytest.raises(ValueError, match="same data and batch size"):
         fit(arch, params, X, Y, epochs=1, batch_size=6, lr=0.1, history=history)

@@ -1,7 +1,8 @@
 """Numba kernels, each a twin of the function of the same name in ``fastnn.reference``."""
 
-from .dense import dense_backward, dense_forward, matmul_acc, output_delta, param_grad
+from .dense import (count_right, dense_backward, dense_forward, matmul_acc, output_delta,
+                    param_grad)
 from .optimizers import add_l2, optimizer_step
 
-__all__ = ["add_l2", "dense_backward", "dense_forward", "matmul_acc", "optimizer_step",
+__all__ = ["add_l2", "count_right", "dense_backward", "dense_forward", "matmul_acc", "optimizer_step",
            "output_delta", "param_grad"]

@@ -108,6 +108,36 @@ def output_delta(p, y, activation, scale, out):
 
 
 @njit(**config.JIT_OPTIONS)
+def count_right(p, y, activation, scale):
+    """The rows of p predicted right for y, each counted as scale[i]; a float64.
+
+    softmax: the first arg max of the row agrees; other heads: every output is on
+    the same side of 0.5 as its target.  p, y (n, n_outputs), scale (n,) as for
+    ``output_delta``, so the return value is the batch's (weighted) accuracy.
+    """
+    n, width = p.shape
+    half = p.dtype.type(0.5)
+    right = 0.0
+    for i in range(n):
+        if activation == SOFTMAX:
+            p_max, y_max = 0, 0
+            for j in range(1, width):
+                if p[i, j] > p[i, p_max]:
+                    p_max = j
+                if y[i, j] > y[i, y_max]:
+                    y_max = j
+            row_right = p_max == y_max
+        else:
+            row_right = True
+            for j in range(width):
+                if (p[i, j] > half) != (y[i, j] > half):
+                    row_right = False
+        if row_right:
+            right += scale[i]
+    return right
+
+
+@njit(**config.JIT_OPTIONS)
 def dense_backward(delta, WT, a_prev, activation, out):
     """out = (delta @ WT) * act'(a_prev), the delta of the previous layer, fused.
 

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import config
-from .dense import dense_backward, dense_forward, output_delta, param_grad
+from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
 from .optimizers import add_l2, optimizer_step
 
 
@@ -106,8 +106,8 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, weight
     """Forward and backward pass of batch rows [r0, r1): fills their activations and deltas.
 
     rows holds the indices into X, Y and weights of the whole batch; each row's
-    delta is scaled by its weight times inv_batch_weight.  Returns the chunk's part
-    of the batch's mean loss.
+    delta is scaled by its weight times inv_batch_weight.  Returns the chunk's parts
+    of the batch's mean loss and of its accuracy, as a tuple of two floats.
     """
     n_layers = sizes.shape[0] - 1
     batch_size = targets.shape[0]
@@ -121,8 +121,9 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, weight
         dense_forward(layer_rows(acts, sizes, layer, batch_size)[r0:r1], W, b, codes[layer],
                       layer_rows(acts, sizes, layer + 1, batch_size)[r0:r1])
     delta = layer_rows(deltas, sizes, n_layers, batch_size)[r0:r1]
-    loss = output_delta(layer_rows(acts, sizes, n_layers, batch_size)[r0:r1], targets[r0:r1],
-                        codes[n_layers - 1], scales[r0:r1], delta)
+    output = layer_rows(acts, sizes, n_layers, batch_size)[r0:r1]
+    loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
+    right = count_right(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1])
     for layer in range(n_layers - 1, 0, -1):
         fan_in, fan_out = sizes[layer], sizes[layer + 1]
         WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
@@ -130,7 +131,7 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, weight
         dense_backward(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
                        codes[layer - 1], delta_prev)
         delta = delta_prev
-    return loss
+    return loss, right
 
 
 @njit(**config.JIT_OPTIONS)
@@ -165,7 +166,7 @@ def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr
 @njit(**config.PARALLEL_OPTIONS)
 def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X, Y, weights, order,
                 first_row, stop, totals, batch_size, lr, l2, optimizer, hyper, step, acts, deltas,
-                targets, scales, chunk_losses, task_squares):
+                targets, scales, chunk_sums, task_squares):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
@@ -188,10 +189,11 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
     stop : int64 ndarray of shape (1,)
         Read before every mini-batch: when non-zero (set by another thread, e.g. on
         Ctrl-C) the epoch returns at that batch boundary.
-    totals : float64 ndarray of shape (2,)
+    totals : float64 ndarray of shape (3,)
         Running sums, added to in place: of each batch's (weighted) mean loss,
-        measured before its update, times the batch's weight; and of those weights.
-        The epoch's mean loss is totals[0] / totals[1].
+        measured before its update, times the batch's weight; of those weights; and
+        of each batch's accuracy (``count_right``, before the update) times its weight.
+        The epoch's mean loss is totals[0] / totals[1], its accuracy totals[2] / totals[1].
     batch_size : int
     lr, l2 : scalars of the parameters' dtype
         Learning rate; L2 penalty (scikit-learn's alpha: 0.5 * l2 * sum(W**2) divided by
@@ -202,7 +204,8 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
     acts, deltas : ndarray of shape (batch_size * sum(sizes),)
         Batch buffers (see ``layer_rows``).
     targets : ndarray of shape (batch_size, n_outputs); scales : ndarray of shape (batch_size,)
-    chunk_losses : float64 ndarray of shape (ceil(batch_size / CHUNK_ROWS),)
+    chunk_sums : float64 ndarray of shape (ceil(batch_size / CHUNK_ROWS), 2)
+        Each chunk's part of the batch's mean loss and accuracy.
     task_squares : float64 ndarray of shape (n_tasks,)
 
     Returns
@@ -226,7 +229,7 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
         inv_batch_weight = one / batch_weight
         n_chunks = (n_rows + chunk - 1) // chunk
         for c in prange(n_chunks):
-            chunk_losses[c] = forward_backward_chunk(
+            chunk_sums[c, 0], chunk_sums[c, 1] = forward_backward_chunk(
                 params, params_t, sizes, offsets, codes, X, Y, weights, rows, c * chunk,
                 min(c * chunk + chunk, n_rows), inv_batch_weight, acts, deltas, targets, scales)
         for t in prange(tasks.shape[0]):
@@ -234,9 +237,10 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
                                           tasks[t], n_rows, lr, l2 * inv_batch_weight, optimizer,
                                           hyper, step, acts,
                                           deltas)
-        batch_loss = 0.0
+        batch_loss, batch_right = 0.0, 0.0
         for c in range(n_chunks):  # fixed order, as every sum here
-            batch_loss += chunk_losses[c]
+            batch_loss += chunk_sums[c, 0]
+            batch_right += chunk_sums[c, 1]
         if l2 != 0:
             squares = 0.0
             for t in range(tasks.shape[0]):
@@ -244,6 +248,7 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
             batch_loss += 0.5 * l2 * inv_batch_weight * squares
         totals[0] += batch_loss * batch_weight
         totals[1] += batch_weight
+        totals[2] += batch_right * batch_weight
         batch_start += n_rows
     return batch_start
 
