@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fastnn import fit, predict_output
+from fastnn import SGD, Dense, Sequential, fit, predict_output
 
 from .common import digits, tutorial_model
 
@@ -21,6 +21,26 @@ class TimeEpochW1:
     def time_epoch(self, backend, dtype, threads):
         fit(self.arch, self.params, self.X, self.Y, epochs=1, batch_size=64, lr=0.5,
             random_state=0, backend=backend, threads=threads)
+
+
+class TimeSequentialEpochW1:
+    """The Keras-like front end's epoch, with and without a training metric: the
+    running accuracy is counted inside the compiled epoch, so the two should match."""
+
+    params = ["none", "accuracy"]
+    param_names = ["metric"]
+
+    def setup(self, metric):
+        self.X, _, self.Y, _ = digits()
+        self.model = Sequential([Dense(128, activation="sigmoid", input_dim=64),
+                                 Dense(128, activation="sigmoid"),
+                                 Dense(10, activation="softmax")], random_state=0)
+        self.model.compile(SGD(lr=0.5), "categorical_crossentropy",
+                           metrics=[] if metric == "none" else [metric])
+        self.model.fit(self.X, self.Y, epochs=1, batch_size=64, verbose=0)  # compile or load
+
+    def time_epoch(self, metric):
+        self.model.fit(self.X, self.Y, epochs=1, batch_size=64, verbose=0)
 
 
 class TrackAccuracyW1:
