@@ -116,14 +116,18 @@ def head_outputs(rng, shape, code, dtype):
     return np.ascontiguousarray(p, dtype=dtype), np.ascontiguousarray(y, dtype=dtype)
 
 
+def row_scale(shape, dtype):
+    """Row weights over their sum, as with sample weights (all 1 / n without)."""
+    weights = generator("weights", shape).uniform(0.1, 2.0, shape[0])
+    return (weights / weights.sum()).astype(dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("code", [SOFTMAX, SIGMOID, IDENTITY], ids=["softmax", "sigmoid", "identity"])
 @pytest.mark.parametrize("shape", OUTPUT_SHAPES, ids=shape_id)
 def test_output_delta(shape, code, dtype):
     p, y = head_outputs(generator("delta", shape, code, dtype), shape, code, dtype)
-    # Row weights over their sum, as with sample weights (all 1 / n without).
-    weights = generator("weights", shape).uniform(0.1, 2.0, shape[0])
-    scale = (weights / weights.sum()).astype(dtype)
+    scale = row_scale(shape, dtype)
     out, expected = garbage(shape, dtype), np.empty(shape, dtype=dtype)
     loss = kernels.output_delta(p, y, code, scale, out)
     expected_loss = reference.output_delta(p, y, code, scale, expected)
@@ -166,8 +170,7 @@ def test_output_delta_propagates_nan(code):
 @pytest.mark.parametrize("shape", OUTPUT_SHAPES, ids=shape_id)
 def test_count_right(shape, code, dtype):
     p, y = head_outputs(generator("right", shape, code, dtype), shape, code, dtype)
-    weights = generator("weights", shape).uniform(0.1, 2.0, shape[0])
-    scale = (weights / weights.sum()).astype(dtype)
+    scale = row_scale(shape, dtype)
     assert_close(kernels.count_right(p, y, code, scale),
                  reference.count_right(p, y, code, scale), dtype=dtype)
 
