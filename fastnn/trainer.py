@@ -384,7 +384,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                                  optimizer.iterations)
             seconds = time.perf_counter() - start
             optimizer.iterations += -(-(next_row - partial.next_row) // batch_size)
-            loss = partial.totals[0] / partial.totals[1] if partial.totals[1] > 0 else 0.0
+            loss, weight, right = partial.totals
+            loss, right = (loss / weight, right / weight) if weight > 0 else (0.0, 0.0)
             # The loss is measured before each update, so the weights are checked too.
             if not (math.isfinite(loss) and np.isfinite(params).all()):
                 kept = _restore_finite(arch, params, optimizer, snapshots, X, backend, history)
@@ -405,7 +406,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
             if train_metrics:
                 passed = _evaluate(arch, params, X, Y,
                                    [m for m in metrics if m not in RUNNING_METRICS], backend, "")
-                running = {"accuracy": float(partial.totals[2] / partial.totals[1])}
+                running = {"accuracy": float(right)}
                 logs.update({m: running[m] if m in RUNNING_METRICS else passed[m]
                              for m in metrics})
             if validation_data is not None:
