@@ -408,9 +408,10 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
     Trains params in place (they end as the last averaged weights) and returns the
     History, whose ``run`` attribute is the final ``RunState`` and ``rounds`` a list
     with one dict per round (rows, wall seconds, slowest task's compute seconds).
-    The arguments shared with ``trainer.fit`` mean the same; metrics are computed on
-    the validation data only (the training rows never leave the workers), and there
-    is no validation_split.
+    The arguments shared with ``trainer.fit`` mean the same; on the training rows,
+    which never leave the workers, only the running accuracy is reported (the epoch
+    kernels count it as they go, ``trainer.RUNNING_METRICS``), the other metrics on
+    the validation data only; there is no validation_split.
 
     Parameters
     ----------
@@ -458,9 +459,7 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
                          f"got {batch_size!r}")
     if not (isinstance(l2, (int, float, np.number)) and math.isfinite(l2) and l2 >= 0):
         raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-    unknown = [name for name in metrics if name not in trainer.METRICS]
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(trainer.METRICS)}")
+    trainer._check_metrics(arch, metrics)
     trainer._check_params(arch, params)
     if isinstance(optimizer, Optimizer) and lr is not None:
         raise ValueError("give lr to the Optimizer instance, not to fit")
@@ -469,8 +468,9 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
     if validation_data is not None:
         validation_data = trainer._check_data(arch, *validation_data, ("X_val", "Y_val"))
     if early_stopping is not None:
-        computed = ["loss", *([f"val_{key}" for key in ("loss", *metrics)]
-                              if validation_data is not None else [])]
+        computed = ["loss", *[m for m in metrics if m in trainer.RUNNING_METRICS],
+                    *([f"val_{key}" for key in ("loss", *metrics)]
+                      if validation_data is not None else [])]
         if early_stopping.monitor not in computed:
             raise ValueError(f"early stopping monitors {early_stopping.monitor!r}, which this run "
                              f"does not compute; it computes {computed}")
@@ -576,9 +576,10 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
                 for callback in with_rounds:
                     callback.on_round_end(rounds, dict(record))
             seconds = time.perf_counter() - epoch_start
-            loss_sum = sum(part.totals[0] for part in parts)
-            weight_sum = sum(part.totals[1] for part in parts)
-            loss = loss_sum / weight_sum if weight_sum > 0 else 0.0
+            loss_sum, weight_sum, right_sum = (sum(part.totals[i] for part in parts)
+                                               for i in range(3))
+            loss, right = ((loss_sum / weight_sum, right_sum / weight_sum) if weight_sum > 0
+                           else (0.0, 0.0))
             if not (math.isfinite(loss) and np.isfinite(params).all()):
                 params[:], optimizer.slots[:], optimizer.iterations, parts = backup
                 message = (f"training diverged: a non-finite loss or weight in epoch {epoch} "
@@ -592,6 +593,8 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
             for part in parts:  # the epoch is done: the next one starts afresh
                 part.next_row, part.totals = 0, trainer.epoch_totals()
             logs = {"loss": float(loss)}
+            if "accuracy" in metrics:
+                logs["accuracy"] = float(right)
             if validation_data is not None:
                 logs.update(trainer._evaluate(arch, params, *validation_data, metrics, backend,
                                               "val_", with_loss=True))

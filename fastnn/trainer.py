@@ -333,11 +333,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                          f"got {batch_size!r}")
     if not (isinstance(l2, (int, float, np.number)) and math.isfinite(l2) and l2 >= 0):
         raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-    unknown = [name for name in metrics if name not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}")
-    if "accuracy" in metrics and arch.head == "identity":
-        raise ValueError("accuracy needs a softmax or sigmoid head; use r2 for regression")
+    _check_metrics(arch, metrics)
     if isinstance(optimizer, Optimizer) and lr is not None:
         raise ValueError("give lr to the Optimizer instance, not to fit")
     optimizer = make_optimizer(optimizer, lr)
@@ -548,6 +544,15 @@ def _evaluate(arch, params, X, Y, metrics, backend, prefix, with_loss=False):
     for name in metrics:
         values[prefix + name] = float(METRICS[name](arch.head, Y, out))
     return values
+
+
+def _check_metrics(arch, metrics):
+    """Refuse metric names not in METRICS, and accuracy for an identity head."""
+    unknown = [name for name in metrics if name not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}")
+    if "accuracy" in metrics and arch.head == "identity":
+        raise ValueError("accuracy needs a softmax or sigmoid head; use r2 for regression")
 
 
 def _check_weights(sample_weight, n_samples, dtype):

@@ -85,7 +85,7 @@ def accuracy(arch, params, X, Y):
 @pytest.mark.parametrize("sync_every", ["epoch", 3])
 def test_one_partition_is_trainer_fit_bitwise(client, data, sync_every):
     X, _, Y, _ = data
-    kwargs = dict(epochs=3, batch_size=50, optimizer="adam", l2=1e-4)
+    kwargs = dict(epochs=3, batch_size=50, optimizer="adam", l2=1e-4, metrics=["accuracy"])
     expected, history_expected, next_draw = on_a_worker(client, reference_fit, X, Y, kwargs)
     params = init_params(ARCH, "glorot_uniform", 0)
     rng = np.random.RandomState(5)
@@ -93,6 +93,8 @@ def test_one_partition_is_trainer_fit_bitwise(client, data, sync_every):
                      random_state=rng, sync_every=sync_every, **kwargs)
     np.testing.assert_array_equal(params, expected)
     assert history.loss == history_expected.loss
+    # The running accuracy, summed on the worker across the epoch's rounds.
+    assert history.history["accuracy"] == history_expected.history["accuracy"]
     assert history.optimizer.iterations == history_expected.optimizer.iterations
     np.testing.assert_array_equal(history.optimizer.slots, history_expected.optimizer.slots)
     assert rng.randint(2**31) == next_draw  # the generator is left where trainer.fit leaves it
@@ -264,6 +266,10 @@ def test_bad_arguments(client, data):
     params = init_params(ARCH, "glorot_uniform", 0)
     with pytest.raises(ValueError, match="sync_every"):
         fd.fit(ARCH, params, X, Y, client=client, epochs=1, sync_every=0)
+    regression = Architecture((64, 8, 10), "sigmoid", "identity", "float32")
+    with pytest.raises(ValueError, match="accuracy needs a softmax or sigmoid head"):
+        fd.fit(regression, init_params(regression, "glorot_uniform", 0), X, Y, client=client,
+               epochs=1, metrics=["accuracy"])
     history = fd.fit(ARCH, params, X, Y, client=client, epochs=1, partitions=2, batch_size=64)
     with pytest.raises(ValueError, match="resume needs the partitioning"):
         fd.fit(ARCH, params, X, Y, client=client, epochs=2, partitions=3, batch_size=64,
