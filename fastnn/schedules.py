@@ -38,8 +38,7 @@ class StepDecay:
     gamma: float = 0.1
 
     def __post_init__(self):
-        if not (isinstance(self.step_size, int) and self.step_size >= 1):
-            raise ValueError(f"step_size must be an integer >= 1, got {self.step_size!r}")
+        _check_count(self.step_size, "step_size")
         _check_fraction(self.gamma, "gamma")
 
     def __call__(self, epoch, lr, history):
@@ -54,8 +53,7 @@ class Cosine:
     min_lr: float = 0.0
 
     def __post_init__(self):
-        if not (isinstance(self.t_max, int) and self.t_max >= 1):
-            raise ValueError(f"t_max must be an integer >= 1, got {self.t_max!r}")
+        _check_count(self.t_max, "t_max")
         if not (math.isfinite(self.min_lr) and self.min_lr >= 0):
             raise ValueError(f"min_lr must be a finite number >= 0, got {self.min_lr!r}")
 
@@ -81,8 +79,7 @@ class ReduceOnPlateau:
 
     def __post_init__(self):
         _check_fraction(self.factor, "factor")
-        if not (isinstance(self.patience, int) and self.patience >= 1):
-            raise ValueError(f"patience must be an integer >= 1, got {self.patience!r}")
+        _check_count(self.patience, "patience")
 
     def __call__(self, epoch, lr, history):
         best, wait = None, 0
@@ -136,6 +133,11 @@ def schedule_config(schedule):
             return {"name": name, **dataclasses.asdict(schedule)}
     raise ValueError(f"cannot describe the custom schedule {schedule!r}; only those of "
                      f"fastnn.schedules ({sorted(SCHEDULES)}) can be saved")
+
+
+def _check_count(value, name):
+    if not (isinstance(value, int) and value >= 1):
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _check_fraction(value, name):

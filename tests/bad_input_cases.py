@@ -424,6 +424,15 @@ def _text_labels(y, dtype=None):
     return np.array(["a", "b", "c"], dtype=dtype)[labels]
 
 
+#: Text labels: the classifier estimators encode them, the one-hot front ends refuse them.
+STRING_LABELS = _for(FIT_ENTRIES, Raises(ValueError, r"could not convert string to float"), **{
+    "FastMLPClassifier.fit": Accepted(),
+    "FastMLPClassifier.partial_fit": Accepted(),
+    "Sequential.fit": Raises(ValueError, r"y must hold numbers.*holds strings"),
+    "Sequential.evaluate": Raises(ValueError, r"y must hold numbers.*holds strings"),
+    "MyNN(x, y).fit": Raises(ValueError, r"y must be one-hot numbers.*holds strings")})
+
+
 INPUTS = [
     # --- values -------------------------------------------------------------
     Input("NaN in X", _x(lambda X: _with(X, np.nan)),
@@ -533,19 +542,9 @@ INPUTS = [
     Input("continuous y for a classifier", _y(lambda y: y + 0.5),
           _for(("labels",), Raises(ValueError, r"Unknown label type: continuous"))),
     Input("string labels", _y(_text_labels),
-          _for(FIT_ENTRIES, Raises(ValueError, r"could not convert string to float"), **{
-              "FastMLPClassifier.fit": Accepted(),
-              "FastMLPClassifier.partial_fit": Accepted(),
-              "Sequential.fit": Raises(ValueError, r"y must hold numbers.*holds strings"),
-              "Sequential.evaluate": Raises(ValueError, r"y must hold numbers.*holds strings"),
-              "MyNN(x, y).fit": Raises(ValueError, r"y must be one-hot numbers.*holds strings")})),
+          STRING_LABELS),
     Input("object labels (strings in an object array)", _y(lambda y: _text_labels(y, object)),
-          _for(FIT_ENTRIES, Raises(ValueError, r"could not convert string to float"), **{
-              "FastMLPClassifier.fit": Accepted(),
-              "FastMLPClassifier.partial_fit": Accepted(),
-              "Sequential.fit": Raises(ValueError, r"y must hold numbers.*holds strings"),
-              "Sequential.evaluate": Raises(ValueError, r"y must hold numbers.*holds strings"),
-              "MyNN(x, y).fit": Raises(ValueError, r"y must be one-hot numbers.*holds strings")})),
+          STRING_LABELS),
     Input("labels mixing strings and numbers",
           _y(lambda y: np.array(["a", 1, 2.5], dtype=object)[
               y.argmax(axis=1) if y.ndim == 2 else np.rint(y).astype(int) % N_CLASSES]),
