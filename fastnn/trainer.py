@@ -14,6 +14,7 @@ two backends can be compared epoch by epoch.
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import math
 import os
 import signal
@@ -361,6 +362,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         _check_not_forked()
     run_epoch = (_compiled_epoch if backend == "numba" else _reference_epoch)(
         arch, params, X, Y, weights, batch_size, optimizer, l2)
+    if catch_signals and _SCHEDULED_INTERRUPT.get() is not None:
+        run_epoch = _interrupting(run_epoch, batch_size, _SCHEDULED_INTERRUPT.get())
     n_batches = -(-n // batch_size)
     stopper = _EarlyStopper(early_stopping, history, params)
     snapshots = collections.deque(maxlen=2)  # the state after each of the last two epochs
@@ -486,6 +489,49 @@ class _EarlyStopper:
         history.best_epoch = self.best_epoch
         if self.best_params is not None:
             params[:] = self.best_params
+
+
+#: The interrupt ``interrupt_after`` has scheduled: [batches left, signal number], or None.
+_SCHEDULED_INTERRUPT = contextvars.ContextVar("fastnn_scheduled_interrupt", default=None)
+
+
+@contextlib.contextmanager
+def interrupt_after(batches, signum=signal.SIGINT):
+    """Within the body, training stops as if signal signum arrived just after batch ``batches``.
+
+    The batches are counted over the body's ``fit`` calls that catch signals
+    (``catch_signals=True``, as every front end's training does), from the first;
+    0 stops before the first one.  The interrupt happens once: the call it stops
+    ends as a real Ctrl-C or SIGTERM would have ended it (``stop_reason`` "interrupted",
+    ``history.signal``, the unfinished epoch in ``history.partial``), and later
+    calls in the body train normally.  Unlike a real signal, the batch it lands
+    after does not depend on timing, which makes interruption and resumption
+    testable exactly.  It costs no work per batch: the epoch is handed the rows up
+    to the chosen batch only.
+    """
+    if not (isinstance(batches, (int, np.integer)) and batches >= 0):
+        raise ValueError(f"batches must be an integer >= 0, got {batches!r}")
+    token = _SCHEDULED_INTERRUPT.set([int(batches), int(signum)])
+    try:
+        yield
+    finally:
+        _SCHEDULED_INTERRUPT.reset(token)
+
+
+def _interrupting(run_epoch, batch_size, scheduled):
+    """run_epoch stopping, with its stop request raised, where ``interrupt_after`` says."""
+
+    def run(order, first_row, stop, totals, lr, step):
+        if scheduled[0] < 0:  # already delivered
+            return run_epoch(order, first_row, stop, totals, lr, step)
+        next_row = run_epoch(order[:first_row + scheduled[0] * batch_size], first_row, stop,
+                             totals, lr, step)
+        scheduled[0] -= -(-(next_row - first_row) // batch_size)
+        if scheduled[0] == 0 and stop[0] == 0:
+            stop[0], scheduled[0] = scheduled[1], -1
+        return next_row
+
+    return run
 
 
 @contextlib.contextmanager
