@@ -140,3 +140,70 @@ def gradients(layers, activations, head, X, Y):
                     for k in range(W.shape[0])
                 ]
     return [(g / n, h / n) for g, h in zip(gW, gb)], total / n
+
+
+# ---------------------------------------------------------------------------
+# Update rules, one scalar at a time, in their textbook forms
+# ---------------------------------------------------------------------------
+#
+# Each rule takes the parameters and their gradient as lists of Python floats, the
+# state as a dict of lists (created on the first call), the step count t (1 for the
+# first update) and the learning rate, and returns the new parameters.  The forms
+# are the papers', not fastnn's rearrangements, so that a formula changed in both
+# of the package's implementations still disagrees with these.
+
+
+def sgd(p, g, state, t, lr, momentum=0.0, nesterov=False):
+    """Momentum as Sutskever et al. (2013); Nesterov in Bengio et al.'s (2013) form
+    p += (1 + mu) v_new - mu v_old, which needs no gradient at a look-ahead point."""
+    if momentum == 0.0:
+        return [pi - lr * gi for pi, gi in zip(p, g)]
+    old = state.setdefault("velocity", [0.0] * len(p))
+    new = [momentum * vi - lr * gi for vi, gi in zip(old, g)]
+    state["velocity"] = new
+    if nesterov:
+        return [pi + (1.0 + momentum) * vn - momentum * vo for pi, vn, vo in zip(p, new, old)]
+    return [pi + vn for pi, vn in zip(p, new)]
+
+
+def rmsprop(p, g, state, t, lr, rho, eps):
+    """Hinton's lecture 6e: divide the gradient by a running root mean square of it."""
+    mean_square = state.setdefault("mean_square", [0.0] * len(p))
+    out = []
+    for i, (pi, gi) in enumerate(zip(p, g)):
+        mean_square[i] = rho * mean_square[i] + (1.0 - rho) * gi**2
+        out.append(pi - lr * gi / (math.sqrt(mean_square[i]) + eps))
+    return out
+
+
+def adam(p, g, state, t, lr, beta1, beta2, eps):
+    """Kingma and Ba, Algorithm 1, with bias-corrected moments m_hat and v_hat; eps is
+    the "eps hat" of their section 2 (eps / sqrt(1 - beta2^t) in Algorithm 1's terms)."""
+    m = state.setdefault("m", [0.0] * len(p))
+    v = state.setdefault("v", [0.0] * len(p))
+    eps_hat = eps / math.sqrt(1.0 - beta2**t)
+    out = []
+    for i, (pi, gi) in enumerate(zip(p, g)):
+        m[i] = beta1 * m[i] + (1.0 - beta1) * gi
+        v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi
+        m_hat, v_hat = m[i] / (1.0 - beta1**t), v[i] / (1.0 - beta2**t)
+        out.append(pi - lr * m_hat / (math.sqrt(v_hat) + eps_hat))
+    return out
+
+
+def adadelta(p, g, state, t, lr, rho, eps):
+    """Zeiler (2012), Algorithm 1, with RMS[y] = sqrt(E[y^2] + eps); the step is scaled
+    by lr as in Keras (lr = 1 is the paper's)."""
+    eg2 = state.setdefault("E[g^2]", [0.0] * len(p))
+    edx2 = state.setdefault("E[dx^2]", [0.0] * len(p))
+    out = []
+    for i, (pi, gi) in enumerate(zip(p, g)):
+        eg2[i] = rho * eg2[i] + (1.0 - rho) * gi * gi
+        dx = -math.sqrt(edx2[i] + eps) / math.sqrt(eg2[i] + eps) * gi
+        edx2[i] = rho * edx2[i] + (1.0 - rho) * dx * dx
+        out.append(pi + lr * dx)
+    return out
+
+
+#: The rules above by fastnn's optimizer names.
+UPDATE_RULES = {"sgd": sgd, "rmsprop": rmsprop, "adam": adam, "adadelta": adadelta}
