@@ -1,10 +1,18 @@
 """Every compiled kernel against its NumPy twin in fastnn.reference.
 
-Shapes are chosen so that nothing lines up with the kernels' blocking (4 rows and
-4 terms at a time) or with the SIMD width: 1 row, row counts that are not
-multiples of 4, widths 1, 3, 17 and 33.  All inputs are C-contiguous float32 or
-float64 arrays, so each kernel is compiled once per dtype.
+Shapes are chosen so that nothing lines up with the kernels' blocking or with the
+SIMD width: 1 row, row counts that are not multiples of the microkernel's rows,
+widths 1, 3, 17 and 33, and one shape (19 x 37 x 117) that spans several full
+register tiles of ``gemm`` plus partial ones on every CPU (AVX2 or AVX-512, float32
+or float64).  All inputs are C-contiguous float32 or float64 arrays, so each kernel
+is compiled once per dtype.
 """
+
+import os
+import subprocess
+import sys
+import textwrap
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -12,6 +20,7 @@ from numba import njit
 from scipy.special import expit
 
 from fastnn import kernels, reference
+from fastnn.kernels import gemm
 from fastnn.kernels.activations import fast_exp
 from fastnn.network import ACTIVATION_CODES
 from fastnn.optimizers import SGD, Adadelta, Adam, RMSprop
@@ -23,7 +32,8 @@ HIDDEN_CODES = {name: code for name, code in ACTIVATION_CODES.items() if name !=
 SOFTMAX, SIGMOID, IDENTITY = (ACTIVATION_CODES[k] for k in ("softmax", "sigmoid", "identity"))
 
 #: (n_rows, fan_in, fan_out) of a dense layer.
-LAYER_SHAPES = [(1, 3, 1), (5, 17, 33), (7, 33, 3), (13, 1, 17), (18, 9, 5), (6, 4, 8)]
+LAYER_SHAPES = [(1, 3, 1), (5, 17, 33), (7, 33, 3), (13, 1, 17), (18, 9, 5), (6, 4, 8),
+                (19, 37, 117)]
 #: (n_rows, width) of an output layer.
 OUTPUT_SHAPES = [(1, 3), (5, 17), (7, 1), (13, 33), (9, 10)]
 
@@ -304,10 +314,11 @@ def test_optimizer_step(optimizer, size, start, stop, dtype):
 
 
 # ---------------------------------------------------------------------------
-# matmul_acc (no reference twin: c += a @ b against NumPy)
+# matmul_acc and gemm (no reference twin: c = start + a @ b against NumPy)
 # ---------------------------------------------------------------------------
 
-MATMUL_SHAPES = [(1, 1, 1), (1, 5, 3), (3, 17, 1), (5, 4, 33), (7, 33, 17), (13, 9, 5), (8, 8, 8)]
+MATMUL_SHAPES = [(1, 1, 1), (1, 5, 3), (3, 17, 1), (5, 4, 33), (7, 33, 17), (13, 9, 5), (8, 8, 8),
+                 (19, 37, 117), (16, 64, 128), (0, 3, 5), (4, 0, 6)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -324,6 +335,82 @@ def test_matmul_acc(shape, layout, dtype):
     expected = c.astype(np.float64) + a.astype(np.float64) @ b.astype(np.float64)
     kernels.matmul_acc(a, b, c)
     assert_close(c, expected, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("init", ["zero", "accumulate", "bias"])
+@pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=shape_id)
+def test_gemm_starts(shape, init, dtype):
+    """gemm's three starting points, on tiles full and partial in both directions.
+
+    c is a column block of a wider array (its rows are not adjacent), and the columns
+    of that array outside the block must be left as they were.
+    """
+    m, k, n = shape
+    rng = generator("gemm", shape, init, dtype)
+    a, b, bias = draw(rng, (m, k), dtype), draw(rng, (k, n), dtype), draw(rng, (n,), dtype)
+    wide = draw(rng, (m, n + 7), dtype)
+    before = wide.copy()
+    c = wide[:, 2:n + 2]
+    code = {"zero": gemm.ZERO, "accumulate": gemm.ACCUMULATE, "bias": gemm.BIAS}[init]
+    start = {"zero": 0.0, "accumulate": c.astype(np.float64), "bias": bias.astype(np.float64)}
+    expected = start[init] + a.astype(np.float64) @ b.astype(np.float64)
+    gemm.gemm(a, b, c, bias, code)
+    assert_close(c, expected, dtype=dtype)
+    np.testing.assert_array_equal(wide[:, :2], before[:, :2])
+    np.testing.assert_array_equal(wide[:, n + 2:], before[:, n + 2:])
+
+
+def test_gemm_sums_in_order():
+    """Each element is one chain of fused multiply-adds over k in order, in float64.
+
+    Checked exactly against the same chain computed with exact rationals, each step
+    rounded once to float64 (what a fused multiply-add does), on a shape that spans
+    full and partial tiles (an order-dependent sum of mixed magnitudes).
+    """
+    m, k, n = 11, 23, 53
+    rng = generator("gemm order")
+    a = draw(rng, (m, k), "float64") * 10.0 ** rng.integers(-8, 8, size=(m, k))
+    b = draw(rng, (k, n), "float64")
+    c = np.empty((m, n))
+    gemm.gemm(a, b, c, np.zeros(n), gemm.ZERO)
+    expected = np.zeros((m, n))
+    for i in range(m):
+        for j in range(n):
+            total = 0.0
+            for p in range(k):
+                total = float(Fraction(a[i, p]) * Fraction(b[p, j]) + Fraction(total))
+            expected[i, j] = total
+    np.testing.assert_array_equal(c, expected)
+
+
+def test_gemm_vector_width_follows_numba_target(tmp_path):
+    """With Numba compiling for an AVX2-only CPU (haswell), gemm uses 256-bit vectors.
+
+    Runs in a subprocess with its own cache directory, and checks the results there
+    against NumPy on a shape with full and partial tiles, in both dtypes.
+    """
+    code = textwrap.dedent("""
+        import numpy as np
+        from fastnn.kernels import gemm
+        assert gemm.VECTOR_BITS == 256, gemm.VECTOR_BITS
+        rng = np.random.default_rng(0)
+        for dtype, tol in (("float32", 1e-4), ("float64", 1e-12)):
+            a = rng.standard_normal((19, 37)).astype(dtype)
+            b = rng.standard_normal((37, 117)).astype(dtype)
+            bias = rng.standard_normal(117).astype(dtype)
+            c = np.empty((19, 117), dtype)
+            gemm.gemm(a, b, c, bias, gemm.BIAS)
+            expected = a.astype(np.float64) @ b + bias
+            assert np.abs(c - expected).max() < tol * np.abs(expected).max(), dtype
+        print("ok")
+    """)
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,275 @@
+"""Register-tiled matrix product, the core of every dense-layer kernel.
+
+``gemm(a, b, c, bias, init)`` computes ``c = start + a @ b``, where ``start`` is 0,
+``c`` itself or ``bias`` broadcast over the rows.  It follows the BLIS plan, reduced
+to what a dense layer's shapes need:
+
+* The microkernel holds an ``MR x NR`` tile of ``c`` in vector registers for the
+  whole sum over k: each step loads ``NV`` vectors of one row of ``b`` and, for each
+  of the ``MR`` rows, broadcasts one element of ``a`` and does ``NV`` fused
+  multiply-adds.  Plain Numba code does not keep such a tile in registers (LLVM
+  spills scalar locals and leaves small arrays in memory), so the microkernel is
+  written as explicit vector LLVM IR (``<lanes x float>`` values and ``llvm.fma``)
+  through a Numba ``@intrinsic``.
+* Loop order: column panels of ``NR`` outside, row tiles inside, so one panel of b
+  (k x NR: 784 x 64 float32 is 200 KB) stays in L2 while every row tile of a uses it.
+  A and B are not packed: b's rows are read as unaligned vectors in place, a's
+  elements one at a time, at any strides (so ``a`` may be a transposed view).
+* Edges: a tile with fewer than ``MR`` rows reads the last valid row of a again for
+  the missing ones and does not store them; a panel narrower than NR uses masked
+  loads and stores; columns left of a multiple of NR go through a one-vector
+  microkernel with more rows (``MR_NARROW``), so a 10-wide output layer wastes
+  at most one vector's lanes per row.
+
+The vector width comes from the CPU Numba compiles for (``NUMBA_CPU_NAME`` included):
+512 bits when LLVM compiles a <16 x float> multiply-add to ``zmm`` registers
+(AVX-512: 32 registers), else 256 bits (AVX2: 16 registers).  The tile shapes are a
+rule on that width, not a timing taken at run time, so results are reproducible; the
+measurements behind them are in BENCHMARKS.md.
+
+Every sum over k runs in order 0..k-1 with one rounding per step (a fused
+multiply-add), whatever the thread count.
+"""
+
+import numba
+import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
+
+from .. import config
+
+#: How gemm starts each tile of c: from zeros, from c's current values, from the bias.
+ZERO, ACCUMULATE, BIAS = 0, 1, 2
+
+
+def _target_vector_bits():
+    """512 if Numba's target CPU runs <16 x float> fma in zmm registers, else 256.
+
+    Asks LLVM itself: compiles a one-line function for the CPU and features Numba
+    uses (``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``, or the host) and reads the
+    assembly, so a CPU name LLVM knows needs no table here.
+    """
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
+    if numba.config.CPU_FEATURES is not None:
+        features = numba.config.CPU_FEATURES
+    elif numba.config.CPU_NAME in (None, "host"):
+        features = llvm.get_host_cpu_features().flatten()
+    else:
+        features = ""
+    if cpu == "host":
+        cpu = llvm.get_host_cpu_name()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    machine = target.create_target_machine(cpu=cpu, features=features, opt=2)
+    module = llvm.parse_assembly(
+        "declare <16 x float> @llvm.fma.v16f32(<16 x float>, <16 x float>, <16 x float>)\n"
+        "define <16 x float> @f(<16 x float> %a, <16 x float> %b, <16 x float> %c) {\n"
+        "  %r = call <16 x float> @llvm.fma.v16f32(<16 x float> %a, <16 x float> %b, "
+        "<16 x float> %c)\n"
+        "  ret <16 x float> %r\n}\n")
+    return 512 if "zmm" in machine.emit_assembly(module) else 256
+
+
+VECTOR_BITS = _target_vector_bits()
+VECTOR_BYTES = VECTOR_BITS // 8
+
+#: Microkernel shapes: (rows, vectors of columns) for the wide and the narrow tile.
+#: The accumulators (rows x vectors) plus the vectors of b loaded per step must fit
+#: in the register file: 32 registers with AVX-512, 16 with AVX2.
+if VECTOR_BITS == 512:
+    MR, NV = 8, 3
+    MR_NARROW = 8
+else:
+    MR, NV = 4, 3
+    MR_NARROW = 8
+
+
+def _make_tile_kernel(rows, vectors):
+    """An intrinsic computing one (<= rows) x (<= vectors * lanes) tile of c.
+
+    Signature (all offsets and strides in elements, int64)::
+
+        tile(a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
+             k, mr, ncols, init)
+
+    c[c_off + r * ldc + j] = start + sum_p a[a_off + r * a_rs + p * a_cs] * b[b_off + p * ldb + j]
+    for r < mr (<= rows), j < ncols (<= vectors * lanes), p = 0..k-1 in order;
+    start is 0, c's value or bias[bias_off + j] for init ZERO, ACCUMULATE, BIAS.
+    Arrays are passed for their data pointers; their shapes are not read.
+    """
+
+    @intrinsic
+    def tile(typingctx, a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
+             k, mr, ncols, init):
+        if not all(isinstance(t, types.Array) for t in (a, b, c, bias)):
+            return None
+        sig = types.void(a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
+                         k, mr, ncols, init)
+
+        def codegen(context, builder, signature, args):
+            argtys = signature.args
+            i64 = ir.IntType(64)
+            i32 = ir.IntType(32)
+
+            def as_i64(index):
+                return context.cast(builder, args[index], argtys[index], types.int64)
+
+            def data(index):
+                return context.make_array(argtys[index])(context, builder, args[index]).data
+
+            a_ptr, b_ptr, c_ptr, bias_ptr = data(0), data(4), data(7), data(10)
+            a_off, a_rs, a_cs = as_i64(1), as_i64(2), as_i64(3)
+            b_off, ldb, c_off, ldc, bias_off = as_i64(5), as_i64(6), as_i64(8), as_i64(9), as_i64(11)
+            k, mr, ncols, init = as_i64(12), as_i64(13), as_i64(14), as_i64(15)
+
+            fty = context.get_value_type(argtys[0].dtype)
+            lanes = VECTOR_BYTES // (argtys[0].dtype.bitwidth // 8)
+            align = argtys[0].dtype.bitwidth // 8
+            vty = ir.VectorType(fty, lanes)
+            vptr = vty.as_pointer()
+            mask_ty = ir.VectorType(ir.IntType(1), lanes)
+            suffix = f"v{lanes}f{argtys[0].dtype.bitwidth}"
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty] * 3), "llvm.fma." + suffix)
+            masked_load = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vptr, i32, mask_ty, vty]),
+                f"llvm.masked.load.{suffix}.p0")
+            masked_store = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [vty, vptr, i32, mask_ty]),
+                f"llvm.masked.store.{suffix}.p0")
+            zero_vec = ir.Constant(vty, [0.0] * lanes)
+            undef = ir.Constant(vty, ir.Undefined)
+            splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+
+            def splat(value):
+                inserted = builder.insert_element(undef, value, ir.Constant(i32, 0))
+                return builder.shuffle_vector(inserted, undef, splat_mask)
+
+            def vec_at(ptr, index):
+                return builder.bitcast(builder.gep(ptr, [index]), vptr)
+
+            # Lane l of vector v is a column of the tile when v * lanes + l < ncols.
+            ncols_splat = builder.insert_element(
+                ir.Constant(ir.VectorType(i64, lanes), ir.Undefined), ncols, ir.Constant(i32, 0))
+            ncols_splat = builder.shuffle_vector(
+                ncols_splat, ir.Constant(ir.VectorType(i64, lanes), ir.Undefined), splat_mask)
+            masks = [builder.icmp_signed(
+                "<", ir.Constant(ir.VectorType(i64, lanes), [v * lanes + l for l in range(lanes)]),
+                ncols_splat) for v in range(vectors)]
+
+            def load(ptr, index, v, masked):
+                if masked:
+                    return builder.call(masked_load, [vec_at(ptr, index), ir.Constant(i32, align),
+                                                      masks[v], zero_vec])
+                return builder.load(vec_at(ptr, index), align=align)
+
+            def store(value, ptr, index, v, masked):
+                if masked:
+                    builder.call(masked_store, [value, vec_at(ptr, index), ir.Constant(i32, align),
+                                                masks[v]])
+                else:
+                    builder.store(value, vec_at(ptr, index), align=align)
+
+            # Rows past mr repeat row mr - 1: valid addresses, results never stored.
+            last = builder.sub(mr, ir.Constant(i64, 1))
+            row_ids = [builder.select(builder.icmp_signed("<", ir.Constant(i64, r), mr),
+                                      ir.Constant(i64, r), last) for r in range(rows)]
+            a_rows = [builder.add(a_off, builder.mul(r, a_rs)) for r in row_ids]
+            c_rows = [builder.add(c_off, builder.mul(r, ldc)) for r in row_ids]
+            acc = [[cgutils.alloca_once(builder, vty) for _ in range(vectors)] for _ in range(rows)]
+
+            def emit(masked):
+                is_bias = builder.icmp_signed("==", init, ir.Constant(i64, BIAS))
+                is_acc = builder.icmp_signed("==", init, ir.Constant(i64, ACCUMULATE))
+                with builder.if_else(is_acc) as (from_c, other):
+                    with from_c:
+                        for r in range(rows):
+                            for v in range(vectors):
+                                index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
+                                builder.store(load(c_ptr, index, v, masked), acc[r][v])
+                    with other:
+                        for v in range(vectors):
+                            index = builder.add(bias_off, ir.Constant(i64, v * lanes))
+                            with builder.if_else(is_bias) as (from_bias, from_zero):
+                                with from_bias:
+                                    start = load(bias_ptr, index, v, masked)
+                                    for r in range(rows):
+                                        builder.store(start, acc[r][v])
+                                with from_zero:
+                                    for r in range(rows):
+                                        builder.store(zero_vec, acc[r][v])
+                with cgutils.for_range(builder, k) as loop:
+                    p = loop.index
+                    b_row = builder.add(b_off, builder.mul(p, ldb))
+                    b_vecs = [load(b_ptr, builder.add(b_row, ir.Constant(i64, v * lanes)), v,
+                                   masked) for v in range(vectors)]
+                    step = builder.mul(p, a_cs)
+                    for r in range(rows):
+                        a_val = splat(builder.load(builder.gep(a_ptr, [builder.add(a_rows[r],
+                                                                                  step)])))
+                        for v in range(vectors):
+                            builder.store(builder.call(fma, [a_val, b_vecs[v],
+                                                             builder.load(acc[r][v])]), acc[r][v])
+                for r in range(rows):
+                    with cgutils.if_likely(builder,
+                                           builder.icmp_signed("<", ir.Constant(i64, r), mr)):
+                        for v in range(vectors):
+                            index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
+                            store(builder.load(acc[r][v]), c_ptr, index, v, masked)
+
+            full = builder.icmp_signed("==", ncols, ir.Constant(i64, vectors * lanes))
+            with builder.if_else(full) as (whole, partial):
+                with whole:
+                    emit(False)
+                with partial:
+                    emit(True)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_wide_tile = _make_tile_kernel(MR, NV)
+_narrow_tile = _make_tile_kernel(MR_NARROW, 1)
+
+
+@njit(**config.JIT_OPTIONS)
+def gemm(a, b, c, bias, init):
+    """c = start + a @ b, with start 0, c or bias[None, :] for init ZERO, ACCUMULATE, BIAS.
+
+    a (m, k) at any strides (a transposed view is fine), b (k, n) and c (m, n) with
+    contiguous rows, bias (n,) contiguous (any 1-D array of the dtype when unused).
+    Every element of c is one sum over p = 0..k-1 in order, fused multiply-adds.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    if m == 0 or n == 0:
+        return
+    item = a.itemsize
+    a_rs, a_cs = a.strides[0] // item, a.strides[1] // item
+    ldb, ldc = b.strides[0] // item, c.strides[0] // item
+    lanes = VECTOR_BYTES // item
+    nr = NV * lanes
+    wide_stop = n - n % nr
+    for j0 in range(0, wide_stop, nr):
+        for i0 in range(0, m, MR):
+            _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
+                       k, min(MR, m - i0), nr, init)
+    for j0 in range(wide_stop, n, lanes):
+        for i0 in range(0, m, MR_NARROW):
+            _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
+                         k, min(MR_NARROW, m - i0), min(lanes, n - j0), init)
+
+
+if numba.config.DISABLE_JIT:
+    # With NUMBA_DISABLE_JIT the kernels run as Python (for debugging), where an
+    # intrinsic cannot run: the product is then NumPy's, with its own summation order.
+    def gemm(a, b, c, bias, init):  # noqa: F811  (replaces the compiled one)
+        """c = start + a @ b as above, computed by NumPy."""
+        start = c.copy() if init == ACCUMULATE else (bias if init == BIAS else 0)
+        c[...] = start + a @ b
