@@ -58,8 +58,15 @@ Per sample: W1 138 752 training FLOPs, W2 3 209 216 (prediction: 1 337 344).
 Threads: ``--threads`` goes to fastnn's ``threads`` argument (Numba and BLAS), to
 threadpoolctl for the tutorial loop and scikit-learn, and to ``torch.set_num_threads``
 for PyTorch.  XLA sizes its CPU thread pool when JAX starts and cannot be changed in
-the process, so the JAX rows run with whatever it chose (recorded in the JSON; set
-``XLA_FLAGS`` in the command to change it).
+the process, so a JAX row with fewer threads than the machine has CPUs runs in a
+child process started for it, with ``XLA_FLAGS`` limiting XLA to one intra-op thread
+(``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``) and the
+process pinned to that many CPUs (``os.sched_setaffinity``), so that 1-thread ratios
+compare like with like.  The JAX rows with all CPUs run in this process.
+
+Ceilings: ``--peak-json`` reads the JSON written by ``scripts/machine_peak.py`` and
+gives every row the GEMM ceiling of its own dtype and thread count for the "% peak"
+column; ``--peak-gflops`` sets one number for every row instead.
 
 How to run
 ----------
@@ -68,6 +75,8 @@ From the repository root, with the project's virtual environment::
     python scripts/compare_peers.py --quick                     # smoke test, seconds
     python scripts/compare_peers.py --json results.json         # the full comparison
     python scripts/compare_peers.py --workloads W1,infer --threads 1 --systems fastnn,torch
+    python scripts/machine_peak.py --json peak.json && \
+        python scripts/compare_peers.py --peak-json peak.json    # % of each dtype's ceiling
 
 On machines where OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (older OpenBLAS builds
 need them), they slow a current NumPy's BLAS.  Unset both only in the command of a
@@ -86,6 +95,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -467,8 +479,54 @@ MAKERS = {"fastnn": make_fastnn, "reference": make_reference, "tutorial": make_t
 # ---------------------------------------------------------------------------
 
 
-def measure(system, wl, dtype, threads):
-    """One result row: warm up on a throwaway model, then time a fresh one."""
+#: What a JAX child process gets to run XLA on one thread per CPU it is pinned to.
+JAX_ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def measure_jax_in_child(wl, dtype, threads):
+    """measure("jax", ...) in a child process whose XLA uses `threads` CPUs only.
+
+    The child rebuilds the workload from the same seeds, pins itself to the first
+    `threads` CPUs and writes its row and predicted labels to a temporary file.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "row.json")
+        env = dict(os.environ, XLA_FLAGS=JAX_ONE_THREAD_FLAGS)
+        command = [sys.executable, os.path.abspath(__file__), "--jax-child",
+                   json.dumps(dict(workload=wl.name, count=wl.count, dtype=dtype,
+                                   threads=threads, out=out))]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            row = dict(workload=wl.name, dtype=dtype, threads=threads, system="jax",
+                       count=wl.count, error="child process failed: "
+                       + (done.stderr.strip().splitlines() or ["no output"])[-1])
+            return row, None
+        with open(out) as f:
+            result = json.load(f)
+    labels = None if result["labels"] is None else np.array(result["labels"])
+    return result["row"], labels
+
+
+def jax_child(spec):
+    """The child side of measure_jax_in_child: spec is its JSON argument."""
+    spec = json.loads(spec)
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:spec["threads"]]))
+    wl = make_workload(spec["workload"], spec["count"])
+    row, labels = measure("jax", wl, spec["dtype"], spec["threads"], in_child=True)
+    row["note"] = (f"child process pinned to {spec['threads']} CPU(s), "
+                   f"XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
+    with open(spec["out"], "w") as f:
+        json.dump(dict(row=row, labels=None if labels is None else labels.tolist()), f)
+
+
+def measure(system, wl, dtype, threads, in_child=False):
+    """One result row: warm up on a throwaway model, then time a fresh one.
+
+    JAX rows with fewer threads than CPUs run in a child process (see
+    ``measure_jax_in_child``) unless this is that child.
+    """
+    if system == "jax" and threads < os.cpu_count() and not in_child:
+        return measure_jax_in_child(wl, dtype, threads)
     make = MAKERS[system]
     row = dict(workload=wl.name, dtype=dtype, threads=threads, system=system, count=wl.count)
     try:
@@ -498,8 +556,18 @@ def measure(system, wl, dtype, threads):
     return row, labels
 
 
+def load_peaks(path):
+    """{(dtype, threads): GEMM GFLOP/s} from the JSON that scripts/machine_peak.py writes."""
+    with open(path) as f:
+        results = json.load(f)["results"]
+    return {(r["dtype"], r["threads"]): r["gemm_gflops"] for r in results}
+
+
 def run_block(wl, dtype, threads, systems, peak):
-    """Rows of every system for one workload, dtype and thread count, with ratios to fastnn."""
+    """Rows of every system for one workload, dtype and thread count, with ratios to fastnn.
+
+    peak: the GFLOP/s ceiling for this dtype and thread count (None: no % column).
+    """
     rows, reference_labels = [], None
     for system in systems:
         row, labels = measure(system, wl, dtype, threads)
@@ -513,6 +581,7 @@ def run_block(wl, dtype, threads, systems, peak):
         if base and "median_s" in row:
             row["ratio_to_fastnn"] = row["median_s"] / base
         if peak and "gflops" in row:
+            row["peak_gflops"] = peak
             row["pct_peak"] = 100 * row["gflops"] / peak
     return rows
 
@@ -531,7 +600,7 @@ def print_table(wl, rows, peak):
         line = [r["system"], r["dtype"], str(r["threads"]), f"{r['median_s']:.4g}",
                 f"{r['ratio_to_fastnn']:.2f}" if "ratio_to_fastnn" in r else "-",
                 f"{r['gflops']:.2f}"]
-        line += [f"{r['pct_peak']:.1f}"] if peak else []
+        line += [f"{r['pct_peak']:.1f}" if "pct_peak" in r else "-"] if peak else []
         line += [f"{r.get('agreement' if wl.predict_only else 'accuracy', float('nan')):.4f}"]
         if wl.name == "W1a":
             line += [("" if r["total_1500_kind"] == "actual" else "~") + f"{r['total_1500_s']:.3g}"]
@@ -582,7 +651,11 @@ def parse_args(argv=None):
                         f"workload; default {DEFAULT_COUNTS}")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke test: {QUICK_COUNTS} (not a measurement)")
-    parser.add_argument("--peak-gflops", type=float, help="peak GFLOP/s for the %% peak column")
+    parser.add_argument("--peak-gflops", type=float,
+                        help="one ceiling in GFLOP/s for every row's %% peak column")
+    parser.add_argument("--peak-json", help="scripts/machine_peak.py's JSON: each row's %% peak "
+                        "against the GEMM ceiling of its dtype and thread count")
+    parser.add_argument("--jax-child", help=argparse.SUPPRESS)  # internal: see jax_child
     parser.add_argument("--json", help="write all results to this path")
     args = parser.parse_args(argv)
     args.workloads = args.workloads.split(",")
@@ -597,6 +670,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.jax_child:
+        return jax_child(args.jax_child)
+    peaks = load_peaks(args.peak_json) if args.peak_json else {}
     skipped = {s: f"{OPTIONAL[s]} is not installed" for s in args.systems
                if s in OPTIONAL and importlib.util.find_spec(OPTIONAL[s]) is None}
     systems = [s for s in SYSTEMS if s in args.systems and s not in skipped]
@@ -619,8 +695,12 @@ def main(argv=None):
         rows = []
         for dtype in wl.dtypes:
             for threads in args.threads:
-                rows += run_block(wl, dtype, threads, systems, args.peak_gflops)
-        print_table(wl, rows, args.peak_gflops)
+                peak = args.peak_gflops or peaks.get((dtype, threads))
+                if args.peak_json and peak is None:
+                    print(f"note: {args.peak_json} has no ceiling for {dtype} on {threads} "
+                          "thread(s)")
+                rows += run_block(wl, dtype, threads, systems, peak)
+        print_table(wl, rows, bool(args.peak_gflops or peaks))
         results += rows
 
     if "fastnn" in systems:
@@ -632,7 +712,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(environment=env, skipped=skipped, quick=args.quick,
-                           peak_gflops=args.peak_gflops, results=results), f, indent=1)
+                           peak_gflops=args.peak_gflops, peaks_from=args.peak_json,
+                           results=results), f, indent=1)
         print(f"\nwrote {args.json}")
 
 
