@@ -93,9 +93,9 @@ except ImportError as error:  # pragma: no cover - depends on the environment
                       "pip install 'fastnn[dask]'") from error
 
 from . import model_io, trainer
-from .network import as_random_state
+from .checks import check_choice, check_data, check_epochs, check_weights
+from .metrics import RUNNING_METRICS
 from .optimizers import Optimizer, make_optimizer
-from .schedules import make_schedule
 
 #: What waiting for a round raises when a worker, a partition or the connection was lost
 #: (an error raised by the training itself is re-raised as it is).
@@ -165,7 +165,7 @@ class RunState:
                  "partitions": []}
         arrays = {"optimizer_slots": self.optimizer.slots}
         for p, part in enumerate(self.partitions):
-            doc, rng_arrays = model_io._rng_to_json(part.rng)
+            doc, rng_arrays = model_io.rng_to_json(part.rng)
             extra["partitions"].append({"rng": doc, "next_row": int(part.next_row),
                                         "totals": part.totals.tolist()})
             arrays.update({f"p{p}_{name}": array for name, array in rng_arrays.items()})
@@ -188,7 +188,7 @@ class RunState:
         for p, doc in enumerate(extra["partitions"]):
             arrays = {name[len(f"p{p}_"):]: array for name, array in model.arrays.items()
                       if name.startswith(f"p{p}_")}
-            partitions.append(PartitionState(model_io._rng_from_json(doc["rng"], arrays),
+            partitions.append(PartitionState(model_io.rng_from_json(doc["rng"], arrays),
                                              int(doc["next_row"]),
                                              trainer.epoch_totals(doc["totals"])))
         state = cls(model.params, optimizer, history, partitions, int(extra["rounds"]),
@@ -301,8 +301,8 @@ def _prepare_partition(arch, X, Y, weights, encode):
     """A partition as trainer.fit would see it: (X, Y, weights), checked and converted."""
     if encode is not None:
         Y = encode(Y)
-    X, Y = trainer._check_data(arch, X, Y)
-    return X, Y, trainer._check_weights(weights, X.shape[0], arch.dtype)
+    X, Y = check_data(arch, X, Y)
+    return X, Y, check_weights(weights, X.shape[0], arch.dtype)
 
 
 def _workers(client):
@@ -374,8 +374,7 @@ def _train_round(data, weights, job):
     order, rng = _epoch_order(job, n, batch_size)
     stop_row = n if job.max_batches is None else min(n, job.next_row + job.max_batches * batch_size)
     totals = np.array(job.totals, dtype=np.float64)  # added to in the order trainer.fit adds
-    make_epoch = trainer._compiled_epoch if job.backend == "numba" else trainer._reference_epoch
-    run_epoch = make_epoch(job.arch, params, X, Y, sample_weight, batch_size, optimizer, job.l2)
+    run_epoch = trainer.epoch_function(job.backend)(job.arch, params, X, Y, sample_weight, batch_size, optimizer, job.l2)
     with trainer.thread_limit(job.threads, job.backend):
         start = time.perf_counter()
         next_row = run_epoch(order[:stop_row], job.next_row, np.zeros(1, dtype=np.int64), totals,
@@ -394,8 +393,217 @@ def _train_round(data, weights, job):
 
 
 # ---------------------------------------------------------------------------
-# The client side
+# The client side: trainer.fit's runner
 # ---------------------------------------------------------------------------
+
+
+class DataParallel:
+    """``trainer.fit``'s runner for data-parallel training on a Dask cluster.
+
+    ``trainer.fit(..., runner=DataParallel(client, sync_every=8))`` (or
+    ``Sequential.fit(..., runner=...)``) trains X, Y (Dask arrays or ndarrays) over
+    their row partitions: each epoch is a sequence of rounds (see the module
+    docstring); everything else (schedule, validation, early stopping, divergence,
+    callbacks, history) is trainer.fit's.  On the training rows, which never leave
+    the workers, only the running metrics are reported (``metrics.RUNNING_METRICS``).
+    Callbacks with an ``on_round_end(round, logs)`` method are called after every
+    round, and ``history.rounds`` gets one dict per round.  At the end (also after
+    an error) ``history.run`` is the ``RunState`` and the generator passed to fit as
+    random_state ends where partition 0's did.
+
+    Parameters
+    ----------
+    client : distributed.Client or None
+        None: the current default client (``distributed.get_client()``).
+    sync_every : "epoch" or int
+        Mini-batches each partition trains between two averagings.
+    partitions : int, "workers" or None
+        Re-cut X into this many row chunks (a Dask X is rechunked); "workers": one
+        per worker of the cluster (at most one per row); None keeps a Dask X's
+        chunks and gives an ndarray one partition.
+    checkpoint : path or None
+        Write the ``RunState`` there after every epoch and when a worker is lost.
+    on_worker_loss : "raise" or "continue"
+        See the module docstring.
+    encode : callable or None
+        Applied on the workers to each partition of Y before the checks (the
+        estimators' label encoding).
+    resume : RunState or None
+        The run to continue (``fit``'s resume, which also hands trainer.fit the
+        state's optimizer and history).
+    """
+
+    in_process = False
+
+    def __init__(self, client=None, *, sync_every="epoch", partitions=None, checkpoint=None,
+                 on_worker_loss="raise", encode=None, resume=None):
+        check_choice(on_worker_loss, "on_worker_loss", ("raise", "continue"))
+        if not (sync_every == "epoch" or (isinstance(sync_every, (int, np.integer))
+                                          and not isinstance(sync_every, bool)
+                                          and sync_every >= 1)):
+            raise ValueError(f"sync_every must be 'epoch' or an integer >= 1, got {sync_every!r}")
+        self.client, self.sync_every, self.partitions = client, sync_every, partitions
+        self.checkpoint, self.on_worker_loss, self.encode = checkpoint, on_worker_loss, encode
+        self.resume = resume
+
+    @staticmethod
+    def measures(metric):
+        return metric in RUNNING_METRICS
+
+    def __call__(self, **fit_arguments):
+        return _Rounds(self, **fit_arguments)
+
+
+class _Rounds:
+    """The running state of one DataParallel training call (``trainer.LocalEpochs``'s
+    protocol): the partitions on the workers, each one's place in the epoch, rounds."""
+
+    def __init__(self, plan, *, arch, params, X, Y, weights, batch_size, optimizer, l2, rng,
+                 shuffle, backend, threads, history, callbacks, **_):
+        self.plan, self.arch, self.params, self.optimizer, self.l2 = plan, arch, params, optimizer, l2
+        self.batch_size, self.shuffle, self.backend, self.history = batch_size, shuffle, backend, history
+        self.caller_rng, self.data = rng, None
+        client = self.client = plan.client if plan.client is not None else distributed.get_client()
+        partitions = plan.partitions
+        if partitions == "workers":
+            partitions = min(len(_workers(client)), X.shape[0])
+        X, Y, weights = _partitioned(X, Y, weights, partitions)
+        self.rows = tuple(int(r) for r in X.chunks[0])
+        resume = plan.resume
+        if resume is not None:
+            if (resume.rows, resume.batch_size, resume.sync_every) != (
+                    self.rows, batch_size, plan.sync_every):
+                raise ValueError(f"resume needs the partitioning, batch size and sync_every of "
+                                 f"the run it continues: rows per partition {resume.rows}, "
+                                 f"batch_size {resume.batch_size}, sync_every "
+                                 f"{resume.sync_every!r}; got {self.rows}, {batch_size}, "
+                                 f"{plan.sync_every!r}")
+            params[:] = resume.params
+            self.parts = copy.deepcopy(resume.partitions)
+            self.rounds, self.start_epoch = resume.rounds, resume.start_epoch
+        else:
+            self.parts = [PartitionState(copy.deepcopy(rng) if p == 0 else _partition_rng(rng, p),
+                                         0, trainer.epoch_totals())
+                          for p in range(len(self.rows))]
+            self.rounds, self.start_epoch = 0, history.epochs
+        self.token = uuid.uuid4().hex
+        self.data, self.placement = _place_partitions(client, arch, X, Y, weights, plan.encode)
+        nthreads = dict(_workers(client))
+        self.task_threads = [threads if threads is not None
+                             else max(1, nthreads.get(address, 1) // self.placement.count(address))
+                             for address in self.placement]
+        self.with_rounds = [c for c in callbacks if hasattr(c, "on_round_end")]
+
+    def state(self):
+        return RunState(self.params.copy(), copy.deepcopy(self.optimizer),
+                        copy.deepcopy(self.history), copy.deepcopy(self.parts), self.rounds,
+                        self.start_epoch, self.rows, self.batch_size, self.plan.sync_every)
+
+    def run(self, epoch, lr, stop):
+        """Rounds until every partition has trained on all its rows."""
+        params, optimizer, parts, rows, plan = (self.params, self.optimizer, self.parts,
+                                                self.rows, self.plan)
+        epoch_start, batches = time.perf_counter(), 0
+        while any(part.next_row < n for part, n in zip(parts, rows)):
+            round_start = time.perf_counter()
+            active = [p for p in range(len(rows)) if parts[p].next_row < rows[p]]
+            try:
+                # The weights travel inside each task (not scattered): a task whose
+                # worker died is rescheduled with them, where a broadcast to a dead
+                # worker would wait for it.
+                bundle = params, optimizer.slots
+                futures = [self.client.submit(
+                    _train_round, self.data[p], bundle,
+                    _Job(self.token, p, epoch, self.arch, optimizer.get_config(),
+                         optimizer.iterations, lr, self.l2, self.batch_size, self.shuffle,
+                         parts[p].rng, parts[p].next_row, parts[p].totals,
+                         None if plan.sync_every == "epoch" else int(plan.sync_every),
+                         self.backend, self.task_threads[p]),
+                    key=f"fastnn-round-{self.token}-{self.rounds + 1}-{p}",
+                    workers=[self.placement[p]], allow_other_workers=True) for p in active]
+                results = self.client.gather(futures)
+                del futures  # the round's results leave the workers' memory
+            except _LOST as error:
+                raise self._lost(f"{type(error).__name__}: {error}", epoch) from error
+            moved = [(p, r["worker"]) for p, r in zip(active, results)
+                     if r["worker"] is not None and r["worker"] != self.placement[p]]
+            if moved:
+                what = ", ".join(f"partition {p} on {w} instead of {self.placement[p]}"
+                                 for p, w in moved)
+                message = (f"a worker holding training data was lost: round {self.rounds + 1} "
+                           f"ran {what} (Dask recomputed the partition there)")
+                if plan.on_worker_loss == "raise":
+                    raise self._lost(message, epoch)
+                warnings.warn(f"{message}; training goes on (on_worker_loss='continue')",
+                              RuntimeWarning, stacklevel=2)
+                for p, w in moved:
+                    self.placement[p] = w
+            _average(params, optimizer, results)
+            for p, result in zip(active, results):
+                parts[p].next_row = result["next_row"]
+                parts[p].totals = result["totals"]
+                if result["next_row"] == rows[p]:  # done: the next epoch draws from here
+                    parts[p].rng = result["rng"]
+            self.rounds += 1
+            batches += sum(r["batches"] for r in results)
+            record = {"round": self.rounds, "epoch": epoch, "partitions": len(active),
+                      "rows": sum(r["rows"] for r in results),
+                      "seconds": time.perf_counter() - round_start,
+                      "compute_seconds": max(r["seconds"] for r in results)}
+            self.history.rounds.append(record)
+            for callback in self.with_rounds:
+                callback.on_round_end(self.rounds, dict(record))
+        seconds = time.perf_counter() - epoch_start
+        # The epoch's sums over all its batches, added in partition order.
+        totals = np.array([sum(part.totals[i] for part in parts) for i in range(3)])
+        for part in parts:  # the epoch is done: the next one starts afresh
+            part.next_row, part.totals = 0, trainer.epoch_totals()
+        return trainer.EpochRun(totals, seconds, batches, True)
+
+    def snapshot(self):
+        return (self.params.copy(), self.optimizer.slots.copy(), self.optimizer.iterations,
+                copy.deepcopy(self.parts))
+
+    def restore(self, snapshot):
+        self.params[:], self.optimizer.slots[:], self.optimizer.iterations, parts = snapshot
+        self.parts = copy.deepcopy(parts)
+
+    def outputs_finite(self):
+        """Whether the weights give finite outputs on every partition (checked on its worker)."""
+        if not np.isfinite(self.params).all():
+            return False
+        futures = [self.client.submit(_outputs_finite, part, self.arch, self.params,
+                                      self.backend, pure=False) for part in self.data]
+        return all(self.client.gather(futures))
+
+    def train_scores(self, metrics):
+        return {}  # measures() reports running metrics only: the rows stay on the workers
+
+    def epoch_end(self):
+        if self.plan.checkpoint is not None:
+            self.state().save(self.plan.checkpoint, self.arch)
+
+    def close(self):
+        self.data = None  # the partitions leave the workers' memory
+        _set_rng_state(self.caller_rng, self.parts[0].rng)
+        self.history.run = self.state()
+
+    def _lost(self, message, epoch):
+        """The WorkerLostError for a failed round (after writing the checkpoint, if asked)."""
+        round_, state, checkpoint = self.rounds + 1, self.state(), self.plan.checkpoint
+        where = "fit(..., resume=error.state)"
+        if checkpoint is not None:
+            state.save(checkpoint, self.arch)
+            where += f" or from the checkpoint {os.fspath(checkpoint)!r} (RunState.load)"
+        return WorkerLostError(
+            f"data-parallel training stopped in round {round_} (epoch {epoch}): {message}. The "
+            f"weights averaged after round {round_ - 1} are kept; resume with {where} once the "
+            f"cluster has its workers back", state, round_, epoch)
+
+
+def _outputs_finite(data, arch, params, backend):
+    with np.errstate(all="ignore"):
+        return bool(np.isfinite(trainer.predict_output(arch, params, data[0], backend)).all())
 
 
 def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, optimizer="sgd",
@@ -405,13 +613,13 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
         threads=None, resume=None, checkpoint=None, on_worker_loss="raise", encode=None):
     """Data-parallel ``trainer.fit`` over the row partitions of X on a Dask cluster.
 
-    Trains params in place (they end as the last averaged weights) and returns the
-    History, whose ``run`` attribute is the final ``RunState`` and ``rounds`` a list
-    with one dict per round (rows, wall seconds, slowest task's compute seconds).
-    The arguments shared with ``trainer.fit`` mean the same; on the training rows,
-    which never leave the workers, only the running accuracy is reported (the epoch
-    kernels count it as they go, ``trainer.RUNNING_METRICS``), the other metrics on
-    the validation data only; there is no validation_split.
+    ``trainer.fit`` with a ``DataParallel`` runner (whose parameters client,
+    sync_every, partitions, checkpoint, on_worker_loss and encode are), plus
+    resumption.  Trains params in place (they end as the last averaged weights)
+    and returns the History, whose ``run`` is the final ``RunState`` and ``rounds``
+    a list with one dict per round (rows, wall seconds, slowest task's compute
+    seconds).  The arguments shared with ``trainer.fit`` mean the same; there is
+    no validation_split.
 
     Parameters
     ----------
@@ -420,12 +628,6 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
         cut into ``partitions`` (default 1) equal row chunks.
     Y : dask array or ndarray of shape (n_samples, n_outputs)
         Rechunked to X's row chunks (lazily, on the workers).
-    client : distributed.Client or None
-        None: the current default client (``distributed.get_client()``).
-    sync_every : "epoch" or int
-        Mini-batches each partition trains between two averagings.
-    partitions : int or None
-        Re-cut X into this many row chunks (a Dask X is rechunked).
     threads : int or None
         Numba threads per task; None: each worker's thread count divided by the
         partitions it holds (at least 1).
@@ -434,203 +636,21 @@ def fit(arch, params, X, Y, *, epochs, client=None, batch_size=None, lr=None, op
         ``RunState.load``, ``history.run``): params, optimizer and history are taken
         from it, and the run ends when ``epochs`` epochs counted from the start of the
         original run are done.  Pass the other arguments as for the original call.
-    checkpoint : path or None
-        Write the ``RunState`` there after every epoch and when a worker is lost.
-    on_worker_loss : "raise" or "continue"
-        See the module docstring.
-    encode : callable or None
-        Applied on the workers to each partition of Y before the checks (the
-        estimators' label encoding).
     """
-    if backend not in trainer.BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {list(trainer.BACKENDS)}")
-    if on_worker_loss not in ("raise", "continue"):
-        raise ValueError(f"on_worker_loss must be 'raise' or 'continue', got {on_worker_loss!r}")
-    if on_divergence not in ("raise", "stop"):
-        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
-    if not (sync_every == "epoch" or (isinstance(sync_every, (int, np.integer))
-                                      and not isinstance(sync_every, bool) and sync_every >= 1)):
-        raise ValueError(f"sync_every must be 'epoch' or an integer >= 1, got {sync_every!r}")
-    if not (isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool) and epochs >= 0):
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if batch_size is not None and not (isinstance(batch_size, (int, np.integer))
-                                       and batch_size >= 0):
-        raise ValueError(f"batch_size must be an integer >= 0 (0 or None: the full batch), "
-                         f"got {batch_size!r}")
-    if not (isinstance(l2, (int, float, np.number)) and math.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-    trainer._check_metrics(arch, metrics)
-    trainer._check_params(arch, params)
-    if isinstance(optimizer, Optimizer) and lr is not None:
-        raise ValueError("give lr to the Optimizer instance, not to fit")
-    client = client if client is not None else distributed.get_client()
-    schedule = make_schedule(schedule)
-    if validation_data is not None:
-        validation_data = trainer._check_data(arch, *validation_data, ("X_val", "Y_val"))
-    if early_stopping is not None:
-        computed = ["loss", *[m for m in metrics if m in trainer.RUNNING_METRICS],
-                    *([f"val_{key}" for key in ("loss", *metrics)]
-                      if validation_data is not None else [])]
-        if early_stopping.monitor not in computed:
-            raise ValueError(f"early stopping monitors {early_stopping.monitor!r}, which this run "
-                             f"does not compute; it computes {computed}")
-    X, Y, sample_weight = _partitioned(X, Y, sample_weight, partitions)
-    rows = tuple(int(r) for r in X.chunks[0])
-    n_parts = len(rows)
-    caller_rng = as_random_state(random_state)
-
+    runner = DataParallel(client, sync_every=sync_every, partitions=partitions,
+                          checkpoint=checkpoint, on_worker_loss=on_worker_loss, encode=encode,
+                          resume=resume)
     if resume is not None:
-        if (resume.rows, resume.batch_size, resume.sync_every) != (rows, batch_size, sync_every):
-            raise ValueError(f"resume needs the partitioning, batch size and sync_every of the "
-                             f"run it continues: rows per partition {resume.rows}, batch_size "
-                             f"{resume.batch_size}, sync_every {resume.sync_every!r}; got {rows}, "
-                             f"{batch_size}, {sync_every!r}")
-        params[:] = resume.params
-        optimizer, history = copy.deepcopy(resume.optimizer), copy.deepcopy(resume.history)
-        parts = copy.deepcopy(resume.partitions)
-        rounds, start_epoch = resume.rounds, resume.start_epoch
-    else:
-        optimizer = make_optimizer(optimizer, lr)
-        history = trainer.History() if history is None else history
-        parts = [PartitionState(copy.deepcopy(caller_rng) if p == 0
-                                else _partition_rng(caller_rng, p), 0, trainer.epoch_totals())
-                 for p in range(n_parts)]
-        rounds, start_epoch = 0, history.epochs
-    history.optimizer, history.stop_reason, history.best_epoch = optimizer, None, None
-    history.rounds = getattr(history, "rounds", [])
-    optimizer.prepare(arch.n_params, arch.dtype)
-    end_epoch = start_epoch + epochs
-    callbacks = [c if isinstance(c, trainer.Callback) else trainer.LambdaCallback(c)
-                 for c in callbacks]
-    token = uuid.uuid4().hex
-
-    def state():
-        return RunState(params.copy(), copy.deepcopy(optimizer), copy.deepcopy(history),
-                        copy.deepcopy(parts), rounds, start_epoch, rows, batch_size, sync_every)
-
-    data, placement = _place_partitions(client, arch, X, Y, sample_weight, encode)
-    nthreads = dict(_workers(client))
-    task_threads = [threads if threads is not None
-                    else max(1, nthreads.get(address, 1) // placement.count(address))
-                    for address in placement]
-    stopper = trainer._EarlyStopper(early_stopping, history, params)
-    with_rounds = [c for c in callbacks if hasattr(c, "on_round_end")]
-    batches = 0
-    try:
-        for callback in callbacks:
-            callback.on_train_begin(history)
-        while history.epochs < end_epoch and history.stop_reason is None:
-            epoch = history.epochs + 1
-            lr_epoch = schedule(epoch - 1, optimizer.lr, history.history)
-            backup = (params.copy(), optimizer.slots.copy(), optimizer.iterations,
-                      copy.deepcopy(parts))
-            epoch_start = time.perf_counter()
-            while any(part.next_row < n for part, n in zip(parts, rows)):
-                round_start = time.perf_counter()
-                active = [p for p in range(n_parts) if parts[p].next_row < rows[p]]
-                try:
-                    # The weights travel inside each task (not scattered): a task whose
-                    # worker died is rescheduled with them, where a broadcast to a dead
-                    # worker would wait for it.
-                    bundle = params, optimizer.slots
-                    futures = [client.submit(
-                        _train_round, data[p], bundle,
-                        _Job(token, p, epoch, arch, optimizer.get_config(), optimizer.iterations,
-                             lr_epoch, l2, batch_size, shuffle, parts[p].rng, parts[p].next_row,
-                             parts[p].totals,
-                             None if sync_every == "epoch" else int(sync_every), backend,
-                             task_threads[p]),
-                        key=f"fastnn-round-{token}-{rounds + 1}-{p}", workers=[placement[p]],
-                        allow_other_workers=True) for p in active]
-                    results = client.gather(futures)
-                    del futures  # the round's results leave the workers' memory
-                except _LOST as error:
-                    raise _lost(f"{type(error).__name__}: {error}", rounds + 1, epoch, state(),
-                                checkpoint, arch) from error
-                moved = [(p, r["worker"]) for p, r in zip(active, results)
-                         if r["worker"] is not None and r["worker"] != placement[p]]
-                if moved:
-                    what = ", ".join(f"partition {p} on {w} instead of {placement[p]}"
-                                     for p, w in moved)
-                    message = (f"a worker holding training data was lost: round {rounds + 1} ran "
-                               f"{what} (Dask recomputed the partition there)")
-                    if on_worker_loss == "raise":
-                        raise _lost(message, rounds + 1, epoch, state(), checkpoint, arch)
-                    warnings.warn(f"{message}; training goes on (on_worker_loss='continue')",
-                                  RuntimeWarning, stacklevel=2)
-                    for p, w in moved:
-                        placement[p] = w
-                _average(params, optimizer, [r for r in results])
-                for p, result in zip(active, results):
-                    parts[p].next_row = result["next_row"]
-                    parts[p].totals = result["totals"]
-                    if result["next_row"] == rows[p]:  # done: the next epoch draws from here
-                        parts[p].rng = result["rng"]
-                rounds += 1
-                batches += sum(r["batches"] for r in results)
-                compute = max(r["seconds"] for r in results)
-                record = {"round": rounds, "epoch": epoch, "partitions": len(active),
-                          "rows": sum(r["rows"] for r in results),
-                          "seconds": time.perf_counter() - round_start, "compute_seconds": compute}
-                history.rounds.append(record)
-                for callback in with_rounds:
-                    callback.on_round_end(rounds, dict(record))
-            seconds = time.perf_counter() - epoch_start
-            loss_sum, weight_sum, right_sum = (sum(part.totals[i] for part in parts)
-                                               for i in range(3))
-            loss, right = ((loss_sum / weight_sum, right_sum / weight_sum) if weight_sum > 0
-                           else (0.0, 0.0))
-            if not (math.isfinite(loss) and np.isfinite(params).all()):
-                params[:], optimizer.slots[:], optimizer.iterations, parts = backup
-                message = (f"training diverged: a non-finite loss or weight in epoch {epoch} "
-                           f"(mean loss {loss}); the weights of epoch {epoch - 1} were kept. "
-                           f"Lower the learning rate (now {lr_epoch:g}) or rescale the inputs.")
-                if on_divergence == "raise":
-                    raise trainer.DivergenceError(message)
-                warnings.warn(message, trainer.DivergenceWarning, stacklevel=2)
-                history.stop_reason = "diverged"
-                break
-            for part in parts:  # the epoch is done: the next one starts afresh
-                part.next_row, part.totals = 0, trainer.epoch_totals()
-            logs = {"loss": float(loss)}
-            if "accuracy" in metrics:
-                logs["accuracy"] = float(right)
-            if validation_data is not None:
-                logs.update(trainer._evaluate(arch, params, *validation_data, metrics, backend,
-                                              "val_", with_loss=True))
-            logs.update(lr=lr_epoch, seconds=seconds)
-            for key, value in logs.items():
-                history.history.setdefault(key, []).append(value)
-            logs["batches"] = batches
-            try:
-                for callback in callbacks:
-                    callback.on_epoch_end(epoch, logs)
-            except trainer.StopTraining:
-                history.stop_reason = "callback"
-            if history.stop_reason is None and stopper.should_stop(epoch, logs, params):
-                history.stop_reason = "early stopping"
-            if checkpoint is not None:
-                state().save(checkpoint, arch)
-        stopper.restore(params, history)
-        for callback in callbacks:
-            callback.on_train_end(history)
-    finally:
-        del data
-    _set_rng_state(caller_rng, parts[0].rng)
-    history.run = state()
-    return history
-
-
-def _lost(message, round_, epoch, state, checkpoint, arch):
-    """The WorkerLostError for a failed round (after writing the checkpoint, if asked)."""
-    where = "fit(..., resume=error.state)"
-    if checkpoint is not None:
-        state.save(checkpoint, arch)
-        where += f" or from the checkpoint {os.fspath(checkpoint)!r} (RunState.load)"
-    return WorkerLostError(
-        f"data-parallel training stopped in round {round_} (epoch {epoch}): {message}. The "
-        f"weights averaged after round {round_ - 1} are kept; resume with {where} once the "
-        f"cluster has its workers back", state, round_, epoch)
+        check_epochs(epochs)
+        optimizer, lr = copy.deepcopy(resume.optimizer), None
+        history = copy.deepcopy(resume.history)
+        epochs = max(0, resume.start_epoch + epochs - history.epochs)
+    return trainer.fit(arch, params, X, Y, epochs=epochs, batch_size=batch_size, lr=lr,
+                       optimizer=optimizer, schedule=schedule, l2=l2, sample_weight=sample_weight,
+                       validation_data=validation_data, metrics=metrics,
+                       early_stopping=early_stopping, on_divergence=on_divergence,
+                       callbacks=callbacks, history=history, random_state=random_state,
+                       shuffle=shuffle, backend=backend, threads=threads, runner=runner)
 
 
 def _place_partitions(client, arch, X, Y, sample_weight, encode):
@@ -692,87 +712,3 @@ def _set_rng_state(rng, source):
         rng.set_state(source.get_state())
     else:
         rng.bit_generator.state = source.bit_generator.state
-
-
-# ---------------------------------------------------------------------------
-# scikit-learn estimators
-# ---------------------------------------------------------------------------
-
-
-def fit_estimator(estimator, X, y, sample_weight=None, *, client=None, sync_every="epoch",
-                  partitions=None, **kwargs):
-    """Train a FastMLPClassifier or FastMLPRegressor data-parallel on Dask arrays; return it.
-
-    What ``estimator.fit(X_dask, y_dask)`` calls.  The estimator's parameters mean
-    what they mean for ``fit`` (the seeding included: with one partition the fitted
-    weights are bitwise those of ``estimator.fit`` on the same NumPy arrays), except
-    that ``early_stopping`` and ``warm_start`` are not supported here, and
-    ``batch_size="auto"`` is ``min(200, n_samples)`` rows per batch of each
-    partition.  Classifiers take 1-D labels; the classes are found with one
-    ``dask.array.unique`` pass.  Further keyword arguments go to ``fit``
-    (``checkpoint``, ``on_worker_loss``, ``threads``...).
-    """
-    from sklearn.base import ClassifierMixin
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state
-
-    from .estimators import _ACTIVATIONS
-    from .network import Architecture, init_params
-
-    estimator._validate_params()
-    if estimator.early_stopping:
-        raise ValueError("early_stopping=True is not supported with Dask arrays: pass "
-                         "validation data to fastnn.distributed.fit instead")
-    if estimator.warm_start and "_params" in estimator.__dict__:
-        raise ValueError("warm_start is not supported with Dask arrays")
-    if not dask.is_dask_collection(X):
-        X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must have 2 dimensions, got shape {X.shape}")
-    if estimator.dtype is not None:
-        dtype = np.dtype(estimator.dtype).name
-    else:
-        dtype = "float32" if X.dtype == np.float32 else "float64"
-    classifier = isinstance(estimator, ClassifierMixin)
-    if classifier:
-        if y.ndim != 1:
-            raise ValueError("with Dask arrays, classifiers take 1-D labels y")
-        classes = da.unique(y).compute() if dask.is_dask_collection(y) else np.unique(y)
-        if len(classes) < 2:
-            raise ValueError(f"{type(estimator).__name__} needs at least two classes to train; "
-                             f"y has one class: {classes.tolist()}")
-        encoder = LabelBinarizer().fit(classes)
-        encode, n_outputs = encoder.transform, (1 if len(classes) == 2 else len(classes))
-        head = estimator._head(encoder)
-    else:
-        encoder, head = None, "identity"
-        n_outputs = 1 if y.ndim == 1 else y.shape[1]
-        encode = _column if y.ndim == 1 else None
-    hidden = estimator._hidden_sizes()
-    arch = Architecture((X.shape[1], *hidden, n_outputs),
-                        tuple(_ACTIVATIONS[estimator.activation] for _ in hidden), head, dtype)
-    rng = check_random_state(estimator.random_state)
-    params = init_params(arch, estimator.init, rng)
-    optimizer = estimator._make_optimizer()
-    schedule, stopping, callbacks = estimator._schedule_and_stopping(0)
-    n = X.shape[0]
-    batch_size = min(200 if estimator.batch_size == "auto" else int(estimator.batch_size), n)
-    kwargs.setdefault("threads", estimator.threads)
-    history = fit(arch, params, X, y, epochs=int(estimator.max_iter), client=client,
-                  batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-                  l2=float(estimator.alpha), sample_weight=sample_weight, sync_every=sync_every,
-                  partitions=partitions, early_stopping=stopping, callbacks=callbacks,
-                  random_state=rng, shuffle=estimator.shuffle, encode=encode, **kwargs)
-    estimator.n_features_in_ = X.shape[1]
-    estimator._commit(arch, params, optimizer, history, rng, encoder, history.epochs,
-                      history.epochs * n)
-    if history.stop_reason is None and estimator.n_iter_ == estimator.max_iter:
-        warnings.warn(f"Stochastic Optimizer: Maximum iterations ({estimator.max_iter}) reached "
-                      f"and the optimization hasn't converged yet.", ConvergenceWarning,
-                      stacklevel=3)
-    return estimator
-
-
-def _column(y):
-    return np.asarray(y).reshape(-1, 1)

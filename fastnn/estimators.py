@@ -98,16 +98,11 @@ from sklearn.utils.multiclass import (_check_partial_fit_first_call,
                                       unique_labels)
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import model_io, schedules, trainer
+from . import model_io, trainer
+from .names import ACTIVATIONS, SKLEARN_ACTIVATIONS, SKLEARN_OUT_ACTIVATIONS
 from .network import INITIALIZERS, Architecture, init_params, layer_views
 from .optimizers import make_optimizer
-
-#: scikit-learn's hidden activation names -> fastnn's.
-_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid",
-                "tanh": "tanh", "relu": "relu"}
-
-#: fastnn's output heads -> scikit-learn's ``out_activation_`` names.
-_OUT_ACTIVATIONS = {"sigmoid": "logistic", "softmax": "softmax", "identity": "identity"}
+from .schedules import make_schedule
 
 #: sklearn's "adaptive" rule: divide by 5; stop when a reduction would start at <= 1e-6.
 _ADAPTIVE_FACTOR = 0.2
@@ -119,7 +114,7 @@ class _BaseFastMLP(BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "activation": [StrOptions(set(SKLEARN_ACTIVATIONS))],
         "solver": [StrOptions({"sgd", "adam", "rmsprop", "adadelta"})],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
@@ -252,20 +247,14 @@ class _BaseFastMLP(BaseEstimator):
         never = epochs_so_far + self.max_iter + 1  # a patience that never runs out
         callbacks = []
         name = self.learning_rate
-        if name == "constant":
-            schedule = schedules.Constant()
-        elif name == "invscaling":
-            schedule = schedules.InverseScaling(float(self.power_t))
-        elif name == "step":
-            schedule = schedules.StepDecay()
-        elif name == "cosine":
-            schedule = schedules.Cosine(t_max=int(self.max_iter))
-        elif name == "plateau":
-            schedule = schedules.ReduceOnPlateau()
-        else:  # adaptive: reductions replace the stopping rule
-            schedule = schedules.ReduceOnPlateau(monitor=monitor, factor=_ADAPTIVE_FACTOR,
-                                                 patience=patience or never,
-                                                 min_delta=float(self.tol))
+        if name != "adaptive":
+            settings = {"invscaling": {"power_t": float(self.power_t)},
+                        "cosine": {"t_max": int(self.max_iter)}}.get(name, {})
+            schedule = make_schedule({"name": name, **settings})
+        else:  # reductions replace the stopping rule
+            schedule = make_schedule({"name": "plateau", "monitor": monitor,
+                                      "factor": _ADAPTIVE_FACTOR, "patience": patience or never,
+                                      "min_delta": float(self.tol)})
             callbacks.append(_AdaptiveStop(schedule, self))
             patience = None
         if self.early_stopping:
@@ -280,9 +269,7 @@ class _BaseFastMLP(BaseEstimator):
             if incremental:
                 raise ValueError("partial_fit does not take Dask arrays; fit trains on them "
                                  "data-parallel (fastnn.distributed)")
-            from . import distributed  # needs the dask extra
-
-            return distributed.fit_estimator(self, X, y, sample_weight)
+            return self._fit_dask(X, y, sample_weight)
         fitted = "_params" in self.__dict__
         first = not (fitted and (incremental or self.warm_start))
         hidden = self._hidden_sizes()
@@ -302,7 +289,7 @@ class _BaseFastMLP(BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
                                                  ensure_non_negative=True, copy=True)
         Y, encoder = self._encode_targets(y, sample_weight, first, incremental)
-        activations = tuple(_ACTIVATIONS[self.activation] for _ in hidden)
+        activations = tuple(ACTIVATIONS[self.activation] for _ in hidden)
         arch = Architecture((X.shape[1], *hidden, Y.shape[1]), activations, self._head(encoder),
                             X.dtype.name)
         if first:
@@ -384,6 +371,72 @@ class _BaseFastMLP(BaseEstimator):
                           stacklevel=4)
         return self
 
+    def _fit_dask(self, X, y, sample_weight=None):
+        """Train data-parallel on Dask arrays (``fastnn.distributed.fit``); return self.
+
+        The estimator's parameters mean what they mean for ``fit`` (the seeding
+        included: with one partition the fitted weights are bitwise those of ``fit``
+        on the same NumPy arrays), except that ``early_stopping`` and ``warm_start``
+        are not supported here, and ``batch_size="auto"`` is ``min(200, n_samples)``
+        rows per batch of each partition.  Classifiers take 1-D labels; the classes
+        are found with one ``dask.array.unique`` pass.
+        """
+        import dask
+        import dask.array as da
+
+        from . import distributed  # needs the dask extra
+
+        self._validate_params()
+        if self.early_stopping:
+            raise ValueError("early_stopping=True is not supported with Dask arrays: pass "
+                             "validation data to fastnn.distributed.fit instead")
+        if self.warm_start and "_params" in self.__dict__:
+            raise ValueError("warm_start is not supported with Dask arrays")
+        if not dask.is_dask_collection(X):
+            X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"X must have 2 dimensions, got shape {X.shape}")
+        if self.dtype is not None:
+            dtype = np.dtype(self.dtype).name
+        else:
+            dtype = "float32" if X.dtype == np.float32 else "float64"
+        if isinstance(self, ClassifierMixin):
+            if y.ndim != 1:
+                raise ValueError("with Dask arrays, classifiers take 1-D labels y")
+            classes = da.unique(y).compute() if dask.is_dask_collection(y) else np.unique(y)
+            if len(classes) < 2:
+                raise ValueError(f"{type(self).__name__} needs at least two classes to train; "
+                                 f"y has one class: {classes.tolist()}")
+            encoder = LabelBinarizer().fit(classes)
+            encode, n_outputs = encoder.transform, (1 if len(classes) == 2 else len(classes))
+            head = self._head(encoder)
+        else:
+            encoder, head = None, "identity"
+            n_outputs = 1 if y.ndim == 1 else y.shape[1]
+            encode = _column if y.ndim == 1 else None
+        hidden = self._hidden_sizes()
+        arch = Architecture((X.shape[1], *hidden, n_outputs),
+                            tuple(ACTIVATIONS[self.activation] for _ in hidden), head, dtype)
+        rng = check_random_state(self.random_state)
+        params = init_params(arch, self.init, rng)
+        optimizer = self._make_optimizer()
+        schedule, stopping, callbacks = self._schedule_and_stopping(0)
+        n = X.shape[0]
+        batch_size = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
+        history = distributed.fit(arch, params, X, y, epochs=int(self.max_iter),
+                                  batch_size=batch_size, optimizer=optimizer, schedule=schedule,
+                                  l2=float(self.alpha), sample_weight=sample_weight,
+                                  early_stopping=stopping, callbacks=callbacks, random_state=rng,
+                                  shuffle=self.shuffle, encode=encode, threads=self.threads)
+        self.n_features_in_ = X.shape[1]
+        self._commit(arch, params, optimizer, history, rng, encoder, history.epochs,
+                     history.epochs * n)
+        if history.stop_reason is None and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                          f"and the optimization hasn't converged yet.", ConvergenceWarning,
+                          stacklevel=3)
+        return self
+
     def _commit(self, arch, params, optimizer, history, rng, encoder, n_iter, t):
         """Make a training run's state the estimator's fitted state."""
         self._arch, self._params, self._optimizer = arch, params, optimizer
@@ -415,7 +468,7 @@ class _BaseFastMLP(BaseEstimator):
         """Attributes that follow from the architecture, the history and the parameters."""
         self.n_outputs_ = self._arch.sizes[-1]
         self.n_layers_ = len(self._arch.sizes)
-        self.out_activation_ = _OUT_ACTIVATIONS[self._arch.head]
+        self.out_activation_ = SKLEARN_OUT_ACTIVATIONS[self._arch.head]
         self.loss_curve_ = list(self._history.loss)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         if self.early_stopping:
@@ -787,6 +840,10 @@ def _is_dask_collection(value):
     """True for a Dask array (or other collection); Dask is only asked when already imported."""
     dask = sys.modules.get("dask")
     return dask is not None and dask.is_dask_collection(value)
+
+
+def _column(y):
+    return np.asarray(y).reshape(-1, 1)
 
 
 def _partial_rows(history):

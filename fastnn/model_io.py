@@ -340,7 +340,7 @@ def save_model(path, model):
         if saved.optimizer.slots is not None:
             arrays["optimizer_slots"] = saved.optimizer.slots
     if saved.rng is not None:
-        extra["rng"], rng_arrays = _rng_to_json(saved.rng)
+        extra["rng"], rng_arrays = rng_to_json(saved.rng)
         arrays.update(rng_arrays)
     if saved.history is not None:
         history = saved.history
@@ -380,7 +380,7 @@ def model_from_file(model, path):
             optimizer = make_optimizer(extra["optimizer"]["config"])
             optimizer.slots = arrays.pop("optimizer_slots", None)
             optimizer.iterations = int(extra["optimizer"]["iterations"])
-        rng = _rng_from_json(extra["rng"], arrays) if "rng" in extra else None
+        rng = rng_from_json(extra["rng"], arrays) if "rng" in extra else None
         history = None
         if "history" in extra:
             record = extra["history"]
@@ -403,7 +403,7 @@ def model_from_file(model, path):
         raise ValueError(f"{os.fspath(path)}: not a valid fastnn model file ({detail})") from exc
 
 
-def _rng_to_json(rng):
+def rng_to_json(rng):
     """(JSON document, arrays) holding the state of a RandomState or Generator."""
     if isinstance(rng, np.random.RandomState):
         name, keys, pos, has_gauss, cached = rng.get_state(legacy=True)
@@ -412,8 +412,8 @@ def _rng_to_json(rng):
     return {"type": "Generator", "state": rng.bit_generator.state}, {}
 
 
-def _rng_from_json(doc, arrays):
-    """The generator saved by ``_rng_to_json``; its arrays are taken out of ``arrays``."""
+def rng_from_json(doc, arrays):
+    """The generator saved by ``rng_to_json``; its arrays are taken out of ``arrays``."""
     if doc["type"] == "RandomState":
         rng = np.random.RandomState()
         rng.set_state(("MT19937", arrays.pop("rng_keys"), doc["pos"], doc["has_gauss"],

@@ -57,14 +57,16 @@ NumPy's global generator (so ``np.random.seed`` makes a run repeatable).
 """
 
 import dataclasses
-import math
 import sys
 import warnings
 
 import numpy as np
 from sklearn.utils import check_array, check_consistent_length
 
-from . import model_io, reference, trainer
+from . import model_io, trainer
+from .checks import check_l2, holds_text
+from .metrics import ALIASES as METRIC_ALIASES
+from .names import ACTIVATIONS, HEAD_LOSSES, KERAS_ACTIVATIONS, LOSSES
 from .network import (DTYPES, HEADS, HIDDEN_ACTIVATIONS, INITIALIZERS, Architecture,
                       as_random_state, init_params, layer_views)
 from .optimizers import SGD, Adadelta, Adam, RMSprop, make_optimizer  # noqa: F401 (re-exported)
@@ -74,27 +76,8 @@ from .trainer import Callback, EarlyStopping, History
 __all__ = ["Adadelta", "Adam", "Callback", "Dense", "EarlyStopping", "ModelCheckpoint", "RMSprop",
            "SGD", "Sequential"]
 
-#: Keras activation names -> fastnn's (``None`` is Keras's default, linear).
-ACTIVATIONS = {None: "identity", "linear": "identity", "identity": "identity",
-               "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "softmax": "softmax"}
-
-#: Loss names -> the head they belong to.
-LOSSES = {"categorical_crossentropy": "softmax", "binary_crossentropy": "sigmoid",
-          "mse": "identity", "mean_squared_error": "identity"}
-
-#: Keras metric names -> (fastnn metric, heads it makes sense for).
-METRIC_ALIASES = {
-    "accuracy": ("accuracy", ("softmax", "sigmoid")),
-    "acc": ("accuracy", ("softmax", "sigmoid")),
-    "categorical_accuracy": ("accuracy", ("softmax",)),
-    "binary_accuracy": ("accuracy", ("sigmoid",)),
-    "r2": ("r2", tuple(HEADS)),
-}
-
 #: Keras's name of each head, for messages.
 _HEAD_NAMES = {"softmax": "softmax", "sigmoid": "sigmoid", "identity": "linear"}
-_HEAD_LOSS = {"softmax": "categorical_crossentropy", "sigmoid": "binary_crossentropy",
-              "identity": "mse"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +119,8 @@ class Dense:
             raise ValueError(f"Dense units must be an integer >= 1, got {self.units!r}")
         object.__setattr__(self, "units", int(self.units))
         if not (self.activation is None or isinstance(self.activation, str)) \
-                or self.activation not in ACTIVATIONS:
-            names = sorted(name for name in ACTIVATIONS if name is not None)
+                or self.activation not in KERAS_ACTIVATIONS:
+            names = sorted(name for name in KERAS_ACTIVATIONS if name is not None)
             raise ValueError(f"unknown activation {self.activation!r}; choose from {names}")
         if self.activation is None:
             object.__setattr__(self, "activation", "linear")
@@ -468,7 +451,7 @@ class Sequential:
         """
         head = self._head()
         if loss is None:
-            loss = _HEAD_LOSS[head]
+            loss = HEAD_LOSSES[head]
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
         if LOSSES[loss] != head:
@@ -476,7 +459,7 @@ class Sequential:
                 f"loss {loss!r} does not match the last layer's activation "
                 f"{self.layers[-1].activation!r}: fastnn pairs each output activation with one "
                 f"loss (softmax with categorical_crossentropy, sigmoid with binary_crossentropy, "
-                f"linear with mse); use loss={_HEAD_LOSS[head]!r} or change the last layer")
+                f"linear with mse); use loss={HEAD_LOSSES[head]!r} or change the last layer")
         if isinstance(metrics, str):
             metrics = [metrics]
         metrics = list(metrics)
@@ -485,9 +468,7 @@ class Sequential:
                 raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRIC_ALIASES)}")
             if head not in METRIC_ALIASES[name][1]:
                 raise ValueError(f"metric {name!r} does not apply to a {_HEAD_NAMES[head]} output")
-        if not (isinstance(l2, (int, float, np.integer, np.floating)) and not isinstance(l2, bool)
-                and math.isfinite(l2) and l2 >= 0):
-            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        check_l2(l2)
         self.optimizer = make_optimizer(optimizer)
         schedule = None if schedule is None else make_schedule(schedule)
         if isinstance(schedule, ReduceOnPlateau):
@@ -626,10 +607,9 @@ class Sequential:
         progress, lines = _verbosity(verbose)
         self._ensure_built()
         x, y = self._check_xy(x, y)
-        out = trainer.predict_output(self.arch, self.params, x)
-        values = {"loss": float(np.mean(reference.ROW_LOSSES[self.arch.head](out, y)))}
-        for name in self.metrics:
-            values[name] = float(trainer.METRICS[METRIC_ALIASES[name][0]](self.arch.head, y, out))
+        scores = trainer.evaluate(self.arch, self.params, x, y, self._fastnn_metrics())
+        values = {"loss": scores["loss"]}
+        values.update({name: scores[METRIC_ALIASES[name][0]] for name in self.metrics})
         if progress or lines:
             print(" - ".join(f"{name}: {value:.4f}" for name, value in values.items()), flush=True)
         if return_dict:
@@ -668,7 +648,7 @@ class Sequential:
         try:
             y = check_array(y, dtype=self.dtype, order="C", ensure_2d=False, input_name=names[1])
         except ValueError as exc:
-            if not _holds_text(y):
+            if not holds_text(y):
                 raise
             raise ValueError(f"{names[1]} must hold numbers: one-hot rows for a softmax output, "
                              f"0/1 for sigmoid; it holds strings ({exc}). Encode class labels, "
@@ -794,14 +774,6 @@ def _fastnn_key(key):
     prefix = "val_" if key.startswith("val_") else ""
     name = key[len(prefix):]
     return prefix + METRIC_ALIASES[name][0] if name in METRIC_ALIASES else key
-
-
-def _holds_text(values):
-    """Whether array-like values hold a string (class labels given where numbers are expected)."""
-    try:
-        return any(isinstance(v, (str, bytes)) for v in np.asarray(values, dtype=object).ravel())
-    except ValueError:  # ragged nested lists
-        return False
 
 
 def _verbosity(verbose):

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.utils import check_array, check_consistent_length
 
 from . import model_io, reference, trainer
+from .checks import holds_text
 from .network import Architecture, init_params, layer_views
 
 #: Width of both hidden layers and the learning rate, as in the tutorial.
@@ -206,7 +207,7 @@ def _check_data(x, y):
     try:
         y = check_array(y, dtype=np.float64, ensure_2d=False, input_name="y")
     except ValueError as exc:
-        if _holds_text(y):
+        if holds_text(y):
             raise ValueError(f"y must be one-hot numbers, of shape (n_samples, n_classes); it "
                              f"holds strings ({exc}): for class labels use "
                              f"sklearn.preprocessing.LabelBinarizer().fit_transform(labels)") from None
@@ -221,14 +222,6 @@ def _check_data(x, y):
         raise ValueError("y must be one-hot: 0s and 1s with exactly one 1 per row")
     check_consistent_length(x, y)
     return x, y
-
-
-def _holds_text(values):
-    """Whether array-like values hold a string (labels given where numbers are expected)."""
-    try:
-        return any(isinstance(v, (str, bytes)) for v in np.asarray(values, dtype=object).ravel())
-    except ValueError:  # ragged nested lists
-        return False
 
 
 def _check_rows(data, n_features):

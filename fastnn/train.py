@@ -40,7 +40,8 @@ from .datasets import (DATASETS, SCALINGS, SPLIT_SEED, TEST_SIZE, DataError, fil
 from .network import DTYPES, HIDDEN_ACTIVATIONS, INITIALIZERS
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES, schedule_config
-from .trainer import BACKENDS, RUNNING_METRICS, Callback, DivergenceError
+from .metrics import RUNNING_METRICS, metric_for
+from .trainer import BACKENDS, Callback, DivergenceError
 
 PROG = "fastnn.train"
 
@@ -1136,19 +1137,17 @@ def _verify(model, data, settings, epochs, args, stored_path):
 
 def _scores(model, eval_sets, args):
     """{label: {"loss", metric, "samples"}} of the model on each evaluation set with targets."""
-    from . import reference, trainer
+    from . import trainer
 
-    metric = "accuracy" if model.arch.head != "identity" else "r2"
+    metric = metric_for(model.arch.head)
     scores = {}
     for label, X, Y, _ in eval_sets:
         if Y is None:
             continue
         entry = {"samples": int(X.shape[0])}
         if X.shape[0]:
-            out = trainer.predict_output(model.arch, model.params, X, backend=args.backend,
-                                         threads=args.threads)
-            entry["loss"] = float(np.mean(reference.ROW_LOSSES[model.arch.head](out, Y)))
-            entry[metric] = float(trainer.METRICS[metric](model.arch.head, Y, out))
+            entry.update(trainer.evaluate(model.arch, model.params, X, Y, [metric],
+                                          backend=args.backend, threads=args.threads))
         scores[label] = entry
     return scores
 
@@ -1227,7 +1226,7 @@ def _profile(model, data, settings, run, timings, eval_sets, args):
     """The --profile report, a dict (printed by _Output.profile, stored in --metrics-json)."""
     import numba
 
-    from . import profile
+    from . import profiling as profile
 
     threads = args.threads or numba.get_num_threads()
     n_rows = data.X_train.shape[0]

@@ -29,10 +29,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import config, reference
+from .checks import (as_input, check_backend, check_batch_size, check_choice, check_data,
+                     check_epochs, check_l2, check_params, check_weights)
+from .kernels import epoch as compiled
+from .metrics import RUNNING_METRICS, check_metrics, scores
 from .network import as_random_state
 from .optimizers import Optimizer, make_optimizer
 from .schedules import improvement, make_schedule
-from .kernels import epoch as compiled
 
 BACKENDS = ("numba", "numpy")
 _BLAS_LIMIT_LOCK = threading.Lock()
@@ -202,6 +205,9 @@ class History:
     "diverged", "callback") or None, best_epoch the epoch early stopping kept,
     signal the signal number that interrupted it, and partial the epoch it
     interrupted part-way, which the next call continuing this history finishes.
+    Data-parallel training (``fastnn.distributed``) also fills rounds, one dict per
+    round of averaging (round, epoch, partitions, rows, seconds, compute_seconds),
+    and run, the ``distributed.RunState`` that ``fit(..., resume=...)`` continues.
     """
 
     history: dict = field(default_factory=dict)
@@ -210,6 +216,8 @@ class History:
     best_epoch: int = None
     signal: int = None
     partial: "PartialEpoch" = None
+    rounds: list = field(default_factory=list)
+    run: object = None
 
     @property
     def loss(self):
@@ -228,36 +236,11 @@ class History:
         return self.stop_reason == "interrupted"
 
 
-def accuracy(head, Y, out):
-    """Fraction of rows predicted right (``reference.rows_right``: arg max for softmax,
-    every output on its target's side of 0.5 otherwise).
-
-    The value of scikit-learn's accuracy_score, without its input checks (0.7 ms a
-    call on digits, a quarter of an epoch: these inputs are the trainer's own).
-    """
-    return float(np.mean(reference.rows_right(head, Y, out)))
-
-
-def r2(head, Y, out):
-    """Coefficient of determination (scikit-learn's r2_score, averaged over outputs)."""
-    from sklearn.metrics import r2_score
-
-    return r2_score(Y, out)
-
-
-#: Metrics by name: f(head, Y, output) -> float.
-METRICS = {"accuracy": accuracy, "r2": r2}
-
-#: Metrics the epoch kernels keep a running sum of (``epoch_totals``): on the
-#: training rows they cost no pass of their own.
-RUNNING_METRICS = ("accuracy",)
-
-
 def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd", schedule=None,
         l2=0.0, sample_weight=None, validation_data=None, validation_split=0.0, metrics=(),
         train_metrics=True, early_stopping=None, on_divergence="raise", callbacks=(),
         progress=False, history=None, random_state=None, shuffle=True, backend="numba",
-        threads=None, catch_signals=True):
+        threads=None, catch_signals=True, runner=None):
     """Train params in place; return the History.
 
     Parameters
@@ -265,7 +248,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     arch : network.Architecture
     params : ndarray of shape (n_params,), dtype arch.dtype; updated in place.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
-        Cast to arch.dtype and made C-contiguous here (Y one-hot for softmax).
+        Cast to arch.dtype and made C-contiguous here (Y one-hot for softmax).  With a
+        runner, whatever the runner takes (``fastnn.distributed``: Dask arrays).
     epochs : int
         Epochs to run in this call.
     batch_size : int or None
@@ -288,11 +272,12 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         Fraction of the rows, taken from the end of X before any shuffling (as Keras
         does), held out as validation data when validation_data is None.
     metrics : sequence of str
-        Names from METRICS, computed after every epoch on the validation data and,
-        unless train_metrics is False, on the training rows.  There, accuracy is the
-        running mean over the epoch's batches, each measured before its update, like
-        the loss (and as Keras reports both): the epoch kernels count it for free.
-        Other metrics (r2) take one more forward pass over the training rows.
+        Names from ``metrics.METRICS``, computed after every epoch on the validation
+        data and, unless train_metrics is False, on the training rows.  There,
+        accuracy is the running mean over the epoch's batches, each measured before
+        its update, like the loss (and as Keras reports both): the epoch kernels
+        count it for free.  Other metrics (r2) take one more forward pass over the
+        training rows (which a data-parallel runner does not make).
     train_metrics : bool
     early_stopping : EarlyStopping or None
     on_divergence : "raise" or "stop"
@@ -314,43 +299,48 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     threads : int or None
         Threads for this call, restored afterwards (even on an error): Numba's for
         the compiled backend, BLAS's for the NumPy one.  None keeps the setting.
+        (A runner that trains elsewhere gives them to its tasks.)
     catch_signals : bool
         In the main thread, Ctrl-C (SIGINT) and SIGTERM end training at the next
         mini-batch boundary: the history then says stop_reason="interrupted" and
         holds the unfinished epoch (``partial``), which a later call continuing the
         history (same optimizer, generator, data and batch size) finishes exactly as
         an uninterrupted run would have.
+    runner : callable or None
+        What trains the epochs: None for this process (``LocalEpochs``), or a
+        factory with the same protocol, such as ``distributed.DataParallel``, which
+        trains data-parallel on a Dask cluster.  Everything else (schedule,
+        validation, metrics, divergence, early stopping, callbacks, history) is
+        this function's, whatever the runner.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
-    if on_divergence not in ("raise", "stop"):
-        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
-    _check_params(arch, params)
-    X, Y = _check_data(arch, X, Y)
-    if not (isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool) and epochs >= 0):
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size >= 0):
-        raise ValueError(f"batch_size must be an integer >= 0 (0 or None: the full batch), "
-                         f"got {batch_size!r}")
-    if not (isinstance(l2, (int, float, np.number)) and math.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-    _check_metrics(arch, metrics)
+    check_backend(backend, BACKENDS)
+    check_choice(on_divergence, "on_divergence", ("raise", "stop"))
+    check_params(arch, params)
+    runner = LocalEpochs if runner is None else runner
+    if runner.in_process:
+        X, Y = check_data(arch, X, Y)
+    check_epochs(epochs)
+    check_batch_size(batch_size)
+    check_l2(l2)
+    check_metrics(arch.head, metrics)
     if isinstance(optimizer, Optimizer) and lr is not None:
         raise ValueError("give lr to the Optimizer instance, not to fit")
     optimizer = make_optimizer(optimizer, lr)
     schedule = make_schedule(schedule)
-    weights = _check_weights(sample_weight, X.shape[0], arch.dtype)
-    X, Y, weights, validation_data = _split_validation(arch, X, Y, weights, validation_data,
+    weights = (check_weights(sample_weight, X.shape[0], arch.dtype) if runner.in_process
+               else sample_weight)
+    X, Y, weights, validation_data = _split_validation(X, Y, weights, validation_data,
                                                        validation_split)
+    if validation_data is not None:
+        validation_data = check_data(arch, *validation_data, ("X_val", "Y_val"))
+    trained = [m for m in metrics if runner.measures(m)] if train_metrics else []
     if early_stopping is not None:
-        computed = ["loss", *(metrics if train_metrics else ())]
+        computed = ["loss", *trained]
         if validation_data is not None:
             computed += [f"val_{key}" for key in ("loss", *metrics)]
         if early_stopping.monitor not in computed:
             raise ValueError(f"early stopping monitors {early_stopping.monitor!r}, which this run "
                              f"does not compute; it computes {computed}")
-    n = X.shape[0]
-    batch_size = n if not batch_size else min(int(batch_size), n)
     rng = as_random_state(random_state)
     history = History() if history is None else history
     history.optimizer, history.stop_reason, history.best_epoch = optimizer, None, None
@@ -358,36 +348,30 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     callbacks = [c if isinstance(c, Callback) else LambdaCallback(c) for c in callbacks]
     if progress:
         callbacks.append(ProgressBar(epochs))
-    if backend == "numba":
-        _check_not_forked()
-    run_epoch = (_compiled_epoch if backend == "numba" else _reference_epoch)(
-        arch, params, X, Y, weights, batch_size, optimizer, l2)
-    if catch_signals and _SCHEDULED_INTERRUPT.get() is not None:
-        run_epoch = _interrupting(run_epoch, batch_size, _SCHEDULED_INTERRUPT.get())
-    n_batches = -(-n // batch_size)
+    epochs_runner = runner(arch=arch, params=params, X=X, Y=Y, weights=weights,
+                           batch_size=batch_size, optimizer=optimizer, l2=l2, rng=rng,
+                           shuffle=shuffle, backend=backend, threads=threads, history=history,
+                           catch_signals=catch_signals, callbacks=callbacks)
     stopper = _EarlyStopper(early_stopping, history, params)
     snapshots = collections.deque(maxlen=2)  # the state after each of the last two epochs
-    with thread_limit(threads, backend), _signals_caught(catch_signals) as stop:
+    batches = 0
+    in_process = runner.in_process
+    # The runner's close() runs however the loop ends (it releases what the runner holds).
+    with thread_limit(threads if in_process else None, backend), \
+            _signals_caught(catch_signals and in_process) as stop, \
+            contextlib.closing(epochs_runner):
         for callback in callbacks:
             callback.on_train_begin(history)
-        for done in range(1, epochs + 1):
+        for _ in range(epochs):
             epoch = history.epochs + 1
             lr_epoch = schedule(epoch - 1, optimizer.lr, history.history)
-            partial = _take_partial_epoch(history, n, batch_size)
-            if partial is None:
-                partial = PartialEpoch(epoch_order(rng, n, batch_size, shuffle), 0, None)
-            snapshots.append((epoch - 1, params.copy(), optimizer.slots.copy(),
-                              optimizer.iterations))
-            start = time.perf_counter()
-            next_row = run_epoch(partial.order, partial.next_row, stop, partial.totals, lr_epoch,
-                                 optimizer.iterations)
-            seconds = time.perf_counter() - start
-            optimizer.iterations += -(-(next_row - partial.next_row) // batch_size)
-            loss, weight, right = partial.totals
+            snapshots.append((epoch - 1, epochs_runner.snapshot()))
+            done = epochs_runner.run(epoch, lr_epoch, stop)
+            loss, weight, right = done.totals
             loss, right = (loss / weight, right / weight) if weight > 0 else (0.0, 0.0)
             # The loss is measured before each update, so the weights are checked too.
             if not (math.isfinite(loss) and np.isfinite(params).all()):
-                kept = _restore_finite(arch, params, optimizer, snapshots, X, backend, history)
+                kept = _restore_finite(epochs_runner, snapshots, history)
                 message = (f"training diverged: a non-finite loss or weight in epoch {epoch} "
                            f"(mean loss {loss}); the weights of epoch {kept} were kept. "
                            f"Lower the learning rate (now {lr_epoch:g}) or rescale the inputs.")
@@ -396,25 +380,21 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                 warnings.warn(message, DivergenceWarning, stacklevel=2)
                 history.stop_reason = "diverged"
                 break
-            if next_row < n:  # stopped by a signal at a batch boundary
-                partial.next_row = next_row
-                history.partial, history.stop_reason = partial, "interrupted"
-                history.signal = int(stop[0])
+            if not done.finished:  # stopped by a signal at a batch boundary
+                history.stop_reason, history.signal = "interrupted", int(stop[0])
                 break
+            batches += done.batches
             logs = {"loss": float(loss)}
-            if train_metrics:
-                passed = _evaluate(arch, params, X, Y,
-                                   [m for m in metrics if m not in RUNNING_METRICS], backend, "")
-                running = {"accuracy": float(right)}
-                logs.update({m: running[m] if m in RUNNING_METRICS else passed[m]
-                             for m in metrics})
+            passed = epochs_runner.train_scores([m for m in trained if m not in RUNNING_METRICS])
+            running = {"accuracy": float(right)}
+            logs.update({m: running[m] if m in RUNNING_METRICS else passed[m] for m in trained})
             if validation_data is not None:
-                logs.update(_evaluate(arch, params, *validation_data, metrics, backend, "val_",
-                                      with_loss=True))
-            logs.update(lr=lr_epoch, seconds=seconds)
+                logs.update(_scores_on(arch, params, *validation_data, metrics, backend, "val_",
+                                       with_loss=True))
+            logs.update(lr=lr_epoch, seconds=done.seconds)
             for key, value in logs.items():
                 history.history.setdefault(key, []).append(value)
-            logs["batches"] = done * n_batches
+            logs["batches"] = batches
             try:
                 for callback in callbacks:
                     callback.on_epoch_end(epoch, logs)
@@ -424,6 +404,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                 history.stop_reason = "early stopping"
             if history.stop_reason is None and stop[0] != 0:
                 history.stop_reason, history.signal = "interrupted", int(stop[0])
+            epochs_runner.epoch_end()
             if history.stop_reason is not None:
                 break
         stopper.restore(params, history)
@@ -432,19 +413,109 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     return history
 
 
-def _restore_finite(arch, params, optimizer, snapshots, X, backend, history):
-    """Put back the latest snapshot whose weights give finite outputs on X; its epoch.
+@dataclass
+class EpochRun:
+    """What a runner reports of one epoch: its running sums (``epoch_totals``), its
+    seconds, the mini-batches it counts, and whether it finished (False: a signal
+    stopped it at a batch boundary)."""
+
+    totals: np.ndarray
+    seconds: float
+    batches: int
+    finished: bool
+
+
+class LocalEpochs:
+    """``fit``'s runner in this process: each epoch is one call of the compiled epoch
+    (``_compiled_epoch``) or of the NumPy reference (``_reference_epoch``).
+
+    The runner protocol, which ``distributed.DataParallel`` follows too:
+
+    * ``in_process`` (class attribute): the epochs run in this process, so ``fit``
+      checks the data as arrays, sets the thread count and catches signals;
+    * ``measures(metric)``: whether the runner reports metric on the training rows;
+    * the factory is called with fit's keyword arguments (arch, params, X, Y,
+      weights, batch_size, optimizer, l2, rng, shuffle, backend, threads, history,
+      catch_signals, callbacks) and returns the runner, whose methods are
+    * ``run(epoch, lr, stop)`` -> EpochRun: train epoch ``epoch`` at rate lr
+      (stop: the signal request of ``_signals_caught``);
+    * ``snapshot()`` / ``restore(snapshot)``: the training state before an epoch,
+      and putting it back; ``outputs_finite()``: whether the weights now give
+      finite outputs on the training rows;
+    * ``train_scores(metrics)``: {metric: value} on the training rows;
+    * ``epoch_end()`` after each epoch's stop decision, ``close()`` at the end, however
+      the loop ended.
+    """
+
+    in_process = True
+
+    @staticmethod
+    def measures(metric):
+        return True
+
+    def __init__(self, *, arch, params, X, Y, weights, batch_size, optimizer, l2, rng, shuffle,
+                 backend, history, catch_signals, **_):
+        self.arch, self.params, self.X, self.Y, self.backend = arch, params, X, Y, backend
+        self.optimizer, self.rng, self.shuffle, self.history = optimizer, rng, shuffle, history
+        self.n = X.shape[0]
+        self.batch_size = self.n if not batch_size else min(int(batch_size), self.n)
+        self.n_batches = -(-self.n // self.batch_size)
+        if backend == "numba":
+            _check_not_forked()
+        self.run_epoch = epoch_function(backend)(arch, params, X, Y, weights, self.batch_size,
+                                                 optimizer, l2)
+        if catch_signals and _SCHEDULED_INTERRUPT.get() is not None:
+            self.run_epoch = _interrupting(self.run_epoch, self.batch_size,
+                                           _SCHEDULED_INTERRUPT.get())
+
+    def run(self, epoch, lr, stop):
+        partial = _take_partial_epoch(self.history, self.n, self.batch_size)
+        if partial is None:
+            partial = PartialEpoch(epoch_order(self.rng, self.n, self.batch_size, self.shuffle),
+                                   0, None)
+        start = time.perf_counter()
+        next_row = self.run_epoch(partial.order, partial.next_row, stop, partial.totals, lr,
+                                  self.optimizer.iterations)
+        seconds = time.perf_counter() - start
+        self.optimizer.iterations += -(-(next_row - partial.next_row) // self.batch_size)
+        finished = next_row >= self.n
+        if not finished:
+            partial.next_row = next_row
+            self.history.partial = partial
+        return EpochRun(partial.totals, seconds, self.n_batches, finished)
+
+    def snapshot(self):
+        return self.params.copy(), self.optimizer.slots.copy(), self.optimizer.iterations
+
+    def restore(self, snapshot):
+        self.params[:], self.optimizer.slots[:], self.optimizer.iterations = snapshot
+
+    def outputs_finite(self):
+        with np.errstate(all="ignore"):
+            return bool(np.isfinite(_predict(self.arch, self.params, self.X, self.backend)).all())
+
+    def train_scores(self, metrics):
+        return _scores_on(self.arch, self.params, self.X, self.Y, metrics, self.backend, "")
+
+    def epoch_end(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _restore_finite(runner, snapshots, history):
+    """Put back the latest snapshot whose weights give finite outputs; its epoch.
 
     The epoch before the one that diverged ended on weights that no batch has been
     evaluated on yet, and they can already overflow; then the one before is kept (and
     the history loses that epoch's entries, to match).  If neither gives finite
     outputs, the older is kept all the same.
     """
-    for kept, saved_params, saved_slots, iterations in reversed(snapshots):
-        params[:], optimizer.slots[:], optimizer.iterations = saved_params, saved_slots, iterations
-        with np.errstate(all="ignore"):
-            if np.isfinite(_predict(arch, params, X, backend)).all():
-                break
+    for kept, snapshot in reversed(snapshots):
+        runner.restore(snapshot)
+        if runner.outputs_finite():
+            break
     for values in history.history.values():
         del values[kept:]
     return kept
@@ -579,45 +650,31 @@ def _signals_caught(enabled):
         os.close(write_fd)
 
 
-def _evaluate(arch, params, X, Y, metrics, backend, prefix, with_loss=False):
-    """{prefix + name: value} of the loss (with_loss) and the metrics of the network on X, Y."""
+def _scores_on(arch, params, X, Y, metrics, backend, prefix, with_loss=False):
+    """``metrics.scores`` of the network on X, Y, already checked (no pass when nothing is asked)."""
     if not (metrics or with_loss):
         return {}
-    out = _predict(arch, params, X, backend)
-    values = {}
-    if with_loss:
-        values[prefix + "loss"] = float(np.mean(reference.ROW_LOSSES[arch.head](out, Y)))
-    for name in metrics:
-        values[prefix + name] = float(METRICS[name](arch.head, Y, out))
-    return values
+    return scores(arch.head, _predict(arch, params, X, backend), Y, metrics, prefix, with_loss)
 
 
-def _check_metrics(arch, metrics):
-    """Refuse metric names not in METRICS, and accuracy for an identity head."""
-    unknown = [name for name in metrics if name not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}")
-    if "accuracy" in metrics and arch.head == "identity":
-        raise ValueError("accuracy needs a softmax or sigmoid head; use r2 for regression")
+def evaluate(arch, params, X, Y, metrics=(), *, prefix="", with_loss=True, backend="numba",
+             threads=None):
+    """{prefix + name: value}: the mean loss (with_loss) and each metric of the network on X, Y.
+
+    X is checked and converted as for prediction (``predict_output``); Y, an ndarray
+    of shape (n_samples, n_outputs), is used as given.  Every front end scores a
+    model with this (``Sequential.evaluate``, the command line's final scores) and
+    the training loop with the same ``metrics.scores``.
+    """
+    check_metrics(arch.head, metrics)
+    out = predict_output(arch, params, X, backend=backend, threads=threads)
+    return scores(arch.head, out, Y, metrics, prefix, with_loss)
 
 
-def _check_weights(sample_weight, n_samples, dtype):
-    """Sample weights as a C-contiguous (n_samples,) array of dtype; ones for None."""
-    if sample_weight is None:
-        return np.ones(n_samples, dtype=dtype)
-    weights = np.ascontiguousarray(sample_weight, dtype=dtype)
-    if weights.shape != (n_samples,):
-        raise ValueError(f"sample_weight must have shape ({n_samples},), got {weights.shape}")
-    if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
-        raise ValueError("sample_weight must be finite and >= 0, with a positive sum")
-    return weights
-
-
-def _split_validation(arch, X, Y, weights, validation_data, validation_split):
-    """(X, Y, weights, validation_data) with the validation rows held out if asked."""
+def _split_validation(X, Y, weights, validation_data, validation_split):
+    """(X, Y, weights, validation_data) with the last rows held out if asked."""
     if validation_data is not None:
-        X_val, Y_val = validation_data
-        return X, Y, weights, _check_data(arch, X_val, Y_val, ("X_val", "Y_val"))
+        return X, Y, weights, tuple(validation_data)
     if not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
     n_val = int(round(validation_split * X.shape[0]))
@@ -627,68 +684,8 @@ def _split_validation(arch, X, Y, weights, validation_data, validation_split):
         raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves no "
                          f"validation or no training rows")
     split = X.shape[0] - n_val
-    return X[:split], Y[:split], weights[:split], (X[split:], Y[split:])
-
-
-def _check_params(arch, params, writable=True):
-    """Raise unless params is arch's flat buffer: an ndarray of the right shape and dtype,
-    finite, and writable where it is to be trained in place."""
-    if not isinstance(params, np.ndarray):
-        raise TypeError(f"params must be a NumPy array (see fastnn.init_params), got "
-                        f"{type(params).__name__}")
-    if params.dtype != np.dtype(arch.dtype) or params.shape != (arch.n_params,):
-        raise ValueError(f"params must have shape ({arch.n_params},) and dtype {arch.dtype}, "
-                         f"got {params.shape} {params.dtype}")
-    if writable and not (params.flags.writeable and params.flags.c_contiguous):
-        raise ValueError("params must be a writable, contiguous array: fit updates it in place")
-    if not np.isfinite(params).all():
-        raise ValueError("params contain NaN or infinity")
-
-
-def _as_array(arch, A, name, width, min_rows=1):
-    """A as a read-only, C-contiguous 2-D array of the network's dtype, ``width`` columns.
-
-    scikit-learn's check_array does the conversion (lists, integers, booleans,
-    Fortran order, read-only and memory-mapped arrays are accepted, the last without
-    a copy when already suitable) and refuses NaN, infinity, complex numbers and
-    wrong dimensions.  The compiled kernels trust the shapes they are given, so
-    everything they rely on is checked here, with a message that names the problem.
-    """
-    from sklearn.utils import check_array  # scikit-learn costs 0.5 s of `import fastnn`
-
-    A = check_array(A, dtype=arch.dtype, order="C", ensure_min_samples=min_rows, input_name=name)
-    if A.shape[1] != width:
-        raise ValueError(f"{name} must have shape (n_samples, {width}), got {A.shape}")
-    # The kernels only read their inputs: handing them read-only views, always, keeps
-    # one compiled specialisation for writable and read-only (e.g. memory-mapped) data.
-    A = A.view()
-    A.flags.writeable = False
-    return A
-
-
-def _as_input(arch, X, name="X", min_rows=1):
-    """X checked and converted for the network's input layer (see ``_as_array``)."""
-    return _as_array(arch, X, name, arch.sizes[0], min_rows)
-
-
-def _check_data(arch, X, Y, names=("X", "Y")):
-    """X and Y checked and converted (see ``_as_array``), with the same number of rows.
-
-    Targets must suit the head's loss: probabilities in [0, 1] for sigmoid, and for
-    softmax rows that also sum to 1 (the delta p - y is the gradient only then).
-    """
-    X = _as_input(arch, X, names[0])
-    Y = _as_array(arch, Y, names[1], arch.sizes[-1])
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(f"{names[0]} and {names[1]} need the same number of rows, got "
-                         f"{X.shape[0]} and {Y.shape[0]}")
-    if arch.head != "identity" and not ((Y >= 0).all() and (Y <= 1).all()):
-        raise ValueError(f"{names[1]} must hold probabilities in [0, 1] for a {arch.head} "
-                         f"output (one-hot rows for softmax)")
-    if arch.head == "softmax" and not np.allclose(Y.sum(axis=1), 1, rtol=0, atol=1e-3):
-        raise ValueError(f"{names[1]} rows must sum to 1 for a softmax output (one-hot, e.g. "
-                         f"np.eye(n_classes)[labels])")
-    return X, Y
+    return (X[:split], Y[:split], None if weights is None else weights[:split],
+            (X[split:], Y[split:]))
 
 
 #: The process that started Numba's parallel threads (None until it has).  A child
@@ -751,6 +748,11 @@ def _reference_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
     return run_epoch
 
 
+def epoch_function(backend):
+    """The epoch maker of a backend: ``_compiled_epoch`` or ``_reference_epoch`` (same use)."""
+    return _compiled_epoch if backend == "numba" else _reference_epoch
+
+
 _POOL_LOCK = threading.Lock()
 _POOL = None  # (pid, executor) of _prediction_pool
 
@@ -775,13 +777,12 @@ def _prediction_pool():
 def predict_output(arch, params, X, backend="numba", threads=None):
     """Head output for X, ndarray of shape (n_samples, n_outputs) in arch.dtype.
 
-    X is checked and converted as for training (see ``_as_array``); zero rows give
-    an empty result.
+    X is checked and converted as for training (see ``checks.as_array``); zero rows
+    give an empty result.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
-    _check_params(arch, params, writable=False)
-    X = _as_input(arch, X, min_rows=0)
+    check_backend(backend, BACKENDS)
+    check_params(arch, params, writable=False)
+    X = as_input(arch, X, min_rows=0)
     with thread_limit(threads, backend):
         return _predict(arch, params, X, backend)
 

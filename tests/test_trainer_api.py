@@ -12,7 +12,7 @@ import pytest
 from fastnn import (SGD, Adam, Callback, DivergenceError, DivergenceWarning, EarlyStopping,
                     StopTraining, fit, predict_output, reference)
 from fastnn.schedules import ReduceOnPlateau
-from fastnn import trainer
+from fastnn import metrics, trainer
 from fastnn.trainer import ProgressBar
 
 from .conftest import make_problem
@@ -64,7 +64,7 @@ def test_training_accuracy_is_the_running_mean_before_each_update(rng, backend, 
     for epoch, start in enumerate(starts[1:], start=1):
         out = reference.predict_proba(arch, start, X)
         assert history.history["accuracy"][epoch] == pytest.approx(
-            trainer.accuracy(arch.head, Y, out), abs=1e-12)
+            metrics.accuracy(arch.head, Y, out), abs=1e-12)
         assert history.history["loss"][epoch] == pytest.approx(
             reference.loss(arch, start, X, Y), rel=1e-12)
 

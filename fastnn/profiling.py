@@ -261,11 +261,12 @@ def evaluation_seconds(arch, params, X, Y, metrics=(), with_loss=False, threads=
                        repeats=3):
     """Median seconds of what the trainer does to score (X, Y) after an epoch.
 
-    The compiled prediction, then each metric of ``trainer.METRICS`` (accuracy in
-    NumPy, r2 by scikit-learn's scorer) and, with with_loss, the mean loss.  metrics=() and with_loss=False time the prediction alone.
+    The compiled prediction, then ``metrics.scores``: each metric (accuracy in NumPy,
+    r2 by scikit-learn's scorer) and, with with_loss, the mean loss.  metrics=() and
+    with_loss=False time the prediction alone.
     """
-    from .reference import ROW_LOSSES
-    from .trainer import METRICS, predict_output
+    from .metrics import scores
+    from .trainer import predict_output
 
     if X.shape[0] == 0:
         return 0.0
@@ -273,9 +274,7 @@ def evaluation_seconds(arch, params, X, Y, metrics=(), with_loss=False, threads=
     for _ in range(repeats):
         start = time.perf_counter()
         out = predict_output(arch, params, X, threads=threads)
-        if with_loss:
-            float(np.mean(ROW_LOSSES[arch.head](out, Y)))
-        for name in metrics:
-            METRICS[name](arch.head, Y, out)
+        if metrics or with_loss:
+            scores(arch.head, out, Y, metrics, with_loss=with_loss)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)

@@ -1,0 +1,124 @@
+"""The argument and data checks that more than one module makes, in one place.
+
+Every check raises ValueError (TypeError for a wrong kind of object) with a message
+that names the argument and what it must be; the front ends add their own wording
+only where their users know the argument by another name.
+"""
+
+import math
+
+import numpy as np
+
+
+def check_choice(value, name, choices):
+    """Refuse value unless it is one of choices: "<name> must be 'a' or 'b', got ..."."""
+    if value not in choices:
+        raise ValueError(f"{name} must be {' or '.join(repr(c) for c in choices)}, got {value!r}")
+
+
+def check_backend(backend, backends):
+    """Refuse a backend name not in backends."""
+    if backend not in backends:
+        raise ValueError(f"unknown backend {backend!r}; choose from {list(backends)}")
+
+
+def check_epochs(epochs):
+    """Refuse anything but an integer >= 0 (bool included: it is no count)."""
+    if not (isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool) and epochs >= 0):
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+
+
+def check_batch_size(batch_size):
+    """Refuse a batch size that is not None or an integer >= 0 (0 and None: the full batch)."""
+    if batch_size is not None and not (isinstance(batch_size, (int, np.integer))
+                                       and batch_size >= 0):
+        raise ValueError(f"batch_size must be an integer >= 0 (0 or None: the full batch), "
+                         f"got {batch_size!r}")
+
+
+def check_l2(l2):
+    """Refuse an L2 penalty that is not a finite number >= 0."""
+    if not (isinstance(l2, (int, float, np.number)) and not isinstance(l2, bool)
+            and math.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+
+
+def check_params(arch, params, writable=True):
+    """Raise unless params is arch's flat buffer: an ndarray of the right shape and dtype,
+    finite, and writable where it is to be trained in place."""
+    if not isinstance(params, np.ndarray):
+        raise TypeError(f"params must be a NumPy array (see fastnn.init_params), got "
+                        f"{type(params).__name__}")
+    if params.dtype != np.dtype(arch.dtype) or params.shape != (arch.n_params,):
+        raise ValueError(f"params must have shape ({arch.n_params},) and dtype {arch.dtype}, "
+                         f"got {params.shape} {params.dtype}")
+    if writable and not (params.flags.writeable and params.flags.c_contiguous):
+        raise ValueError("params must be a writable, contiguous array: fit updates it in place")
+    if not np.isfinite(params).all():
+        raise ValueError("params contain NaN or infinity")
+
+
+def as_array(arch, A, name, width, min_rows=1):
+    """A as a read-only, C-contiguous 2-D array of the network's dtype, ``width`` columns.
+
+    scikit-learn's check_array does the conversion (lists, integers, booleans,
+    Fortran order, read-only and memory-mapped arrays are accepted, the last without
+    a copy when already suitable) and refuses NaN, infinity, complex numbers and
+    wrong dimensions.  The compiled kernels trust the shapes they are given, so
+    everything they rely on is checked here, with a message that names the problem.
+    """
+    from sklearn.utils import check_array  # scikit-learn costs 0.5 s of `import fastnn`
+
+    A = check_array(A, dtype=arch.dtype, order="C", ensure_min_samples=min_rows, input_name=name)
+    if A.shape[1] != width:
+        raise ValueError(f"{name} must have shape (n_samples, {width}), got {A.shape}")
+    # The kernels only read their inputs: handing them read-only views, always, keeps
+    # one compiled specialisation for writable and read-only (e.g. memory-mapped) data.
+    A = A.view()
+    A.flags.writeable = False
+    return A
+
+
+def as_input(arch, X, name="X", min_rows=1):
+    """X checked and converted for the network's input layer (see ``as_array``)."""
+    return as_array(arch, X, name, arch.sizes[0], min_rows)
+
+
+def check_data(arch, X, Y, names=("X", "Y")):
+    """X and Y checked and converted (see ``as_array``), with the same number of rows.
+
+    Targets must suit the head's loss: probabilities in [0, 1] for sigmoid, and for
+    softmax rows that also sum to 1 (the delta p - y is the gradient only then).
+    """
+    X = as_input(arch, X, names[0])
+    Y = as_array(arch, Y, names[1], arch.sizes[-1])
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"{names[0]} and {names[1]} need the same number of rows, got "
+                         f"{X.shape[0]} and {Y.shape[0]}")
+    if arch.head != "identity" and not ((Y >= 0).all() and (Y <= 1).all()):
+        raise ValueError(f"{names[1]} must hold probabilities in [0, 1] for a {arch.head} "
+                         f"output (one-hot rows for softmax)")
+    if arch.head == "softmax" and not np.allclose(Y.sum(axis=1), 1, rtol=0, atol=1e-3):
+        raise ValueError(f"{names[1]} rows must sum to 1 for a softmax output (one-hot, e.g. "
+                         f"np.eye(n_classes)[labels])")
+    return X, Y
+
+
+def check_weights(sample_weight, n_samples, dtype):
+    """Sample weights as a C-contiguous (n_samples,) array of dtype; ones for None."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    weights = np.ascontiguousarray(sample_weight, dtype=dtype)
+    if weights.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {weights.shape}")
+    if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
+        raise ValueError("sample_weight must be finite and >= 0, with a positive sum")
+    return weights
+
+
+def holds_text(values):
+    """Whether array-like values hold a string (class labels given where numbers are expected)."""
+    try:
+        return any(isinstance(v, (str, bytes)) for v in np.asarray(values, dtype=object).ravel())
+    except ValueError:  # ragged nested lists
+        return False
