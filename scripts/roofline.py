@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine_peak import fma_gflops, gemm_gflops  # noqa: E402  (a sibling script)
 
 from fastnn import config  # noqa: E402
-from fastnn.profile import median_seconds  # noqa: E402
+from fastnn.profiling import median_seconds  # noqa: E402
 from fastnn.kernels import (dense_backward, dense_forward, matmul_acc,  # noqa: E402
                             optimizer_step, param_grad)
 from fastnn.network import ACTIVATION_CODES  # noqa: E402
