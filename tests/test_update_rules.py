@@ -56,11 +56,12 @@ def test_nesterov_by_hand(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_rmsprop_first_step_by_hand(backend):
-    """rho 0.9: s = 0.1 g^2 = (0.1, 0.025), so sqrt(s) = sqrt(0.1) |g| and the step is
-    lr |g| / (sqrt(0.1) |g| + eps) against g's sign: about lr / sqrt(0.1) = 0.0316 for
-    both parameters (without the (1 - rho) it would be lr = 0.01)."""
+    """The default constants (Keras's: rho 0.9, eps 1e-7), lr 0.01.  s = 0.1 g^2 =
+    (0.1, 0.025), so sqrt(s) = sqrt(0.1) |g| and the step is lr |g| / (sqrt(0.1) |g| + eps)
+    against g's sign: about lr / sqrt(0.1) = 0.0316 for both parameters (without the
+    (1 - rho) it would be lr = 0.01)."""
     arch, params, X, Y = one_weight_problem()
-    optimizer = RMSprop(lr=0.01, rho=0.9, eps=1e-7)
+    optimizer = RMSprop(lr=0.01)
     fit(arch, params, X, Y, epochs=1, optimizer=optimizer, backend=backend)
     np.testing.assert_allclose(optimizer.slots[0], [0.1, 0.025], rtol=HAND_RTOL)
     step = [0.01 * 1.0 / (math.sqrt(0.1) + 1e-7), 0.01 * 0.5 / (math.sqrt(0.025) + 1e-7)]
@@ -70,11 +71,11 @@ def test_rmsprop_first_step_by_hand(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_adadelta_first_step_by_hand(backend):
-    """rho 0.95, eps 1e-7, lr 1: s = 0.05 g^2 = (0.05, 0.0125); with u = 0 the step is
-    d = sqrt(eps) / sqrt(s + eps) g, about sqrt(eps / 0.05) sign(g) = 1.414e-3 sign(g);
-    then u = 0.05 d^2 and p -= d."""
+    """The defaults (Keras's rho 0.95 and eps 1e-7; lr 1 as Keras 2.0-2.2).
+    s = 0.05 g^2 = (0.05, 0.0125); with u = 0 the step is d = sqrt(eps) / sqrt(s + eps) g,
+    about sqrt(eps / 0.05) sign(g) = 1.414e-3 sign(g); then u = 0.05 d^2 and p -= d."""
     arch, params, X, Y = one_weight_problem()
-    optimizer = Adadelta(lr=1.0, rho=0.95, eps=1e-7)
+    optimizer = Adadelta()
     fit(arch, params, X, Y, epochs=1, optimizer=optimizer, backend=backend)
     d = np.array([math.sqrt(1e-7) / math.sqrt(0.05 + 1e-7) * -1.0,
                   math.sqrt(1e-7) / math.sqrt(0.0125 + 1e-7) * -0.5])

@@ -1,0 +1,240 @@
+"""Mutation testing: plant known bugs in a copy of the repository and check that tests catch them.
+
+    python scripts/mutation.py                 # every mutant, on the committed HEAD
+    python scripts/mutation.py --list          # the mutants and the tests each one runs
+    python scripts/mutation.py nesterov-as-momentum average-partition-0-only
+    python scripts/mutation.py --rev HEAD~3    # another commit
+
+Each mutant is a small list of exact text replacements (one bug, sometimes written into a
+kernel and its NumPy twin alike, so that the comparison of the two cannot see it) and the
+test files that should catch it.  The script never touches the checkout it is run from:
+it exports the commit (``git archive``) into a temporary directory, runs the tests there
+once unchanged (they must pass, or no mutant can be judged), then for each mutant applies
+it, runs only its tests (``pytest -x``), and puts the file back.  A mutant is *killed*
+when its tests fail (or time out), *survived* when they pass, *stale* when its text is no
+longer in the source (update the list).  Survivors are printed at the end and make the
+exit status 1.
+
+Numba's disk cache does not notice that a function called from another file changed, so
+a mutant of compiled code (fastnn/kernels, fastnn/config.py) runs with an empty
+NUMBA_CACHE_DIR of its own and compiles everything (most of the run time); the others
+share the cache warmed by the unchanged run (the files it compiled are restored with
+their time stamps, so it stays valid).  The compiled code reads nothing of
+fastnn/optimizers.py but OPTIMIZER_CODES, which no mutant here changes.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+OPTIMIZER_TESTS = ("tests/test_update_rules.py", "tests/test_optimizers.py")
+AVERAGING_TESTS = ("tests/test_averaging.py", "tests/test_distributed.py")
+TRAINER_TESTS = ("tests/test_resume.py", "tests/test_update_rules.py", "tests/test_trainer_api.py")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A named bug: replacements (path, old text, new text), each old text found exactly once."""
+
+    name: str
+    edits: tuple
+    tests: tuple
+
+    @property
+    def compiled(self):
+        return any(path.startswith("fastnn/kernels/") or path == "fastnn/config.py"
+                   for path, _, _ in self.edits)
+
+
+KERNEL, TWIN = "fastnn/kernels/optimizers.py", "fastnn/reference.py"
+
+MUTANTS = [
+    # The three that survived the suite of issue 18, and their neighbours.
+    Mutant("rmsprop-without-1-minus-rho", (
+        (KERNEL, "s[q] = rho * s[q] + (one - rho) * g[q] * g[q]\n            p[q] -= lr",
+         "s[q] = rho * s[q] + g[q] * g[q]\n            p[q] -= lr"),
+        (TWIN, "s[0] = rho * s[0] + (1 - rho) * g * g\n        p -= lr * g",
+         "s[0] = rho * s[0] + g * g\n        p -= lr * g")), OPTIMIZER_TESTS),
+    Mutant("nesterov-as-momentum", (
+        (KERNEL, "p[q] += momentum * v[q] - lr * g[q]", "p[q] += v[q]"),
+        (TWIN, "p += momentum * s[0] - lr * g if nesterov else s[0]", "p += s[0]")),
+        OPTIMIZER_TESTS),
+    Mutant("average-partition-0-only", (
+        ("fastnn/distributed.py", "params[:], optimizer.slots[:] = mean, slots",
+         'params[:], optimizer.slots[:] = results[0]["params"], results[0]["slots"]'),),
+        AVERAGING_TESTS),
+    Mutant("adam-without-bias-correction", (
+        (KERNEL, "lr_t = dtype(lr * math.sqrt(1.0 - hyper[1] ** step) / (1.0 - hyper[0] ** step))",
+         "lr_t = dtype(lr)"),
+        (TWIN, "lr_t = dtype(float(lr) * np.sqrt(1.0 - hyper[1] ** step) / (1.0 - hyper[0] ** step))",
+         "lr_t = dtype(lr)")), OPTIMIZER_TESTS),
+    Mutant("adadelta-second-moment-of-g", (
+        (KERNEL, "u[q] = rho * u[q] + (one - rho) * d * d", "u[q] = rho * u[q] + (one - rho) * g[q] * g[q]"),
+        (TWIN, "s[1] = rho * s[1] + (1 - rho) * d * d", "s[1] = rho * s[1] + (1 - rho) * g * g")),
+        OPTIMIZER_TESTS),
+    Mutant("l2-gradient-halved", (
+        (KERNEL, "g[q] += l2 * p[q]", "g[q] += 0.5 * l2 * p[q]"),
+        (TWIN, "    grads[start:stop] += l2 * p\n", "    grads[start:stop] += 0.5 * l2 * p\n")),
+        ("tests/test_optimizers.py",)),
+    Mutant("l2-gradient-halved-in-the-twin-only", (
+        (TWIN, "    grads[start:stop] += l2 * p\n", "    grads[start:stop] += 0.5 * l2 * p\n"),),
+        ("tests/test_optimizers.py",)),
+    Mutant("tanh-derivative-without-square", (
+        ("fastnn/kernels/activations.py", "delta[i, j] *= one - a[i, j] * a[i, j]",
+         "delta[i, j] *= one - a[i, j]"),), ("tests/test_kernels.py",)),
+    Mutant("epoch-loss-weighted-by-row-count", (
+        ("fastnn/kernels/epoch.py", "totals[1] += batch_weight", "totals[1] += n_rows"),),
+        ("tests/test_optimizers.py",)),
+    Mutant("transposed-weights-stale-on-resume", (
+        ("fastnn/kernels/epoch.py", "for layer in range(1, sizes.shape[0] - 1):\n        transpose",
+         "for layer in range(1, sizes.shape[0] - 1 if first_row == 0 else 1):\n        transpose"),),
+        ("tests/test_resume.py",)),
+    Mutant("average-rows-ignored", (
+        ("fastnn/distributed.py", 'mean += (r["rows"] / total) * r["params"]',
+         'mean += r["params"] / len(results)'),), AVERAGING_TESTS),
+    Mutant("average-state-of-partition-0", (
+        ("fastnn/distributed.py", "params[:], optimizer.slots[:] = mean, slots",
+         'params[:], optimizer.slots[:] = mean, results[0]["slots"]'),), AVERAGING_TESTS),
+    Mutant("average-step-count-min", (
+        ("fastnn/distributed.py", "optimizer.iterations = max(", "optimizer.iterations = min("),),
+        AVERAGING_TESTS),
+    Mutant("sgd-state-without-momentum", (
+        ("fastnn/optimizers.py", "return 1 if self.momentum > 0 else 0", "return 1"),),
+        OPTIMIZER_TESTS),
+    Mutant("adadelta-default-rho", (
+        ("fastnn/optimizers.py", "lr: float = 1.0\n    rho: float = 0.95",
+         "lr: float = 1.0\n    rho: float = 0.9"),), OPTIMIZER_TESTS),
+    Mutant("rmsprop-default-eps", (
+        ("fastnn/optimizers.py", "rho: float = 0.9\n    eps: float = 1e-7",
+         "rho: float = 0.9\n    eps: float = 1e-8"),), OPTIMIZER_TESTS),
+    Mutant("schedule-one-epoch-late", (
+        ("fastnn/trainer.py", "lr_epoch = schedule(epoch - 1, optimizer.lr, history.history)",
+         "lr_epoch = schedule(epoch, optimizer.lr, history.history)"),), TRAINER_TESTS),
+    Mutant("step-count-floor-of-partial-batch", (
+        ("fastnn/trainer.py", "optimizer.iterations += -(-(next_row - partial.next_row) // batch_size)",
+         "optimizer.iterations += (next_row - partial.next_row) // batch_size"),), TRAINER_TESTS),
+    Mutant("resumed-epoch-forgets-its-sums", (
+        ("fastnn/trainer.py", "next_row = run_epoch(partial.order, partial.next_row, stop, partial.totals,",
+         "next_row = run_epoch(partial.order, partial.next_row, stop, epoch_totals(),"),),
+        TRAINER_TESTS),
+    Mutant("interrupt-one-batch-late", (
+        ("fastnn/trainer.py", "order[:first_row + scheduled[0] * batch_size]",
+         "order[:first_row + (scheduled[0] + 1) * batch_size]"),), ("tests/test_resume.py",)),
+]
+
+
+def run_tests(src, tests, cache, timeout):
+    """(passed, seconds, last lines of the output) of pytest -x on tests, in src."""
+    env = dict(os.environ, PYTHONPATH=str(src), NUMBA_CACHE_DIR=str(cache))
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(command, cwd=src, env=env, capture_output=True, text=True,
+                                timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, time.perf_counter() - start, f"timed out after {timeout} s"
+    lines = [line for line in (result.stdout + result.stderr).splitlines()
+             if line.startswith(("FAILED", "ERROR")) or " passed" in line or " failed" in line]
+    return result.returncode == 0, time.perf_counter() - start, "\n".join(lines[-3:])
+
+
+def apply(src, mutant):
+    """Apply the mutant's edits in src; return what restore() needs, or None if stale."""
+    saved = {}
+    for path, old, new in mutant.edits:
+        file = src / path
+        if path not in saved:
+            saved[path] = (file.read_text(), file.stat())
+        text = file.read_text()
+        if text.count(old) != 1:
+            restore(src, saved)
+            return None
+        file.write_text(text.replace(old, new))
+    return saved
+
+
+def restore(src, saved):
+    for path, (text, stat) in saved.items():
+        file = src / path
+        file.write_text(text)
+        os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument("--rev", default="HEAD", help="commit to test (default: HEAD)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per test run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    args = parser.parse_args(argv)
+    known = {m.name: m for m in MUTANTS}
+    unknown = [name for name in args.names if name not in known]
+    if unknown:
+        parser.error(f"unknown mutants {unknown}; see --list")
+    mutants = [known[name] for name in args.names] if args.names else MUTANTS
+    if args.list:
+        for m in mutants:
+            print(f"{m.name:40s} {' '.join(sorted({p for p, _, _ in m.edits}))}  ->  "
+                  f"{' '.join(m.tests)}")
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="fastnn-mutation-"))
+    src, warm = work / "src", work / "cache-warm"
+    try:
+        archive = subprocess.run(["git", "archive", args.rev], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        src.mkdir()
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        tests = sorted({t for m in mutants for t in m.tests})
+        print(f"mutation: {args.rev} exported to {src}; unchanged run of {len(tests)} test files",
+              flush=True)
+        passed, seconds, tail = run_tests(src, tests, warm, args.timeout)
+        if not passed:
+            print(f"mutation: the tests fail without any mutant ({seconds:.0f} s):\n{tail}")
+            return 2
+        print(f"mutation: unchanged: passed in {seconds:.0f} s", flush=True)
+        results = []
+        for i, mutant in enumerate(mutants):
+            saved = apply(src, mutant)
+            if saved is None:
+                status, seconds, tail = "stale", 0.0, "text not found: update the mutant"
+            else:
+                cache = work / f"cache-{i}" if mutant.compiled else warm
+                try:
+                    passed, seconds, tail = run_tests(src, mutant.tests, cache, args.timeout)
+                finally:
+                    restore(src, saved)
+                    if mutant.compiled:
+                        shutil.rmtree(cache, ignore_errors=True)
+                status = "SURVIVED" if passed else "killed"
+            results.append((mutant, status))
+            first = tail.splitlines()[0] if tail else ""
+            print(f"{status:8s} {mutant.name:40s} {seconds:5.0f} s  {first}", flush=True)
+        survivors = [m.name for m, status in results if status == "SURVIVED"]
+        stale = [m.name for m, status in results if status == "stale"]
+        killed = sum(status == "killed" for _, status in results)
+        print(f"mutation: {killed} killed, {len(survivors)} survived, {len(stale)} stale, "
+              f"of {len(results)}")
+        for name in survivors:
+            print(f"survivor: {name}")
+        for name in stale:
+            print(f"stale: {name}")
+        return 1 if survivors or stale else 0
+    finally:
+        if args.keep:
+            print(f"mutation: kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
