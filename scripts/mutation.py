@@ -72,12 +72,13 @@ MUTANTS = [
          'params[:], optimizer.slots[:] = results[0]["params"], results[0]["slots"]'),),
         AVERAGING_TESTS),
     Mutant("adam-without-bias-correction", (
-        (KERNEL, "lr_t = dtype(lr * math.sqrt(1.0 - hyper[1] ** step) / (1.0 - hyper[0] ** step))",
-         "lr_t = dtype(lr)"),
-        (TWIN, "lr_t = dtype(float(lr) * np.sqrt(1.0 - hyper[1] ** step) / (1.0 - hyper[0] ** step))",
-         "lr_t = dtype(lr)")), OPTIMIZER_TESTS),
+        (KERNEL, "lr_t = dtype(lr * math.sqrt(1.0 - hyper[1] ** step)"
+                 " / (1.0 - hyper[0] ** step))", "lr_t = dtype(lr)"),
+        (TWIN, "lr_t = dtype(float(lr) * np.sqrt(1.0 - hyper[1] ** step)"
+               " / (1.0 - hyper[0] ** step))", "lr_t = dtype(lr)")), OPTIMIZER_TESTS),
     Mutant("adadelta-second-moment-of-g", (
-        (KERNEL, "u[q] = rho * u[q] + (one - rho) * d * d", "u[q] = rho * u[q] + (one - rho) * g[q] * g[q]"),
+        (KERNEL, "u[q] = rho * u[q] + (one - rho) * d * d",
+         "u[q] = rho * u[q] + (one - rho) * g[q] * g[q]"),
         (TWIN, "s[1] = rho * s[1] + (1 - rho) * d * d", "s[1] = rho * s[1] + (1 - rho) * g * g")),
         OPTIMIZER_TESTS),
     Mutant("l2-gradient-halved", (
@@ -94,7 +95,8 @@ MUTANTS = [
         ("fastnn/kernels/epoch.py", "totals[1] += batch_weight", "totals[1] += n_rows"),),
         ("tests/test_optimizers.py",)),
     Mutant("transposed-weights-stale-on-resume", (
-        ("fastnn/kernels/epoch.py", "for layer in range(1, sizes.shape[0] - 1):\n        transpose",
+        ("fastnn/kernels/epoch.py",
+         "for layer in range(1, sizes.shape[0] - 1):\n        transpose",
          "for layer in range(1, sizes.shape[0] - 1 if first_row == 0 else 1):\n        transpose"),),
         ("tests/test_resume.py",)),
     Mutant("average-rows-ignored", (
@@ -119,11 +121,12 @@ MUTANTS = [
         ("fastnn/trainer.py", "lr_epoch = schedule(epoch - 1, optimizer.lr, history.history)",
          "lr_epoch = schedule(epoch, optimizer.lr, history.history)"),), TRAINER_TESTS),
     Mutant("step-count-floor-of-partial-batch", (
-        ("fastnn/trainer.py", "optimizer.iterations += -(-(next_row - partial.next_row) // batch_size)",
-         "optimizer.iterations += (next_row - partial.next_row) // batch_size"),), TRAINER_TESTS),
+        ("fastnn/trainer.py",
+         "optimizer.iterations += -(-(next_row - partial.next_row) // self.batch_size)",
+         "optimizer.iterations += (next_row - partial.next_row) // self.batch_size"),),
+        TRAINER_TESTS),
     Mutant("resumed-epoch-forgets-its-sums", (
-        ("fastnn/trainer.py", "next_row = run_epoch(partial.order, partial.next_row, stop, partial.totals,",
-         "next_row = run_epoch(partial.order, partial.next_row, stop, epoch_totals(),"),),
+        ("fastnn/trainer.py", "stop, partial.totals, lr,", "stop, epoch_totals(), lr,"),),
         TRAINER_TESTS),
     Mutant("interrupt-one-batch-late", (
         ("fastnn/trainer.py", "order[:first_row + scheduled[0] * batch_size]",
