@@ -20,7 +20,7 @@ from numba import njit
 from scipy.special import expit
 
 from fastnn import kernels, reference
-from fastnn.kernels import gemm
+from fastnn.kernels import epoch, gemm
 from fastnn.kernels.activations import fast_exp
 from fastnn.network import ACTIVATION_CODES
 from fastnn.optimizers import SGD, Adadelta, Adam, RMSprop
@@ -392,7 +392,7 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
     """
     code = textwrap.dedent("""
         import numpy as np
-        from fastnn.kernels import gemm
+        from fastnn.kernels import epoch, gemm
         assert gemm.VECTOR_BITS == 256, gemm.VECTOR_BITS
         rng = np.random.default_rng(0)
         for dtype, tol in (("float32", 1e-4), ("float64", 1e-12)):
@@ -411,6 +411,35 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# ---------------------------------------------------------------------------
+# transpose_weights (the epoch's transposed copy of W, for the delta propagation)
+# ---------------------------------------------------------------------------
+
+#: (fan_in, fan_out, row_start, row_stop): full 8 x 8 / 4 x 4 blocks, edges in both
+#: directions, a range that includes the bias row (row fan_in, not copied), empty ranges.
+TRANSPOSE_CASES = [(128, 128, 0, 129), (37, 21, 4, 37), (19, 10, 0, 20), (8, 8, 0, 8),
+                   (3, 5, 0, 4), (64, 17, 32, 64), (9, 33, 9, 10), (16, 24, 8, 8)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fan_in, fan_out, row_start, row_stop", TRANSPOSE_CASES)
+def test_transpose_weights(fan_in, fan_out, row_start, row_stop, dtype):
+    """Rows [row_start, row_stop) of W land in their columns of W.T, nothing else is written."""
+    sizes = np.array([7, fan_in, fan_out, 2], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
+    rng = generator("transpose", fan_in, fan_out, row_start, row_stop, dtype)
+    params = draw(rng, (offsets[-1],), dtype)
+    params_t = garbage(offsets[-1], dtype)
+    epoch.transpose_weights(params, offsets, sizes, 1, row_start, row_stop, params_t)
+    W = params[offsets[1]:offsets[1] + fan_in * fan_out].reshape(fan_in, fan_out)
+    WT = params_t[offsets[1]:offsets[1] + fan_in * fan_out].reshape(fan_out, fan_in)
+    copied = slice(row_start, min(row_stop, fan_in))
+    np.testing.assert_array_equal(WT[:, copied], W[copied].T)
+    untouched = np.ones(offsets[-1], dtype=bool)
+    untouched[offsets[1]:offsets[1] + fan_in * fan_out].reshape(fan_out, fan_in)[:, copied] = False
+    assert np.isnan(params_t[untouched]).all()
 
 
 # ---------------------------------------------------------------------------

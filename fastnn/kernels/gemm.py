@@ -266,6 +266,62 @@ def gemm(a, b, c, bias, init):
                          k, min(MR_NARROW, m - i0), min(lanes, n - j0), init)
 
 
+
+#: Side of the square blocks ``transpose_block`` moves: the elements of a 256-bit vector.
+TRANSPOSE_BYTES = 32
+
+
+@intrinsic
+def transpose_block(typingctx, src, src_off, lds, dst, dst_off, ldd):
+    """dst[dst_off + j * ldd + i] = src[src_off + i * lds + j] for i, j < L, L x L block.
+
+    L = TRANSPOSE_BYTES // itemsize (8 float32, 4 float64).  Loads L rows of src as
+    vectors, transposes them in registers with log2(L) rounds of interleaving
+    shuffles (round: row 2i, 2i+1 <- low, high halves of rows i and i + L/2
+    interleaved) and stores L rows of dst: 2 L memory operations instead of 2 L^2.
+    Offsets and strides are in elements.
+    """
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array)):
+        return None
+    sig = types.void(src, src_off, lds, dst, dst_off, ldd)
+
+    def codegen(context, builder, signature, args):
+        argtys = signature.args
+
+        def as_i64(index):
+            return context.cast(builder, args[index], argtys[index], types.int64)
+
+        src_ptr = context.make_array(argtys[0])(context, builder, args[0]).data
+        dst_ptr = context.make_array(argtys[3])(context, builder, args[3]).data
+        src_off, lds, dst_off, ldd = as_i64(1), as_i64(2), as_i64(4), as_i64(5)
+        item = argtys[0].dtype.bitwidth // 8
+        lanes = TRANSPOSE_BYTES // item
+        vty = ir.VectorType(context.get_value_type(argtys[0].dtype), lanes)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        half = lanes // 2
+        low = ir.Constant(ir.VectorType(i32, lanes),
+                          [q // 2 + (lanes if q % 2 else 0) for q in range(lanes)])
+        high = ir.Constant(ir.VectorType(i32, lanes),
+                           [half + q // 2 + (lanes if q % 2 else 0) for q in range(lanes)])
+
+        def row_pointer(ptr, offset, stride, row):
+            index = builder.add(offset, builder.mul(ir.Constant(i64, row), stride))
+            return builder.bitcast(builder.gep(ptr, [index]), vty.as_pointer())
+
+        rows = [builder.load(row_pointer(src_ptr, src_off, lds, i), align=item)
+                for i in range(lanes)]
+        for _ in range(lanes.bit_length() - 1):
+            shuffled = []
+            for i in range(half):
+                shuffled.append(builder.shuffle_vector(rows[i], rows[i + half], low))
+                shuffled.append(builder.shuffle_vector(rows[i], rows[i + half], high))
+            rows = shuffled
+        for j in range(lanes):
+            builder.store(rows[j], row_pointer(dst_ptr, dst_off, ldd, j), align=item)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
 if numba.config.DISABLE_JIT:
     # With NUMBA_DISABLE_JIT the kernels run as Python (for debugging), where an
     # intrinsic cannot run: the product is then NumPy's, with its own summation order.
