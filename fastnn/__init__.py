@@ -12,7 +12,7 @@ The pieces, one module each:
 * ``models``     - Keras-like ``Sequential`` of ``Dense`` layers;
 * ``estimators`` - scikit-learn's ``FastMLPClassifier`` and ``FastMLPRegressor``;
 * ``mynn``       - drop-in replacement for the tutorial's ``MyNN``;
-* ``train``      - the command line (``python -m fastnn.train``).
+* ``cli``        - the command line (``python -m fastnn.train``, ``fastnn-train``).
 """
 
 from .model_io import load_model as load
@@ -20,8 +20,7 @@ from .network import Architecture, init_params, layer_views
 from .optimizers import SGD, Adadelta, Adam, RMSprop
 from .trainer import (Callback, DivergenceError, DivergenceWarning, EarlyStopping, History,
                       StopTraining, fit, predict_output)
-
-__version__ = "0.1.0"
+from .version import __version__
 
 #: Front ends, imported on first use (they import scikit-learn: 0.5 s of start-up).
 _LAZY = {"Dense": "models", "Sequential": "models", "ModelCheckpoint": "models",

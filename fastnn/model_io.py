@@ -98,7 +98,7 @@ def save(path, arch, params, extra_metadata=None, arrays=None):
     OSError
         The file cannot be written; an existing file at ``path`` is left as it was.
     """
-    from . import __version__
+    from .version import __version__
 
     params = np.asarray(params)
     _check_params(arch, params, where="params")

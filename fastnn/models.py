@@ -486,14 +486,14 @@ class Sequential:
         """["loss", *metrics] as given to compile: the order of evaluate's values."""
         return ["loss", *self.metrics]
 
-    def _fastnn_metrics(self):
-        """The compile metrics as fastnn's METRICS names, each once."""
+    def fastnn_metrics(self):
+        """The compile metrics as fastnn's names (``metrics.METRICS``), each once."""
         return list(dict.fromkeys(METRIC_ALIASES[name][0] for name in self.metrics))
 
     def fit(self, x, y, epochs=1, batch_size=32, verbose="auto", validation_split=0.0,
             validation_data=None, shuffle=True, callbacks=(), early_stopping=None,
             sample_weight=None, initial_epoch=0, on_divergence="raise", threads=None,
-            backend="numba"):
+            backend="numba", runner=None):
         """Train, continuing the model's history; return it (a trainer.History).
 
         Parameters
@@ -529,6 +529,9 @@ class Sequential:
             Threads for this call (None: Numba's current setting).
         backend : "numba" or "numpy"
             The compiled engine, or the NumPy reference (to check the engine).
+        runner : None or a runner of ``trainer.fit``
+            None trains in this process; ``distributed.DataParallel(client, ...)``
+            trains data-parallel on a Dask cluster (x and y are checked here first).
 
         Returns
         -------
@@ -580,10 +583,10 @@ class Sequential:
             self.arch, self.params, x, y, epochs=epochs, batch_size=int(batch_size),
             optimizer=self.optimizer, schedule=self.schedule, l2=self.l2,
             sample_weight=sample_weight, validation_data=validation_data,
-            validation_split=validation_split, metrics=self._fastnn_metrics(),
+            validation_split=validation_split, metrics=self.fastnn_metrics(),
             early_stopping=early_stopping, on_divergence=on_divergence, callbacks=callbacks,
             progress=progress, history=self.history, random_state=self.rng, shuffle=shuffle,
-            backend=backend, threads=threads)
+            backend=backend, threads=threads, runner=runner)
         if history.interrupted:
             where = f"epoch {history.epochs}"
             if history.partial is not None:
@@ -607,7 +610,7 @@ class Sequential:
         progress, lines = _verbosity(verbose)
         self._ensure_built()
         x, y = self._check_xy(x, y)
-        scores = trainer.evaluate(self.arch, self.params, x, y, self._fastnn_metrics())
+        scores = trainer.evaluate(self.arch, self.params, x, y, self.fastnn_metrics())
         values = {"loss": scores["loss"]}
         values.update({name: scores[METRIC_ALIASES[name][0]] for name in self.metrics})
         if progress or lines:

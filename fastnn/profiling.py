@@ -278,3 +278,115 @@ def evaluation_seconds(arch, params, X, Y, metrics=(), with_loss=False, threads=
             scores(arch.head, out, Y, metrics, with_loss=with_loss)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
+
+
+def report(model, X_train, Y_train, settings, epoch_seconds, compile_s, compile_source,
+           final_inputs, threads=None):
+    """The command line's --profile report of a trained Sequential, a dict (printed by
+    ``report_lines``, stored in --metrics-json).
+
+    X_train, Y_train are the training rows given to fit (validation rows included);
+    settings the fit settings (batch_size, validation_split, shuffle); epoch_seconds
+    the measured epochs; compile_s and compile_source the warm-up's; final_inputs
+    the inputs predicted once at the end; threads the thread count (None: Numba's).
+    """
+    import numba
+
+    from .metrics import RUNNING_METRICS, metric_for
+
+    arg_threads = threads
+    threads = threads or numba.get_num_threads()
+    n_rows = X_train.shape[0]
+    validation = settings["validation_split"]
+    n_val = int(round(validation * n_rows)) if validation else 0
+    n_fit = n_rows - n_val
+    batch = settings["batch_size"] or n_fit
+    X_fit = np.asarray(X_train[:n_fit], dtype=model.dtype)
+    Y_fit = np.asarray(Y_train[:n_fit], dtype=model.dtype)
+    lr = model.history.history["lr"][-1]
+    times = kernel_times(model.arch, model.params, model.optimizer, model.l2, X_fit, Y_fit,
+                         batch, lr)
+    phases = epoch_breakdown(times, n_fit, batch, threads)
+    phases["shuffle"] = (shuffle_seconds(model.rng, n_fit)
+                         if settings["shuffle"] and batch < n_fit else 0.0)
+    epoch = statistics.median(epoch_seconds)
+    # After each epoch the trainer predicts the validation rows (val_loss), and the
+    # training rows for a metric computed every epoch that the epoch kernels do not
+    # count as they go, r2 (the command line asks for it only when something uses it).
+    metrics = [m for m in model.fastnn_metrics() or [metric_for(model.arch.head)]
+               if m not in RUNNING_METRICS]
+    train_scoring = (evaluation_seconds(model.arch, model.params, X_fit, Y_fit, metrics,
+                                        threads=arg_threads) if metrics else 0.0)
+    val_scoring = 0.0
+    if n_val:
+        val_scoring = evaluation_seconds(
+            model.arch, model.params, X_train[n_fit:], Y_train[n_fit:],
+            model.fastnn_metrics(), with_loss=True, threads=arg_threads)
+    evaluation = (train_scoring if model.metrics else 0.0) + val_scoring
+    final = sum(evaluation_seconds(model.arch, model.params, X, None, threads=arg_threads)
+                for X in final_inputs)
+    flops = epoch_flops(model.arch.sizes, n_fit, batch)
+    peak = peak_gflops(model.dtype, threads)
+    gflops = flops["total"] / epoch / 1e9
+    return {
+        "threads": threads, "dtype": model.dtype, "rows": n_fit, "validation_rows": n_val,
+        "batch_size": min(batch, n_fit),
+        "batches": len(batch_sizes(n_fit, batch)), "chunk_rows": config.CHUNK_ROWS,
+        "compile_s": compile_s, "compile_source": compile_source,
+        "epochs_measured": len(epoch_seconds), "epoch_s": epoch,
+        "first_epoch_s": epoch_seconds[0],
+        "phases_s": phases, "remainder_s": epoch - sum(phases.values()),
+        "evaluation_per_epoch_s": evaluation, "train_metrics": bool(model.metrics),
+        "train_scoring_s": train_scoring, "final_evaluation_s": final,
+        "flops_per_epoch": flops, "gflops": gflops, "peak_gflops": peak,
+        "peak_method": f"NumPy BLAS {'s' if model.dtype == 'float32' else 'd'}gemm "
+                       f"{PEAK_N}^3, {threads} thread{'s' if threads != 1 else ''}",
+        "percent_of_peak": 100.0 * gflops / peak,
+    }
+
+
+def report_lines(p):
+    """The lines the command line prints for a ``report``."""
+    ms = 1e3
+    epoch = p["epoch_s"]
+    lines = [
+        f"profile: {p['threads']} thread{'s' if p['threads'] != 1 else ''}, {p['dtype']}, "
+        f"{p['rows']} rows in {p['batches']} batches of {p['batch_size']} "
+        f"(chunks of {p['chunk_rows']} rows)",
+        f"  compile     {p['compile_s']:9.3f} s   first call of the epoch and prediction "
+        f"kernels, timed before training ({p['compile_source']})",
+        f"  epoch       {epoch * ms:9.3f} ms  measured: median of {p['epochs_measured']} "
+        f"epochs (first {p['first_epoch_s'] * ms:.3f} ms)",
+    ]
+    notes = {"forward": "dense_forward, chunks of rows in parallel",
+             "backward": "output_delta + count_right + dense_backward",
+             "gradient": "param_grad, tasks in parallel",
+             "update": "optimizer_step (+ add_l2) + W.T refresh",
+             "shuffle": "permutation draw"}
+    for name, seconds in p["phases_s"].items():
+        lines.append(f"    {name:<9} {seconds * ms:9.3f} ms {100 * seconds / epoch:5.1f} %  "
+                     f"{notes[name]}")
+    lines.append(f"    {'remainder':<9} {p['remainder_s'] * ms:9.3f} ms "
+                 f"{100 * p['remainder_s'] / epoch:5.1f} %  measured minus the above: "
+                 f"parallel regions and waits, row gathers, loss sums")
+    scored = []
+    if p["train_metrics"] and p["train_scoring_s"]:
+        scored.append(f"metrics on the {p['rows']} training rows")
+    if p["validation_rows"]:
+        scored.append(f"scores of the {p['validation_rows']} validation rows")
+    evaluation = []  # (seconds, what), printed under one "evaluation" label
+    if scored:
+        evaluation.append((p["evaluation_per_epoch_s"], "per epoch, after it (not in the "
+                           f"epoch time): {' and '.join(scored)}"))
+    elif p["train_metrics"]:
+        evaluation.append((0.0, "per epoch: the training accuracy is counted within it"))
+    if not p["train_metrics"]:
+        evaluation.append((p["train_scoring_s"], "per epoch if r2 were computed on the "
+                           "training rows after every epoch (not in this run)"))
+    evaluation.append((p["final_evaluation_s"], "once: final predictions on every split"))
+    for i, (seconds, what) in enumerate(evaluation):
+        lines.append(f"  {'evaluation' if i == 0 else '':<10}  {seconds * ms:9.3f} ms  {what}")
+    lines.append(f"  speed       {p['flops_per_epoch']['total'] / 1e6:.1f} MFLOP per epoch: "
+                 f"{p['gflops']:.1f} GFLOP/s = {p['percent_of_peak']:.1f} % of measured "
+                 f"peak {p['peak_gflops']:.1f} GFLOP/s ({p['peak_method']})")
+    return lines

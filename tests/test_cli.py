@@ -256,7 +256,9 @@ def test_verify_passes(dtype, args):
 
 
 def test_verify_failure_exits_1(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "VERIFY_RTOL", {"float32": -1.0, "float64": -1.0})
+    # The tolerance as the run reads it (fastnn.train is the entry point's shim).
+    monkeypatch.setattr(importlib.import_module("fastnn.cli.run"), "VERIFY_RTOL",
+                        {"float32": -1.0, "float64": -1.0})
     code = cli.main(["--dataset", "iris", "--layers", "4", "--epochs", "2", "--verify",
                      "--quiet"])
     captured = capsys.readouterr()
@@ -508,7 +510,7 @@ def test_keyboard_interrupt_outside_training_exits_130(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "load_source", interrupted)
+    monkeypatch.setattr(importlib.import_module("fastnn.cli.data"), "load_source", interrupted)
     assert cli.main(["--dataset", "iris", "--epochs", "1"]) == 130
     assert "interrupted" in capsys.readouterr().err
 
@@ -516,7 +518,7 @@ def test_keyboard_interrupt_outside_training_exits_130(monkeypatch, capsys):
 @pytest.mark.parametrize("epochs, step", [(1, 1), (20, 1), (21, 2), (50, 5), (300, 20),
                                           (1000, 50), (10**6, 50000)])
 def test_progress_lines_stay_few(epochs, step):
-    assert cli._log_step(epochs) == step
+    assert cli.log_step(epochs) == step
     assert epochs / step <= cli.MAX_PROGRESS_LINES
 
 
