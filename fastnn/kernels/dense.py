@@ -23,8 +23,10 @@ def matmul_acc(a, b, c):
 
     Each element of c gets its sum over k added in order 0..k-1 (see ``gemm``).
     """
+    # (Every call passes init as an int64 variable, not a literal constant: Numba
+    # would compile a specialisation of gemm for each literal, about 1 s each.)
     if c.shape[0] > 0:
-        gemm(a, b, c, c[0], ACCUMULATE)
+        gemm(a, b, c, c[0], np.int64(ACCUMULATE))
 
 
 @njit(**config.JIT_OPTIONS)
@@ -34,7 +36,7 @@ def dense_forward(a_prev, W, b, activation, out):
     a_prev (n, fan_in), W (fan_in, fan_out) C-contiguous, b (fan_out,),
     out (n, fan_out) C-contiguous, written in place.
     """
-    gemm(a_prev, W, out, b, BIAS)
+    gemm(a_prev, W, out, b, np.int64(BIAS))
     activate_rows(out, activation)
 
 
@@ -112,7 +114,7 @@ def dense_backward(delta, WT, a_prev, activation, out):
     layer's output, from which the derivative is computed; out (n, fan_in) written.
     """
     if out.shape[0] > 0:
-        gemm(delta, WT, out, out[0], ZERO)
+        gemm(delta, WT, out, out[0], np.int64(ZERO))
     multiply_derivative_rows(out, a_prev, activation)
 
 
@@ -128,7 +130,7 @@ def param_grad(a_prev, delta, row_start, row_stop, out):
     weight_stop = min(row_stop, fan_in)
     if weight_stop > row_start:
         gemm(a_prev[:, row_start:weight_stop].T, delta, out[: weight_stop - row_start], out[0],
-             ZERO)
+             np.int64(ZERO))
     if row_stop > fan_in:
         bias = out[fan_in - row_start]
         for j in range(delta.shape[1]):
