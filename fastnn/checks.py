@@ -6,8 +6,18 @@ only where their users know the argument by another name.
 """
 
 import math
+import struct
+import zipfile
+import zlib
 
 import numpy as np
+
+#: What reading a damaged, truncated or foreign file as a NumPy or zip archive can raise
+#: (zipfile: BadZipFile for a broken structure or a CRC mismatch, RuntimeError for an
+#: encrypted member, NotImplementedError for an unknown compression method): model
+#: files and the command line's data files turn each into a one-line error.
+READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile,
+               RuntimeError, NotImplementedError, zlib.error, struct.error, OverflowError)
 
 
 def check_choice(value, name, choices):

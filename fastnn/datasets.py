@@ -57,6 +57,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .checks import READ_ERRORS
+
 #: Built-in data sets: name -> name of the scikit-learn loader (imported on use).
 BUILTIN = {"digits": "load_digits", "iris": "load_iris", "breast_cancer": "load_breast_cancer",
            "wine": "load_wine"}
@@ -290,7 +292,7 @@ def _np_load(path):
         return np.load(path, allow_pickle=False)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         raise DataError(file_error(path, exc)) from None
-    except (ValueError, OSError, EOFError) as exc:
+    except READ_ERRORS as exc:  # not NumPy's format, or a damaged .npz (BadZipFile, ...)
         raise DataError(f"{path}: not a readable NumPy file ({exc})") from None
 
 

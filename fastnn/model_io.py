@@ -46,13 +46,12 @@ import json
 import math
 import os
 import secrets
-import struct
 import zipfile
-import zlib
 from typing import NamedTuple
 
 import numpy as np
 
+from .checks import READ_ERRORS
 from .network import Architecture
 from .optimizers import make_optimizer
 
@@ -60,11 +59,6 @@ FORMAT = "fastnn-model"
 FORMAT_VERSION = 2
 _ARRAY_PREFIX = "array_"
 
-#: What reading a damaged or foreign archive can raise (zipfile: BadZipFile for a
-#: broken structure or a CRC mismatch, RuntimeError for an encrypted member,
-#: NotImplementedError for an unknown compression method).
-_READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile,
-                RuntimeError, NotImplementedError, zlib.error, struct.error, OverflowError)
 
 
 class Model(NamedTuple):
@@ -178,7 +172,7 @@ def load(path):
             if missing:
                 raise ValueError(f"array(s) {sorted(missing)} missing")
             raw = stored.pop("metadata")
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             raise ValueError(f"{path}: not a readable fastnn model file ({exc})") from exc
 
     try:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import load_iris, make_regression
 
 import fastnn
@@ -479,6 +481,65 @@ def test_bad_input_exits_2(case, phrases, files, tmp_path):
     if "--load" not in case:
         args += ["--epochs", 2, "--layers", 4]
     assert_usage_error(run_cli(*args), *phrases)
+
+
+#: Every file the readers take, as (option, extension, the other options of the run):
+#: data (.npz of X and y, .npy of X with a .npy of targets, .csv with --target) and
+#: model files (--load, --resume).  "{X}" and "{y}" name valid .npy files.
+READER_CASES = [
+    ("--data", ".npz", ["--epochs", "1", "--layers", "2"]),
+    ("--data", ".npy", ["--target-file", "{y}", "--epochs", "1", "--layers", "2"]),
+    ("--target-file", ".npy", ["--data", "{X}", "--epochs", "1", "--layers", "2"]),
+    ("--data", ".csv", ["--target", "0", "--epochs", "1", "--layers", "2"]),
+    ("--load", ".npz", []),
+    ("--resume", ".npz", ["--epochs", "1"]),
+]
+
+#: Starts that take the readers past their first check: a zip, a .npy header, CSV text.
+PREFIXES = [b"", b"PK\x03\x04", b"PK\x03\x04\x14\x00\x00\x00\x08\x00",
+            b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (",
+            b"a,b,c\n1,2,3\n", b"1;2\n3;4\n"]
+
+
+def run_main(args):
+    """(exit status, stdout, stderr) of the command line run in this process."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(list(map(str, args)))
+    return status, out.getvalue(), err.getvalue()
+
+
+@settings(max_examples=120, deadline=None)
+@given(case=st.sampled_from(READER_CASES), prefix=st.sampled_from(PREFIXES),
+       body=st.binary(max_size=400))
+def test_random_bytes_under_every_reader_extension_exit_2_with_one_line(case, prefix, body):
+    """Whatever bytes a file holds, the readers end in one error line and exit 2 (or, for
+    bytes that happen to be valid, train): never a traceback."""
+    import tempfile
+
+    option, extension, others = case
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        np.save(folder / "X.npy", np.arange(12.0).reshape(6, 2))
+        np.save(folder / "y.npy", np.array([0, 1] * 3))
+        path = folder / f"random{extension}"
+        path.write_bytes(prefix + body)
+        others = [a.format(X=folder / "X.npy", y=folder / "y.npy") for a in others]
+        status, _, stderr = run_main([option, path, *others, "--quiet"])
+    lines = stderr.strip().splitlines()
+    assert status in (0, 2), (status, stderr)
+    if status == 2:
+        assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), stderr
+
+
+def test_npz_that_is_not_a_zip_archive_exits_2(tmp_path):
+    """A broken zip under .npz (BadZipFile inside NumPy) is a one-line error, run as users run it."""
+    path = tmp_path / "broken.npz"
+    path.write_bytes(b"PK\x03\x04" + bytes(range(256)))
+    assert_usage_error(run_cli("--data", path, "--quiet"), "not a readable NumPy file")
 
 
 def test_plot_without_matplotlib_exits_2(tmp_path):
