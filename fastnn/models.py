@@ -178,20 +178,13 @@ class ModelCheckpoint(Callback):
         self.model.save(self.path)
 
 
-class _EpochLines(Callback):
+class _EpochLines(trainer.EpochPrinter):
     """verbose=2: one line per epoch on stdout, as Keras prints them."""
 
-    def __init__(self, epochs):
-        self.epochs = epochs
-
-    def on_train_begin(self, history):
-        self.first_epoch = history.epochs + 1
-
     def on_epoch_end(self, epoch, logs):
-        values = " - ".join(f"{key}: {logs[key]:.4f}" for key in logs
-                            if key not in ("lr", "seconds", "batches"))
-        print(f"Epoch {epoch}/{self.first_epoch + self.epochs - 1} - "
-              f"{1e3 * logs['seconds']:.0f}ms/epoch - {values}", flush=True)
+        values = " - ".join(f"{key}: {logs[key]:.4f}" for key in self.shown(logs))
+        print(f"Epoch {epoch}/{self.last_epoch} - {1e3 * logs['seconds']:.0f}ms/epoch - {values}",
+              flush=True)
 
 
 class Sequential:

@@ -113,25 +113,40 @@ class LambdaCallback(Callback):
         self.on_epoch_end = on_epoch_end
 
 
-class ProgressBar(Callback):
+class EpochPrinter(Callback):
+    """The shared part of the callbacks that print epochs (the progress bar here, Keras's
+    lines in ``models``, the command line's lines): the epoch range of the call, and
+    which values of the logs are shown (the model's, not lr, seconds and batches)."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_train_begin(self, history):
+        self.first_epoch = history.epochs + 1
+        self.last_epoch = history.epochs + self.epochs
+
+    @staticmethod
+    def shown(logs):
+        """The keys of logs to print, in order."""
+        return [key for key in logs if key not in ("lr", "seconds", "batches")]
+
+
+class ProgressBar(EpochPrinter):
     """One line on a terminal, redrawn after every epoch: epoch, batches, loss, metrics, speed."""
 
     def __init__(self, epochs, stream=None, width=24):
-        self.epochs, self.stream, self.width = epochs, stream or sys.stderr, width
+        super().__init__(epochs)
+        self.stream, self.width = stream or sys.stderr, width
 
     def on_epoch_end(self, epoch, logs):
         done = epoch - self.first_epoch + 1
         filled = self.width * done // self.epochs
-        values = "  ".join(f"{key} {logs[key]:.4g}" for key in logs
-                           if key not in ("lr", "seconds", "batches"))
+        values = "  ".join(f"{key} {logs[key]:.4g}" for key in self.shown(logs))
         bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\repoch {epoch}/{self.first_epoch + self.epochs - 1} [{bar}] "
+        self.stream.write(f"\repoch {epoch}/{self.last_epoch} [{bar}] "
                           f"{logs['batches']} batches  {values}  "
                           f"{1e3 * logs['seconds']:.3g} ms/epoch ")
         self.stream.flush()
-
-    def on_train_begin(self, history):
-        self.first_epoch = len(history.loss) + 1
 
     def on_train_end(self, history):
         self.stream.write("\n")

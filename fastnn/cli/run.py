@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from .. import config, profiling
-from ..trainer import Callback, DivergenceError
+from ..trainer import DivergenceError, EpochPrinter
 from .data import (build_data, data_settings, describe_source, load_model, record_of,
                    save_with_record)
 from .options import (DATA_OPTIONS, DEFAULT_EPOCHS, EXIT_OK, EXIT_PIPE, EXIT_SIGINT,
@@ -213,29 +213,29 @@ def _fit_distributed(model, data, settings, epochs, args, callbacks):
         raise UsageError(f"--scheduler {args.scheduler}: {exc}") from None
 
 
-class _Progress(Callback):
+class _Progress(EpochPrinter):
     """Progress lines: every k epochs (all with --verbose), with the epoch's values."""
 
     def __init__(self, out, epochs, every, verbose):
-        self.out, self.epochs, self.every, self.verbose = out, epochs, every, verbose
+        super().__init__(epochs)
+        self.out, self.every, self.verbose = out, every, verbose
 
     def on_train_begin(self, history):
-        self.first = history.epochs + 1
-        self.last = history.epochs + self.epochs
+        super().on_train_begin(history)
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs):
-        done = epoch - self.first + 1
-        if not (self.verbose or epoch == self.first or done % self.every == 0
-                or epoch == self.last):
+        done = epoch - self.first_epoch + 1
+        if not (self.verbose or epoch == self.first_epoch or done % self.every == 0
+                or epoch == self.last_epoch):
             return
         values = "  ".join(f"{key} {logs[key]:.6f}" if key.endswith("loss")
-                           else f"{key} {logs[key]:.4f}"
-                           for key in logs if key not in ("lr", "seconds", "batches"))
+                           else f"{key} {logs[key]:.4f}" for key in self.shown(logs))
         extra = (f"  lr {logs['lr']:.4g}  {1e3 * logs['seconds']:.2f} ms" if self.verbose
                  else "")
-        self.out.say(f"epoch {epoch:>{len(str(self.last))}}/{self.last}  {values}{extra}  "
-                     f"elapsed {time.perf_counter() - self.start:.3f} s", flush=True)
+        self.out.say(f"epoch {epoch:>{len(str(self.last_epoch))}}/{self.last_epoch}  "
+                     f"{values}{extra}  elapsed {time.perf_counter() - self.start:.3f} s",
+                     flush=True)
 
 
 class _Run:
