@@ -1,0 +1,110 @@
+"""fastnn's gemm against single-threaded BLAS on the products a training epoch runs.
+
+For each product of the W1 and W2 networks (forward and delta propagation on a
+chunk of ``config.CHUNK_ROWS`` rows, weight gradient on a whole mini-batch, the
+forward of a prediction chunk), in float32 and float64: GFLOP/s of
+
+* ``gemm``: ``fastnn.kernels.gemm.gemm``, called from a compiled loop;
+* ``blas``: ``np.dot`` into a preallocated output inside the same kind of compiled
+  loop (Numba calls SciPy's BLAS ``sgemm``/``dgemm``), with BLAS on one thread.
+
+Both are timed in thread CPU time (``time.thread_time``), best of several repeats,
+so that another process on the machine costs as little as possible.  The
+``blas / gemm`` column is what a shape rule would gain by calling BLAS there (> 1:
+BLAS is faster).  The engine uses gemm on every shape; rerun this on a new CPU
+before changing that (``docs/benchmarks`` records the crossover).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/gemm_vs_blas.py
+    NUMBA_CPU_NAME=haswell NUMBA_CACHE_DIR=/tmp/numba-haswell python scripts/gemm_vs_blas.py
+"""
+
+import argparse
+import json
+import os
+import time
+
+# One BLAS thread from the start: SciPy's OpenBLAS, which Numba's np.dot calls, is
+# not always reached by threadpoolctl's limits, and idle pool threads spinning on
+# a 2-core machine distort thread-time measurements.
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from fastnn import config  # noqa: E402
+from fastnn.kernels import gemm as gemm_module  # noqa: E402
+
+CHUNK = config.CHUNK_ROWS
+#: (label, m, k, n, transposed a): the products of one mini-batch of each network.
+SHAPES = [
+    ("W1 forward 64->128", CHUNK, 64, 128, False),
+    ("W1 forward 128->128", CHUNK, 128, 128, False),
+    ("W1 forward 128->10", CHUNK, 128, 10, False),
+    ("W1 backward 128->128", CHUNK, 128, 128, False),
+    ("W1 gradient 64x128x128", 128, 64, 128, True),
+    ("W2 forward 784->512", CHUNK, 784, 512, False),
+    ("W2 forward 512->512", CHUNK, 512, 512, False),
+    ("W2 backward 512->512", CHUNK, 512, 512, False),
+    ("W2 gradient 128x784x512", 784, 128, 512, True),
+    ("infer forward 256x784->512", 256, 784, 512, False),
+]
+
+
+@njit(nogil=True)
+def repeat_gemm(a, b, c, bias, count):
+    init = np.int64(gemm_module.ZERO)
+    for _ in range(count):
+        gemm_module.gemm(a, b, c, bias, init)
+
+
+@njit(nogil=True)
+def repeat_blas(a, b, c, count):
+    for _ in range(count):
+        np.dot(a, b, c)
+
+
+def gflops(fn, flops, budget_s=0.05, repeats=7):
+    """Best GFLOP/s of fn(count) over repeats, count chosen to take about budget_s."""
+    fn(1)
+    start = time.thread_time()
+    fn(1)
+    count = max(1, int(budget_s / max(time.thread_time() - start, 1e-6)))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.thread_time()
+        fn(count)
+        best = min(best, (time.thread_time() - start) / count)
+    return flops / best / 1e9
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the results to this path")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    print(f"# gemm vector width {gemm_module.VECTOR_BITS} bits, tile {gemm_module.MR} x "
+          f"{gemm_module.NV} vectors; BLAS on 1 thread; GFLOP/s in thread CPU time")
+    print(f"{'product':>28} {'dtype':>8} {'gemm':>7} {'blas':>7} {'blas/gemm':>9}")
+    results = []
+    with threadpool_limits(1, user_api="blas"):
+        for label, m, k, n, transposed in SHAPES:
+            for dtype in ("float32", "float64"):
+                # A transposed a is how the weight gradient reads the layer's input.
+                a = (rng.standard_normal((k, m)).astype(dtype).T if transposed
+                     else rng.standard_normal((m, k)).astype(dtype))
+                b = rng.standard_normal((k, n)).astype(dtype)
+                c, bias = np.empty((m, n), dtype), np.zeros(n, dtype)
+                flops = 2 * m * k * n
+                ours = gflops(lambda count: repeat_gemm(a, b, c, bias, count), flops)
+                blas = gflops(lambda count: repeat_blas(a, b, c, count), flops)
+                print(f"{label:>28} {dtype:>8} {ours:7.1f} {blas:7.1f} {blas / ours:9.2f}")
+                results.append(dict(product=label, dtype=dtype, m=m, k=k, n=n,
+                                    gemm_gflops=ours, blas_gflops=blas))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(vector_bits=gemm_module.VECTOR_BITS, results=results), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
