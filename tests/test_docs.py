@@ -1,0 +1,87 @@
+"""Every code block of README.md and docs/*.md runs, so the documentation cannot rot.
+
+* ``python`` blocks run in order, those of one file in one namespace, in a fresh
+  working directory (files they write stay there);
+* ``console`` blocks run each ``$ python -m fastnn.train ...`` line as users do and
+  require exit status 0 (the output shown holds timings, so it is not compared);
+* ``sh`` blocks and indented blocks are install and tool commands: ``pip install``
+  lines must name extras that pyproject.toml defines, ``python -m fastnn.train``
+  runs, and any other command must name a tool or script that exists (the test
+  suite is not started from inside itself, nor are benchmarks).
+"""
+
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def blocks(page):
+    """[(language, code)] of a Markdown page: fenced blocks, and indented ones as "sh"."""
+    text = page.read_text()
+    found = [(m.group(1) or "text", m.group(2)) for m in FENCE.finditer(text)]
+    outside = FENCE.sub("", text)
+    for m in re.finditer(r"(?:^|\n\n)((?:    \S.*\n)+)", outside):
+        found.append(("sh", "\n".join(line[4:] for line in m.group(1).splitlines())))
+    return found
+
+
+def run_command(words, cwd):
+    """Run one fastnn.train command line (as given after `python -m`) in cwd."""
+    result = subprocess.run([sys.executable, *words], cwd=cwd, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, (words, result.stderr[-2000:])
+
+
+def check_shell_line(line, cwd):
+    line = line.split("#")[0].strip()
+    for command in filter(None, (part.strip() for part in line.split("&&"))):
+        words = shlex.split(command)
+        if words[:2] == ["pip", "install"]:
+            extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+                "optional-dependencies"]
+            for spec in words[2:]:
+                wanted = re.findall(r"\[([\w,]+)\]", spec)
+                for name in (wanted[0].split(",") if wanted else []):
+                    assert name in extras, (line, name)
+        elif words[:3] == ["python", "-m", "fastnn.train"]:
+            run_command(words[1:], cwd)
+        elif words[0] == "python" and words[1:3] == ["-m", "pytest"]:
+            assert (ROOT / "tests").is_dir()
+        elif words[0] == "python":
+            assert (ROOT / words[1]).is_file(), line
+        elif words[0] == "asv":
+            assert (ROOT / "asv.conf.json").is_file()
+        else:
+            raise AssertionError(f"no rule to check the command {command!r}")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_code_blocks_run(page, tmp_path, monkeypatch):
+    found = blocks(page)
+    if page.name == "dask.md" and any(lang == "python" for lang, _ in found):
+        pytest.importorskip("distributed")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": f"docs_{page.stem}"}
+    for language, code in found:
+        if language == "python":
+            exec(compile(code, f"{page.name} block", "exec"), namespace)
+        elif language == "console":
+            for line in code.splitlines():
+                if line.startswith("$ "):
+                    check_shell_line(line[2:], tmp_path)
+        elif language == "sh":
+            for line in code.splitlines():
+                if line.strip():
+                    check_shell_line(line, tmp_path)
+        else:
+            raise AssertionError(f"{page.name}: a {language!r} block; mark code as python, "
+                                 f"console or sh")
