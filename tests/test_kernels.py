@@ -442,6 +442,37 @@ def test_transpose_weights(fan_in, fan_out, row_start, row_stop, dtype):
     assert np.isnan(params_t[untouched]).all()
 
 
+def test_intrinsic_kernels_without_jit(tmp_path):
+    """Under NUMBA_DISABLE_JIT, gemm and transpose_weights fall back to Python and agree.
+
+    (An intrinsic cannot run as Python.)  Shapes with full 256-bit blocks and register
+    tiles, so the fallbacks are the ones exercised.
+    """
+    code = textwrap.dedent("""
+        import numba
+        import numpy as np
+        from fastnn.kernels import epoch, gemm
+        assert numba.config.DISABLE_JIT
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((19, 37)), rng.standard_normal((37, 117))
+        bias, c = rng.standard_normal(117), np.empty((19, 117))
+        gemm.gemm(a, b, c, bias, gemm.BIAS)
+        assert np.allclose(c, a @ b + bias, rtol=1e-12, atol=1e-12)
+        sizes = np.array([5, 24, 16, 3], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
+        params, params_t = rng.standard_normal(offsets[-1]), np.zeros(offsets[-1])
+        epoch.transpose_weights(params, offsets, sizes, 1, 0, 25, params_t)
+        W = params[offsets[1]:offsets[1] + 24 * 16].reshape(24, 16)
+        assert np.array_equal(params_t[offsets[1]:offsets[1] + 24 * 16].reshape(16, 24), W.T)
+        print("ok")
+    """)
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 # ---------------------------------------------------------------------------
 # fast_exp
 # ---------------------------------------------------------------------------

@@ -324,8 +324,16 @@ def transpose_block(typingctx, src, src_off, lds, dst, dst_off, ldd):
 
 if numba.config.DISABLE_JIT:
     # With NUMBA_DISABLE_JIT the kernels run as Python (for debugging), where an
-    # intrinsic cannot run: the product is then NumPy's, with its own summation order.
+    # intrinsic cannot run: the product is then NumPy's, with its own summation
+    # order, and the block transpose an element loop.
     def gemm(a, b, c, bias, init):  # noqa: F811  (replaces the compiled one)
         """c = start + a @ b as above, computed by NumPy."""
         start = c.copy() if init == ACCUMULATE else (bias if init == BIAS else 0)
         c[...] = start + a @ b
+
+    def transpose_block(src, src_off, lds, dst, dst_off, ldd):  # noqa: F811
+        """The block transpose above, element by element (src and dst contiguous)."""
+        lanes = TRANSPOSE_BYTES // src.itemsize
+        for i in range(lanes):
+            for j in range(lanes):
+                dst.flat[dst_off + j * ldd + i] = src.flat[src_off + i * lds + j]
