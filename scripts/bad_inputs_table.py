@@ -1,6 +1,6 @@
-"""Print the README's table of bad inputs: what each public entry point does with each.
+"""Print docs/errors.md's table of bad inputs: what each public entry point does with each.
 
-Runs every case of ``tests/bad_input_cases.py`` (the list ``tests/test_bad_inputs.py``
+Runs every case of ``scripts/bad_input_cases.py`` (the list ``tests/test_bad_inputs.py``
 checks) and prints a Markdown table: entry point | input | what it gets, where "what
 it gets" is the exception's type and the first line of its actual message, or what
 the call accepted (and whether the kernels read the input in place or a converted
@@ -20,9 +20,7 @@ import sys
 if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-
-from tests import bad_input_cases as cases  # noqa: E402 (the repository root on the path)
+import bad_input_cases as cases  # noqa: E402 (beside this script)
 
 
 def cell(text):

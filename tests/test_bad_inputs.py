@@ -1,7 +1,7 @@
-"""Bad inputs at every public entry point (issue 7, items 1 and 2).
+"""Bad inputs at every public entry point.
 
-The cases live in ``tests/bad_input_cases.py`` (one table, shared with
-``scripts/bad_inputs_table.py``, which prints the README's table from it): every
+The cases live in ``scripts/bad_input_cases.py`` (one table, shared with
+``scripts/bad_inputs_table.py``, which prints docs/errors.md's table from it): every
 entry point x bad input gets the exception type and message the case names, and
 every accepted input is converted (or read in place: read-only and memory-mapped
 arrays of the network's dtype) without changing the result.  Cases with a
@@ -25,8 +25,8 @@ from fastnn import Architecture, init_params, trainer
 from fastnn.estimators import FastMLPClassifier
 from fastnn.models import Dense, Sequential
 
-from . import bad_input_cases as cases
-from .bad_input_cases import Accepted, Raises
+from scripts import bad_input_cases as cases  # the repository root is on pytest's path
+from scripts.bad_input_cases import Accepted, Raises
 
 
 def _param(case):

@@ -8,6 +8,8 @@
   lines must name extras that pyproject.toml defines, ``python -m fastnn.train``
   runs, and any other command must name a tool or script that exists (the test
   suite is not started from inside itself, nor are benchmarks).
+
+The generated table of docs/errors.md must also be what its script prints today.
 """
 
 import re
@@ -85,3 +87,12 @@ def test_code_blocks_run(page, tmp_path, monkeypatch):
         else:
             raise AssertionError(f"{page.name}: a {language!r} block; mark code as python, "
                                  f"console or sh")
+
+
+def test_the_bad_input_table_is_the_scripts_output():
+    """docs/errors.md holds what scripts/bad_inputs_table.py prints, as it prints it today."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bad_inputs_table.py")],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() in (ROOT / "docs" / "errors.md").read_text(), (
+        "regenerate the table: python scripts/bad_inputs_table.py")

@@ -4,7 +4,7 @@ bitwise against one uninterrupted run, and the identity with ``fastnn.trainer.fi
 
 Every estimator here runs with threads=1: the suite shares two cores, where Numba's
 OpenMP threads spin against other processes (the thread-count invariance of the
-trainer is tested in test_training.py; one cheap check here goes through the
+trainer is tested in test_trainer_api.py; one cheap check here goes through the
 estimator's threads parameter).
 """
 

@@ -1,6 +1,6 @@
 """The three front ends train the same network to the same bits.
 
-Issue 4's "done when": Keras-style (``Sequential``), scikit-learn-style
+The promise of one loop: Keras-style (``Sequential``), scikit-learn-style
 (``FastMLPClassifier``) and command-line training of one configuration with one
 seed give identical weights.  Each front end is also checked against
 ``fastnn.fit`` in its own test module; this one puts the two Python front ends

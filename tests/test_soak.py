@@ -1,4 +1,4 @@
-"""Soak test (issue 7, item 6): long training does not grow the process's memory.
+"""Soak test: long training does not grow the process's memory.
 
 3000 epochs of a small network in 15 calls of ``fit`` (the parameters carried on, a
 fresh history each call, so that no record grows by design), with predictions,

@@ -1,4 +1,4 @@
-"""Bad and awkward inputs at every public entry point, and what each must get (issue 7).
+"""Bad and awkward inputs at every public entry point, and what each must get.
 
 One table, ``CASES``: a case is an entry point (``fastnn.fit``, ``Sequential.fit``,
 ``FastMLPClassifier.predict``, ...), an input, and the expected outcome:
@@ -13,8 +13,8 @@ A case with ``known_issue`` describes what *should* happen where the code does
 something else today (the test marks it xfail, strict, so it fails once fixed).
 
 Used by ``tests/test_bad_inputs.py`` (runs every case) and
-``scripts/bad_inputs_table.py`` (prints what each case actually gets, the README's
-table).  Tiny problems only: 24 rows, 4 features, 3 classes, 2 epochs.
+``scripts/bad_inputs_table.py`` (prints what each case actually gets, the table of
+docs/errors.md).  Tiny problems only: 24 rows, 4 features, 3 classes, 2 epochs.
 """
 
 import atexit
