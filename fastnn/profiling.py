@@ -11,7 +11,7 @@ module estimates the split from the outside:
   gradient on a whole mini-batch, the update on each task's parameter range
   (``make_tasks``).  Each time is the median over a few batches of calls, minus
   the median time of the same call on empty inputs (Numba's dispatch from Python,
-  about 0.2-0.5 us, which the compiled epoch does not pay).
+  which the compiled epoch does not pay).
 * **Parallel schedule.**  Within a batch the epoch runs two parallel regions: the
   chunks, then the update tasks.  Numba's static schedule gives each of T threads
   floor(n / T) consecutive iterations (the last thread also the remainder); a

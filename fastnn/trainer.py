@@ -775,10 +775,9 @@ _POOL = None  # (pid, executor) of _prediction_pool
 def _prediction_pool():
     """The Python threads that ``_predict`` runs row ranges on, started once per process.
 
-    Starting a pool on every call cost more than the prediction itself on small inputs
-    (1617 x 64 digits rows, 2 threads: 1.5 ms, against 0.8 ms with a kept pool and 1.3
-    ms serially), which every epoch's metrics pay.  A forked child gets a pool of its
-    own: the parent's threads do not exist there.
+    Starting a pool on every call costs more than the prediction itself on small inputs
+    (docs/performance.md), and every epoch's validation scores predict.  A forked child
+    gets a pool of its own: the parent's threads do not exist there.
     """
     global _POOL
     with _POOL_LOCK:

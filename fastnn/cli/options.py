@@ -16,8 +16,7 @@ from ..trainer import BACKENDS
 PROG = "fastnn.train"
 
 #: Default number of epochs of a new model, the tutorial's network's: with its N(0, 1)
-#: initialisation the test accuracy on digits passes 97 % at epoch 21 and stays at
-#: 99.4-100 % from epoch 200 on (seed 0, see the README).
+#: initialisation the test accuracy on digits is near its best by then (docs/cli.md).
 DEFAULT_EPOCHS = 300
 
 #: Learning rate of plain SGD when --lr is not given (the tutorial's); the other
@@ -34,9 +33,9 @@ MAX_PROGRESS_LINES = 20
 #: float64 is the test suite's TRAINING_RTOL (tests/conftest.py).  In float32 the suite
 #: allows 1e-5 after 5 epochs at a small learning rate; each step carries the rounding
 #: differences of the two engines (~1e-7 relative) forward and can amplify them, so
-#: whole runs at the default rate drift further (the defaults, digits for 300 epochs at
-#: lr 0.5: measured 5.0e-6); 1e-3 leaves room for longer runs and is still far below
-#: what a real error does (a wrong row or task moves weights by lr * |grad| >= 1e-3).
+#: whole runs at the default rate drift further (docs/cli.md, "--verify");
+#: 1e-3 leaves room for long runs and is still far below what a real error does (a
+#: wrong row or task moves weights by lr * |grad| >= 1e-3).
 VERIFY_RTOL = {"float64": 1e-9, "float32": 1e-3}
 
 #: Exit statuses.
