@@ -2,16 +2,23 @@
 
 The pieces, one module each:
 
+* ``config``     - Numba flags, thread count, chunk sizes;
 * ``network``    - architecture and the flat parameter layout, initialisers;
 * ``reference``  - the plain NumPy forward/backward/update (the oracle);
 * ``kernels``    - the compiled twins of the reference, and the parallel epoch driver;
 * ``optimizers`` - SGD (momentum, Nesterov), RMSprop, Adam, Adadelta and their state;
 * ``schedules``  - learning rate per epoch;
-* ``trainer``    - the one training loop every front end calls;
+* ``checks``     - the argument and data checks the modules share;
+* ``metrics``    - metrics by name, their Keras names, and the scores of outputs;
+* ``names``      - activation and loss spellings of scikit-learn and Keras;
+* ``trainer``    - the one training loop every front end calls, and its local runner;
+* ``distributed``- the Dask runner of that loop (data-parallel training; the dask extra);
 * ``model_io``   - model files (no pickle) and ``load``;
 * ``models``     - Keras-like ``Sequential`` of ``Dense`` layers;
 * ``estimators`` - scikit-learn's ``FastMLPClassifier`` and ``FastMLPRegressor``;
 * ``mynn``       - drop-in replacement for the tutorial's ``MyNN``;
+* ``datasets``   - the command line's data sets and files;
+* ``profiling``  - where an epoch's time goes (``--profile``);
 * ``cli``        - the command line (``python -m fastnn.train``, ``fastnn-train``).
 """
 

@@ -321,9 +321,15 @@ class SavedModel(NamedTuple):
     arrays: dict = {}
 
 
-def save_model(path, model):
-    """Write a model of any kind in KINDS to path, via its ``_saved_state()``."""
+def save_model(path, model, config=None):
+    """Write a model of any kind in KINDS to path, via its ``_saved_state()``.
+
+    config: further entries for the kind's configuration (the command line's record
+    of its data); the kind's ``_from_saved`` reads its own keys and ignores them.
+    """
     saved = model._saved_state()
+    if config:
+        saved = saved._replace(config={**saved.config, **config})
     if saved.kind not in KINDS:
         raise ValueError(f"cannot save a {saved.kind}; kinds: {sorted(KINDS)}")
     extra = {"kind": saved.kind, "config": saved.config}

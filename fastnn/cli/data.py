@@ -138,22 +138,6 @@ def load_model(path):
     return model, record
 
 
-class WithRecord:
-    """A model whose saved configuration carries this program's record (config["cli"]).
-
-    ``model_io.save_model`` asks the object for ``_saved_state()``; the record rides
-    in the kind's config, which ``Sequential._from_saved`` reads key by key, so the
-    file still loads as a plain Sequential with ``fastnn.load``.
-    """
-
-    def __init__(self, model, record):
-        self.model, self.record = model, record
-
-    def _saved_state(self):
-        saved = self.model._saved_state()
-        return saved._replace(config={**saved.config, "cli": self.record})
-
-
 def record_of(source, split, data, fit_settings):
     return {"version": RECORD_VERSION, "source": source.to_json(), "split": split,
             "preprocessing": data.preprocessing, "fit": fit_settings,
@@ -162,6 +146,8 @@ def record_of(source, split, data, fit_settings):
 
 def save_with_record(model, path, record):
     try:
-        model_io.save_model(path, WithRecord(model, record))
+        # The record rides in the model's config, which Sequential._from_saved reads key by
+        # key: the file still loads as a plain Sequential with fastnn.load.
+        model_io.save_model(path, model, {"cli": record})
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
