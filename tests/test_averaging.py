@@ -62,15 +62,13 @@ def replayed(arch, params0, parts, make_optimizer, epochs, sync_every, backend):
                 local, optimizer = params.copy(), make_optimizer()
                 if slots is not None:
                     optimizer.slots, optimizer.iterations = slots.copy(), iterations
-                interrupt = trainer.interrupt_after(sync_every or 10**9)
-                with interrupt:
+                with trainer.interrupt_after(sync_every or 10**9):  # the round's batches
                     history = fit(arch, local, X, Y, epochs=1, batch_size=BATCH,
                                   optimizer=optimizer, shuffle=False, history=histories[p],
                                   backend=backend)
                 done = len(X) if history.partial is None else history.partial.next_row
                 if done == len(X):
                     epoch_sums += (history.loss[-1] * len(X), len(X))
-                history.stop_reason = history.signal = None
                 results.append((done - next_rows[p], local, optimizer))
                 next_rows[p] = done
             total = float(sum(rows for rows, _, _ in results))

@@ -41,7 +41,7 @@ def train(arch, params0, X, Y, epochs, stop_after=None, backend="numba"):
     and then resumed: (params, optimizer, history, the interrupted history's state)."""
     params, optimizer, rng = params0.copy(), Adam(lr=0.02), np.random.RandomState(7)
     kwargs = dict(batch_size=BATCH, optimizer=optimizer, random_state=rng, backend=backend,
-                  metrics=["accuracy"], validation_split=0.0)
+                  metrics=["accuracy"])
     if stop_after is None:
         return params, optimizer, fit(arch, params, X, Y, epochs=epochs, **kwargs), None
     with trainer.interrupt_after(stop_after):
