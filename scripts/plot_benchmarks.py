@@ -1,4 +1,4 @@
-"""Plots for BENCHMARKS.md from the JSON the benchmark scripts write (matplotlib, PNG).
+"""Plots for docs/benchmarks.md from the JSON the benchmark scripts write (matplotlib, PNG).
 
 * peers.png: median seconds per epoch (per prediction for "infer") by system, one
   panel per workload and dtype, 1 and 2 threads (bars: run 1; dots: run 2), from

@@ -7,7 +7,9 @@
 * ``sh`` blocks and indented blocks are install and tool commands: ``pip install``
   lines must name extras that pyproject.toml defines, ``python -m fastnn.train``
   runs, and any other command must name a tool or script that exists (the test
-  suite is not started from inside itself, nor are benchmarks).
+  suite is not started from inside itself, nor are benchmarks);
+* ``text`` blocks are output listings, not code; in indented blocks, lines that do
+  not start with a known program (formulas, listings) are not commands either.
 
 The generated table of docs/errors.md must also be what its script prints today.
 """
@@ -26,14 +28,23 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
+#: Programs whose command lines the indented blocks may hold.
+PROGRAMS = ("pip", "python", "env", "asv", "fastnn-train")
+
+
 def blocks(page):
-    """[(language, code)] of a Markdown page: fenced blocks, and indented ones as "sh"."""
+    """[(language, code)] of a Markdown page: fenced blocks, and indented ones as "indented"."""
     text = page.read_text()
     found = [(m.group(1) or "text", m.group(2)) for m in FENCE.finditer(text)]
     outside = FENCE.sub("", text)
-    for m in re.finditer(r"(?:^|\n\n)((?:    \S.*\n)+)", outside):
-        found.append(("sh", "\n".join(line[4:] for line in m.group(1).splitlines())))
+    for m in re.finditer(r"(?:^|\n\n)((?:    \S.*\n)(?:    .*\S.*\n)*)", outside):
+        found.append(("indented", "\n".join(line[4:] for line in m.group(1).splitlines())))
     return found
+
+
+def command_lines(code):
+    """The lines of a shell block, continuation lines (ending in a backslash) joined."""
+    return [line for line in code.replace("\\\n", " ").splitlines() if line.strip()]
 
 
 def run_command(words, cwd):
@@ -47,6 +58,10 @@ def check_shell_line(line, cwd):
     line = line.split("#")[0].strip()
     for command in filter(None, (part.strip() for part in line.split("&&"))):
         words = shlex.split(command)
+        while words[0] == "env":  # env -u NAME ... program: check the program
+            words = words[3:] if words[1] == "-u" else words[1:]
+            while words[0] == "-u":
+                words = words[2:]
         if words[:2] == ["pip", "install"]:
             extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
                 "optional-dependencies"]
@@ -81,12 +96,15 @@ def test_code_blocks_run(page, tmp_path, monkeypatch):
                 if line.startswith("$ "):
                     check_shell_line(line[2:], tmp_path)
         elif language == "sh":
-            for line in code.splitlines():
-                if line.strip():
+            for line in command_lines(code):
+                check_shell_line(line, tmp_path)
+        elif language == "indented":
+            for line in command_lines(code):
+                if line.split()[0] in PROGRAMS:
                     check_shell_line(line, tmp_path)
-        else:
+        elif language != "text":
             raise AssertionError(f"{page.name}: a {language!r} block; mark code as python, "
-                                 f"console or sh")
+                                 f"console or sh, output as text")
 
 
 def test_the_bad_input_table_is_the_scripts_output():
