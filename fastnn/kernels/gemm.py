@@ -25,7 +25,7 @@ The vector width comes from the CPU Numba compiles for (``NUMBA_CPU_NAME`` inclu
 512 bits when LLVM compiles a <16 x float> multiply-add to ``zmm`` registers
 (AVX-512: 32 registers), else 256 bits (AVX2: 16 registers).  The tile shapes are a
 rule on that width, not a timing taken at run time, so results are reproducible; the
-measurements behind them are in BENCHMARKS.md.
+measurements behind them are in docs/benchmarks.md.
 
 Every sum over k runs in order 0..k-1 with one rounding per step (a fused
 multiply-add), whatever the thread count.
