@@ -91,6 +91,18 @@ MUTANTS = [
     Mutant("tanh-derivative-without-square", (
         ("fastnn/kernels/activations.py", "delta[i, j] *= one - a[i, j] * a[i, j]",
          "delta[i, j] *= one - a[i, j]"),), ("tests/test_kernels.py",)),
+    Mutant("gemm-narrow-columns-skipped", (
+        ("fastnn/kernels/gemm.py", "    for j0 in range(wide_stop, n, lanes):",
+         "    for j0 in range(wide_stop + lanes, n, lanes):"),), ("tests/test_kernels.py",)),
+    Mutant("gemm-partial-row-tile-one-short", (
+        ("fastnn/kernels/gemm.py", "k, min(MR, m - i0), nr, init)",
+         "k, min(MR - 1, m - i0), nr, init)"),), ("tests/test_kernels.py",)),
+    Mutant("dense-forward-without-bias", (
+        ("fastnn/kernels/dense.py", "gemm(a_prev, W, out, b, np.int64(BIAS))",
+         "gemm(a_prev, W, out, b, np.int64(ZERO))"),), ("tests/test_kernels.py",)),
+    Mutant("transpose-edge-rows-skipped", (
+        ("fastnn/kernels/epoch.py", "    for k in range(k_full, row_stop):",
+         "    for k in range(k_full + 1, row_stop):"),), ("tests/test_kernels.py",)),
     Mutant("epoch-loss-weighted-by-row-count", (
         ("fastnn/kernels/epoch.py", "totals[1] += batch_weight", "totals[1] += n_rows"),),
         ("tests/test_optimizers.py",)),

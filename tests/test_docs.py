@@ -62,6 +62,8 @@ def check_shell_line(line, cwd):
             words = words[3:] if words[1] == "-u" else words[1:]
             while words[0] == "-u":
                 words = words[2:]
+        while re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):  # NAME=value program
+            words = words[1:]
         if words[:2] == ["pip", "install"]:
             extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
                 "optional-dependencies"]
