@@ -384,6 +384,20 @@ def test_gemm_sums_in_order():
     np.testing.assert_array_equal(c, expected)
 
 
+def run_ok(code, **env_changes):
+    """Run code in a fresh interpreter with env_changes (None: unset); it must print "ok"."""
+    env = dict(os.environ)
+    for name, value in env_changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 def test_gemm_vector_width_follows_numba_target(tmp_path):
     """With Numba compiling for an AVX2-only CPU (haswell), gemm uses 256-bit vectors.
 
@@ -405,12 +419,7 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             assert np.abs(c - expected).max() < tol * np.abs(expected).max(), dtype
         print("ok")
     """)
-    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path))
-    env.pop("NUMBA_CPU_FEATURES", None)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    run_ok(code, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_FEATURES=None)
 
 
 # ---------------------------------------------------------------------------
@@ -466,11 +475,7 @@ def test_intrinsic_kernels_without_jit(tmp_path):
         assert np.array_equal(params_t[offsets[1]:offsets[1] + 24 * 16].reshape(16, 24), W.T)
         print("ok")
     """)
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    run_ok(code, NUMBA_DISABLE_JIT="1")
 
 
 # ---------------------------------------------------------------------------

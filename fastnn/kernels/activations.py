@@ -9,8 +9,8 @@ plain arithmetic that LLVM turns into SIMD code:
 
 with ``exp(r)`` a polynomial that interpolates exp at Chebyshev nodes of that
 interval (degree 6 in float32, 11 in float64: relative error 2e-8 and 2e-17 with
-the coefficients rounded, below half an ulp; Taylor needs degrees 7 and 13) and ``2**n`` built directly in
-the exponent bits.  The accuracy against ``np.exp`` is measured in the tests.
+the coefficients rounded, below half an ulp; Taylor needs degrees 7 and 13) and
+``2**n`` built directly in the exponent bits.  The accuracy against ``np.exp`` is measured in the tests.
 """
 
 import math

@@ -6,7 +6,8 @@ The parallel epoch driver (``fastnn.kernels.epoch``) calls them on fixed chunks.
 All three matrix products of a layer (forward, delta propagation, weight gradient)
 go through one register-tiled routine, ``gemm.gemm``, which also starts the forward
 tile from the bias; the activation and its derivative run on the rows just written,
-while they are in cache.
+while they are in cache.  gemm's start mode is passed as an int64 variable (one
+compiled specialisation per array layout instead of one per literal).
 """
 
 import numpy as np
@@ -23,8 +24,6 @@ def matmul_acc(a, b, c):
 
     Each element of c gets its sum over k added in order 0..k-1 (see ``gemm``).
     """
-    # (Every call passes init as an int64 variable, not a literal constant: Numba
-    # would compile a specialisation of gemm for each literal, about 1 s each.)
     if c.shape[0] > 0:
         gemm(a, b, c, c[0], np.int64(ACCUMULATE))
 

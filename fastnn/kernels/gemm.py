@@ -12,14 +12,17 @@ to what a dense layer's shapes need:
   written as explicit vector LLVM IR (``<lanes x float>`` values and ``llvm.fma``)
   through a Numba ``@intrinsic``.
 * Loop order: column panels of ``NR`` outside, row tiles inside, so one panel of b
-  (k x NR: 784 x 64 float32 is 200 KB) stays in L2 while every row tile of a uses it.
+  (k x NR: 784 x 48 float32 is 150 KB) stays in L2 while every row tile of a uses it.
   A and B are not packed: b's rows are read as unaligned vectors in place, a's
   elements one at a time, at any strides (so ``a`` may be a transposed view).
 * Edges: a tile with fewer than ``MR`` rows reads the last valid row of a again for
-  the missing ones and does not store them; a panel narrower than NR uses masked
-  loads and stores; columns left of a multiple of NR go through a one-vector
-  microkernel with more rows (``MR_NARROW``), so a 10-wide output layer wastes
-  at most one vector's lanes per row.
+  the missing ones and does not store them; columns left of a multiple of NR go
+  through a one-vector microkernel (``MR_NARROW`` rows), whose last vector uses
+  masked loads and stores, so a 10-wide output layer wastes at most one vector's
+  lanes per row.
+
+``init`` is best passed as an int64 variable, not a literal constant: Numba compiles
+a specialisation of gemm for each literal (about 1 s each).
 
 The vector width comes from the CPU Numba compiles for (``NUMBA_CPU_NAME`` included):
 512 bits when LLVM compiles a <16 x float> multiply-add to ``zmm`` registers
@@ -54,15 +57,11 @@ def _target_vector_bits():
     """
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
-    if numba.config.CPU_FEATURES is not None:
-        features = numba.config.CPU_FEATURES
-    elif numba.config.CPU_NAME in (None, "host"):
-        features = llvm.get_host_cpu_features().flatten()
-    else:
-        features = ""
-    if cpu == "host":
+    cpu, features = numba.config.CPU_NAME, numba.config.CPU_FEATURES
+    if cpu in (None, "host"):
         cpu = llvm.get_host_cpu_name()
+        features = llvm.get_host_cpu_features().flatten() if features is None else features
+    features = features or ""  # a named CPU without features: LLVM's own for that CPU
     target = llvm.Target.from_triple(llvm.get_process_triple())
     machine = target.create_target_machine(cpu=cpu, features=features, opt=2)
     module = llvm.parse_assembly(
@@ -80,15 +79,26 @@ VECTOR_BYTES = VECTOR_BITS // 8
 #: Microkernel shapes: (rows, vectors of columns) for the wide and the narrow tile.
 #: The accumulators (rows x vectors) plus the vectors of b loaded per step must fit
 #: in the register file: 32 registers with AVX-512, 16 with AVX2.
-if VECTOR_BITS == 512:
-    MR, NV = 8, 3
-    MR_NARROW = 8
-else:
-    MR, NV = 4, 3
-    MR_NARROW = 8
+MR, NV = (8, 3) if VECTOR_BITS == 512 else (4, 3)
+MR_NARROW = 8
 
 
-def _make_tile_kernel(rows, vectors):
+def _as_i64(context, builder, signature, args, index):
+    """Argument ``index`` of an intrinsic converted to an LLVM i64."""
+    return context.cast(builder, args[index], signature.args[index], types.int64)
+
+
+def _data_pointer(context, builder, signature, args, index):
+    """Pointer to the first element of the array passed as argument ``index``."""
+    return context.make_array(signature.args[index])(context, builder, args[index]).data
+
+
+def _vector_at(builder, ptr, index, vector_type):
+    """ptr + index (in elements) as a pointer to a vector_type."""
+    return builder.bitcast(builder.gep(ptr, [index]), vector_type.as_pointer())
+
+
+def _make_tile_kernel(rows, vectors, partial_columns):
     """An intrinsic computing one (<= rows) x (<= vectors * lanes) tile of c.
 
     Signature (all offsets and strides in elements, int64)::
@@ -97,9 +107,11 @@ def _make_tile_kernel(rows, vectors):
              k, mr, ncols, init)
 
     c[c_off + r * ldc + j] = start + sum_p a[a_off + r * a_rs + p * a_cs] * b[b_off + p * ldb + j]
-    for r < mr (<= rows), j < ncols (<= vectors * lanes), p = 0..k-1 in order;
-    start is 0, c's value or bias[bias_off + j] for init ZERO, ACCUMULATE, BIAS.
-    Arrays are passed for their data pointers; their shapes are not read.
+    for r < mr (<= rows), j < ncols, p = 0..k-1 in order; start is 0, c's value or
+    bias[bias_off + j] for init ZERO, ACCUMULATE, BIAS.  ncols is vectors * lanes, or
+    fewer (masked loads and stores) when partial_columns; the code for the partial
+    case is only generated then.  Arrays are passed for their data pointers; their
+    shapes are not read.
     """
 
     @intrinsic
@@ -114,17 +126,11 @@ def _make_tile_kernel(rows, vectors):
             argtys = signature.args
             i64 = ir.IntType(64)
             i32 = ir.IntType(32)
-
-            def as_i64(index):
-                return context.cast(builder, args[index], argtys[index], types.int64)
-
-            def data(index):
-                return context.make_array(argtys[index])(context, builder, args[index]).data
-
-            a_ptr, b_ptr, c_ptr, bias_ptr = data(0), data(4), data(7), data(10)
-            a_off, a_rs, a_cs = as_i64(1), as_i64(2), as_i64(3)
-            b_off, ldb, c_off, ldc, bias_off = as_i64(5), as_i64(6), as_i64(8), as_i64(9), as_i64(11)
-            k, mr, ncols, init = as_i64(12), as_i64(13), as_i64(14), as_i64(15)
+            data = [_data_pointer(context, builder, signature, args, i) for i in (0, 4, 7, 10)]
+            a_ptr, b_ptr, c_ptr, bias_ptr = data
+            (a_off, a_rs, a_cs, b_off, ldb, c_off, ldc, bias_off, k, mr, ncols, init) = (
+                _as_i64(context, builder, signature, args, i)
+                for i in (1, 2, 3, 5, 6, 8, 9, 11, 12, 13, 14, 15))
 
             fty = context.get_value_type(argtys[0].dtype)
             lanes = VECTOR_BYTES // (argtys[0].dtype.bitwidth // 8)
@@ -150,7 +156,7 @@ def _make_tile_kernel(rows, vectors):
                 return builder.shuffle_vector(inserted, undef, splat_mask)
 
             def vec_at(ptr, index):
-                return builder.bitcast(builder.gep(ptr, [index]), vptr)
+                return _vector_at(builder, ptr, index, vty)
 
             # Lane l of vector v is a column of the tile when v * lanes + l < ncols.
             ncols_splat = builder.insert_element(
@@ -182,9 +188,10 @@ def _make_tile_kernel(rows, vectors):
             c_rows = [builder.add(c_off, builder.mul(r, ldc)) for r in row_ids]
             acc = [[cgutils.alloca_once(builder, vty) for _ in range(vectors)] for _ in range(rows)]
 
+            is_bias = builder.icmp_signed("==", init, ir.Constant(i64, BIAS))
+            is_acc = builder.icmp_signed("==", init, ir.Constant(i64, ACCUMULATE))
+
             def emit(masked):
-                is_bias = builder.icmp_signed("==", init, ir.Constant(i64, BIAS))
-                is_acc = builder.icmp_signed("==", init, ir.Constant(i64, ACCUMULATE))
                 with builder.if_else(is_acc) as (from_c, other):
                     with from_c:
                         for r in range(rows):
@@ -221,6 +228,9 @@ def _make_tile_kernel(rows, vectors):
                             index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
                             store(builder.load(acc[r][v]), c_ptr, index, v, masked)
 
+            if not partial_columns:
+                emit(False)
+                return context.get_dummy_value()
             full = builder.icmp_signed("==", ncols, ir.Constant(i64, vectors * lanes))
             with builder.if_else(full) as (whole, partial):
                 with whole:
@@ -234,8 +244,8 @@ def _make_tile_kernel(rows, vectors):
     return tile
 
 
-_wide_tile = _make_tile_kernel(MR, NV)
-_narrow_tile = _make_tile_kernel(MR_NARROW, 1)
+_wide_tile = _make_tile_kernel(MR, NV, partial_columns=False)
+_narrow_tile = _make_tile_kernel(MR_NARROW, 1, partial_columns=True)
 
 
 @njit(**config.JIT_OPTIONS)
@@ -266,7 +276,6 @@ def gemm(a, b, c, bias, init):
                          k, min(MR_NARROW, m - i0), min(lanes, n - j0), init)
 
 
-
 #: Side of the square blocks ``transpose_block`` moves: the elements of a 256-bit vector.
 TRANSPOSE_BYTES = 32
 
@@ -287,13 +296,9 @@ def transpose_block(typingctx, src, src_off, lds, dst, dst_off, ldd):
 
     def codegen(context, builder, signature, args):
         argtys = signature.args
-
-        def as_i64(index):
-            return context.cast(builder, args[index], argtys[index], types.int64)
-
-        src_ptr = context.make_array(argtys[0])(context, builder, args[0]).data
-        dst_ptr = context.make_array(argtys[3])(context, builder, args[3]).data
-        src_off, lds, dst_off, ldd = as_i64(1), as_i64(2), as_i64(4), as_i64(5)
+        src_ptr, dst_ptr = (_data_pointer(context, builder, signature, args, i) for i in (0, 3))
+        src_off, lds, dst_off, ldd = (_as_i64(context, builder, signature, args, i)
+                                      for i in (1, 2, 4, 5))
         item = argtys[0].dtype.bitwidth // 8
         lanes = TRANSPOSE_BYTES // item
         vty = ir.VectorType(context.get_value_type(argtys[0].dtype), lanes)
@@ -306,7 +311,7 @@ def transpose_block(typingctx, src, src_off, lds, dst, dst_off, ldd):
 
         def row_pointer(ptr, offset, stride, row):
             index = builder.add(offset, builder.mul(ir.Constant(i64, row), stride))
-            return builder.bitcast(builder.gep(ptr, [index]), vty.as_pointer())
+            return _vector_at(builder, ptr, index, vty)
 
         rows = [builder.load(row_pointer(src_ptr, src_off, lds, i), align=item)
                 for i in range(lanes)]
@@ -321,6 +326,7 @@ def transpose_block(typingctx, src, src_off, lds, dst, dst_off, ldd):
         return context.get_dummy_value()
 
     return sig, codegen
+
 
 if numba.config.DISABLE_JIT:
     # With NUMBA_DISABLE_JIT the kernels run as Python (for debugging), where an
