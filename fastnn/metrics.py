@@ -25,6 +25,8 @@ def r2(head, Y, out):
     """Coefficient of determination (scikit-learn's r2_score, averaged over outputs)."""
     from sklearn.metrics import r2_score
 
+    if not np.isfinite(out).all():  # a diverging network: NaN, as scikit-learn's MLP scores it
+        return float("nan")
     return r2_score(Y, out)
 
 

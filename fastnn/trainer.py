@@ -79,8 +79,12 @@ def epoch_order(rng, n_samples, batch_size, shuffle):
     return np.arange(n_samples, dtype=np.int64)
 
 
-class DivergenceError(FloatingPointError):
-    """Training produced a non-finite loss or weight; the model keeps its last finite weights."""
+class DivergenceError(FloatingPointError, ValueError):
+    """Training produced a non-finite loss or weight; the model keeps its last finite weights.
+
+    Also a ValueError, which scikit-learn's MLP raises for the same event, so
+    ``except ValueError`` written for it catches this too.
+    """
 
 
 class DivergenceWarning(RuntimeWarning):
