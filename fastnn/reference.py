@@ -222,6 +222,28 @@ def backward(arch, params, activations, Y, scale=None):
     return grads, batch_loss
 
 
+def loss_and_grad(arch, params, X, Y, l2=0.0, sample_weight=None):
+    """(loss, grads): the full-batch objective that L-BFGS minimises, with no update.
+
+    loss is the (weighted) mean loss over all rows of X plus ``0.5 * l2 * sum(W**2)``
+    over the rows' total weight (weights only, scikit-learn's alpha), a float; grads
+    its gradient, a flat buffer with the layout of params.  Twin of
+    ``fastnn.kernels.objective.loss_and_grad``.
+    """
+    weights = np.ones(X.shape[0], dtype=params.dtype) if sample_weight is None else sample_weight
+    total_weight = weights.sum()
+    grads, total_loss = backward(arch, params, forward(arch, params, X), Y,
+                                 weights * (1 / total_weight))
+    if l2 != 0:
+        squares = 0.0
+        for l, (fan_in, fan_out) in enumerate(zip(arch.sizes[:-1], arch.sizes[1:])):
+            first = arch.offsets[l]  # the layer's weights, not its bias row
+            squares += add_l2(grads, params, first, first + fan_in * fan_out,
+                              params.dtype.type(l2) * (1 / total_weight))
+        total_loss += 0.5 * l2 / total_weight * squares
+    return float(total_loss), grads
+
+
 def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, lr, code=0,
                 hyper=None, slots=None, step=0, l2=0.0, sample_weight=None):
     """Mini-batches over the rows ``X[order[first_row:]]``; params updated in place.

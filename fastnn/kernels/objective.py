@@ -1,0 +1,141 @@
+"""The full-batch loss and gradient, with no update: what L-BFGS (``solver="lbfgs"``) evaluates.
+
+The work is the epoch driver's (``fastnn.kernels.epoch``) on one batch holding every
+row, without the optimizer step: forward and backward passes on fixed chunks of
+``config.CHUNK_ROWS`` rows (``forward_backward_chunk``), then each update task's
+gradient rows summed over all rows in order (``dense.param_grad``) plus the L2 term.
+The split never depends on the thread count, so the result is bitwise the same with
+1 or N threads.  The NumPy twin is ``fastnn.reference.loss_and_grad``.
+
+``FullBatchObjective`` is the plain-Python wrapper: it allocates the workspaces once
+and is the ``fun(x) -> (loss, grad)`` that ``scipy.optimize.minimize(jac=True)`` calls.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .. import config
+from .dense import param_grad
+from .epoch import forward_backward_chunk, layer_rows, make_tasks, transpose_weights
+from .optimizers import add_l2
+
+
+@njit(**config.JIT_OPTIONS)
+def grad_task(params, grads, sizes, offsets, task, n_rows, l2_scaled, acts, deltas):
+    """Gradient rows of one update task (``epoch.make_tasks``) plus the L2 term, in place.
+
+    Sums over the n_rows rows of the batch buffers into grads (n_params,), then adds
+    l2_scaled times the task's weights (not biases).  Returns the sum of squares of
+    those weights (0.0 when l2_scaled is 0).
+    """
+    layer, row_start, row_stop = task[0], task[1], task[2]
+    batch_size = acts.shape[0] // sizes.sum()
+    fan_in, fan_out = sizes[layer], sizes[layer + 1]
+    start = offsets[layer] + row_start * fan_out
+    stop = offsets[layer] + row_stop * fan_out
+    param_grad(layer_rows(acts, sizes, layer, batch_size)[:n_rows],
+               layer_rows(deltas, sizes, layer + 1, batch_size)[:n_rows],
+               row_start, row_stop, grads[start:stop].reshape((row_stop - row_start, fan_out)))
+    squares = 0.0
+    if l2_scaled != 0:
+        weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
+        squares = add_l2(grads, params, start, weight_stop, l2_scaled)
+    return squares
+
+
+@njit(**config.PARALLEL_OPTIONS)
+def loss_and_grad(params, params_t, grads, sizes, offsets, codes, tasks, X, Y, weights, rows, l2,
+                  acts, deltas, targets, scales, chunk_sums, task_squares):
+    """Mean loss of the rows X[rows] plus the L2 penalty; its gradient written into grads.
+
+    Parameters
+    ----------
+    params : ndarray of shape (n_params,)
+        Flat parameters (``fastnn.network`` layout); only read.
+    params_t, grads : ndarray of shape (n_params,)
+        Written: the transposed weights (workspace) and the gradient.
+    sizes, offsets, codes, tasks : int64 arrays
+        As for ``epoch.train_epoch``.
+    X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
+    weights : ndarray of shape (n_samples,)
+        Sample weights (ones for none).
+    rows : int64 ndarray of shape (n_rows,)
+        The rows making up the batch (all rows, for L-BFGS).
+    l2 : scalar of the parameters' dtype
+        scikit-learn's alpha: 0.5 * l2 * sum(W**2) over the rows' total weight is added.
+    acts, deltas : ndarray of shape (n_rows * sum(sizes),); targets (n_rows, n_outputs);
+    scales (n_rows,); chunk_sums float64 (ceil(n_rows / CHUNK_ROWS), 2); task_squares
+    float64 (n_tasks,)
+        Workspaces.
+
+    Returns
+    -------
+    float: the loss (float64).  Threads split the chunks, then the tasks; every sum
+    runs in a fixed order.
+    """
+    n_rows = rows.shape[0]
+    chunk = config.CHUNK_ROWS
+    dtype = params.dtype.type
+    for layer in range(1, sizes.shape[0] - 1):
+        transpose_weights(params, offsets, sizes, layer, 0, sizes[layer], params_t)
+    total_weight = dtype(0.0)
+    for r in range(n_rows):  # in order: the sum does not depend on threads
+        total_weight += weights[rows[r]]
+    inv_total_weight = dtype(1.0) / total_weight
+    n_chunks = (n_rows + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        chunk_sums[c, 0], chunk_sums[c, 1] = forward_backward_chunk(
+            params, params_t, sizes, offsets, codes, X, Y, weights, rows, c * chunk,
+            min(c * chunk + chunk, n_rows), inv_total_weight, acts, deltas, targets, scales)
+    for t in prange(tasks.shape[0]):
+        task_squares[t] = grad_task(params, grads, sizes, offsets, tasks[t], n_rows,
+                                    l2 * inv_total_weight, acts, deltas)
+    loss = 0.0
+    for c in range(n_chunks):
+        loss += chunk_sums[c, 0]
+    if l2 != 0:
+        squares = 0.0
+        for t in range(tasks.shape[0]):
+            squares += task_squares[t]
+        loss += 0.5 * l2 * inv_total_weight * squares
+    return loss
+
+
+class FullBatchObjective:
+    """``objective(x) -> (loss, grad)`` of a network on all rows, for scipy.optimize.
+
+    arch : network.Architecture; X (n_samples, n_features), Y (n_samples, n_outputs)
+    and weights (n_samples,) in arch.dtype, C-contiguous (as ``trainer.fit`` checks
+    them); l2 : float.  x is float64 of shape (n_params,) (L-BFGS-B works in float64);
+    it is cast into the network's dtype, as scikit-learn's float32 MLP does, and the
+    gradient is returned in float64.  ``params`` holds the last x evaluated.
+    Workspaces are allocated once here.
+    """
+
+    def __init__(self, arch, X, Y, weights, l2):
+        self.arch, self.X, self.Y, self.weights = arch, X, Y, weights
+        dtype = np.dtype(arch.dtype).type
+        n = X.shape[0]
+        self.l2 = dtype(l2)
+        self.sizes = np.array(arch.sizes, dtype=np.int64)
+        self.offsets, self.codes = arch.offsets, arch.activation_codes
+        self.tasks = make_tasks(arch.sizes)
+        self.rows = np.arange(n, dtype=np.int64)
+        self.params = np.zeros(arch.n_params, dtype=dtype)
+        self.params_t, self.grads = np.zeros_like(self.params), np.zeros_like(self.params)
+        self.acts = np.zeros(n * int(self.sizes.sum()), dtype=dtype)
+        self.deltas = np.zeros_like(self.acts)
+        self.targets = np.zeros((n, arch.sizes[-1]), dtype=dtype)
+        self.scales = np.zeros(n, dtype=dtype)
+        self.chunk_sums = np.zeros((-(-n // config.CHUNK_ROWS), 2))
+        self.task_squares = np.zeros(self.tasks.shape[0])
+        self.n_calls = 0
+
+    def __call__(self, x):
+        self.params[:] = x
+        self.n_calls += 1
+        loss = loss_and_grad(self.params, self.params_t, self.grads, self.sizes, self.offsets,
+                             self.codes, self.tasks, self.X, self.Y, self.weights, self.rows,
+                             self.l2, self.acts, self.deltas, self.targets, self.scales,
+                             self.chunk_sums, self.task_squares)
+        return float(loss), self.grads.astype(np.float64)
