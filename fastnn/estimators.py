@@ -93,20 +93,33 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (_check_partial_fit_first_call,
                                       check_classification_targets, type_of_target,
                                       unique_labels)
+from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import model_io, trainer
+from .checks import check_data, check_weights
+from .kernels.objective import FullBatchObjective
 from .names import ACTIVATIONS, SKLEARN_ACTIVATIONS, SKLEARN_OUT_ACTIVATIONS
 from .network import INITIALIZERS, Architecture, init_params, layer_views
 from .optimizers import make_optimizer
 from .schedules import make_schedule
 
 #: sklearn's "adaptive" rule: divide by 5; stop when a reduction would start at <= 1e-6.
-_ADAPTIVE_FACTOR = 0.2
+_ADAPTIVE_DIVISOR = 5.0
 _ADAPTIVE_MIN_LR = 1e-6
+
+#: scikit-learn's learning_rate names, which (as there) only the "sgd" solver follows;
+#: the others are fastnn's schedules, applied with every solver.
+_SKLEARN_SCHEDULES = ("constant", "invscaling", "adaptive")
+
+#: scikit-learn's message for a fit whose weights are no longer finite.
+_NON_FINITE_MESSAGE = ("Solver produced non-finite parameter weights. The input data may contain "
+                       "large values and need to be preprocessed.")
 
 
 class _BaseFastMLP(BaseEstimator):
@@ -115,7 +128,7 @@ class _BaseFastMLP(BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(SKLEARN_ACTIVATIONS))],
-        "solver": [StrOptions({"sgd", "adam", "rmsprop", "adadelta"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam", "rmsprop", "adadelta"})],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "step", "cosine",
@@ -138,6 +151,8 @@ class _BaseFastMLP(BaseEstimator):
         "rho": [None, Interval(numbers.Real, 0, 1, closed="left")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left"),
                              Options(numbers.Real, {np.inf})],
+        "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+        "progress": ["boolean"],
         "init": [StrOptions(set(INITIALIZERS))],
         "dtype": [None, StrOptions({"float32", "float64"}),
                   Options(type, {np.float32, np.float64})],
@@ -149,8 +164,8 @@ class _BaseFastMLP(BaseEstimator):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, rho=None,
-                 init="glorot_uniform", dtype=None, threads=None):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -173,7 +188,9 @@ class _BaseFastMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.rho = rho
+        self.progress = progress
         self.init = init
         self.dtype = dtype
         self.threads = threads
@@ -184,15 +201,30 @@ class _BaseFastMLP(BaseEstimator):
 
     @property
     def coefs_(self):
-        """list of ndarray of shape (fan_in, fan_out): views into the flat parameter buffer."""
+        """list of ndarray of shape (fan_in, fan_out): views into the flat parameter buffer.
+
+        Assigning a list of arrays of those shapes (or one item, ``coefs_[i] = W``)
+        writes them into the buffer.
+        """
         self._require_fitted("coefs_")
-        return [W for W, _ in layer_views(self._arch, self._params)]
+        return _BufferViews("coefs_", [W for W, _ in layer_views(self._arch, self._params)])
+
+    @coefs_.setter
+    def coefs_(self, values):
+        self.coefs_[:] = values
 
     @property
     def intercepts_(self):
-        """list of ndarray of shape (fan_out,): views into the flat parameter buffer."""
+        """list of ndarray of shape (fan_out,): views into the flat parameter buffer.
+
+        Assignable as ``coefs_`` is.
+        """
         self._require_fitted("intercepts_")
-        return [b for _, b in layer_views(self._arch, self._params)]
+        return _BufferViews("intercepts_", [b for _, b in layer_views(self._arch, self._params)])
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        self.intercepts_[:] = values
 
     def _require_fitted(self, name):
         if "_params" not in self.__dict__:
@@ -212,7 +244,9 @@ class _BaseFastMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     def _make_optimizer(self):
-        """A fresh Optimizer from the solver parameters."""
+        """A fresh Optimizer from the solver parameters (None for "lbfgs", which has none)."""
+        if self.solver == "lbfgs":
+            return None
         lr = float(self.learning_rate_init)
         if self.solver == "sgd":
             momentum = float(self.momentum)
@@ -227,9 +261,17 @@ class _BaseFastMLP(BaseEstimator):
                 spec["rho"] = float(self.rho)
         return make_optimizer(spec, lr)
 
-    def _continued_optimizer(self):
-        """The kept Optimizer; with changed hyperparameters a new one holding the old state."""
+    def _continued_optimizer(self, incremental):
+        """The kept Optimizer; with changed hyperparameters a new one holding the old state.
+
+        ``fit`` starts from learning_rate_init again (scikit-learn makes a new optimizer
+        there); ``partial_fit`` goes on with the rate the schedule had reached.
+        """
         old, new = self._optimizer, self._make_optimizer()
+        if old is None or new is None:
+            return new
+        if incremental:
+            new.lr = old.lr
         if new.get_config() == old.get_config():
             return old
         if type(new) is type(old) and new.n_slots == old.n_slots:
@@ -239,30 +281,14 @@ class _BaseFastMLP(BaseEstimator):
     def _monitor(self):
         return f"val_{self._metric}" if self.early_stopping else "loss"
 
-    def _schedule_and_stopping(self, epochs_so_far):
-        """(schedule, EarlyStopping or None, callbacks) for a call of ``fit``."""
-        monitor = self._monitor()
-        finite = not math.isinf(self.n_iter_no_change)
-        patience = int(self.n_iter_no_change) + 1 if finite else None
-        never = epochs_so_far + self.max_iter + 1  # a patience that never runs out
-        callbacks = []
+    def _schedule(self):
+        """The trainer's schedule: fastnn's own by name, or constant for scikit-learn's names
+        (``_ScikitLearnRule`` then sets the optimizer's rate as scikit-learn does)."""
         name = self.learning_rate
-        if name != "adaptive":
-            settings = {"invscaling": {"power_t": float(self.power_t)},
-                        "cosine": {"t_max": int(self.max_iter)}}.get(name, {})
-            schedule = make_schedule({"name": name, **settings})
-        else:  # reductions replace the stopping rule
-            schedule = make_schedule({"name": "plateau", "monitor": monitor,
-                                      "factor": _ADAPTIVE_FACTOR, "patience": patience or never,
-                                      "min_delta": float(self.tol)})
-            callbacks.append(_AdaptiveStop(schedule, self))
-            patience = None
-        if self.early_stopping:
-            return schedule, trainer.EarlyStopping(monitor, patience or never, float(self.tol),
-                                                   restore_best_weights=True), callbacks
-        if patience is None:
-            return schedule, None, callbacks
-        return schedule, trainer.EarlyStopping(monitor, patience, float(self.tol)), callbacks
+        if name in _SKLEARN_SCHEDULES:
+            return make_schedule("constant")
+        settings = {"cosine": {"t_max": int(self.max_iter)}}.get(name, {})
+        return make_schedule({"name": name, **settings})
 
     def _fit(self, X, y, sample_weight, incremental):
         if _is_dask_collection(X) or _is_dask_collection(y):
@@ -275,6 +301,7 @@ class _BaseFastMLP(BaseEstimator):
         hidden = self._hidden_sizes()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
+        self._check_loss()
         if self.dtype is not None:
             dtype = np.dtype(self.dtype).type
         elif first:
@@ -296,6 +323,7 @@ class _BaseFastMLP(BaseEstimator):
             rng = check_random_state(self.random_state)
             params = init_params(arch, self.init, rng)
             optimizer, history, t = self._make_optimizer(), trainer.History(), 0
+            no_improvement_count, best_params = 0, params.copy()
         else:
             if arch != self._arch:
                 raise ValueError(
@@ -303,13 +331,22 @@ class _BaseFastMLP(BaseEstimator):
                     f"parameters and data now ask for {arch}; fit with warm_start=False to "
                     f"start afresh")
             rng, params, history, t = self._rng, self._params, self._history, self.t_
-            optimizer = self._continued_optimizer()
+            optimizer = self._continued_optimizer(incremental)
+            no_improvement_count = getattr(self, "_no_improvement_count", 0)
+            best_params = getattr(self, "_best_params", None)
+            if best_params is None or best_params.shape != params.shape:
+                best_params = params.copy()
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(arch, params, X, Y, sample_weight, optimizer, history, rng,
+                                   encoder, t)
 
         X_train, Y_train, weights, validation = X, Y, sample_weight, None
         if self.early_stopping:
             if self.validation_fraction == 0:
                 raise ValueError("early_stopping=True needs validation_fraction > 0")
-            stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
+            # As scikit-learn: stratified on the labels only with one output column (binary
+            # y), never for multiclass or multilabel y.
+            stratify = Y if isinstance(self, ClassifierMixin) and Y.shape[1] == 1 else None
             arrays = [X, Y] if sample_weight is None else [X, Y, sample_weight]
             parts = train_test_split(*arrays, test_size=self.validation_fraction,
                                      random_state=rng, stratify=stratify)
@@ -329,28 +366,26 @@ class _BaseFastMLP(BaseEstimator):
 
         self._drop_unfinishable_epoch(history, n_train, batch_size, incremental)
         epochs_before, rows_before = history.epochs, _partial_rows(history)
-        schedule, stopping, callbacks = self._schedule_and_stopping(epochs_before)
-        if incremental:  # one epoch; scikit-learn's partial_fit has no stopping rule either
-            stopping, callbacks = None, []
+        rule = _ScikitLearnRule(self, params, n_train, t, no_improvement_count, best_params)
 
         def commit():
             n_iter = history.epochs - epochs_before
             rows = n_iter * n_train - rows_before + _partial_rows(history)
             self._commit(arch, params, optimizer, history, rng, encoder, n_iter, t + rows)
+            self._no_improvement_count, self._best_params = rule.no_improvement_count, rule.best_params
 
         try:
             trainer.fit(arch, params, X_train, Y_train,
                         epochs=1 if incremental else int(self.max_iter), batch_size=batch_size,
-                        optimizer=optimizer, schedule=schedule, l2=float(self.alpha),
+                        optimizer=optimizer, schedule=self._schedule(), l2=float(self.alpha),
                         sample_weight=weights, validation_data=validation,
                         metrics=[self._metric] if self.early_stopping else (),
-                        train_metrics=False,
-                        early_stopping=stopping, on_divergence="raise", callbacks=callbacks,
-                        progress=bool(self.verbose), history=history, random_state=rng,
+                        train_metrics=False, on_divergence="raise", callbacks=[rule],
+                        progress=bool(self.progress), history=history, random_state=rng,
                         shuffle=self.shuffle, threads=self.threads)
-        except trainer.DivergenceError:
+        except trainer.DivergenceError as error:
             commit()  # params hold the last finished epoch (or the initial weights)
-            raise
+            raise trainer.DivergenceError(f"{_NON_FINITE_MESSAGE} ({error})") from error
         except BaseException:
             # A continued model was changed in place: keep its attributes in step with it.
             # A first fit that trained nothing leaves the estimator as it was.
@@ -371,6 +406,42 @@ class _BaseFastMLP(BaseEstimator):
                           stacklevel=4)
         return self
 
+    def _fit_lbfgs(self, arch, params, X, Y, sample_weight, optimizer, history, rng, encoder, t):
+        """scikit-learn's L-BFGS run: scipy.optimize's L-BFGS-B on the full-batch loss.
+
+        The loss and gradient come from the compiled ``kernels.objective`` (all rows,
+        L2 term included); maxfun=max_fun, maxiter=max_iter, gtol=tol, as scikit-learn
+        sets them.  Returns self.
+        """
+        import scipy.optimize
+
+        X, Y = check_data(arch, X, Y)
+        weights = check_weights(sample_weight, X.shape[0], arch.dtype)
+        objective = FullBatchObjective(arch, X, Y, weights, float(self.alpha))
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        with trainer.thread_limit(self.threads, "numba"):
+            result = scipy.optimize.minimize(
+                objective, params.astype(np.float64), method="L-BFGS-B", jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                         **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        n_iter = _check_optimize_result("lbfgs", result, self.max_iter)
+        params[:] = result.x
+        self._lbfgs_loss = float(result.fun)
+        self._commit(arch, params, optimizer, history, rng, encoder, n_iter, t)
+        if not np.isfinite(params).all():
+            raise trainer.DivergenceError(_NON_FINITE_MESSAGE)
+        return self
+
+    def _check_loss(self):
+        """Refuse a loss the engine has no head for (the regressor's poisson)."""
+
+    def _check_solver(self):
+        """partial_fit's availability: only stochastic solvers have it, as in scikit-learn."""
+        if self.solver == "lbfgs":
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
     def _fit_dask(self, X, y, sample_weight=None):
         """Train data-parallel on Dask arrays (``fastnn.distributed.fit``); return self.
 
@@ -387,6 +458,9 @@ class _BaseFastMLP(BaseEstimator):
         from . import distributed  # needs the dask extra
 
         self._validate_params()
+        self._check_loss()
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not supported with Dask arrays")
         if self.early_stopping:
             raise ValueError("early_stopping=True is not supported with Dask arrays: pass "
                              "validation data to fastnn.distributed.fit instead")
@@ -420,17 +494,18 @@ class _BaseFastMLP(BaseEstimator):
         rng = check_random_state(self.random_state)
         params = init_params(arch, self.init, rng)
         optimizer = self._make_optimizer()
-        schedule, stopping, callbacks = self._schedule_and_stopping(0)
+        rule = _ScikitLearnRule(self, params, X.shape[0], 0, 0, None)
         n = X.shape[0]
         batch_size = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
         history = distributed.fit(arch, params, X, y, epochs=int(self.max_iter),
-                                  batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-                                  l2=float(self.alpha), sample_weight=sample_weight,
-                                  early_stopping=stopping, callbacks=callbacks, random_state=rng,
+                                  batch_size=batch_size, optimizer=optimizer,
+                                  schedule=self._schedule(), l2=float(self.alpha),
+                                  sample_weight=sample_weight, callbacks=[rule], random_state=rng,
                                   shuffle=self.shuffle, encode=encode, threads=self.threads)
         self.n_features_in_ = X.shape[1]
         self._commit(arch, params, optimizer, history, rng, encoder, history.epochs,
                      history.epochs * n)
+        self._no_improvement_count = rule.no_improvement_count
         if history.stop_reason is None and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           f"and the optimization hasn't converged yet.", ConvergenceWarning,
@@ -469,6 +544,12 @@ class _BaseFastMLP(BaseEstimator):
         self.n_outputs_ = self._arch.sizes[-1]
         self.n_layers_ = len(self._arch.sizes)
         self.out_activation_ = SKLEARN_OUT_ACTIVATIONS[self._arch.head]
+        if self.solver == "lbfgs":  # scikit-learn's lbfgs sets loss_ only, no curves
+            self.loss_ = getattr(self, "_lbfgs_loss", None)
+            for name in ("loss_curve_", "best_loss_", "validation_scores_",
+                         "best_validation_score_"):
+                self.__dict__.pop(name, None)
+            return
         self.loss_curve_ = list(self._history.loss)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         if self.early_stopping:
@@ -516,7 +597,10 @@ class _BaseFastMLP(BaseEstimator):
 
     def _saved_state(self):
         check_is_fitted(self)
-        fitted = {"n_iter_": self.n_iter_, "t_": self.t_, "n_features_in_": self.n_features_in_}
+        fitted = {"n_iter_": self.n_iter_, "t_": self.t_, "n_features_in_": self.n_features_in_,
+                  "no_improvement_count": int(getattr(self, "_no_improvement_count", 0))}
+        if self.solver == "lbfgs":
+            fitted["loss_"] = self.loss_
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
         fitted.update(self._encoder_config())
@@ -543,24 +627,124 @@ class _BaseFastMLP(BaseEstimator):
             model.feature_names_in_ = np.array(fitted["feature_names_in_"], dtype=object)
         model._set_encoder(model._encoder_from_config(fitted))
         model.n_iter_, model.t_ = int(fitted["n_iter_"]), int(fitted["t_"])
+        model._no_improvement_count = int(fitted.get("no_improvement_count", 0))
+        if "loss_" in fitted:
+            model._lbfgs_loss = fitted["loss_"]
         model._set_derived_attributes()
         return model
 
 
-class _AdaptiveStop(trainer.Callback):
-    """scikit-learn's "adaptive" stop: a reduction of a rate already <= 1e-6 ends training."""
+class _ScikitLearnRule(trainer.Callback):
+    """The end of every epoch as scikit-learn's ``_fit_stochastic`` has it.
 
-    def __init__(self, schedule, estimator):
-        self.schedule, self.estimator = schedule, estimator
+    In order: with verbose, the line "Iteration N, loss = ..." on stdout (N counts
+    this call's epochs); the no-improvement count, against the best value seen in
+    the whole history (the training loss, or with early_stopping the validation
+    score, whose best weights are kept); for "sgd" with "invscaling", the rate
+    learning_rate_init / (rows seen + 1) ** power_t; and once the count exceeds
+    n_iter_no_change, a stop (StopTraining), or for "sgd" with "adaptive" the rate
+    divided by 5 and the count restarted, until a rate <= 1e-6 would be divided.
+    The rate is the optimizer's (``history.optimizer.lr``), which the trainer reads
+    at the start of every epoch.
+
+    params is the flat buffer trained (its best copy is restored at the end with
+    early_stopping), n_train the training rows per epoch, rows_seen scikit-learn's t_
+    before this call, no_improvement_count and
+    best_params (or None: params now) the state an earlier call left.
+    """
+
+    def __init__(self, estimator, params, n_train, rows_seen, no_improvement_count, best_params):
+        self.estimator, self.params, self.n_train = estimator, params, n_train
+        self.rows_seen = rows_seen
+        self.no_improvement_count = no_improvement_count
+        self.best_params = params.copy() if best_params is None else best_params
 
     def on_train_begin(self, history):
-        self.history = history
+        self.history, self.n_iter = history, 0
+        estimator = self.estimator
+        if estimator.early_stopping:
+            self.best = max(history.history.get(estimator._monitor(), []), default=-np.inf)
+        else:
+            self.best = min(history.loss, default=np.inf)
 
     def on_epoch_end(self, epoch, logs):
-        lr = logs["lr"]
-        following = self.schedule(epoch, self.history.optimizer.lr, self.history.history)
-        if following < lr and lr <= _ADAPTIVE_MIN_LR:
-            raise trainer.StopTraining
+        estimator, tol = self.estimator, self.estimator.tol
+        verbose = bool(estimator.verbose)
+        self.n_iter += 1
+        self.rows_seen += self.n_train
+        if verbose:
+            print("Iteration %d, loss = %.8f" % (self.n_iter, logs["loss"]))
+        if estimator.early_stopping:
+            score = logs[estimator._monitor()]
+            if verbose:
+                print("Validation score: %f" % score)
+            # A NaN score (a diverging network) compares False both times, as there.
+            self.no_improvement_count = (self.no_improvement_count + 1
+                                         if score < self.best + tol else 0)
+            if score > self.best:
+                self.best, self.best_params = score, self.params.copy()
+        else:
+            loss = logs["loss"]
+            self.no_improvement_count = (self.no_improvement_count + 1
+                                         if loss > self.best - tol else 0)
+            self.best = min(self.best, loss)
+        optimizer = self.history.optimizer
+        sgd = estimator.solver == "sgd"
+        if sgd and estimator.learning_rate == "invscaling":
+            optimizer.lr = (float(estimator.learning_rate_init)
+                            / (self.rows_seen + 1) ** estimator.power_t)
+        if self.no_improvement_count > estimator.n_iter_no_change:
+            watched = "Validation score" if estimator.early_stopping else "Training loss"
+            message = (f"{watched} did not improve more than tol={tol:f} for "
+                       f"{estimator.n_iter_no_change:d} consecutive epochs.")
+            if not (sgd and estimator.learning_rate == "adaptive"):
+                _say(verbose, message + " Stopping.")
+                raise trainer.StopTraining
+            if optimizer.lr <= _ADAPTIVE_MIN_LR:
+                _say(verbose, message + " Learning rate too small. Stopping.")
+                raise trainer.StopTraining
+            optimizer.lr /= _ADAPTIVE_DIVISOR
+            _say(verbose, message + " Setting learning rate to %f" % optimizer.lr)
+            self.no_improvement_count = 0
+
+    def on_train_end(self, history):
+        if self.estimator.early_stopping:  # scikit-learn's "restore best weights"
+            self.params[:] = self.best_params
+
+
+def _say(verbose, line):
+    if verbose:
+        print(line)
+
+
+class _BufferViews(list):
+    """coefs_ or intercepts_: a list of views into the flat buffer, written on item assignment.
+
+    ``views[i] = array`` copies array into the buffer (shapes must match), and so does
+    slice assignment of a list of arrays; the list itself never changes length.
+    """
+
+    def __init__(self, name, views):
+        super().__init__(views)
+        self.name = name
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):
+            targets, values = list.__getitem__(self, index), list(value)
+            if len(values) != len(targets):
+                raise ValueError(f"{self.name} holds {len(targets)} arrays here, got "
+                                 f"{len(values)}")
+            for target, array in zip(targets, values):
+                self._write(target, array)
+        else:
+            self._write(list.__getitem__(self, index), value)
+
+    def _write(self, target, value):
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise ValueError(f"{self.name}: an array of shape {target.shape} is needed here "
+                             f"(the network's layer), got shape {value.shape}")
+        target[...] = value
 
 
 class FastMLPClassifier(ClassifierMixin, _BaseFastMLP):
@@ -666,6 +850,7 @@ default="constant"
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(lambda estimator: estimator._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over X, y, continuing the weights, optimizer and history; returns self.
@@ -680,9 +865,6 @@ default="constant"
                 self._label_binarizer.fit(y)
             else:
                 _check_label_types(classes, "classes")
-                if len(np.unique(classes)) < 2:
-                    raise ValueError(f"{type(self).__name__} needs at least two classes to "
-                                     f"train; classes has one: {np.unique(classes).tolist()}")
                 self._label_binarizer.fit(classes)
         return self._fit(X, y, sample_weight, incremental=True)
 
@@ -691,15 +873,9 @@ default="constant"
         _check_label_types(y, "y")
         check_classification_targets(y)
         if first and not incremental:
+            # One class is fitted too, as scikit-learn does: a sigmoid output trained
+            # towards 0, and predict gives that class.
             encoder = LabelBinarizer().fit(y)
-            if encoder.y_type_ != "multilabel-indicator":
-                classes = encoder.classes_
-                if sample_weight is not None:
-                    classes = unique_labels(y[sample_weight > 0])
-                if len(classes) < 2:
-                    weighted = " with a positive sample weight" if sample_weight is not None else ""
-                    raise ValueError(f"{type(self).__name__} needs at least two classes to "
-                                     f"train; y has one class{weighted}: {classes.tolist()}")
         else:
             encoder = self._label_binarizer
             classes = unique_labels(y)
@@ -778,6 +954,36 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
 
     _metric = "r2"
 
+    _parameter_constraints: dict = {
+        **_BaseFastMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, loss="squared_error",
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, rho=None, progress=False,
+                 init="glorot_uniform", dtype=None, threads=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho,
+            progress=progress, init=init, dtype=dtype, threads=threads)
+        self.loss = loss
+
+    def _check_loss(self):
+        if self.loss == "poisson":
+            raise ValueError("loss='poisson' needs an exp output head (half Poisson deviance), "
+                             "which fastnn's compiled kernels do not have yet; use "
+                             "loss='squared_error', or scikit-learn's MLPRegressor")
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Train on X and the targets y, of shape (n_samples,) or (n_samples, n_outputs).
@@ -786,6 +992,7 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(lambda estimator: estimator._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over X, y, continuing the weights, optimizer and history; returns self."""
