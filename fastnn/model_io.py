@@ -52,7 +52,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import READ_ERRORS
-from .network import Architecture
+from .network import NEGATIVE_SLOPE, Architecture
 from .optimizers import make_optimizer
 
 FORMAT = "fastnn-model"
@@ -111,6 +111,8 @@ def save(path, arch, params, extra_metadata=None, arrays=None):
             "activations": list(arch.activations),
             "head": arch.head,
             "dtype": arch.dtype,
+            **({} if arch.negative_slope == NEGATIVE_SLOPE
+               else {"negative_slope": arch.negative_slope}),  # leaky_relu's, when not the default
         },
         "sha256": {name: _sha256(array) for name, array in stored.items()},
         "extra": {} if extra_metadata is None else extra_metadata,
@@ -202,7 +204,8 @@ def load(path):
             if _sha256(array) != checksums[name]:
                 raise ValueError(f"array {name!r} is damaged (SHA-256 mismatch)")
         a = metadata["architecture"]
-        arch = Architecture(tuple(a["sizes"]), tuple(a["activations"]), a["head"], a["dtype"])
+        arch = Architecture(tuple(a["sizes"]), tuple(a["activations"]), a["head"], a["dtype"],
+                            a.get("negative_slope", NEGATIVE_SLOPE))
         params = stored.pop("params")
         _check_params(arch, params, where="stored params")
     except (ValueError, KeyError, TypeError) as exc:

@@ -8,15 +8,21 @@ its own library's spellings, and every spelling is translated here.
 #: Every accepted spelling of an activation -> fastnn's name (None is Keras's default).
 ACTIVATIONS = {None: "identity", "linear": "identity", "identity": "identity",
                "logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
-               "softmax": "softmax"}
+               "softmax": "softmax", "leaky_relu": "leaky_relu", "elu": "elu", "selu": "selu",
+               "gelu": "gelu", "softplus": "softplus", "silu": "silu", "swish": "silu"}
 
-#: The spellings each front end takes: scikit-learn's hidden activations, Keras's layers.
-SKLEARN_ACTIVATIONS = ("identity", "logistic", "sigmoid", "tanh", "relu")
-KERAS_ACTIVATIONS = (None, "linear", "identity", "sigmoid", "tanh", "relu", "softmax")
+#: The activations added to the first four (Keras 3 and PyTorch have them all).
+MODERN_ACTIVATIONS = ("leaky_relu", "elu", "selu", "gelu", "softplus", "silu")
+
+#: The spellings each front end takes: scikit-learn's hidden activations (its four
+#: and fastnn's), Keras's layers (Keras calls silu "swish" too).
+SKLEARN_ACTIVATIONS = ("identity", "logistic", "sigmoid", "tanh", "relu", *MODERN_ACTIVATIONS)
+KERAS_ACTIVATIONS = (None, "linear", "identity", "sigmoid", "tanh", "relu", "softmax",
+                     *MODERN_ACTIVATIONS, "swish")
 
 #: fastnn's names -> Keras's (for building Dense layers from fastnn's names).
 KERAS_NAMES = {"identity": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
-               "softmax": "softmax"}
+               "softmax": "softmax", **{name: name for name in MODERN_ACTIVATIONS}}
 
 #: fastnn's output heads -> scikit-learn's ``out_activation_`` names.
 SKLEARN_OUT_ACTIVATIONS = {"sigmoid": "logistic", "softmax": "softmax", "identity": "identity"}

@@ -11,12 +11,21 @@ last row is the bias.  The gradient and optimizer-state buffers use the same
 layout, so one kernel can update them all and saving a model is one array.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Activations allowed on hidden layers, with the integer code the kernels use.
-HIDDEN_ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+#: Activations allowed on hidden layers, with the integer code the kernels use
+#: (formulas in ``fastnn.kernels.activations``).
+HIDDEN_ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 5, "elu": 6,
+                      "selu": 7, "gelu": 8, "softplus": 9, "silu": 10}
+
+#: Hidden activations whose derivative the forward pass saves (it needs z, not a).
+SAVED_DERIVATIVES = ("gelu", "softplus", "silu")
+
+#: leaky_relu's slope for z < 0 unless given: Keras 3's (keras.activations.leaky_relu;
+#: PyTorch's is 0.01, Keras's LeakyReLU layer's 0.3).
+NEGATIVE_SLOPE = 0.2
 
 #: Output heads: the activation of the last layer and the loss it is paired with.
 #: Each pair is a canonical link, so the output delta is always ``(p - y) / n``.
@@ -47,12 +56,15 @@ class Architecture:
         Output activation: ``"softmax"``, ``"sigmoid"`` or ``"identity"``.
     dtype : str
         ``"float32"`` or ``"float64"``.
+    negative_slope : float
+        leaky_relu's slope for z < 0, in [0, 1) (used only by leaky_relu layers).
     """
 
     sizes: tuple
     activations: tuple
     head: str = "softmax"
     dtype: str = "float64"
+    negative_slope: float = field(default=NEGATIVE_SLOPE, repr=False)
 
     def __post_init__(self):
         sizes = tuple(self.sizes)
@@ -79,6 +91,11 @@ class Architecture:
         dtype = np.dtype(self.dtype).name
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        slope = self.negative_slope
+        if not (isinstance(slope, (int, float, np.integer, np.floating))
+                and not isinstance(slope, bool) and 0 <= slope < 1):
+            raise ValueError(f"negative_slope must be a number in [0, 1), got {slope!r}")
+        object.__setattr__(self, "negative_slope", float(slope))
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activations", activations)
         object.__setattr__(self, "dtype", dtype)
@@ -97,6 +114,11 @@ class Architecture:
     def activation_codes(self):
         """int64 array of shape (n_layers,): kernel code of each layer's activation."""
         return np.array([ACTIVATION_CODES[a] for a in self.layer_activations], dtype=np.int64)
+
+    @property
+    def saves_derivatives(self):
+        """True when a hidden layer's activation saves its derivative (``SAVED_DERIVATIVES``)."""
+        return any(a in SAVED_DERIVATIVES for a in self.activations)
 
     @property
     def offsets(self):

@@ -13,7 +13,7 @@ sigmoid + binary cross-entropy, identity + half squared error).
 
 import numpy as np
 
-from .network import ACTIVATION_CODES, layer_views
+from .network import ACTIVATION_CODES, NEGATIVE_SLOPE, SAVED_DERIVATIVES, layer_views
 from .optimizers import OPTIMIZER_CODES
 
 _NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
@@ -36,6 +36,37 @@ def sigmoid(z):
     return expit(z)
 
 
+#: elu's and selu's constants (Klambauer et al. 2017), as in the kernels.
+ELU_ALPHA = 1.0
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_LAMBDA = 1.0507009873554804934193349852946
+
+
+def leaky_relu(z, negative_slope=NEGATIVE_SLOPE):
+    """z where z > 0, negative_slope * z elsewhere."""
+    return np.where(z > 0, z, z.dtype.type(negative_slope) * z)
+
+
+def _scaled_elu(z, alpha, scale):
+    """scale * (z if z > 0 else alpha * (exp(z) - 1)), in z's dtype."""
+    dtype = z.dtype.type
+    return dtype(scale) * np.where(z > 0, z, dtype(alpha) * np.expm1(np.minimum(z, 0)))
+
+
+def _normal_cdf(z):
+    """Phi(z) = 0.5 * erfc(-z / sqrt(2)): the same as 0.5 * (1 + erf(z / sqrt(2))), but
+    without the cancellation of 1 + erf for z << 0."""
+    from scipy.special import erfc
+
+    dtype = z.dtype.type
+    return dtype(0.5) * erfc(-z * dtype(0.7071067811865476)).astype(z.dtype)
+
+
+def softplus(z):
+    """log(1 + exp(z)), written as max(z, 0) + log1p(exp(-|z|)) so that exp never overflows."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
 #: Activation functions, indexed by name.
 ACTIVATIONS = {
     "identity": lambda z: z,
@@ -43,15 +74,59 @@ ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0),
     "softmax": softmax,
+    "leaky_relu": leaky_relu,
+    "elu": lambda z: _scaled_elu(z, ELU_ALPHA, 1.0),
+    "selu": lambda z: _scaled_elu(z, SELU_ALPHA, SELU_LAMBDA),
+    "gelu": lambda z: z * _normal_cdf(z),
+    "softplus": softplus,
+    "silu": lambda z: z * sigmoid(z),
 }
 
-#: Derivative of each hidden activation, written in terms of its output a = act(z).
+#: Derivative of each hidden activation but gelu, softplus and silu, written in terms
+#: of its output a = act(z) (for leaky_relu, elu and selu a > 0 exactly where z > 0).
 DERIVATIVES = {
     "identity": lambda a: np.ones_like(a),
     "sigmoid": lambda a: a * (1 - a),
     "tanh": lambda a: 1 - a * a,
     "relu": lambda a: (a > 0).astype(a.dtype),
+    "leaky_relu": lambda a, negative_slope=NEGATIVE_SLOPE: np.where(
+        a > 0, a.dtype.type(1), a.dtype.type(negative_slope)),
+    "elu": lambda a: np.where(a > 0, a.dtype.type(1), a + a.dtype.type(ELU_ALPHA)),
+    "selu": lambda a: np.where(a > 0, a.dtype.type(SELU_LAMBDA),
+                               a + a.dtype.type(SELU_LAMBDA) * a.dtype.type(SELU_ALPHA)),
 }
+
+
+def _silu_derivative(z):
+    s = sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+#: Derivative of gelu, softplus and silu, written in terms of z (they are not
+#: functions of their output alone, or not accurately): the forward pass saves it.
+Z_DERIVATIVES = {
+    "gelu": lambda z: _normal_cdf(z) + z * z.dtype.type(0.3989422804014327) * np.exp(
+        z.dtype.type(-0.5) * z * z),
+    "softplus": sigmoid,
+    "silu": _silu_derivative,
+}
+
+#: Activations that take a parameter, and the keyword it goes by.
+PARAMETERS = {"leaky_relu": "negative_slope"}
+
+
+def apply_activation(name, z, slope=NEGATIVE_SLOPE):
+    """ACTIVATIONS[name](z), given leaky_relu's negative slope."""
+    if name in PARAMETERS:
+        return ACTIVATIONS[name](z, slope)
+    return ACTIVATIONS[name](z)
+
+
+def output_derivative(name, a, slope=NEGATIVE_SLOPE):
+    """DERIVATIVES[name](a), given leaky_relu's negative slope."""
+    if name in PARAMETERS:
+        return DERIVATIVES[name](a, slope)
+    return DERIVATIVES[name](a)
 
 
 def _log(p):
@@ -90,6 +165,26 @@ def dense_forward(a_prev, W, b, activation, out):
     in place; activation is a kernel code from ``network.ACTIVATION_CODES``.
     """
     out[:] = ACTIVATIONS[_NAMES[activation]](a_prev @ W + b)
+
+
+def forward_layer(a_prev, W, b, activation, slope, out):
+    """out = act(a_prev @ W + b) for every activation; slope is leaky_relu's."""
+    out[:] = apply_activation(_NAMES[activation], a_prev @ W + b, slope)
+
+
+def forward_layer_saving(a_prev, W, b, activation, out, deriv):
+    """out = act(z), deriv = act'(z), z = a_prev @ W + b, for gelu, softplus and silu."""
+    name = _NAMES[activation]
+    z = a_prev @ W + b
+    out[:] = ACTIVATIONS[name](z)
+    deriv[:] = Z_DERIVATIVES[name](z)
+
+
+def backward_layer(delta, WT, a_prev, activation, slope, deriv, out):
+    """out = (delta @ WT) * act'(z_prev): act' from a_prev, or deriv where it was saved."""
+    name = _NAMES[activation]
+    factor = deriv if name in SAVED_DERIVATIVES else output_derivative(name, a_prev, slope)
+    out[:] = (delta @ WT) * factor
 
 
 def output_delta(p, y, activation, scale, out):
@@ -186,7 +281,7 @@ def forward(arch, params, X):
     activations = [X]
     for (W, b), code in zip(layer_views(arch, params), arch.activation_codes):
         out = np.empty((X.shape[0], W.shape[1]), dtype=params.dtype)
-        dense_forward(activations[-1], W, b, code, out)
+        forward_layer(activations[-1], W, b, code, arch.negative_slope, out)
         activations.append(out)
     return activations
 
@@ -217,7 +312,12 @@ def backward(arch, params, activations, Y, scale=None):
         param_grad(activations[l], delta, 0, fan_in + 1, block)
         if l > 0:
             delta_prev = np.empty_like(activations[l])
-            dense_backward(delta, views[l][0].T, activations[l], codes[l - 1], delta_prev)
+            deriv = None
+            if arch.activations[l - 1] in SAVED_DERIVATIVES:  # act'(z): z computed again
+                W_prev, b_prev = views[l - 1]
+                deriv = Z_DERIVATIVES[arch.activations[l - 1]](activations[l - 1] @ W_prev + b_prev)
+            backward_layer(delta, views[l][0].T, activations[l], codes[l - 1],
+                           arch.negative_slope, deriv, delta_prev)
             delta = delta_prev
     return grads, batch_loss
 

@@ -738,6 +738,8 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
     params_t, grads = np.zeros_like(params), np.zeros_like(params)
     acts = np.zeros(batch_size * int(sizes.sum()), dtype=dtype)
     deltas = np.zeros_like(acts)
+    derivs = np.zeros(acts.size if arch.saves_derivatives else 0, dtype=dtype)
+    slope = dtype(arch.negative_slope)
     targets = np.zeros((batch_size, sizes[-1]), dtype=dtype)
     scales = np.zeros(batch_size, dtype=dtype)
     chunk_sums = np.zeros((-(-batch_size // config.CHUNK_ROWS), 2))
@@ -748,9 +750,10 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
         global _ENGINE_PID
         _ENGINE_PID = _ENGINE_PID or os.getpid()
         return compiled.train_epoch(
-            params, params_t, grads, optimizer.slots, sizes, offsets, codes, tasks, X, Y, weights,
-            order, first_row, stop, totals, batch_size, dtype(lr), dtype(l2), optimizer.code, hyper,
-            step, acts, deltas, targets, scales, chunk_sums, task_squares)
+            params, params_t, grads, optimizer.slots, sizes, offsets, codes, slope, tasks, X, Y,
+            weights, order, first_row, stop, totals, batch_size, dtype(lr), dtype(l2),
+            optimizer.code, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,
+            task_squares)
 
     return run_epoch
 
@@ -814,11 +817,12 @@ def _predict(arch, params, X, backend):
         params = params.copy()
     sizes = np.array(arch.sizes, dtype=np.int64)
     offsets, codes = arch.offsets, arch.activation_codes
+    slope = params.dtype.type(arch.negative_slope)
     n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
     bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
 
     def predict_range(worker):
-        compiled.predict_rows(params, sizes, offsets, codes, X, out, bounds[worker],
+        compiled.predict_rows(params, sizes, offsets, codes, slope, X, out, bounds[worker],
                               bounds[worker + 1])
 
     # Rows are independent: ranges 1.. run on the process's prediction threads while

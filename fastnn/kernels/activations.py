@@ -11,6 +11,42 @@ with ``exp(r)`` a polynomial that interpolates exp at Chebyshev nodes of that
 interval (degree 6 in float32, 11 in float64: relative error 2e-8 and 2e-17 with
 the coefficients rounded, below half an ulp; Taylor needs degrees 7 and 13) and
 ``2**n`` built directly in the exponent bits.  The accuracy against ``np.exp`` is measured in the tests.
+
+Activations and their derivatives
+---------------------------------
+The first five codes (identity, sigmoid, tanh, relu, softmax) run fused inside the
+dense kernels (``activate_rows``, ``multiply_derivative_rows``).  The others run
+after the layer's matrix product, through ``fastnn.kernels.layers``, in one of two
+ways, chosen by what the backward pass can use:
+
+* leaky_relu, elu, selu are monotone, so their derivative is a function of the
+  output a = act(z) alone, and is computed from it in the backward pass, as for
+  sigmoid (``multiply_derivative_from_output``):
+  leaky_relu' = 1 if a > 0 else s; elu' = 1 if a > 0 else a + alpha;
+  selu' = lambda if a > 0 else a + lambda * alpha.
+* gelu, softplus and silu need z (gelu and silu are not monotone, and softplus's
+  derivative 1 - exp(-a) loses its digits for small a), so the forward pass
+  writes act'(z) into a derivative buffer while z is at hand
+  (``activate_saving_derivative``), and the backward pass multiplies by it.
+  The buffer costs one value per unit and row of the batch, and is only allocated
+  for networks that have such a layer (or dropout, which uses the same buffer).
+
+Formulas (as Keras 3's ``keras.activations`` defines them; PyTorch's are the same
+but for leaky_relu's default slope, 0.01):
+
+* leaky_relu(z) = z if z > 0 else s * z, s = ``negative_slope`` (Keras's 0.2);
+* elu(z) = z if z > 0 else alpha * (exp(z) - 1), alpha = 1;
+* selu(z) = lambda * elu_alpha(z), alpha = 1.6732632423543772, lambda = 1.0507009873554805
+  (Klambauer et al. 2017);
+* gelu(z) = z * Phi(z) = 0.5 * z * erfc(-z / sqrt(2)), the exact (erf) form, which
+  is Keras's default (``approximate=False``) and PyTorch's; written with erfc, the
+  same function, because 1 + erf(x) loses its digits for x << 0;
+  gelu'(z) = Phi(z) + z * exp(-z**2 / 2) / sqrt(2 pi);
+* softplus(z) = max(z, 0) + log1p(exp(-|z|)), softplus'(z) = sigmoid(z);
+* silu(z) = z * sigmoid(z) (swish), silu'(z) = s * (1 + z * (1 - s)), s = sigmoid(z).
+
+exp goes through ``fast_exp`` (vectorised); expm1, log1p and erfc are libm's
+(scalar calls, exact to an ulp, which these rarer activations can afford).
 """
 
 import math
@@ -23,6 +59,12 @@ from numba.core.extending import intrinsic, overload
 from .. import config
 
 IDENTITY, SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3, 4
+LEAKY_RELU, ELU, SELU, GELU, SOFTPLUS, SILU = 5, 6, 7, 8, 9, 10
+
+#: The fixed constants of elu and selu.
+ELU_ALPHA = 1.0
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_LAMBDA = 1.0507009873554804934193349852946
 
 
 @intrinsic
@@ -158,3 +200,115 @@ def multiply_derivative_rows(delta, a, activation):
             for j in range(width):
                 if a[i, j] <= zero:
                     delta[i, j] = zero
+
+
+@njit(**config.JIT_OPTIONS)
+def fused(activation):
+    """True for the activations the dense kernels apply themselves (codes 0..4)."""
+    return activation <= SOFTMAX
+
+
+@njit(**config.JIT_OPTIONS)
+def saves_derivative(activation):
+    """True for the activations whose derivative the forward pass writes (gelu, softplus, silu)."""
+    return activation >= GELU
+
+
+@njit(**config.JIT_OPTIONS)
+def activate(out, activation, slope):
+    """out = act(out) in place, shape (n_rows, width), for the codes after SOFTMAX.
+
+    slope is leaky_relu's negative slope (ignored by the others), in out's dtype.
+    """
+    n_rows, width = out.shape
+    dtype = out.dtype.type
+    zero, one = dtype(0.0), dtype(1.0)
+    if activation == LEAKY_RELU:
+        for i in range(n_rows):
+            for j in range(width):
+                z = out[i, j]
+                out[i, j] = z if z > zero else slope * z
+    elif activation == ELU or activation == SELU:
+        alpha = dtype(ELU_ALPHA) if activation == ELU else dtype(SELU_ALPHA)
+        scale = one if activation == ELU else dtype(SELU_LAMBDA)
+        for i in range(n_rows):
+            for j in range(width):
+                z = out[i, j]
+                out[i, j] = scale * (z if z > zero else alpha * np.expm1(z))
+    else:
+        deriv = out[:0]  # no derivative wanted: the loop below writes none
+        _activate_and_derivative(out, activation, deriv)
+
+
+@njit(**config.JIT_OPTIONS)
+def activate_saving_derivative(out, activation, deriv):
+    """out = act(out) and deriv = act'(out) from the same z, for gelu, softplus and silu.
+
+    out (n_rows, width) holds z and is overwritten; deriv (n_rows, width) is written.
+    """
+    _activate_and_derivative(out, activation, deriv)
+
+
+@njit(**config.JIT_OPTIONS)
+def _activate_and_derivative(out, activation, deriv):
+    """gelu, softplus or silu of out in place; their derivative into deriv when it has rows."""
+    n_rows, width = out.shape
+    dtype = out.dtype.type
+    zero, one, half = dtype(0.0), dtype(1.0), dtype(0.5)
+    keep = deriv.shape[0] > 0
+    if activation == GELU:
+        inv_sqrt2 = dtype(0.7071067811865476)
+        inv_sqrt_2pi = dtype(0.3989422804014327)
+        for i in range(n_rows):
+            for j in range(width):
+                z = out[i, j]
+                phi = half * dtype(math.erfc(-z * inv_sqrt2))  # Phi(z), accurate for z << 0
+                out[i, j] = z * phi
+                if keep:
+                    deriv[i, j] = phi + z * inv_sqrt_2pi * fast_exp(-half * z * z)
+    elif activation == SOFTPLUS:
+        for i in range(n_rows):
+            for j in range(width):
+                z = out[i, j]
+                t = fast_exp(-abs(z))
+                out[i, j] = max(z, zero) + np.log1p(t)
+                if keep:
+                    s = one / (one + t)
+                    deriv[i, j] = s if z >= zero else t * s
+    elif activation == SILU:
+        for i in range(n_rows):
+            for j in range(width):
+                z = out[i, j]
+                s = sigmoid(z, one)
+                out[i, j] = z * s
+                if keep:
+                    deriv[i, j] = s * (one + z * (one - s))
+
+
+@njit(**config.JIT_OPTIONS)
+def multiply_derivative_from_output(delta, a, activation, slope):
+    """delta *= act'(z) written with a = act(z), for leaky_relu, elu and selu; (n_rows, width)."""
+    n_rows, width = delta.shape
+    dtype = delta.dtype.type
+    zero, one = dtype(0.0), dtype(1.0)
+    if activation == LEAKY_RELU:
+        for i in range(n_rows):
+            for j in range(width):
+                delta[i, j] *= one if a[i, j] > zero else slope
+    elif activation == ELU or activation == SELU:
+        # a = lambda * alpha * (exp(z) - 1) for z <= 0, so lambda * alpha * exp(z) = a + lambda * alpha
+        scale = one if activation == ELU else dtype(SELU_LAMBDA)
+        alpha = dtype(ELU_ALPHA) if activation == ELU else dtype(SELU_ALPHA)
+        shift = scale * alpha
+        for i in range(n_rows):
+            for j in range(width):
+                delta[i, j] *= scale if a[i, j] > zero else a[i, j] + shift
+
+
+@njit(**config.JIT_OPTIONS)
+def multiply_rows(delta, factor):
+    """delta *= factor, element-wise; both (n_rows, width) (a saved derivative)."""
+    n_rows, width = delta.shape
+    for i in range(n_rows):
+        for j in range(width):
+            delta[i, j] *= factor[i, j]

@@ -21,7 +21,9 @@ from numba import njit, prange
 
 from .. import config
 from .gemm import TRANSPOSE_BYTES, transpose_block
-from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
+from .activations import saves_derivative
+from .dense import count_right, output_delta, param_grad
+from .layers import backward_layer, forward_layer, forward_layer_saving
 from .optimizers import add_l2, optimizer_step
 
 
@@ -102,13 +104,15 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
 
 
 @njit(**config.JIT_OPTIONS)
-def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, weights, rows, r0, r1,
-                           inv_batch_weight, acts, deltas, targets, scales):
+def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows,
+                           r0, r1, inv_batch_weight, acts, deltas, derivs, targets, scales):
     """Forward and backward pass of batch rows [r0, r1): fills their activations and deltas.
 
     rows holds the indices into X, Y and weights of the whole batch; each row's
-    delta is scaled by its weight times inv_batch_weight.  Returns the chunk's parts
-    of the batch's mean loss and of its accuracy, as a tuple of two floats.
+    delta is scaled by its weight times inv_batch_weight.  slope is leaky_relu's;
+    derivs (the layout of acts, or empty) receives the derivatives that gelu,
+    softplus and silu layers save.  Returns the chunk's parts of the batch's mean
+    loss and of its accuracy, as a tuple of two floats.
     """
     n_layers = sizes.shape[0] - 1
     batch_size = targets.shape[0]
@@ -119,8 +123,13 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, weight
         scales[r] = weights[rows[r]] * inv_batch_weight
     for layer in range(n_layers):
         W, b = layer_weights(params, offsets, sizes, layer)
-        dense_forward(layer_rows(acts, sizes, layer, batch_size)[r0:r1], W, b, codes[layer],
-                      layer_rows(acts, sizes, layer + 1, batch_size)[r0:r1])
+        a_prev = layer_rows(acts, sizes, layer, batch_size)[r0:r1]
+        a = layer_rows(acts, sizes, layer + 1, batch_size)[r0:r1]
+        if saves_derivative(codes[layer]):
+            forward_layer_saving(a_prev, W, b, codes[layer], a,
+                                 layer_rows(derivs, sizes, layer + 1, batch_size)[r0:r1])
+        else:
+            forward_layer(a_prev, W, b, codes[layer], slope, a)
     delta = layer_rows(deltas, sizes, n_layers, batch_size)[r0:r1]
     output = layer_rows(acts, sizes, n_layers, batch_size)[r0:r1]
     loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
@@ -129,8 +138,11 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, X, Y, weight
         fan_in, fan_out = sizes[layer], sizes[layer + 1]
         WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
         delta_prev = layer_rows(deltas, sizes, layer, batch_size)[r0:r1]
-        dense_backward(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
-                       codes[layer - 1], delta_prev)
+        deriv = delta_prev[:0]  # read only for the activations that save their derivative
+        if saves_derivative(codes[layer - 1]):
+            deriv = layer_rows(derivs, sizes, layer, batch_size)[r0:r1]
+        backward_layer(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
+                       codes[layer - 1], slope, deriv, delta_prev)
         delta = delta_prev
     return loss, right
 
@@ -165,9 +177,9 @@ def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X, Y, weights, order,
-                first_row, stop, totals, batch_size, lr, l2, optimizer, hyper, step, acts, deltas,
-                targets, scales, chunk_sums, task_squares):
+def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, tasks, X, Y, weights,
+                order, first_row, stop, totals, batch_size, lr, l2, optimizer, hyper, step, acts,
+                deltas, derivs, targets, scales, chunk_sums, task_squares):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
@@ -180,6 +192,8 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
         Optimizer state, updated in place (see ``fastnn.optimizers``).
     sizes, offsets, codes, tasks : int64 arrays
         Layer widths, block offsets, activation codes and the update tasks.
+    slope : scalar of the parameters' dtype
+        leaky_relu's negative slope.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
     weights : ndarray of shape (n_samples,)
         Sample weights (ones for none).
@@ -204,6 +218,9 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
         Optimizer code and constants; mini-batches done before this call.
     acts, deltas : ndarray of shape (batch_size * sum(sizes),)
         Batch buffers (see ``layer_rows``).
+    derivs : ndarray of shape (batch_size * sum(sizes),) or (0,)
+        Batch buffer of saved derivatives; empty when no layer saves one
+        (``activations.saves_derivative``).
     targets : ndarray of shape (batch_size, n_outputs); scales : ndarray of shape (batch_size,)
     chunk_sums : float64 ndarray of shape (ceil(batch_size / CHUNK_ROWS), 2)
         Each chunk's part of the batch's mean loss and accuracy.
@@ -231,8 +248,9 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
         n_chunks = (n_rows + chunk - 1) // chunk
         for c in prange(n_chunks):
             chunk_sums[c, 0], chunk_sums[c, 1] = forward_backward_chunk(
-                params, params_t, sizes, offsets, codes, X, Y, weights, rows, c * chunk,
-                min(c * chunk + chunk, n_rows), inv_batch_weight, acts, deltas, targets, scales)
+                params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows, c * chunk,
+                min(c * chunk + chunk, n_rows), inv_batch_weight, acts, deltas, derivs, targets,
+                scales)
         for t in prange(tasks.shape[0]):
             task_squares[t] = update_task(params, params_t, grads, slots, sizes, offsets,
                                           tasks[t], n_rows, lr, l2 * inv_batch_weight, optimizer,
@@ -255,7 +273,7 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, tasks, X,
 
 
 @njit(**config.JIT_OPTIONS)
-def predict_rows(params, sizes, offsets, codes, X, out, row_start, row_stop):
+def predict_rows(params, sizes, offsets, codes, slope, X, out, row_start, row_stop):
     """out[row_start:row_stop] = network output for those rows of X, serially.
 
     X (n_samples, n_features), out (n_samples, n_outputs) written in place.  The rows
@@ -281,7 +299,7 @@ def predict_rows(params, sizes, offsets, codes, X, out, row_start, row_stop):
         for layer in range(sizes.shape[0] - 1):
             W, b = layer_weights(params, offsets, sizes, layer)
             a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
-            dense_forward(a_prev, W, b, codes[layer], a)
+            forward_layer(a_prev, W, b, codes[layer], slope, a)
             a_prev = a
             ping, pong = pong, ping
         for r in range(n_rows):

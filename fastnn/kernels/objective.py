@@ -44,8 +44,8 @@ def grad_task(params, grads, sizes, offsets, task, n_rows, l2_scaled, acts, delt
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def loss_and_grad(params, params_t, grads, sizes, offsets, codes, tasks, X, Y, weights, rows, l2,
-                  acts, deltas, targets, scales, chunk_sums, task_squares):
+def loss_and_grad(params, params_t, grads, sizes, offsets, codes, slope, tasks, X, Y, weights, rows,
+                  l2, acts, deltas, derivs, targets, scales, chunk_sums, task_squares):
     """Mean loss of the rows X[rows] plus the L2 penalty; its gradient written into grads.
 
     Parameters
@@ -54,7 +54,7 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, tasks, X, Y, w
         Flat parameters (``fastnn.network`` layout); only read.
     params_t, grads : ndarray of shape (n_params,)
         Written: the transposed weights (workspace) and the gradient.
-    sizes, offsets, codes, tasks : int64 arrays
+    sizes, offsets, codes, tasks : int64 arrays; slope : scalar of the parameters' dtype
         As for ``epoch.train_epoch``.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
     weights : ndarray of shape (n_samples,)
@@ -63,7 +63,8 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, tasks, X, Y, w
         The rows making up the batch (all rows, for L-BFGS).
     l2 : scalar of the parameters' dtype
         scikit-learn's alpha: 0.5 * l2 * sum(W**2) over the rows' total weight is added.
-    acts, deltas : ndarray of shape (n_rows * sum(sizes),); targets (n_rows, n_outputs);
+    acts, deltas, derivs : ndarray of shape (n_rows * sum(sizes),) (derivs may be empty, as
+    for ``epoch.train_epoch``); targets (n_rows, n_outputs);
     scales (n_rows,); chunk_sums float64 (ceil(n_rows / CHUNK_ROWS), 2); task_squares
     float64 (n_tasks,)
         Workspaces.
@@ -85,8 +86,9 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, tasks, X, Y, w
     n_chunks = (n_rows + chunk - 1) // chunk
     for c in prange(n_chunks):
         chunk_sums[c, 0], chunk_sums[c, 1] = forward_backward_chunk(
-            params, params_t, sizes, offsets, codes, X, Y, weights, rows, c * chunk,
-            min(c * chunk + chunk, n_rows), inv_total_weight, acts, deltas, targets, scales)
+            params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows, c * chunk,
+            min(c * chunk + chunk, n_rows), inv_total_weight, acts, deltas, derivs, targets,
+            scales)
     for t in prange(tasks.shape[0]):
         task_squares[t] = grad_task(params, grads, sizes, offsets, tasks[t], n_rows,
                                     l2 * inv_total_weight, acts, deltas)
@@ -119,12 +121,14 @@ class FullBatchObjective:
         self.l2 = dtype(l2)
         self.sizes = np.array(arch.sizes, dtype=np.int64)
         self.offsets, self.codes = arch.offsets, arch.activation_codes
+        self.slope = dtype(arch.negative_slope)
         self.tasks = make_tasks(arch.sizes)
         self.rows = np.arange(n, dtype=np.int64)
         self.params = np.zeros(arch.n_params, dtype=dtype)
         self.params_t, self.grads = np.zeros_like(self.params), np.zeros_like(self.params)
         self.acts = np.zeros(n * int(self.sizes.sum()), dtype=dtype)
         self.deltas = np.zeros_like(self.acts)
+        self.derivs = np.zeros(self.acts.size if arch.saves_derivatives else 0, dtype=dtype)
         self.targets = np.zeros((n, arch.sizes[-1]), dtype=dtype)
         self.scales = np.zeros(n, dtype=dtype)
         self.chunk_sums = np.zeros((-(-n // config.CHUNK_ROWS), 2))
@@ -135,7 +139,8 @@ class FullBatchObjective:
         self.params[:] = x
         self.n_calls += 1
         loss = loss_and_grad(self.params, self.params_t, self.grads, self.sizes, self.offsets,
-                             self.codes, self.tasks, self.X, self.Y, self.weights, self.rows,
-                             self.l2, self.acts, self.deltas, self.targets, self.scales,
+                             self.codes, self.slope, self.tasks, self.X, self.Y, self.weights,
+                             self.rows, self.l2, self.acts, self.deltas, self.derivs,
+                             self.targets, self.scales,
                              self.chunk_sums, self.task_squares)
         return float(loss), self.grads.astype(np.float64)

@@ -1,0 +1,56 @@
+"""One dense layer forward and backward, for every activation: the engine's fused kernels
+for the first five, the product then ``activations``' element-wise kernels for the others.
+
+These sit between the epoch drivers and ``dense``: for identity, sigmoid, tanh,
+relu and softmax they call ``dense_forward`` / ``dense_backward`` exactly as the
+drivers always did (same code, same results).  For the activations added after
+them the product runs with the identity code, then the activation (and, for gelu,
+softplus and silu, its saved derivative: see ``fastnn.kernels.activations``).
+Twins of the functions of the same names in ``fastnn.reference``.
+"""
+
+from numba import njit
+
+from .. import config
+from .activations import (IDENTITY, activate, activate_saving_derivative, fused,
+                          multiply_derivative_from_output, multiply_rows, saves_derivative)
+from .dense import dense_backward, dense_forward
+
+
+@njit(**config.JIT_OPTIONS)
+def forward_layer(a_prev, W, b, activation, slope, out):
+    """out = act(a_prev @ W + b); shapes as for ``dense_forward``, slope leaky_relu's."""
+    if fused(activation):
+        dense_forward(a_prev, W, b, activation, out)
+    else:
+        dense_forward(a_prev, W, b, IDENTITY, out)
+        activate(out, activation, slope)
+
+
+@njit(**config.JIT_OPTIONS)
+def forward_layer_saving(a_prev, W, b, activation, out, deriv):
+    """out = act(z) and deriv = act'(z), z = a_prev @ W + b, for gelu, softplus and silu.
+
+    deriv (n, fan_out) is written; the backward pass multiplies by it (``backward_layer``).
+    """
+    dense_forward(a_prev, W, b, IDENTITY, out)
+    activate_saving_derivative(out, activation, deriv)
+
+
+@njit(**config.JIT_OPTIONS)
+def backward_layer(delta, WT, a_prev, activation, slope, deriv, out):
+    """out = (delta @ WT) * act'(z_prev): the delta of the previous layer.
+
+    Shapes as for ``dense_backward``.  act' comes from a_prev, the previous layer's
+    output, except for the activations that save it (``saves_derivative``): then
+    deriv (n, fan_in) holds it, written by ``forward_layer_saving``.  deriv is not
+    read otherwise (it may be empty).
+    """
+    if fused(activation):
+        dense_backward(delta, WT, a_prev, activation, out)
+    else:
+        dense_backward(delta, WT, a_prev, IDENTITY, out)
+        if saves_derivative(activation):
+            multiply_rows(out, deriv)
+        else:
+            multiply_derivative_from_output(out, a_prev, activation, slope)
