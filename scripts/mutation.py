@@ -97,6 +97,12 @@ MUTANTS = [
     Mutant("gemm-partial-row-tile-one-short", (
         ("fastnn/kernels/gemm.py", "k, min(MR, m - i0), nr, init)",
          "k, min(MR - 1, m - i0), nr, init)"),), ("tests/test_kernels.py",)),
+    Mutant("gemm-packed-blocks-restart", (
+        ("fastnn/kernels/gemm.py", "start = init if p0 == 0 else accumulate", "start = init"),),
+        ("tests/test_kernels.py",)),
+    Mutant("gemm-packed-panel-row-short", (
+        ("fastnn/kernels/gemm.py", "_pack_panel(b, p0 * ldb + j0, ldb, panel, kc)",
+         "_pack_panel(b, p0 * ldb + j0, ldb, panel, kc - 1)"),), ("tests/test_kernels.py",)),
     Mutant("dense-forward-without-bias", (
         ("fastnn/kernels/dense.py", "gemm(a_prev, W, out, b, np.int64(BIAS))",
          "gemm(a_prev, W, out, b, np.int64(ZERO))"),), ("tests/test_kernels.py",)),

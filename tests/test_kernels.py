@@ -321,8 +321,11 @@ def test_optimizer_step(optimizer, size, start, stop, dtype):
 # matmul_acc and gemm (no reference twin: c = start + a @ b against NumPy)
 # ---------------------------------------------------------------------------
 
+#: The last three take gemm's packed path (m >= PACK_MIN_ROWS): full and partial row
+#: tiles, k over one or several blocks of PANEL_KC rows, a panel or two and an edge.
 MATMUL_SHAPES = [(1, 1, 1), (1, 5, 3), (3, 17, 1), (5, 4, 33), (7, 33, 17), (13, 9, 5), (8, 8, 8),
-                 (19, 37, 117), (16, 64, 128), (0, 3, 5), (4, 0, 6)]
+                 (19, 37, 117), (16, 64, 128), (0, 3, 5), (4, 0, 6),
+                 (32, 129, 48), (37, 300, 100), (64, 7, 13)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -365,14 +368,15 @@ def test_gemm_starts(shape, init, dtype):
     np.testing.assert_array_equal(wide[:, n + 2:], before[:, n + 2:])
 
 
-def test_gemm_sums_in_order():
+@pytest.mark.parametrize("m, k, n", [(11, 23, 53), (33, gemm.PANEL_KC + 3, 30)])
+def test_gemm_sums_in_order(m, k, n):
     """Each element is one chain of fused multiply-adds over k in order, in float64.
 
     Checked exactly against the same chain computed with exact rationals, each step
-    rounded once to float64 (what a fused multiply-add does), on a shape that spans
-    full and partial tiles (an order-dependent sum of mixed magnitudes).
+    rounded once to float64 (what a fused multiply-add does), on shapes that span
+    full and partial tiles (an order-dependent sum of mixed magnitudes); the second
+    takes the packed path, whose second block of k continues the sums stored in c.
     """
-    m, k, n = 11, 23, 53
     rng = generator("gemm order")
     a = draw(rng, (m, k), "float64") * 10.0 ** rng.integers(-8, 8, size=(m, k))
     b = draw(rng, (k, n), "float64")
@@ -409,18 +413,21 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
     against NumPy on a shape with full and partial tiles, in both dtypes.
     """
     code = textwrap.dedent("""
+        import itertools
         import numpy as np
         from fastnn.kernels import epoch, gemm
         assert gemm.VECTOR_BITS == 256, gemm.VECTOR_BITS
         rng = np.random.default_rng(0)
-        for dtype, tol in (("float32", 1e-4), ("float64", 1e-12)):
-            a = rng.standard_normal((19, 37)).astype(dtype)
-            b = rng.standard_normal((37, 117)).astype(dtype)
-            bias = rng.standard_normal(117).astype(dtype)
-            c = np.empty((19, 117), dtype)
+        shapes = [(19, 37, 117), (37, 300, 100)]  # the second packs b (m >= 32)
+        for (m, k, n), (dtype, tol) in itertools.product(
+                shapes, (("float32", 1e-4), ("float64", 1e-12))):
+            a = rng.standard_normal((m, k)).astype(dtype)
+            b = rng.standard_normal((k, n)).astype(dtype)
+            bias = rng.standard_normal(n).astype(dtype)
+            c = np.empty((m, n), dtype)
             gemm.gemm(a, b, c, bias, gemm.BIAS)
             expected = a.astype(np.float64) @ b + bias
-            assert np.abs(c - expected).max() < tol * np.abs(expected).max(), dtype
+            assert np.abs(c - expected).max() < tol * np.abs(expected).max(), (m, dtype)
         print("ok")
     """)
     run_ok(code, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_FEATURES=None)

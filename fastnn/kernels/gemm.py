@@ -13,8 +13,15 @@ to what a dense layer's shapes need:
   through a Numba ``@intrinsic``.
 * Loop order: column panels of ``NR`` outside, row tiles inside, so one panel of b
   (k x NR: 784 x 48 float32 is 150 KB) stays in L2 while every row tile of a uses it.
-  A and B are not packed: b's rows are read as unaligned vectors in place, a's
-  elements one at a time, at any strides (so ``a`` may be a transposed view).
+  a is never packed: its elements are read one at a time, at any strides (so ``a``
+  may be a transposed view).
+* Packing b (``PACK_MIN_ROWS``): when a has at least 32 rows, each panel of b is
+  copied, ``PANEL_KC`` of its rows at a time, into a contiguous buffer on the stack
+  (24 KB, in L1) before the row tiles run over it; the tiles then start from c for
+  every block of k after the first.  Rows of b that are a power of two of bytes
+  apart (2 or 4 KB for 512-wide layers) fall into the same L1 sets, which costs the
+  4-row AVX2 tile up to half its speed; contiguous panels do not.  With fewer rows
+  the copy costs more than it saves, and b is read in place as unaligned vectors.
 * Edges: a tile with fewer than ``MR`` rows reads the last valid row of a again for
   the missing ones and does not store them; columns left of a multiple of NR go
   through a one-vector microkernel (``MR_NARROW`` rows), whose last vector uses
@@ -81,6 +88,13 @@ VECTOR_BYTES = VECTOR_BITS // 8
 #: in the register file: 32 registers with AVX-512, 16 with AVX2.
 MR, NV = (8, 3) if VECTOR_BITS == 512 else (4, 3)
 MR_NARROW = 8
+
+#: Packing rule (measured in docs/benchmarks.md): the wide panels of b are packed
+#: when a has this many rows or more, into a stack buffer of PANEL_BYTES holding
+#: PANEL_KC rows of NR columns (256 rows with AVX2, 128 with AVX-512, either dtype).
+PACK_MIN_ROWS = 32
+PANEL_BYTES = 24 * 1024
+PANEL_KC = PANEL_BYTES // (NV * VECTOR_BYTES)
 
 
 def _as_i64(context, builder, signature, args, index):
@@ -248,6 +262,86 @@ _wide_tile = _make_tile_kernel(MR, NV, partial_columns=False)
 _narrow_tile = _make_tile_kernel(MR_NARROW, 1, partial_columns=True)
 
 
+@intrinsic
+def _stack_panel(typingctx, like):
+    """A 1-D C-contiguous array of like's dtype over PANEL_BYTES of the caller's stack.
+
+    The buffer (64-byte aligned) lives as long as the compiled function that calls
+    this, which allocates nothing on the heap for it.
+    """
+    if not isinstance(like, types.Array):
+        return None
+    array_type = types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        item = like.dtype.bitwidth // 8
+        float_type = context.get_value_type(like.dtype)
+        storage = cgutils.alloca_once(builder, ir.ArrayType(float_type, PANEL_BYTES // item))
+        storage.align = 64
+        intp = context.get_value_type(types.intp)
+        panel = context.make_array(array_type)(context, builder)
+        context.populate_array(panel, data=builder.bitcast(storage, float_type.as_pointer()),
+                               shape=[ir.Constant(intp, PANEL_BYTES // item)],
+                               strides=[ir.Constant(intp, item)],
+                               itemsize=ir.Constant(intp, item), meminfo=None)
+        return panel._getvalue()
+
+    return array_type(like), codegen
+
+
+@intrinsic
+def _pack_panel(typingctx, b, b_off, ldb, panel, kc):
+    """panel[p * NR + j] = b[b_off + p * ldb + j] for p < kc, j < NR (in elements).
+
+    NR = NV vectors; each row of the panel is NV vector loads and stores.
+    """
+    if not (isinstance(b, types.Array) and isinstance(panel, types.Array)):
+        return None
+    sig = types.void(b, b_off, ldb, panel, kc)
+
+    def codegen(context, builder, signature, args):
+        b_ptr, panel_ptr = (_data_pointer(context, builder, signature, args, i) for i in (0, 3))
+        b_off, ldb, kc = (_as_i64(context, builder, signature, args, i) for i in (1, 2, 4))
+        item = b.dtype.bitwidth // 8
+        lanes = VECTOR_BYTES // item
+        vector_type = ir.VectorType(context.get_value_type(b.dtype), lanes)
+        i64 = ir.IntType(64)
+        with cgutils.for_range(builder, kc) as loop:
+            src = builder.add(b_off, builder.mul(loop.index, ldb))
+            dst = builder.mul(loop.index, ir.Constant(i64, NV * lanes))
+            for v in range(NV):
+                step = ir.Constant(i64, v * lanes)
+                value = builder.load(_vector_at(builder, b_ptr, builder.add(src, step),
+                                                vector_type), align=item)
+                builder.store(value, _vector_at(builder, panel_ptr, builder.add(dst, step),
+                                                vector_type), align=VECTOR_BYTES)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(**config.JIT_OPTIONS)
+def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, n_wide, init):
+    """The first n_wide columns of gemm (a multiple of NR), b packed panel by panel.
+
+    Each panel of b is copied PANEL_KC rows at a time into a stack buffer; every
+    block of k after the first continues the sums stored in c, so each element is
+    still one chain of fused multiply-adds over k in order.
+    """
+    m, k = a.shape
+    nr = NV * (VECTOR_BYTES // a.itemsize)
+    panel = _stack_panel(b)
+    accumulate = np.int64(ACCUMULATE)
+    for j0 in range(0, n_wide, nr):
+        for p0 in range(0, k, PANEL_KC):
+            kc = min(PANEL_KC, k - p0)
+            _pack_panel(b, p0 * ldb + j0, ldb, panel, kc)
+            start = init if p0 == 0 else accumulate
+            for i0 in range(0, m, MR):
+                _wide_tile(a, i0 * a_rs + p0 * a_cs, a_rs, a_cs, panel, 0, nr, c,
+                           i0 * ldc + j0, ldc, bias, j0, kc, min(MR, m - i0), nr, start)
+
+
 @njit(**config.JIT_OPTIONS)
 def gemm(a, b, c, bias, init):
     """c = start + a @ b, with start 0, c or bias[None, :] for init ZERO, ACCUMULATE, BIAS.
@@ -266,10 +360,13 @@ def gemm(a, b, c, bias, init):
     lanes = VECTOR_BYTES // item
     nr = NV * lanes
     wide_stop = n - n % nr
-    for j0 in range(0, wide_stop, nr):
-        for i0 in range(0, m, MR):
-            _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
-                       k, min(MR, m - i0), nr, init)
+    if m >= PACK_MIN_ROWS:
+        _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, wide_stop, init)
+    else:
+        for j0 in range(0, wide_stop, nr):
+            for i0 in range(0, m, MR):
+                _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias,
+                           j0, k, min(MR, m - i0), nr, init)
     for j0 in range(wide_stop, n, lanes):
         for i0 in range(0, m, MR_NARROW):
             _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
