@@ -17,6 +17,7 @@ The pieces, one module each:
 * ``models``     - Keras-like ``Sequential`` of ``Dense`` layers;
 * ``estimators`` - scikit-learn's ``FastMLPClassifier`` and ``FastMLPRegressor``;
 * ``mynn``       - drop-in replacement for the tutorial's ``MyNN``;
+* ``onnx_export``- ``to_onnx``: any model as an ONNX file (the onnx extra);
 * ``datasets``   - the command line's data sets and files;
 * ``profiling``  - where an epoch's time goes (``--profile``);
 * ``cli``        - the command line (``python -m fastnn.train``, ``fastnn-train``).
@@ -32,7 +33,7 @@ from .version import __version__
 #: Front ends, imported on first use (they import scikit-learn: 0.5 s of start-up).
 _LAZY = {"Dense": "models", "Sequential": "models", "ModelCheckpoint": "models",
          "FastMLPClassifier": "estimators",
-         "FastMLPRegressor": "estimators", "MyNN": "mynn"}
+         "FastMLPRegressor": "estimators", "MyNN": "mynn", "to_onnx": "onnx_export"}
 
 __all__ = ["Adadelta", "Adam", "Architecture", "Callback", "DivergenceError",
            "DivergenceWarning", "EarlyStopping", "History", "RMSprop", "SGD", "StopTraining",

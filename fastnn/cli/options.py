@@ -300,6 +300,9 @@ def build_parser(prog=PROG):
     files.add_argument("--load", metavar="PATH", default=None,
                        help="evaluate a saved model (on its recorded data, or on the data "
                        "options given: all their rows); train it further with --epochs")
+    files.add_argument("--export-onnx", metavar="PATH", default=None,
+                       help="also write the model (trained, or --load's) as an ONNX file to "
+                       "PATH, runnable without fastnn (needs pip install 'fastnn[onnx]')")
     files.add_argument("--resume", metavar="PATH", default=None,
                        help="continue training a saved model exactly where it stopped, on its "
                        "recorded data with its recorded settings; needs --epochs")

@@ -63,11 +63,18 @@ def _main(argv):
         return exc.code if isinstance(exc.code, int) else 0
     given = given_options(argv)
     check_options(args, given)
-    for option in ("save", "predict", "metrics_json", "plot"):
+    for option in ("save", "predict", "metrics_json", "plot", "export_onnx"):
         if getattr(args, option) is not None:
             check_writable(getattr(args, option), "--" + option.replace("_", "-"))
     if args.plot is not None:
         import_matplotlib()
+    if args.export_onnx is not None:
+        from ..onnx_export import require_onnx
+
+        try:
+            require_onnx()
+        except ImportError as exc:
+            raise UsageError(f"--export-onnx: {exc}") from None
     out = Output(args)
     timings = {}
 
@@ -120,6 +127,8 @@ def _main(argv):
         # A model only evaluated keeps the record of the data it was trained on.
         keep = record is not None and not epochs
         save_with_record(model, args.save, record if keep else record_of(source, split, data, fit_settings))
+    if args.export_onnx is not None:
+        _export_onnx(model, args.export_onnx, data.preprocessing)
     if args.verify and stop_signal is None:
         verification = _verify(model, data, fit_settings, epochs, args, stored_path)
         stop_signal = verification.pop("signal")
@@ -273,6 +282,17 @@ class _Run:
         if history.interrupted:
             return history.signal or signal.SIGINT
         return None
+
+
+def _export_onnx(model, path, preprocessing):
+    """--export-onnx: the model, with the data's scaling and labels, as an ONNX file; a path
+    that cannot be written is a usage error (exit 2)."""
+    from ..onnx_export import to_onnx
+
+    try:
+        to_onnx(model, path, preprocessing)
+    except (ImportError, OSError) as exc:
+        raise UsageError(f"--export-onnx {path}: {exc}") from None
 
 
 def _signal_name(signum):
