@@ -345,8 +345,10 @@ class _BaseFastMLP(BaseEstimator):
             if self.validation_fraction == 0:
                 raise ValueError("early_stopping=True needs validation_fraction > 0")
             # As scikit-learn: stratified on the labels only with one output column (binary
-            # y), never for multiclass or multilabel y.
-            stratify = Y if isinstance(self, ClassifierMixin) and Y.shape[1] == 1 else None
+            # y), never for multiclass or multilabel y; on the same bool column, so that
+            # the error for a class of one member names it as scikit-learn does ('True').
+            binary = isinstance(self, ClassifierMixin) and Y.shape[1] == 1
+            stratify = Y.astype(bool) if binary else None
             arrays = [X, Y] if sample_weight is None else [X, Y, sample_weight]
             parts = train_test_split(*arrays, test_size=self.validation_fraction,
                                      random_state=rng, stratify=stratify)
@@ -374,13 +376,17 @@ class _BaseFastMLP(BaseEstimator):
             self._commit(arch, params, optimizer, history, rng, encoder, n_iter, t + rows)
             self._no_improvement_count, self._best_params = rule.no_improvement_count, rule.best_params
 
+        # With early_stopping a diverging run ends as scikit-learn's does: the diverged
+        # epoch scores NaN, the best weights come back, and there is no error (only
+        # trainer.DivergenceWarning, a RuntimeWarning); without, DivergenceError.
+        on_divergence = "stop" if self.early_stopping else "raise"
         try:
             trainer.fit(arch, params, X_train, Y_train,
                         epochs=1 if incremental else int(self.max_iter), batch_size=batch_size,
                         optimizer=optimizer, schedule=self._schedule(), l2=float(self.alpha),
                         sample_weight=weights, validation_data=validation,
                         metrics=[self._metric] if self.early_stopping else (),
-                        train_metrics=False, on_divergence="raise", callbacks=[rule],
+                        train_metrics=False, on_divergence=on_divergence, callbacks=[rule],
                         progress=bool(self.progress), history=history, random_state=rng,
                         shuffle=self.shuffle, threads=self.threads)
         except trainer.DivergenceError as error:
@@ -554,6 +560,8 @@ class _BaseFastMLP(BaseEstimator):
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         if self.early_stopping:
             self.validation_scores_ = list(self._history.history.get(self._monitor(), []))
+            if self._history.stop_reason == "diverged":  # the epoch dropped, as scikit-learn
+                self.validation_scores_.append(float("nan"))  # scores a non-finite network
             self.best_validation_score_ = (max(self.validation_scores_)
                                            if self.validation_scores_ else None)
             self.best_loss_ = None
