@@ -4,15 +4,19 @@ For each product of the W1 and W2 networks (forward and delta propagation on a
 chunk of ``config.CHUNK_ROWS`` rows, weight gradient on a whole mini-batch, the
 forward of a prediction chunk), in float32 and float64: GFLOP/s of
 
-* ``gemm``: ``fastnn.kernels.gemm.gemm``, called from a compiled loop;
+* ``in place`` and ``packed``: ``fastnn.kernels.gemm.gemm_with`` reading b in place
+  or packing its panels first (``gemm`` chooses between them by a rule on the
+  vector width and the rows of a; ``rule`` says which it takes), called from a
+  compiled loop;
 * ``blas``: ``np.dot`` into a preallocated output inside the same kind of compiled
   loop (Numba calls SciPy's BLAS ``sgemm``/``dgemm``), with BLAS on one thread.
 
 Both are timed in thread CPU time (``time.thread_time``), best of several repeats,
 so that another process on the machine costs as little as possible.  The
 ``blas / gemm`` column is what a shape rule would gain by calling BLAS there (> 1:
-BLAS is faster).  The engine uses gemm on every shape; rerun this on a new CPU
-before changing that (``docs/benchmarks`` records the crossover).
+BLAS is faster, against the faster of gemm's two paths).  The engine uses gemm on
+every shape; rerun this on a new CPU before changing that or the packing rule
+(``docs/benchmarks`` records both).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/gemm_vs_blas.py
     NUMBA_CPU_NAME=haswell NUMBA_CACHE_DIR=/tmp/numba-haswell python scripts/gemm_vs_blas.py
@@ -43,19 +47,22 @@ SHAPES = [
     ("W1 forward 128->10", CHUNK, 128, 10, False),
     ("W1 backward 128->128", CHUNK, 128, 128, False),
     ("W1 gradient 64x128x128", 128, 64, 128, True),
+    ("W1 gradient task 32x64x128", 32, 64, 128, True),
+    ("W1a gradient task 32x1617x128", 32, 1617, 128, True),
     ("W2 forward 784->512", CHUNK, 784, 512, False),
     ("W2 forward 512->512", CHUNK, 512, 512, False),
     ("W2 backward 512->512", CHUNK, 512, 512, False),
     ("W2 gradient 128x784x512", 784, 128, 512, True),
+    ("W2 gradient task 8x128x512", 8, 128, 512, True),
     ("infer forward 256x784->512", 256, 784, 512, False),
 ]
 
 
 @njit(nogil=True)
-def repeat_gemm(a, b, c, bias, count):
+def repeat_gemm(a, b, c, bias, count, pack):
     init = np.int64(gemm_module.ZERO)
     for _ in range(count):
-        gemm_module.gemm(a, b, c, bias, init)
+        gemm_module.gemm_with(a, b, c, bias, init, pack)
 
 
 @njit(nogil=True)
@@ -85,7 +92,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     print(f"# gemm vector width {gemm_module.VECTOR_BITS} bits, tile {gemm_module.MR} x "
           f"{gemm_module.NV} vectors; BLAS on 1 thread; GFLOP/s in thread CPU time")
-    print(f"{'product':>28} {'dtype':>8} {'gemm':>7} {'blas':>7} {'blas/gemm':>9}")
+    print(f"{'product':>30} {'dtype':>8} {'in place':>8} {'packed':>7} {'rule':>8} {'blas':>7} "
+          f"{'blas/gemm':>9}")
     results = []
     with threadpool_limits(1, user_api="blas"):
         for label, m, k, n, transposed in SHAPES:
@@ -96,11 +104,16 @@ def main(argv=None):
                 b = rng.standard_normal((k, n)).astype(dtype)
                 c, bias = np.empty((m, n), dtype), np.zeros(n, dtype)
                 flops = 2 * m * k * n
-                ours = gflops(lambda count: repeat_gemm(a, b, c, bias, count), flops)
+                in_place = gflops(lambda count: repeat_gemm(a, b, c, bias, count, False), flops)
+                packed = gflops(lambda count: repeat_gemm(a, b, c, bias, count, True), flops)
                 blas = gflops(lambda count: repeat_blas(a, b, c, count), flops)
-                print(f"{label:>28} {dtype:>8} {ours:7.1f} {blas:7.1f} {blas / ours:9.2f}")
-                results.append(dict(product=label, dtype=dtype, m=m, k=k, n=n,
-                                    gemm_gflops=ours, blas_gflops=blas))
+                rule = ("packed" if gemm_module.PACK_B and m >= gemm_module.PACK_MIN_ROWS
+                        else "in place")
+                print(f"{label:>30} {dtype:>8} {in_place:8.1f} {packed:7.1f} {rule:>8} "
+                      f"{blas:7.1f} {blas / max(in_place, packed):9.2f}")
+                results.append(dict(product=label, dtype=dtype, m=m, k=k, n=n, rule=rule,
+                                    in_place_gflops=in_place, packed_gflops=packed,
+                                    blas_gflops=blas))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(vector_bits=gemm_module.VECTOR_BITS, results=results), f, indent=1)

@@ -321,8 +321,9 @@ def test_optimizer_step(optimizer, size, start, stop, dtype):
 # matmul_acc and gemm (no reference twin: c = start + a @ b against NumPy)
 # ---------------------------------------------------------------------------
 
-#: The last three take gemm's packed path (m >= PACK_MIN_ROWS): full and partial row
-#: tiles, k over one or several blocks of PANEL_KC rows, a panel or two and an edge.
+#: The last three are for gemm's packed path (taken with AVX2 from PACK_MIN_ROWS rows):
+#: full and partial row tiles, k over one or several blocks of PANEL_KC rows, a
+#: panel or two and an edge.
 MATMUL_SHAPES = [(1, 1, 1), (1, 5, 3), (3, 17, 1), (5, 4, 33), (7, 33, 17), (13, 9, 5), (8, 8, 8),
                  (19, 37, 117), (16, 64, 128), (0, 3, 5), (4, 0, 6),
                  (32, 129, 48), (37, 300, 100), (64, 7, 13)]
@@ -345,13 +346,15 @@ def test_matmul_acc(shape, layout, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pack", [False, True], ids=["in-place", "packed"])
 @pytest.mark.parametrize("init", ["zero", "accumulate", "bias"])
 @pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=shape_id)
-def test_gemm_starts(shape, init, dtype):
+def test_gemm_starts(shape, init, pack, dtype):
     """gemm's three starting points, on tiles full and partial in both directions.
 
-    c is a column block of a wider array (its rows are not adjacent), and the columns
-    of that array outside the block must be left as they were.
+    b read in place and packed into panels; c is a column block of a wider array
+    (its rows are not adjacent), and the columns of that array outside the block
+    must be left as they were.
     """
     m, k, n = shape
     rng = generator("gemm", shape, init, dtype)
@@ -362,26 +365,26 @@ def test_gemm_starts(shape, init, dtype):
     code = {"zero": gemm.ZERO, "accumulate": gemm.ACCUMULATE, "bias": gemm.BIAS}[init]
     start = {"zero": 0.0, "accumulate": c.astype(np.float64), "bias": bias.astype(np.float64)}
     expected = start[init] + a.astype(np.float64) @ b.astype(np.float64)
-    gemm.gemm(a, b, c, bias, code)
+    gemm.gemm_with(a, b, c, bias, code, pack)
     assert_close(c, expected, dtype=dtype)
     np.testing.assert_array_equal(wide[:, :2], before[:, :2])
     np.testing.assert_array_equal(wide[:, n + 2:], before[:, n + 2:])
 
 
-@pytest.mark.parametrize("m, k, n", [(11, 23, 53), (33, gemm.PANEL_KC + 3, 30)])
-def test_gemm_sums_in_order(m, k, n):
+@pytest.mark.parametrize("m, k, n, pack", [(11, 23, 53, False), (33, gemm.PANEL_KC + 3, 30, True)])
+def test_gemm_sums_in_order(m, k, n, pack):
     """Each element is one chain of fused multiply-adds over k in order, in float64.
 
     Checked exactly against the same chain computed with exact rationals, each step
     rounded once to float64 (what a fused multiply-add does), on shapes that span
-    full and partial tiles (an order-dependent sum of mixed magnitudes); the second
-    takes the packed path, whose second block of k continues the sums stored in c.
+    full and partial tiles (an order-dependent sum of mixed magnitudes), b read in
+    place and packed (whose second block of k continues the sums stored in c).
     """
     rng = generator("gemm order")
     a = draw(rng, (m, k), "float64") * 10.0 ** rng.integers(-8, 8, size=(m, k))
     b = draw(rng, (k, n), "float64")
     c = np.empty((m, n))
-    gemm.gemm(a, b, c, np.zeros(n), gemm.ZERO)
+    gemm.gemm_with(a, b, c, np.zeros(n), gemm.ZERO, pack)
     expected = np.zeros((m, n))
     for i in range(m):
         for j in range(n):
@@ -418,6 +421,7 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
         from fastnn.kernels import epoch, gemm
         assert gemm.VECTOR_BITS == 256, gemm.VECTOR_BITS
         rng = np.random.default_rng(0)
+        assert gemm.PACK_B
         shapes = [(19, 37, 117), (37, 300, 100)]  # the second packs b (m >= 32)
         for (m, k, n), (dtype, tol) in itertools.product(
                 shapes, (("float32", 1e-4), ("float64", 1e-12))):

@@ -15,7 +15,7 @@ to what a dense layer's shapes need:
   (k x NR: 784 x 48 float32 is 150 KB) stays in L2 while every row tile of a uses it.
   a is never packed: its elements are read one at a time, at any strides (so ``a``
   may be a transposed view).
-* Packing b (``PACK_MIN_ROWS``): when a has at least 32 rows, each panel of b is
+* Packing b (AVX2 only, ``PACK_B``): when a has at least 32 rows, each panel of b is
   copied, ``PANEL_KC`` of its rows at a time, into a contiguous buffer on the stack
   (24 KB, in L1) before the row tiles run over it; the tiles then start from c for
   every block of k after the first.  Rows of b that are a power of two of bytes
@@ -89,9 +89,12 @@ VECTOR_BYTES = VECTOR_BITS // 8
 MR, NV = (8, 3) if VECTOR_BITS == 512 else (4, 3)
 MR_NARROW = 8
 
-#: Packing rule (measured in docs/benchmarks.md): the wide panels of b are packed
-#: when a has this many rows or more, into a stack buffer of PANEL_BYTES holding
-#: PANEL_KC rows of NR columns (256 rows with AVX2, 128 with AVX-512, either dtype).
+#: Packing rule (measured in docs/benchmarks.md): with 256-bit vectors the wide
+#: panels of b are packed when a has PACK_MIN_ROWS rows or more, into a stack buffer
+#: of PANEL_BYTES holding PANEL_KC rows of NR columns (256 rows, either dtype).  The
+#: 512-bit tile uses each load of b 8 times and reads it in place as fast (packing
+#: measured no faster on large products, slower on 32-64 rows).
+PACK_B = VECTOR_BITS == 256
 PACK_MIN_ROWS = 32
 PANEL_BYTES = 24 * 1024
 PANEL_KC = PANEL_BYTES // (NV * VECTOR_BYTES)
@@ -349,6 +352,17 @@ def gemm(a, b, c, bias, init):
     a (m, k) at any strides (a transposed view is fine), b (k, n) and c (m, n) with
     contiguous rows, bias (n,) contiguous (any 1-D array of the dtype when unused).
     Every element of c is one sum over p = 0..k-1 in order, fused multiply-adds.
+    b is packed by the rule of ``PACK_B`` and ``PACK_MIN_ROWS`` (see ``gemm_with``).
+    """
+    gemm_with(a, b, c, bias, init, PACK_B and a.shape[0] >= PACK_MIN_ROWS)
+
+
+@njit(**config.JIT_OPTIONS)
+def gemm_with(a, b, c, bias, init, pack):
+    """``gemm`` with b's wide panels packed (pack True) or read in place (False).
+
+    Both give bitwise the same c; ``gemm`` chooses by its rule, this is for the
+    tests and scripts/gemm_vs_blas.py, which measure the two.
     """
     m, k = a.shape
     n = b.shape[1]
@@ -360,7 +374,7 @@ def gemm(a, b, c, bias, init):
     lanes = VECTOR_BYTES // item
     nr = NV * lanes
     wide_stop = n - n % nr
-    if m >= PACK_MIN_ROWS:
+    if pack and wide_stop > 0:
         _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, wide_stop, init)
     else:
         for j0 in range(0, wide_stop, nr):
@@ -429,10 +443,14 @@ if numba.config.DISABLE_JIT:
     # With NUMBA_DISABLE_JIT the kernels run as Python (for debugging), where an
     # intrinsic cannot run: the product is then NumPy's, with its own summation
     # order, and the block transpose an element loop.
-    def gemm(a, b, c, bias, init):  # noqa: F811  (replaces the compiled one)
-        """c = start + a @ b as above, computed by NumPy."""
+    def gemm_with(a, b, c, bias, init, pack):  # noqa: F811  (replaces the compiled one)
+        """c = start + a @ b as above, computed by NumPy (pack is ignored)."""
         start = c.copy() if init == ACCUMULATE else (bias if init == BIAS else 0)
         c[...] = start + a @ b
+
+    def gemm(a, b, c, bias, init):  # noqa: F811
+        """c = start + a @ b as above, computed by NumPy."""
+        gemm_with(a, b, c, bias, init, False)
 
     def transpose_block(src, src_off, lds, dst, dst_off, ldd):  # noqa: F811
         """The block transpose above, element by element (src and dst contiguous)."""
