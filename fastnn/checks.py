@@ -132,3 +132,43 @@ def holds_text(values):
         return any(isinstance(v, (str, bytes)) for v in np.asarray(values, dtype=object).ravel())
     except ValueError:  # ragged nested lists
         return False
+
+
+def class_sample_weight(class_weight, labels, sample_weight=None):
+    """Each row's weight: sample_weight (or 1) times the weight class_weight gives its class.
+
+    class_weight is None, "balanced" (n_samples / (n_classes * count of the class), as
+    scikit-learn and Keras define it) or a dict {class: weight}; classes missing from
+    the dict weigh 1.  labels (n_samples,) holds each row's class.  This is what
+    scikit-learn's classifiers and Keras's ``fit(class_weight=...)`` do: the two
+    weights multiply.  Returns a float64 ndarray of shape (n_samples,), or
+    sample_weight unchanged when class_weight is None.  A dict naming a class that
+    labels do not hold is refused (it is almost always a mislabelled key).
+    """
+    if class_weight is None:
+        return sample_weight
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if isinstance(class_weight, dict):
+        unseen = [key for key in class_weight if key not in set(classes.tolist())]
+        if unseen:
+            raise ValueError(f"class_weight names {unseen}, which the targets do not hold; "
+                             f"their classes are {classes.tolist()}")
+        for key, weight in class_weight.items():
+            if not (isinstance(weight, (int, float, np.integer, np.floating))
+                    and math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"class_weight[{key!r}] must be a finite number >= 0, got "
+                                 f"{weight!r}")
+    elif not (isinstance(class_weight, str) and class_weight == "balanced"):
+        raise ValueError(f"class_weight must be None, 'balanced' or a dict {{class: weight}}, "
+                         f"got {class_weight!r}")
+    weights = compute_sample_weight(class_weight, labels)
+    if sample_weight is None:
+        return weights
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight.shape != weights.shape:
+        raise ValueError(f"sample_weight has shape {sample_weight.shape}; the targets have "
+                         f"{weights.shape[0]} rows")
+    return sample_weight * weights

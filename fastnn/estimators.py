@@ -102,7 +102,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import model_io, trainer
-from .checks import check_data, check_weights
+from .checks import check_data, check_weights, class_sample_weight
 from .kernels.objective import FullBatchObjective
 from .names import ACTIVATIONS, SKLEARN_ACTIVATIONS, SKLEARN_OUT_ACTIVATIONS
 from .network import INITIALIZERS, Architecture, init_params, layer_views
@@ -315,6 +315,11 @@ class _BaseFastMLP(BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
                                                  ensure_non_negative=True, copy=True)
+        class_weight = getattr(self, "class_weight", None)  # classifiers only
+        if class_weight is not None:
+            if y.ndim != 1:
+                raise ValueError("class_weight is not supported for multilabel targets")
+            sample_weight = class_sample_weight(class_weight, y, sample_weight).astype(X.dtype)
         Y, encoder = self._encode_targets(y, sample_weight, first, incremental)
         activations = tuple(ACTIVATIONS[self.activation] for _ in hidden)
         arch = Architecture((X.shape[1], *hidden, Y.shape[1]), activations, self._head(encoder),
@@ -766,8 +771,10 @@ class FastMLPClassifier(ClassifierMixin, _BaseFastMLP):
     ----------
     hidden_layer_sizes : array-like of int or int, default=(100,)
         Width of each hidden layer; empty for none.
-    activation : {"identity", "logistic", "sigmoid", "tanh", "relu"}, default="relu"
-        Hidden activation ("logistic" and "sigmoid" are the same function).
+    activation : {"identity", "logistic", "sigmoid", "tanh", "relu", "leaky_relu", "elu", \
+"selu", "gelu", "softplus", "silu"}, default="relu"
+        Hidden activation ("logistic" and "sigmoid" are the same function; formulas in
+        ``fastnn.kernels.activations``).
     solver : {"sgd", "adam", "rmsprop", "adadelta"}, default="adam"
     alpha : float, default=1e-4
         L2 penalty on the weights, scaled as scikit-learn scales it.
@@ -813,6 +820,10 @@ default="constant"
         None keeps float32 input in float32 and converts anything else to float64.
     threads : int or None, default=None
         Threads for training and prediction (None: Numba's setting).
+    class_weight : dict, "balanced" or None, default=None
+        {class label: weight} or "balanced" (n_samples / (n_classes * count)); each
+        row's sample weight is multiplied by its class's weight (scikit-learn's
+        ``compute_sample_weight``).  Naming a class y does not hold is an error.
 
     Attributes
     ----------
@@ -844,6 +855,30 @@ default="constant"
     """
 
     _metric = "accuracy"
+
+    _parameter_constraints: dict = {
+        **_BaseFastMLP._parameter_constraints,
+        "class_weight": [None, dict, StrOptions({"balanced"})],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None,
+                 class_weight=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho,
+            progress=progress, init=init, dtype=dtype, threads=threads)
+        self.class_weight = class_weight
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

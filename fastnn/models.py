@@ -64,7 +64,7 @@ import numpy as np
 from sklearn.utils import check_array, check_consistent_length
 
 from . import model_io, trainer
-from .checks import check_l2, holds_text
+from .checks import check_l2, class_sample_weight, holds_text
 from .metrics import ALIASES as METRIC_ALIASES
 from .names import ACTIVATIONS, HEAD_LOSSES, KERAS_ACTIVATIONS, LOSSES
 from .network import (DTYPES, HEADS, HIDDEN_ACTIVATIONS, INITIALIZERS, Architecture,
@@ -485,7 +485,8 @@ class Sequential:
 
     def fit(self, x, y, epochs=1, batch_size=32, verbose="auto", validation_split=0.0,
             validation_data=None, shuffle=True, callbacks=(), early_stopping=None,
-            sample_weight=None, initial_epoch=0, on_divergence="raise", threads=None,
+            sample_weight=None, class_weight=None, initial_epoch=0, on_divergence="raise",
+            threads=None,
             backend="numba", runner=None):
         """Train, continuing the model's history; return it (a trainer.History).
 
@@ -512,6 +513,11 @@ class Sequential:
             An EarlyStopping found here is used as early_stopping (Keras habit).
         early_stopping : trainer.EarlyStopping or None
         sample_weight : array-like of shape (n_samples,) or None
+        class_weight : dict, "balanced" or None
+            {class index: weight} (the column of a softmax output; 0 or 1 for one
+            sigmoid unit), or "balanced" (n_samples / (n_classes * count)); each
+            row's weight is multiplied by its class's, as Keras does.  A class the
+            targets do not hold is an error.
         initial_epoch : int
             0 (continue from wherever the model is), or the number of epochs the
             model has trained, as Keras's resume idiom ``fit(epochs=50,
@@ -572,6 +578,8 @@ class Sequential:
                 early_stopping, monitor=_fastnn_key(early_stopping.monitor))
         if lines:
             callbacks.append(_EpochLines(epochs))
+        if class_weight is not None:
+            sample_weight = class_sample_weight(class_weight, self._class_labels(y), sample_weight)
         history = trainer.fit(
             self.arch, self.params, x, y, epochs=epochs, batch_size=int(batch_size),
             optimizer=self.optimizer, schedule=self.schedule, l2=self.l2,
@@ -589,6 +597,16 @@ class Sequential:
                           f"of that point, and the next fit continues from it", UserWarning,
                           stacklevel=2)
         return history
+
+    def _class_labels(self, y):
+        """Each row's class index: the arg max of a softmax target, a sigmoid unit's 0/1."""
+        head = self.arch.head
+        if head == "softmax":
+            return y.argmax(axis=1)
+        if head == "sigmoid" and y.shape[1] == 1:
+            return (y[:, 0] > 0.5).astype(np.int64)
+        raise ValueError("class_weight needs a softmax output or a single sigmoid unit (classes); "
+                         f"this model's output is {y.shape[1]} {_HEAD_NAMES[head]} unit(s)")
 
     def evaluate(self, x, y, verbose="auto", return_dict=False):
         """Loss and metrics on (x, y): [loss, metric, ...] (a float without metrics).
