@@ -16,36 +16,44 @@ How scikit-learn's parameters map onto the trainer
 * ``solver`` -> the optimizer: ``"sgd"`` (``momentum``, ``nesterovs_momentum``),
   ``"adam"`` (``beta_1``, ``beta_2``, ``epsilon``), and fastnn's ``"rmsprop"`` and
   ``"adadelta"`` (``rho``, ``epsilon``); ``learning_rate_init`` is the learning rate
-  of all four.  There is no ``"lbfgs"``.
+  of all four.  ``"lbfgs"`` runs as scikit-learn runs it: ``scipy.optimize.minimize(
+  method="L-BFGS-B")`` with ``maxiter=max_iter``, ``maxfun=max_fun``, ``gtol=tol``,
+  on the compiled full-batch loss and gradient (``fastnn.kernels.objective``; all
+  rows, the L2 term included); ``n_iter_`` is its iteration count, ``loss_`` its
+  final loss, and it sets no ``loss_curve_`` and has no ``partial_fit``.
 * ``alpha`` -> ``l2``: ``0.5 * alpha * sum(W**2) / n_batch_rows`` is added to each
   batch's loss, as scikit-learn does (biases are not penalised); with sample
   weights scikit-learn divides by the batch's total weight instead.
-* ``learning_rate`` -> the schedule, applied with every solver (scikit-learn uses it
-  for ``"sgd"`` only): ``"constant"``; ``"invscaling"``: ``lr / (epoch + 1) **
-  power_t`` (scikit-learn counts samples seen, fastnn epochs); ``"adaptive"``: the
-  rate is divided by 5 when the monitored value (training loss, or validation score
-  with early stopping) has not improved by ``tol`` for ``n_iter_no_change + 1``
-  epochs, and training stops when such a reduction would start from a rate <= 1e-6
-  (scikit-learn's rule); and fastnn's ``"step"`` (``StepDecay()``: x0.1 every 10
-  epochs), ``"cosine"`` (``Cosine(t_max=max_iter)``) and ``"plateau"``
-  (``ReduceOnPlateau()`` on the training loss: x0.1 after 10 epochs without an
-  improvement of 1e-4).
-* Convergence: without ``early_stopping`` training stops when the training loss has
-  not improved by more than ``tol`` for ``n_iter_no_change + 1`` epochs in a row
-  (``EarlyStopping(monitor="loss", min_delta=tol, patience=n_iter_no_change + 1)``;
-  scikit-learn stops once its no-improvement count *exceeds* n_iter_no_change).
-  One difference: fastnn measures improvement from the best value that was itself an
-  improvement by more than tol, scikit-learn from the best value seen.  With
-  ``early_stopping``, ``validation_fraction`` of the rows are held out with
-  ``train_test_split`` (stratified on the labels for single-label classification),
-  the validation accuracy or R^2 is monitored the same way, and at the end the
-  weights of the call's best epoch (by the same measure: the last epoch that
-  improved by more than tol) are put back.  Reaching ``max_iter`` without stopping
-  issues scikit-learn's ``ConvergenceWarning``.
+* ``learning_rate``: scikit-learn's three names change the rate of ``"sgd"`` only, as
+  there (other solvers keep ``learning_rate_init``): ``"constant"``;
+  ``"invscaling"``: after each epoch the rate is ``learning_rate_init / (t + 1) **
+  power_t``, t the rows seen (``t_``); ``"adaptive"``: when the stopping rule below
+  fires, the rate is divided by 5 instead, and training stops only when the rate is
+  already <= 1e-6.  fastnn's own schedules apply to every solver: ``"step"``
+  (``StepDecay()``: x0.1 every 10 epochs), ``"cosine"`` (``Cosine(t_max=max_iter)``)
+  and ``"plateau"`` (``ReduceOnPlateau()`` on the training loss: x0.1 after 10 epochs
+  without an improvement of 1e-4).
+* Convergence, scikit-learn's rule: after each epoch, the no-improvement count goes
+  up when the training loss is not below the best loss seen minus ``tol`` (with
+  ``early_stopping``: the validation accuracy or R^2 not above the best score plus
+  ``tol``), and back to 0 otherwise; training stops once the count exceeds
+  ``n_iter_no_change``.  The best value and the count carry over to ``warm_start``
+  fits, as there.  With ``early_stopping``, ``validation_fraction`` of the rows are
+  held out with ``train_test_split`` (stratified only for binary y, as scikit-learn
+  does), and at the end the weights of the epoch with the best validation score are
+  put back.  Reaching ``max_iter`` without stopping issues scikit-learn's
+  ``ConvergenceWarning``.
+* A ``y`` of a single class is fitted (one sigmoid output trained towards 0) and
+  ``predict`` returns that class, as in scikit-learn.
+* ``verbose`` prints scikit-learn's lines on stdout ("Iteration N, loss = ...", the
+  validation score, why training stopped; L-BFGS-B's own report with lbfgs);
+  ``progress=True`` draws fastnn's progress bar on stderr instead.
+* The regressor's ``loss`` is ``"squared_error"``; ``"poisson"`` is refused with a
+  clear error (it needs an exp output head, which the kernels do not have yet).
 * ``batch_size="auto"`` is ``min(200, n_samples)``.
 * ``dtype=None`` keeps float32 input in float32 (weights, outputs and all); any
   other input is converted to float64.  ``"float32"`` or ``"float64"`` force one.
-* ``verbose`` draws the trainer's progress bar; ``threads`` is the trainer's.
+* ``threads`` is the trainer's.
 
 Seeding
 -------
@@ -64,7 +72,10 @@ same starting state.)
 ``warm_start`` and ``partial_fit`` keep the weights, the optimizer with its state
 (moments, step count) and the ``History``, which every call continues; a changed
 optimizer hyperparameter (``set_params``) is honoured with the state carried over
-when the state has the same layout.
+when the state has the same layout.  A ``warm_start`` fit starts again from
+``learning_rate_init``, ``partial_fit`` goes on with the rate "invscaling" or
+"adaptive" reached (both as scikit-learn; scikit-learn's warm-start fit also resets
+the momentum and moments, which fastnn keeps).
 
 Interrupting ``fit`` with Ctrl-C (SIGINT) or SIGTERM ends training at the next
 mini-batch boundary: the estimator keeps the weights reached, with all fitted
@@ -73,12 +84,18 @@ every row trained on), warns ``"training interrupted after epoch N ..."`` and
 returns.  A later ``fit`` with ``warm_start=True`` and the same data first
 finishes the interrupted epoch (the weights then equal those of an uninterrupted
 run), also after ``save`` and ``fastnn.load``; ``partial_fit`` abandons it.
-A non-finite loss or weight raises ``fastnn.DivergenceError``; the estimator then
-holds the weights of the last finished epoch.
+A non-finite loss or weight raises ``fastnn.DivergenceError``, which is also a
+``ValueError``, with scikit-learn's message ("Solver produced non-finite parameter
+weights...") followed by fastnn's; the estimator then holds the weights of the last
+finished epoch.  With ``early_stopping`` a diverging run ends as scikit-learn's
+does: the diverged epoch's validation score is NaN, the best weights are put back,
+and there is no error (a ``DivergenceWarning``, a RuntimeWarning, says so).
 
-``coefs_`` and ``intercepts_`` are *views* into the flat parameter buffer: writing
-into them changes the model, and a later ``warm_start`` fit or ``partial_fit``
-updates them in place; a fit that starts afresh allocates a new buffer.
+``coefs_`` and ``intercepts_`` are lists of *views* into the flat parameter buffer:
+writing into them, assigning one of them (``coefs_[0] = W``) or assigning the whole
+list (``coefs_ = [...]``, arrays of the same shapes) changes the model, and a later
+``warm_start`` fit or ``partial_fit`` updates them in place; a fit that starts
+afresh allocates a new buffer.
 """
 
 import math
@@ -775,19 +792,21 @@ class FastMLPClassifier(ClassifierMixin, _BaseFastMLP):
 "selu", "gelu", "softplus", "silu"}, default="relu"
         Hidden activation ("logistic" and "sigmoid" are the same function; formulas in
         ``fastnn.kernels.activations``).
-    solver : {"sgd", "adam", "rmsprop", "adadelta"}, default="adam"
+    solver : {"lbfgs", "sgd", "adam", "rmsprop", "adadelta"}, default="adam"
+        "lbfgs" is scipy's L-BFGS-B on the full-batch loss (module docstring).
     alpha : float, default=1e-4
         L2 penalty on the weights, scaled as scikit-learn scales it.
     batch_size : int or "auto", default="auto"
         Rows per mini-batch; "auto" is min(200, n_samples).
     learning_rate : {"constant", "invscaling", "adaptive", "step", "cosine", "plateau"}, \
 default="constant"
-        Learning-rate schedule (module docstring), with every solver.
+        scikit-learn's three change "sgd"'s rate only, as there; fastnn's "step",
+        "cosine" and "plateau" apply to every solver (module docstring).
     learning_rate_init : float, default=0.001
     power_t : float, default=0.5
         Exponent of "invscaling".
     max_iter : int, default=200
-        Epochs per ``fit``.
+        Epochs per ``fit`` (iterations for "lbfgs").
     shuffle : bool, default=True
         Draw a new row order every epoch.
     random_state : int, RandomState or None, default=None
@@ -796,7 +815,7 @@ default="constant"
     tol : float, default=1e-4
         Smallest improvement that counts, for convergence and early stopping.
     verbose : bool, default=False
-        Draw a progress bar on stderr.
+        Print scikit-learn's lines on stdout ("Iteration N, loss = ...").
     warm_start : bool, default=False
         Continue from the fitted weights, optimizer state and history.
     momentum : float in [0, 1), default=0.9
@@ -811,9 +830,14 @@ default="constant"
     epsilon : float, default=1e-8
         Adam's (also RMSprop's and Adadelta's) denominator offset.
     n_iter_no_change : int or np.inf, default=10
-        Epochs without an improvement by tol that are tolerated.
+        Epochs without an improvement by tol on the best value seen that are
+        tolerated (scikit-learn's rule).
+    max_fun : int, default=15000
+        Most loss evaluations of "lbfgs".
     rho : float in [0, 1) or None, default=None
         RMSprop's or Adadelta's decay (None: 0.9 and 0.95).
+    progress : bool, default=False
+        fastnn's own: draw the Keras-style progress bar on stderr.
     init : {"glorot_uniform", "he_normal", "normal"}, default="glorot_uniform"
         Weight initialiser of ``fastnn.network.init_params`` (biases start at zero).
     dtype : {"float32", "float64"} or None, default=None
@@ -836,7 +860,7 @@ default="constant"
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Only when X had string column names.
     n_iter_ : int
-        Epochs run by the last call.
+        Epochs run by the last call (L-BFGS iterations with "lbfgs").
     t_ : int
         Training rows seen, over all calls.
     loss_ : float
@@ -992,7 +1016,9 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
     validation R^2), without classes_.  The loss is ``0.5 * sum over outputs of the
     squared error``, averaged over rows (scikit-learn also averages over outputs, so
     for several outputs its loss_curve_ is n_outputs times smaller).  Targets of
-    shape (n_samples,) give predictions of that shape.
+    shape (n_samples,) give predictions of that shape.  ``loss`` (keyword only here;
+    scikit-learn's is its first positional parameter) is "squared_error"; "poisson"
+    is refused until the kernels have an exp output head.  Without class_weight.
     """
 
     _metric = "r2"
@@ -1002,7 +1028,7 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
         "loss": [StrOptions({"squared_error", "poisson"})],
     }
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
