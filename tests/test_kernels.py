@@ -447,6 +447,20 @@ TRANSPOSE_CASES = [(128, 128, 0, 129), (37, 21, 4, 37), (19, 10, 0, 20), (8, 8, 
                    (3, 5, 0, 4), (64, 17, 32, 64), (9, 33, 9, 10), (16, 24, 8, 8)]
 
 
+@pytest.mark.parametrize("sizes", [(64, 128, 128, 10), (784, 512, 512, 10), (784, 1024, 10),
+                                   (3, 5, 1), (2049, 4096, 7)])
+def test_make_tasks_cover_each_row_once(sizes):
+    """Each layer's fan_in + 1 rows are cut into consecutive ranges, all but the last
+    a multiple of TASK_ROWS, so every task's weight rows go through the block transpose."""
+    tasks = epoch.make_tasks(np.array(sizes))
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        ranges = tasks[tasks[:, 0] == layer, 1:]
+        assert ranges[0, 0] == 0 and ranges[-1, 1] == fan_in + 1
+        np.testing.assert_array_equal(ranges[1:, 0], ranges[:-1, 1])
+        assert np.all((ranges[:-1, 1] - ranges[:-1, 0]) % epoch.TASK_ROWS == 0)
+        assert np.all(ranges[:, 1] > ranges[:, 0])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fan_in, fan_out, row_start, row_stop", TRANSPOSE_CASES)
 def test_transpose_weights(fan_in, fan_out, row_start, row_stop, dtype):

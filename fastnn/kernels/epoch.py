@@ -27,6 +27,13 @@ from .layers import backward_layer, forward_layer, forward_layer_saving
 from .optimizers import add_l2, optimizer_step
 
 
+#: Tasks cover multiples of this many rows: the side of the register blocks in which
+#: transpose_weights refreshes W.T in float32 (4 in float64).  With 4 rows a float32
+#: task (layers 1024 wide or more) went element by element: 634 against 94 us per
+#: 512 x 512 layer (docs/benchmarks.md).
+TASK_ROWS = TRANSPOSE_BYTES // 4
+
+
 def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.TASK_MIN_WIDTH):
     """int64 array of shape (n_tasks, 3): (layer, row_start, row_stop) of each update task.
 
@@ -34,12 +41,12 @@ def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.T
     last range.  Numba splits the tasks into one contiguous run per thread, so
     the tasks are sized to cost about the same: ``params_per_task`` parameters,
     counting a layer narrower than ``min_width`` as ``min_width`` wide (its short
-    rows vectorise poorly and cost about that much), in multiples of 4 rows.
+    rows vectorise poorly and cost about that much), in multiples of ``TASK_ROWS``.
     """
     tasks = []
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        rows = max(4, -(-params_per_task // max(fan_out, min_width)))
-        rows += -rows % 4
+        rows = max(TASK_ROWS, -(-params_per_task // max(fan_out, min_width)))
+        rows += -rows % TASK_ROWS
         starts = list(range(0, fan_in, rows))
         stops = starts[1:] + [fan_in + 1]
         tasks.extend((layer, start, stop) for start, stop in zip(starts, stops))
