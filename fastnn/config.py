@@ -52,8 +52,13 @@ def _numba_cache_path():
 
 
 CACHE = os.environ.get("FASTNN_CACHE", "1") != "0"
+#: The directory under which Numba caches fastnn's kernels (NUMBA_CACHE_DIR, the
+#: package's directory for its __pycache__ folders, or a per-user one); None without
+#: a cache.
+CACHE_PATH = None
 if CACHE:
     _cache_path = _numba_cache_path()
+    CACHE_PATH = None if _cache_path is None else os.path.dirname(_cache_path)
     if _cache_path is None:
         CACHE = False
         warnings.warn(

@@ -29,6 +29,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import config, reference
+from .compilation import LiteralEntry, compile_notice, describe
 from .checks import (as_input, check_backend, check_batch_size, check_choice, check_data,
                      check_epochs, check_l2, check_params, check_weights)
 from .kernels import epoch as compiled
@@ -473,7 +474,7 @@ class LocalEpochs:
         return True
 
     def __init__(self, *, arch, params, X, Y, weights, batch_size, optimizer, l2, rng, shuffle,
-                 backend, history, catch_signals, **_):
+                 backend, history, catch_signals, callbacks=(), **_):
         self.arch, self.params, self.X, self.Y, self.backend = arch, params, X, Y, backend
         self.optimizer, self.rng, self.shuffle, self.history = optimizer, rng, shuffle, history
         self.n = X.shape[0]
@@ -483,6 +484,13 @@ class LocalEpochs:
             _check_not_forked()
         self.run_epoch = epoch_function(backend)(arch, params, X, Y, weights, self.batch_size,
                                                  optimizer, l2)
+        if backend == "numba":
+            # Compile (or load) the kernels now, saying so where fit prints progress.
+            printing = any(isinstance(c, EpochPrinter) for c in callbacks)
+            with compile_notice(describe(arch, optimizer.name), printing):
+                self.run_epoch(np.empty(0, dtype=np.int64), 0, np.zeros(1, dtype=np.int64),
+                               epoch_totals(), 0.0, 0)  # an empty epoch: no rows
+                _predict(arch, params, X[:0], backend)
         if catch_signals and _SCHEDULED_INTERRUPT.get() is not None:
             self.run_epoch = _interrupting(self.run_epoch, self.batch_size,
                                            _SCHEDULED_INTERRUPT.get())
@@ -746,10 +754,13 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
     task_squares = np.zeros(tasks.shape[0])
     hyper = optimizer.hyperparameters()
 
+    train_epoch = LiteralEntry(compiled.train_epoch, ["optimizer"])
+
     def run_epoch(order, first_row, stop, totals, lr, step):
         global _ENGINE_PID
+        order = np.ascontiguousarray(order, dtype=np.int64)  # the compiled type
         _ENGINE_PID = _ENGINE_PID or os.getpid()
-        return compiled.train_epoch(
+        return train_epoch(
             params, params_t, grads, optimizer.slots, sizes, offsets, codes, slope, tasks, X, Y,
             weights, order, first_row, stop, totals, batch_size, dtype(lr), dtype(l2),
             optimizer.code, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,

@@ -12,7 +12,10 @@ with 1, 2 or N threads):
    updating its own parameters and their optimizer state.  No task writes what another reads, so no
    gradient buffer is shared and no reduction across threads is needed.
 
-Two parallel regions per mini-batch, and nothing is allocated inside the epoch.
+Two parallel regions per mini-batch (one ``prange`` loop run for each pass), and
+nothing is allocated inside the epoch.  Compile time: the per-chunk and per-task
+workers are inlined into the driver (Numba IR), so they are not optimised once
+more as libraries of their own; see docs/performance.md, "Start-up".
 Prediction is a serial, GIL-free kernel that the caller runs on several threads.
 """
 
@@ -110,7 +113,7 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
             WT[j, k] = W[k, j]
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows,
                            r0, r1, inv_batch_weight, acts, deltas, derivs, targets, scales):
     """Forward and backward pass of batch rows [r0, r1): fills their activations and deltas.
@@ -123,7 +126,7 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
     """
     n_layers = sizes.shape[0] - 1
     batch_size = targets.shape[0]
-    x = layer_rows(acts, sizes, 0, batch_size)
+    x = layer_rows(acts, sizes, np.int64(0), batch_size)
     for r in range(r0, r1):
         copy_row(X, rows[r], x, r)
         copy_row(Y, rows[r], targets, r)
@@ -154,7 +157,7 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
     return loss, right
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr, l2_scaled,
                 optimizer, hyper, step, acts, deltas):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
@@ -222,7 +225,9 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
         the batch's weight, its number of rows without sample weights, is added to
         each batch's loss).
     optimizer : int; hyper : float64 ndarray of shape (3,); step : int
-        Optimizer code and constants; mini-batches done before this call.
+        Optimizer code and constants; mini-batches done before this call.  The
+        code is compiled as a literal (``compilation.LiteralEntry``): one
+        specialisation per optimizer, holding its update rule only.
     acts, deltas : ndarray of shape (batch_size * sum(sizes),)
         Batch buffers (see ``layer_rows``).
     derivs : ndarray of shape (batch_size * sum(sizes),) or (0,)
@@ -242,7 +247,7 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
     dtype = params.dtype.type
     one = dtype(1.0)
     for layer in range(1, sizes.shape[0] - 1):
-        transpose_weights(params, offsets, sizes, layer, 0, sizes[layer], params_t)
+        transpose_weights(params, offsets, sizes, layer, np.int64(0), sizes[layer], params_t)
     batch_start = first_row
     while batch_start < n and stop[0] == 0:
         n_rows = min(batch_size, n - batch_start)
@@ -253,16 +258,20 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
             batch_weight += weights[rows[r]]
         inv_batch_weight = one / batch_weight
         n_chunks = (n_rows + chunk - 1) // chunk
-        for c in prange(n_chunks):
-            chunk_sums[c, 0], chunk_sums[c, 1] = forward_backward_chunk(
-                params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows, c * chunk,
-                min(c * chunk + chunk, n_rows), inv_batch_weight, acts, deltas, derivs, targets,
-                scales)
-        for t in prange(tasks.shape[0]):
-            task_squares[t] = update_task(params, params_t, grads, slots, sizes, offsets,
-                                          tasks[t], n_rows, lr, l2 * inv_batch_weight, optimizer,
-                                          hyper, step, acts,
-                                          deltas)
+        # One prange for both passes: Numba builds and optimises three libraries per
+        # prange, each holding everything the loop body calls (docs/performance.md).
+        for phase in range(2):
+            n_items = n_chunks if phase == 0 else tasks.shape[0]
+            for i in prange(n_items):
+                if phase == 0:  # forward and backward pass of chunk i
+                    chunk_sums[i, 0], chunk_sums[i, 1] = forward_backward_chunk(
+                        params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows,
+                        i * chunk, min(i * chunk + chunk, n_rows), inv_batch_weight, acts, deltas,
+                        derivs, targets, scales)
+                else:  # gradient and update of task i
+                    task_squares[i] = update_task(
+                        params, params_t, grads, slots, sizes, offsets, tasks[i], n_rows, lr,
+                        l2 * inv_batch_weight, optimizer, hyper, step, acts, deltas)
         batch_loss, batch_right = 0.0, 0.0
         for c in range(n_chunks):  # fixed order, as every sum here
             batch_loss += chunk_sums[c, 0]

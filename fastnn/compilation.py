@@ -1,0 +1,155 @@
+"""Compiling the kernels a run needs, saying so while it happens, and filling the cache ahead.
+
+Numba compiles a kernel the first time it meets a new combination of argument
+types, and loads it from its on-disk cache (``config.CACHE_PATH``) when an earlier
+process compiled it.  Three things here:
+
+* ``LiteralEntry``: a kernel compiled with some integer arguments as *literal*
+  types, so that Numba prunes the branches for the other values: the epoch driver
+  gets its optimizer code this way and compiles one update rule, not four.  From
+  Python a literal cannot be asked for by a plain call, so this builds the
+  signature itself and calls the compiled entry point directly;
+* ``compile_notice``: a context in which the first actual compilation (not a cache
+  load: Numba's ``numba:compile`` event fires only then) prints one line on stderr;
+* ``warm_up``: compiles, or loads, the kernels of the common configurations (every
+  front end's default), for images and CI set-up steps.  A cache is specific to
+  the machine's CPU and the installed Numba, so none is shipped with the package.
+"""
+
+import contextlib
+import inspect
+import sys
+
+import numba
+import numpy as np
+from numba.core import event
+
+from . import config
+
+
+class LiteralEntry:
+    """A Numba dispatcher called with the named integer arguments compiled as literals.
+
+    The signature is built from the first call's arguments (``numba.typeof`` of each,
+    ``numba.types.literal`` for the named ones) and compiled, or loaded from the
+    cache, once; later calls go straight to that entry point.  They must pass
+    arguments of the same types and the same literal values, as a training run's
+    epochs do (``trainer._compiled_epoch`` makes sure of it).
+    """
+
+    def __init__(self, dispatcher, literal_names):
+        names = list(inspect.signature(dispatcher.py_func).parameters)
+        self.dispatcher = dispatcher
+        self.literal_positions = [names.index(name) for name in literal_names]
+        self.entry, self.literal_values = None, None
+
+    def signature(self, args):
+        """The argument types of a call with args: Numba's, literal at the named positions."""
+        types = [numba.typeof(arg) for arg in args]
+        for position in self.literal_positions:
+            types[position] = numba.types.literal(int(args[position]))
+        return tuple(types)
+
+    def __call__(self, *args):
+        values = [int(args[position]) for position in self.literal_positions]
+        if self.entry is None:
+            self.entry = self.dispatcher.compile(self.signature(args))
+            self.literal_values = values
+        elif values != self.literal_values:
+            raise ValueError(f"{self.dispatcher.py_func.__name__} was compiled for literal "
+                             f"arguments {self.literal_values}, called with {values}")
+        return self.entry(*args)
+
+
+def describe(arch, optimizer_name):
+    """What a run compiles, in words: 'float32 + sgd'."""
+    return f"{arch.dtype} + {optimizer_name}"
+
+
+class _FirstCompile(event.Listener):
+    """Notes whether a compilation started; prints line (if any) when the first one does."""
+
+    def __init__(self, line, stream):
+        self.line, self.stream, self.compiled = line, stream, False
+
+    def on_start(self, ev):
+        if not self.compiled and self.line is not None:
+            print(self.line, file=self.stream, flush=True)
+        self.compiled = True
+
+    def on_end(self, ev):
+        pass
+
+
+def notice_line(what):
+    """The line printed while kernels compile."""
+    if config.CACHE:
+        where = f"first run only; cached in {config.CACHE_PATH}"
+    else:
+        where = "no disk cache: compiled in memory on every run"
+    return f"compiling fastnn kernels for {what} ({where})"
+
+
+@contextlib.contextmanager
+def compile_notice(what, enabled=True, stream=None):
+    """Within the body, print ``notice_line(what)`` on stream (stderr) when a kernel compiles.
+
+    Only an actual compilation prints it (a kernel loaded from the cache or already in
+    memory does not), once, and only when enabled.  Yields a callable that tells
+    whether anything compiled so far.  Numba's events are process-wide: a
+    compilation that another thread starts meanwhile counts too.
+    """
+    listener = _FirstCompile(notice_line(what) if enabled else None, stream or sys.stderr)
+    with event.install_listener("numba:compile", listener):
+        yield lambda: listener.compiled
+
+
+#: The configurations ``warm_up`` prepares by default: every front end's default and
+#: the command line's (hidden and head activations do not change which kernels are
+#: compiled; dtype and optimizer do).
+COMMON_CONFIGURATIONS = (
+    ("float32", "sgd"),      # python -m fastnn.train
+    ("float32", "adam"),     # Sequential + Adam
+    ("float64", "adam"),     # FastMLPClassifier / FastMLPRegressor (solver="adam")
+    ("float64", "sgd"),      # MyNN
+)
+
+
+def warm_up(configurations=COMMON_CONFIGURATIONS, verbose=False, stream=None):
+    """Compile (or load from the cache) the training and prediction kernels of configurations.
+
+    Parameters
+    ----------
+    configurations : iterable of (dtype, optimizer) pairs
+        dtype "float32" or "float64", optimizer a name of ``optimizers.OPTIMIZERS``;
+        default: ``COMMON_CONFIGURATIONS``.
+    verbose : bool
+        Print one line per configuration on stream (stderr): compiled or already cached.
+
+    Returns
+    -------
+    list of (dtype, optimizer, compiled) with compiled True where this call compiled.
+
+    Each configuration trains a tiny network for one epoch (3 rows, 2 features,
+    batches of 2) and predicts with it, so exactly the specialisations a real run of
+    that dtype and optimizer uses are compiled, whatever the layer sizes.
+    """
+    from .network import Architecture, init_params
+    from .trainer import fit, predict_output
+
+    stream = stream or sys.stderr
+    done = []
+    for dtype, optimizer in configurations:
+        arch = Architecture((2, 3, 2), ("sigmoid",), "softmax", dtype)
+        params = init_params(arch, "normal", random_state=0)
+        X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        Y = np.eye(2)[[0, 1, 1]]
+        with compile_notice(describe(arch, optimizer), enabled=verbose, stream=stream) as compiled:
+            fit(arch, params, X, Y, epochs=1, batch_size=2, optimizer=optimizer,
+                random_state=0, catch_signals=False)
+            predict_output(arch, params, X)
+        done.append((dtype, optimizer, compiled()))
+        if verbose and not compiled():
+            print(f"fastnn kernels for {describe(arch, optimizer)}: already compiled",
+                  file=stream, flush=True)
+    return done
