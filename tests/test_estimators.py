@@ -575,3 +575,44 @@ def test_progress_draws_a_bar_and_threads_are_honoured(iris, capsys):
     with pytest.warns(ConvergenceWarning):
         two = small(FastMLPClassifier, progress=True, max_iter=2, threads=2).fit(X, y)
     assert_same_weights(model, two)
+
+
+# ---------------------------------------------------------------------------
+# solver="lbfgs"
+# ---------------------------------------------------------------------------
+
+
+@ignore_convergence
+def test_lbfgs_saves_loads_continues_and_is_thread_invariant(tmp_path, iris):
+    """L-BFGS-B is deterministic and the objective bitwise across threads, so the fit is."""
+    X, y = iris
+    model = small(FastMLPClassifier, solver="lbfgs", max_iter=30).fit(X, y)
+    two = small(FastMLPClassifier, solver="lbfgs", max_iter=30, threads=2).fit(X, y)
+    assert_same_weights(model, two)
+    assert model.n_iter_ == 30 and model.t_ == 0 and not hasattr(model, "loss_curve_")
+    model.save(tmp_path / "lbfgs.npz")
+    loaded = fastnn.load(tmp_path / "lbfgs.npz")
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert loaded.loss_ == model.loss_ and loaded.n_iter_ == model.n_iter_
+    assert pickle.loads(pickle.dumps(model)).loss_ == model.loss_
+    loss = model.loss_
+    model.set_params(warm_start=True, max_iter=10).fit(X, y)  # continues from its weights
+    assert model.loss_ <= loss
+    with pytest.raises(AttributeError, match="partial_fit"):
+        model.partial_fit(X, y)
+
+
+@ignore_convergence
+def test_lbfgs_float32_and_zero_weights(iris):
+    X, y = iris
+    model = small(FastMLPClassifier, solver="lbfgs", max_iter=20).fit(X.astype(np.float32), y)
+    assert model.coefs_[0].dtype == np.float32
+    assert model.predict_proba(X.astype(np.float32)).dtype == np.float32
+    # The full batch is every row, so a zero weight is a dropped row (to rounding).
+    weights = np.ones(len(y))
+    weights[::3] = 0
+    kept = weights > 0
+    weighted = small(FastMLPClassifier, solver="lbfgs", alpha=0.0).fit(X, y, sample_weight=weights)
+    dropped = small(FastMLPClassifier, solver="lbfgs", alpha=0.0).fit(X[kept], y[kept])
+    for a, b in zip(weighted.coefs_ + weighted.intercepts_, dropped.coefs_ + dropped.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * np.abs(b).max())
