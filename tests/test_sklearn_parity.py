@@ -383,3 +383,24 @@ def test_lbfgs_is_sklearns(digits_all, regression, estimator_class, n_outputs, s
     assert not hasattr(fast, "partial_fit")
     if estimator_class is FastMLPClassifier:
         assert not hasattr(reference, "partial_fit")
+
+
+@pytest.mark.parametrize("learning_rate", ["invscaling", "adaptive"])
+def test_partial_fit_and_warm_start_rates_are_sklearns(digits_two_class, learning_rate):
+    """partial_fit keeps the rate its schedule reached; a warm-start fit starts again
+    from learning_rate_init (scikit-learn makes a new optimizer there)."""
+    X, y = digits_two_class
+    model = fastnn_model(FastMLPClassifier, solver="sgd", learning_rate=learning_rate,
+                         learning_rate_init=0.2, tol=0.05, n_iter_no_change=1)
+    reference = sklearn_starting_from(model, X, 1)
+    for _ in range(6):
+        model.partial_fit(X, y, classes=[0, 1])
+        reference.partial_fit(X, y, classes=[0, 1])
+    np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=CURVE_RTOL)
+    assert model._optimizer.lr == pytest.approx(reference._optimizer.learning_rate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.set_params(warm_start=True, max_iter=4).fit(X, y)
+        reference.set_params(warm_start=True, max_iter=4).fit(X, y)
+    assert model._history.history["lr"][6] == 0.2
+    assert model._optimizer.lr == pytest.approx(reference._optimizer.learning_rate)
