@@ -20,7 +20,11 @@ How scikit-learn's parameters map onto the trainer
   method="L-BFGS-B")`` with ``maxiter=max_iter``, ``maxfun=max_fun``, ``gtol=tol``,
   on the compiled full-batch loss and gradient (``fastnn.kernels.objective``; all
   rows, the L2 term included); ``n_iter_`` is its iteration count, ``loss_`` its
-  final loss, and it sets no ``loss_curve_`` and has no ``partial_fit``.
+  final loss, and it sets no ``loss_curve_`` and has no ``partial_fit``.  It also
+  trains on sparse X (CSR or CSC): the first layer reads the non-zeros only
+  (``fastnn.kernels.sparse``; its activation one of scikit-learn's four), the rest
+  is the dense engine; the stochastic solvers refuse sparse X (TypeError), and
+  ``predict`` takes it from any model.
 * ``alpha`` -> ``l2``: ``0.5 * alpha * sum(W**2) / n_batch_rows`` is added to each
   batch's loss, as scikit-learn does (biases are not penalised); with sample
   weights scikit-learn divides by the batch's total weight instead.
@@ -104,6 +108,7 @@ import sys
 import warnings
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -120,8 +125,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from threadpoolctl import threadpool_limits
 
 from . import model_io, trainer
-from .checks import check_data, check_weights, class_sample_weight
+from .checks import as_array, check_data, check_weights, class_sample_weight
 from .kernels.objective import FullBatchObjective
+from .kernels.sparse import FIRST_LAYER_CODES, SparseFirstLayerObjective, predict_sparse
 from .names import ACTIVATIONS, SKLEARN_ACTIVATIONS, SKLEARN_OUT_ACTIVATIONS
 from .network import INITIALIZERS, Architecture, init_params, layer_views
 from .optimizers import make_optimizer
@@ -327,7 +333,12 @@ class _BaseFastMLP(BaseEstimator):
         else:  # the network's dtype
             dtype = np.dtype(self._arch.dtype).type
         X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, reset=first,
+                             accept_sparse=["csr", "csc"],
                              y_numeric=not isinstance(self, ClassifierMixin))
+        if issparse(X) and self.solver != "lbfgs":
+            raise TypeError("Sparse data was passed for X, but dense data is required for "
+                            f"solver={self.solver!r}: fastnn trains on sparse X with "
+                            "solver='lbfgs' only (or use X.toarray())")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if sample_weight is not None:
@@ -444,9 +455,15 @@ class _BaseFastMLP(BaseEstimator):
         """
         import scipy.optimize
 
-        X, Y = check_data(arch, X, Y)
         weights = check_weights(sample_weight, X.shape[0], arch.dtype)
-        objective = FullBatchObjective(arch, X, Y, weights, float(self.alpha))
+        if issparse(X) and arch.n_layers == 1:  # no hidden layer: the dense path
+            X = X.toarray()
+        if issparse(X):
+            Y = as_array(arch, Y, "Y", arch.sizes[-1])
+            objective = SparseFirstLayerObjective(arch, X, Y, weights, float(self.alpha))
+        else:
+            X, Y = check_data(arch, X, Y)
+            objective = FullBatchObjective(arch, X, Y, weights, float(self.alpha))
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         # L-BFGS-B's own vector work calls BLAS, whose threads would spin against
         # Numba's between evaluations: one BLAS thread (20000 x 100 synthetic set,
@@ -599,8 +616,17 @@ class _BaseFastMLP(BaseEstimator):
     def _output(self, X):
         """Head output for X, ndarray of shape (n_samples, n_outputs) in the network's dtype."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.dtype(self._arch.dtype).type)
-        return trainer.predict_output(self._arch, self._params, X, threads=self.threads)
+        X = validate_data(self, X, reset=False, dtype=np.dtype(self._arch.dtype).type,
+                          accept_sparse=["csr", "csc"])
+        if issparse(X) and self._arch.n_layers > 1 and \
+                int(self._arch.activation_codes[0]) in FIRST_LAYER_CODES:
+            return predict_sparse(self._arch, self._params, X, self._predict_dense)
+        if issparse(X):
+            X = X.toarray()
+        return self._predict_dense(self._arch, self._params, X)
+
+    def _predict_dense(self, arch, params, X):
+        return trainer.predict_output(arch, params, X, threads=self.threads)
 
     # ------------------------------------------------------------------
     # Pickling and saving

@@ -5,10 +5,10 @@ fastnn: scikit-learn 1.9.1's sklearn/neural_network/tests/test_mlp.py, run on
 fastnn's estimators (only the import of MLPClassifier and MLPRegressor is swapped,
 plus the marks below and the one-thread fixture).  Skipped: the tests that read or
 set scikit-learn-private attributes (test_fit, test_gradient,
-test_learning_rate_warmstart, test_adaptive_learning_rate).  Expected to fail, each
-with its reason: sparse input (test_sparse_matrices), loss="poisson"
-(test_mlp_vs_poisson_glm_equivalent), and test_lbfgs_regression_maxfun, whose
-ConvergenceWarning depends on scikit-learn's initial weights.
+test_learning_rate_warmstart, test_adaptive_learning_rate).  Not passing, each
+with its reason: loss="poisson" (test_mlp_vs_poisson_glm_equivalent, skipped), and
+test_lbfgs_regression_maxfun, whose ConvergenceWarning depends on scikit-learn's
+initial weights.
 """
 
 # Authors: The scikit-learn developers
@@ -670,7 +670,6 @@ def test_shuffle():
     assert not np.array_equal(mlp1.coefs_[0], mlp2.coefs_[0])
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True, reason="fastnn takes dense X only (sparse CSR input is not implemented yet)")
 @pytest.mark.parametrize("csr_container", CSR_CONTAINERS)
 def test_sparse_matrices(csr_container):
     # Test that sparse and dense input matrices output the same results.
