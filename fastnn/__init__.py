@@ -12,6 +12,7 @@ The pieces, one module each:
 * ``metrics``    - metrics by name, their Keras names, and the scores of outputs;
 * ``names``      - activation and loss spellings of scikit-learn and Keras;
 * ``trainer``    - the one training loop every front end calls, and its local runner;
+* ``compilation``- compiling only what a run uses, the compile notice, ``warm_up``;
 * ``distributed``- the Dask runner of that loop (data-parallel training; the dask extra);
 * ``model_io``   - model files (no pickle) and ``load``;
 * ``models``     - Keras-like ``Sequential`` of ``Dense`` layers;
@@ -23,6 +24,7 @@ The pieces, one module each:
 * ``cli``        - the command line (``python -m fastnn.train``, ``fastnn-train``).
 """
 
+from .compilation import warm_up
 from .model_io import load_model as load
 from .network import Architecture, init_params, layer_views
 from .optimizers import SGD, Adadelta, Adam, RMSprop
@@ -37,7 +39,7 @@ _LAZY = {"Dense": "models", "Sequential": "models", "ModelCheckpoint": "models",
 
 __all__ = ["Adadelta", "Adam", "Architecture", "Callback", "DivergenceError",
            "DivergenceWarning", "EarlyStopping", "History", "RMSprop", "SGD", "StopTraining",
-           "fit", "init_params", "layer_views", "load", "predict_output", "__version__",
+           "fit", "init_params", "layer_views", "load", "predict_output", "warm_up", "__version__",
            *_LAZY]
 
 

@@ -74,12 +74,21 @@ def as_array(arch, A, name, width, min_rows=1):
     scikit-learn's check_array does the conversion (lists, integers, booleans,
     Fortran order, read-only and memory-mapped arrays are accepted, the last without
     a copy when already suitable) and refuses NaN, infinity, complex numbers and
-    wrong dimensions.  The compiled kernels trust the shapes they are given, so
-    everything they rely on is checked here, with a message that names the problem.
+    wrong dimensions; a plain finite numeric ndarray, which it would convert with
+    np.asarray alone, is converted here without importing scikit-learn.  The compiled
+    kernels trust the shapes they are given, so everything they rely on is checked
+    here, with a message that names the problem.
     """
-    from sklearn.utils import check_array  # scikit-learn costs 0.5 s of `import fastnn`
+    converted = _plain_array(A, arch.dtype, min_rows)
+    if converted is None:
+        # Everything else (lists, data frames, memory maps, bad values) goes through
+        # scikit-learn, which converts it or raises its own message; importing it
+        # costs about a second, which a plain array never pays.
+        from sklearn.utils import check_array
 
-    A = check_array(A, dtype=arch.dtype, order="C", ensure_min_samples=min_rows, input_name=name)
+        converted = check_array(A, dtype=arch.dtype, order="C", ensure_min_samples=min_rows,
+                                input_name=name)
+    A = converted
     if A.shape[1] != width:
         raise ValueError(f"{name} must have shape (n_samples, {width}), got {A.shape}")
     # The kernels only read their inputs: handing them read-only views, always, keeps
@@ -87,6 +96,19 @@ def as_array(arch, A, name, width, min_rows=1):
     A = A.view()
     A.flags.writeable = False
     return A
+
+
+def _plain_array(A, dtype, min_rows):
+    """A as a C-contiguous array of dtype when check_array would take it without a word:
+    an ndarray (not a subclass) of booleans, integers or floats, 2-D, with at least
+    min_rows rows and one column, finite after the conversion.  Else None."""
+    if not (type(A) is np.ndarray and A.dtype.kind in "biuf" and A.ndim == 2
+            and A.shape[0] >= min_rows and A.shape[1] >= 1):
+        return None
+    converted = np.asarray(A, dtype=dtype, order="C")
+    # A finite sum means finite values, without a mask as large as the array (as
+    # check_array tests); a sum that overflows leaves the verdict to check_array.
+    return converted if np.isfinite(converted.sum(dtype=np.float64)) else None
 
 
 def as_input(arch, X, name="X", min_rows=1):

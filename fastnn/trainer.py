@@ -490,7 +490,7 @@ class LocalEpochs:
             with compile_notice(describe(arch, optimizer.name), printing):
                 self.run_epoch(np.empty(0, dtype=np.int64), 0, np.zeros(1, dtype=np.int64),
                                epoch_totals(), 0.0, 0)  # an empty epoch: no rows
-                _predict(arch, params, X[:0], backend)
+                _predict(arch, params, X[:1], backend)  # a view: the input is not copied
         if catch_signals and _SCHEDULED_INTERRUPT.get() is not None:
             self.run_epoch = _interrupting(self.run_epoch, self.batch_size,
                                            _SCHEDULED_INTERRUPT.get())

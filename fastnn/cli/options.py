@@ -333,6 +333,10 @@ def build_parser(prog=PROG):
     run.add_argument("--threads", type=parse_threads, default=None, metavar="N",
                      help=f"threads for Numba and BLAS (default: all, here "
                      f"{config.NUMBA_MAX_THREADS})")
+    run.add_argument("--compile-only", action="store_true",
+                     help="compile the Numba kernels of the common configurations (every front "
+                     "end's default) and of --dtype with --optimizer into the cache, then exit; "
+                     "for images and CI set-up steps (the cache is specific to the machine)")
     run.add_argument("--profile", action="store_true",
                      help="report compile time, per-phase time of an epoch (forward, backward, "
                      "gradient, update, shuffle, evaluation), GFLOP/s and %% of this machine's "

@@ -238,13 +238,15 @@ class Output:
         seconds = run.epoch_seconds
         if not seconds:
             return
+        # fit compiles or loads the kernels before the first epoch: that time is part of
+        # the total, not of any epoch.
         cold = args.backend == "numba" and not args.profile
-        first = (f"first epoch {seconds[0]:.3f} s"
-                 + (", includes compiling or loading the Numba kernels" if cold else ""))
-        later = seconds[1:] if cold and len(seconds) > 1 else seconds
+        first = f"first epoch {seconds[0]:.3f} s"
+        if cold:
+            first += (f"; {total - sum(seconds):.3f} s outside the epochs, compiling or loading "
+                      f"the Numba kernels included")
         self.result(f"training time {total:.3f} s for {len(seconds)} epochs (median "
-                    f"{1e3 * statistics.median(later):.2f} ms per epoch"
-                    f"{' after the first' if later is not seconds else ''}; {first})")
+                    f"{1e3 * statistics.median(seconds):.2f} ms per epoch; {first})")
 
     def verification(self, v):
         verdict = "passed" if v["passed"] else "FAILED"

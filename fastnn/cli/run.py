@@ -53,6 +53,18 @@ def _raise_terminated(signum, frame):
     raise Terminated
 
 
+def _compile_only(args):
+    """--compile-only: fill Numba's cache for the common configurations and the one asked for."""
+    from ..compilation import COMMON_CONFIGURATIONS, warm_up
+
+    asked = (args.dtype, args.optimizer)
+    configurations = COMMON_CONFIGURATIONS + (() if asked in COMMON_CONFIGURATIONS else (asked,))
+    if args.backend != "numba":
+        raise UsageError("--compile-only compiles the numba backend's kernels")
+    warm_up(configurations, verbose=not args.quiet)
+    return EXIT_OK
+
+
 def _main(argv):
     started = time.perf_counter()
     prog = "fastnn-train" if os.path.basename(sys.argv[0]) == "fastnn-train" else PROG
@@ -61,6 +73,8 @@ def _main(argv):
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
+    if args.compile_only:
+        return _compile_only(args)
     given = given_options(argv)
     check_options(args, given)
     for option in ("save", "predict", "metrics_json", "plot", "export_onnx"):
