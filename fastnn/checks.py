@@ -194,3 +194,11 @@ def class_sample_weight(class_weight, labels, sample_weight=None):
         raise ValueError(f"sample_weight has shape {sample_weight.shape}; the targets have "
                          f"{weights.shape[0]} rows")
     return sample_weight * weights
+
+
+def check_dropout_rate(rate, name="rate"):
+    """A dropout rate as a float in [0, 1); anything else is refused (1 would drop every unit)."""
+    if not (isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
+            and 0 <= rate < 1):
+        raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}")
+    return float(rate)

@@ -64,7 +64,7 @@ import numpy as np
 from sklearn.utils import check_array, check_consistent_length
 
 from . import model_io, trainer
-from .checks import check_l2, class_sample_weight, holds_text
+from .checks import check_dropout_rate, check_l2, class_sample_weight, holds_text
 from .metrics import ALIASES as METRIC_ALIASES
 from .names import ACTIVATIONS, HEAD_LOSSES, KERAS_ACTIVATIONS, LOSSES
 from .network import (DTYPES, HEADS, HIDDEN_ACTIVATIONS, INITIALIZERS, Architecture,
@@ -73,8 +73,8 @@ from .optimizers import SGD, Adadelta, Adam, RMSprop, make_optimizer  # noqa: F4
 from .schedules import ReduceOnPlateau, make_schedule, schedule_config
 from .trainer import Callback, EarlyStopping, History
 
-__all__ = ["Adadelta", "Adam", "Callback", "Dense", "EarlyStopping", "ModelCheckpoint", "RMSprop",
-           "SGD", "Sequential"]
+__all__ = ["Adadelta", "Adam", "Callback", "Dense", "Dropout", "EarlyStopping", "ModelCheckpoint",
+           "RMSprop", "SGD", "Sequential"]
 
 #: Keras's name of each head, for messages.
 _HEAD_NAMES = {"softmax": "softmax", "sigmoid": "sigmoid", "identity": "linear"}
@@ -154,6 +154,44 @@ class Dense:
         return {"units": self.units, "activation": self.activation, "input_dim": self.input_dim,
                 "kernel_initializer": self.kernel_initializer, "name": self.name}
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Dropout:
+    """Keras's Dropout layer: in training, each unit of its input is set to 0 with
+    probability rate and the others are multiplied by 1 / (1 - rate); prediction
+    passes the input unchanged.
+
+    It applies to the input of the Dense layer that follows it (the features, when
+    it comes first; Dropout layers in a row combine, keeping a unit with the product
+    of their keep probabilities).  The masks are drawn by ``fastnn.kernels.dropout``
+    from (seed, mini-batch, row, unit): bitwise the same with any thread count, and
+    continued exactly by a resumed run.
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+    seed : int or None
+        The model's dropout seed (the first Dropout that gives one sets it); None
+        draws it from the model's generator when the model is built.
+    name : str or None
+    """
+
+    rate: float
+    seed: int = None
+    name: str = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "rate", check_dropout_rate(self.rate, "Dropout rate"))
+        if self.seed is not None and not (isinstance(self.seed, (int, np.integer))
+                                          and not isinstance(self.seed, bool)
+                                          and 0 <= self.seed < 2**63):
+            raise ValueError(f"Dropout seed must be None or an integer in [0, 2**63), got "
+                             f"{self.seed!r}")
+
+    def get_config(self):
+        return {"rate": self.rate, "seed": None if self.seed is None else int(self.seed),
+                "name": self.name}
 
 
 class ModelCheckpoint(Callback):
@@ -240,6 +278,10 @@ class Sequential:
         self.optimizer = self.loss = None
         self.metrics, self.l2, self.schedule = [], 0.0, None
         self.history = History()
+        #: (index of the Dense layer whose input it drops, Dropout), in the order added.
+        self.dropout_layers = []
+        #: The seed of the dropout masks: set by build when the model has dropout.
+        self.dropout_seed = None
         for layer in layers or ():
             self.add(layer)
 
@@ -252,11 +294,14 @@ class Sequential:
     # ------------------------------------------------------------------
 
     def add(self, layer):
-        """Append a Dense layer (before the model is built)."""
-        if not isinstance(layer, Dense):
-            raise TypeError(f"Sequential takes Dense layers, got {layer!r}")
+        """Append a Dense or Dropout layer (before the model is built)."""
+        if not isinstance(layer, (Dense, Dropout)):
+            raise TypeError(f"Sequential takes Dense and Dropout layers, got {layer!r}")
         if self.arch is not None:
             raise ValueError("the model is already built; layers cannot be added any more")
+        if isinstance(layer, Dropout):
+            self.dropout_layers.append((len(self.layers), layer))
+            return self
         if self.compiled:
             raise ValueError("the model is compiled for its current last layer; add layers "
                              "before compile")
@@ -319,7 +364,20 @@ class Sequential:
                              "binary_crossentropy, or Dense(2, activation='softmax')")
         return head
 
+    @property
+    def dropout_rates(self):
+        """tuple of float: the dropout rate of each Dense layer's input (0.0: none)."""
+        rates = [0.0] * len(self.layers)
+        for index, layer in self.dropout_layers:
+            if index < len(rates):  # Dropouts in a row keep a unit if each of them does
+                rates[index] = layer.rate if rates[index] == 0 else (
+                    1.0 - (1.0 - rates[index]) * (1.0 - layer.rate))
+        return tuple(rates)
+
     def _architecture(self, input_dim):
+        if self.dropout_layers and self.dropout_layers[-1][0] == len(self.layers):
+            raise ValueError("a Dropout layer after the last Dense layer would drop the model's "
+                             "outputs; put Dropout before a Dense layer")
         head = self._head()
         hidden = tuple(layer.fastnn_activation for layer in self.layers[:-1])
         for i, activation in enumerate(hidden, start=1):
@@ -361,6 +419,11 @@ class Sequential:
         else:
             rng = as_random_state(self.random_state)
         self.params = init_params(arch, self.init, random_state=rng)
+        if any(self.dropout_rates) and self.dropout_seed is None:
+            seeds = [layer.seed for _, layer in self.dropout_layers if layer.seed is not None]
+            self.dropout_seed = seeds[0] if seeds else int(
+                rng.randint(0, 2**63 - 1, dtype=np.int64) if hasattr(rng, "randint")
+                else rng.integers(0, 2**63 - 1))
         self.arch, self.rng = arch, rng
         return self
 
@@ -587,7 +650,9 @@ class Sequential:
             validation_split=validation_split, metrics=self.fastnn_metrics(),
             early_stopping=early_stopping, on_divergence=on_divergence, callbacks=callbacks,
             progress=progress, history=self.history, random_state=self.rng, shuffle=shuffle,
-            backend=backend, threads=threads, runner=runner)
+            backend=backend, threads=threads, runner=runner,
+            dropout=self.dropout_rates if any(self.dropout_rates) else None,
+            dropout_seed=self.dropout_seed or 0)
         if history.interrupted:
             where = f"epoch {history.epochs}"
             if history.partial is not None:
@@ -758,6 +823,9 @@ class Sequential:
         config = {"name": self.name, "dtype": self.dtype, "init": self.init,
                   "random_state": random_state,
                   "layers": [layer.get_config() for layer in self.layers], "compile": compiled}
+        if self.dropout_layers:
+            config["dropout"] = [[index, layer.get_config()] for index, layer in self.dropout_layers]
+            config["dropout_seed"] = self.dropout_seed
         return model_io.SavedModel("Sequential", self.arch, self.params, config,
                                    optimizer=self.optimizer if self.compiled else None,
                                    rng=self.rng, history=self.history)
@@ -765,8 +833,12 @@ class Sequential:
     @classmethod
     def _from_saved(cls, saved):
         config = saved.config
-        model = cls([Dense(**layer) for layer in config["layers"]], dtype=config["dtype"],
-                    init=config["init"], random_state=config["random_state"], name=config["name"])
+        layers = [Dense(**layer) for layer in config["layers"]]
+        for index, layer in reversed(config.get("dropout", [])):
+            layers.insert(index, Dropout(**layer))
+        model = cls(layers, dtype=config["dtype"], init=config["init"],
+                    random_state=config["random_state"], name=config["name"])
+        model.dropout_seed = config.get("dropout_seed")
         arch = model._architecture(saved.arch.sizes[0])
         if arch != saved.arch:
             raise ValueError(f"the stored layers describe {arch}, the weights {saved.arch}")

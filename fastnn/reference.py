@@ -286,17 +286,78 @@ def forward(arch, params, X):
     return activations
 
 
+#: SplitMix64's Weyl increment and finaliser constants (``kernels.dropout`` states the generator).
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix(x):
+    """SplitMix64's finaliser on a uint64 array (wrapping arithmetic)."""
+    x = (x ^ (x >> np.uint64(30))) * _MIX_1
+    x = (x ^ (x >> np.uint64(27))) * _MIX_2
+    return x ^ (x >> np.uint64(31))
+
+
+def dropout_keep(seed, step, n_rows, first_unit, width, rate):
+    """bool (n_rows, width): the units of batch rows 0..n_rows-1 and units first_unit.. kept.
+
+    Unit u of row r is kept when the top 32 bits of
+    splitmix(splitmix(splitmix(seed + (step+1) G) + (r+1) G) + (u+1) G) are below
+    round((1 - rate) * 2**32), G = 0x9E3779B97F4A7C15: the twin of ``kernels.dropout``.
+    """
+    seed = np.full((1, 1), seed, dtype=np.uint64)
+    rows = np.arange(1, n_rows + 1, dtype=np.uint64)[:, None]
+    units = np.arange(first_unit + 1, first_unit + width + 1, dtype=np.uint64)[None, :]
+    key = _splitmix(seed + np.full((1, 1), step + 1, dtype=np.uint64) * _GOLDEN)
+    key = _splitmix(key + rows * _GOLDEN)
+    bits = _splitmix(key + units * _GOLDEN)
+    return (bits >> np.uint64(32)) < np.uint64(round((1.0 - rate) * 2.0**32))
+
+
+def forward_train(arch, params, X, rates, seed, step):
+    """The training forward pass with dropout: (activations, factors).
+
+    rates (n_layers,) is the dropout rate of each layer's input.  activations is
+    ``[X~, a~_1, ..., a_L]``, each dropped block multiplied by its mask / (1 - rate)
+    (the head's output a_L never is); factors[l] is, for a dropped hidden block l,
+    act'(z_l) times that same multiplier (what the backward pass multiplies by), and
+    None elsewhere.  Batch row r's units are drawn with row r (``dropout_keep``).
+    """
+    dtype = params.dtype.type
+    n = X.shape[0]
+    starts = np.concatenate([[0], np.cumsum(arch.sizes)])  # first unit of each block
+
+    def multiplier(l, width):
+        keep = dropout_keep(seed, step, n, int(starts[l]), width, rates[l])
+        return np.where(keep, dtype(1.0 / (1.0 - rates[l])), dtype(0.0))
+
+    activations = [X * multiplier(0, X.shape[1]) if rates[0] > 0 else X]
+    factors = [None] * (arch.n_layers + 1)
+    for l, ((W, b), name) in enumerate(zip(layer_views(arch, params), arch.layer_activations)):
+        z = activations[-1] @ W + b
+        a = apply_activation(name, z, arch.negative_slope)
+        if l + 1 < arch.n_layers and rates[l + 1] > 0:
+            m = multiplier(l + 1, a.shape[1])
+            d = (Z_DERIVATIVES[name](z) if name in SAVED_DERIVATIVES
+                 else output_derivative(name, a, arch.negative_slope))
+            factors[l + 1] = d * m
+            a = a * m
+        activations.append(a)
+    return activations, factors
+
+
 def loss(arch, params, X, Y):
     """Mean loss over the rows of X (Y one-hot for softmax, targets otherwise)."""
     p = forward(arch, params, X)[-1]
     return float(np.mean(ROW_LOSSES[arch.head](p, Y)))
 
 
-def backward(arch, params, activations, Y, scale=None):
+def backward(arch, params, activations, Y, scale=None, factors=None):
     """Gradient of the batch's (weighted) mean loss: a flat buffer with the layout of params.
 
-    scale (n,) weighs each row (default 1 / n, the plain mean).  Returns (grads, loss)
-    where loss is the batch's mean loss.
+    scale (n,) weighs each row (default 1 / n, the plain mean).  factors, from
+    ``forward_train``, holds the derivative (times the dropout multiplier) of the
+    dropped blocks.  Returns (grads, loss) where loss is the batch's mean loss.
     """
     n = Y.shape[0]
     if scale is None:
@@ -313,6 +374,10 @@ def backward(arch, params, activations, Y, scale=None):
         if l > 0:
             delta_prev = np.empty_like(activations[l])
             deriv = None
+            if factors is not None and factors[l] is not None:  # a dropped block
+                delta_prev[:] = (delta @ views[l][0].T) * factors[l]
+                delta = delta_prev
+                continue
             if arch.activations[l - 1] in SAVED_DERIVATIVES:  # act'(z): z computed again
                 W_prev, b_prev = views[l - 1]
                 deriv = Z_DERIVATIVES[arch.activations[l - 1]](activations[l - 1] @ W_prev + b_prev)
@@ -345,7 +410,8 @@ def loss_and_grad(arch, params, X, Y, l2=0.0, sample_weight=None):
 
 
 def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, lr, code=0,
-                hyper=None, slots=None, step=0, l2=0.0, sample_weight=None):
+                hyper=None, slots=None, step=0, l2=0.0, sample_weight=None, dropout=None,
+                dropout_seed=0):
     """Mini-batches over the rows ``X[order[first_row:]]``; params updated in place.
 
     order is an int64 permutation of the rows, first_row where to start in it, stop
@@ -356,7 +422,8 @@ def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, 
     the mini-batches done before this call.  l2 adds ``0.5 * l2 * sum(W**2)`` (weights
     only, not biases; scikit-learn's ``alpha``) divided by the batch's weight (its
     number of rows without sample weights) to each batch's loss.
-    sample_weight (n_samples,) weighs the rows.
+    sample_weight (n_samples,) weighs the rows.  dropout (n_layers,) holds the
+    dropout rate of each layer's input (``forward_train``), dropout_seed its seed.
 
     totals[0] gets each batch's (weighted) mean loss, measured before its update
     (as Keras and scikit-learn report it), times the batch's weight, totals[1] that
@@ -372,9 +439,14 @@ def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, 
         rows = order[start : start + batch_size]
         step += 1
         batch_weight = weights[rows].sum()
-        activations = forward(arch, params, X[rows])
+        factors = None
+        if dropout is None:
+            activations = forward(arch, params, X[rows])
+        else:
+            activations, factors = forward_train(arch, params, X[rows], dropout, dropout_seed,
+                                                 step)
         scale = weights[rows] * (1 / batch_weight)
-        grads, batch_loss = backward(arch, params, activations, Y[rows], scale)
+        grads, batch_loss = backward(arch, params, activations, Y[rows], scale, factors)
         batch_right = count_right(activations[-1], Y[rows], arch.activation_codes[-1], scale)
         if l2 != 0:
             penalty = 0.0

@@ -31,8 +31,9 @@ from threadpoolctl import threadpool_limits
 from . import config, reference
 from .compilation import LiteralEntry, compile_notice, describe
 from .checks import (as_input, check_backend, check_batch_size, check_choice, check_data,
-                     check_epochs, check_l2, check_params, check_weights)
+                     check_dropout_rate, check_epochs, check_l2, check_params, check_weights)
 from .kernels import epoch as compiled
+from .kernels.dropout import keep_threshold
 from .metrics import RUNNING_METRICS, check_metrics, scores
 from .network import as_random_state
 from .optimizers import Optimizer, make_optimizer
@@ -260,7 +261,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         l2=0.0, sample_weight=None, validation_data=None, validation_split=0.0, metrics=(),
         train_metrics=True, early_stopping=None, on_divergence="raise", callbacks=(),
         progress=False, history=None, random_state=None, shuffle=True, backend="numba",
-        threads=None, catch_signals=True, runner=None):
+        threads=None, catch_signals=True, runner=None, dropout=None, dropout_seed=0):
     """Train params in place; return the History.
 
     Parameters
@@ -332,6 +333,14 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
         trains data-parallel on a Dask cluster.  Everything else (schedule,
         validation, metrics, divergence, early stopping, callbacks, history) is
         this function's, whatever the runner.
+    dropout : sequence of float or None
+        The dropout rate, in [0, 1), of the input of each layer (n_layers entries:
+        the features, then each hidden layer's output), or None.  Inverted dropout
+        during training only, with masks drawn by ``kernels.dropout`` from
+        (dropout_seed, mini-batch number, row in the batch, unit): the same with any
+        thread count, and continued exactly by a resumed run.
+    dropout_seed : int
+        The seed of those masks, in [0, 2**64).
     """
     check_backend(backend, BACKENDS)
     check_choice(on_divergence, "on_divergence", ("raise", "stop"))
@@ -342,6 +351,9 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     check_epochs(epochs)
     check_batch_size(batch_size)
     check_l2(l2)
+    dropout = _dropout_rates(arch, dropout, dropout_seed)
+    if dropout is not None and not runner.in_process:
+        raise ValueError("dropout is not supported with a data-parallel runner")
     check_metrics(arch.head, metrics)
     if isinstance(optimizer, Optimizer) and lr is not None:
         raise ValueError("give lr to the Optimizer instance, not to fit")
@@ -371,7 +383,8 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     epochs_runner = runner(arch=arch, params=params, X=X, Y=Y, weights=weights,
                            batch_size=batch_size, optimizer=optimizer, l2=l2, rng=rng,
                            shuffle=shuffle, backend=backend, threads=threads, history=history,
-                           catch_signals=catch_signals, callbacks=callbacks)
+                           catch_signals=catch_signals, callbacks=callbacks,
+                           **({} if dropout is None else {"dropout": dropout}))
     stopper = _EarlyStopper(early_stopping, history, params)
     snapshots = collections.deque(maxlen=2)  # the state after each of the last two epochs
     batches = 0
@@ -474,7 +487,7 @@ class LocalEpochs:
         return True
 
     def __init__(self, *, arch, params, X, Y, weights, batch_size, optimizer, l2, rng, shuffle,
-                 backend, history, catch_signals, callbacks=(), **_):
+                 backend, history, catch_signals, dropout=None, callbacks=(), **_):
         self.arch, self.params, self.X, self.Y, self.backend = arch, params, X, Y, backend
         self.optimizer, self.rng, self.shuffle, self.history = optimizer, rng, shuffle, history
         self.n = X.shape[0]
@@ -483,7 +496,7 @@ class LocalEpochs:
         if backend == "numba":
             _check_not_forked()
         self.run_epoch = epoch_function(backend)(arch, params, X, Y, weights, self.batch_size,
-                                                 optimizer, l2)
+                                                 optimizer, l2, dropout)
         if backend == "numba":
             # Compile (or load) the kernels now, saying so where fit prints progress.
             printing = any(isinstance(c, EpochPrinter) for c in callbacks)
@@ -734,10 +747,27 @@ def _check_not_forked():
         "fork-safe threading layer (NUMBA_THREADING_LAYER=tbb with the tbb package).")
 
 
-def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
+def _dropout_rates(arch, dropout, seed):
+    """(rates float64 (n_layers,), seed) for the epoch makers, or None when nothing is dropped."""
+    if dropout is None:
+        return None
+    rates = [check_dropout_rate(rate, "dropout rate") for rate in dropout]
+    if len(rates) != arch.n_layers:
+        raise ValueError(f"dropout needs one rate per layer input ({arch.n_layers}), got "
+                         f"{len(rates)}: {list(dropout)}")
+    if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+            and 0 <= seed < 2**64):
+        raise ValueError(f"dropout_seed must be an integer in [0, 2**64), got {seed!r}")
+    if not any(rates):
+        return None
+    return np.array(rates, dtype=np.float64), int(seed)
+
+
+def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, dropout=None):
     """A function (order, first_row, stop, totals, lr, step) -> next_row: one compiled epoch.
 
     Workspaces are allocated here, once per ``fit``, and reused by every epoch.
+    dropout is None or (rates of each layer's input, seed) (``_dropout_rates``).
     """
     sizes = np.array(arch.sizes, dtype=np.int64)
     offsets, codes = arch.offsets, arch.activation_codes  # properties: computed once here
@@ -746,7 +776,12 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
     params_t, grads = np.zeros_like(params), np.zeros_like(params)
     acts = np.zeros(batch_size * int(sizes.sum()), dtype=dtype)
     deltas = np.zeros_like(acts)
-    derivs = np.zeros(acts.size if arch.saves_derivatives else 0, dtype=dtype)
+    derivs = np.zeros(acts.size if arch.saves_derivatives or dropout else 0, dtype=dtype)
+    masks = None  # the kernels' form of dropout: keep thresholds, inverted scales, seed
+    if dropout is not None:
+        rates, seed = dropout
+        masks = (np.array([keep_threshold(rate) for rate in rates], dtype=np.uint64),
+                 np.array([1.0 / (1.0 - rate) for rate in rates], dtype=dtype), np.uint64(seed))
     slope = dtype(arch.negative_slope)
     targets = np.zeros((batch_size, sizes[-1]), dtype=dtype)
     scales = np.zeros(batch_size, dtype=dtype)
@@ -764,19 +799,20 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
             params, params_t, grads, optimizer.slots, sizes, offsets, codes, slope, tasks, X, Y,
             weights, order, first_row, stop, totals, batch_size, dtype(lr), dtype(l2),
             optimizer.code, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,
-            task_squares)
+            task_squares, masks)
 
     return run_epoch
 
 
-def _reference_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2):
+def _reference_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, dropout=None):
     """The same function as ``_compiled_epoch`` running the NumPy reference."""
     hyper = optimizer.hyperparameters()
+    rates, seed = (None, 0) if dropout is None else dropout
 
     def run_epoch(order, first_row, stop, totals, lr, step):
         return reference.train_epoch(arch, params, X, Y, order, first_row, stop, totals,
                                      batch_size, lr, optimizer.code, hyper, optimizer.slots, step,
-                                     l2, weights)
+                                     l2, weights, rates, seed)
 
     return run_epoch
 

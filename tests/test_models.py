@@ -362,7 +362,7 @@ def test_loss_must_match_the_head(last, loss):
 @pytest.mark.parametrize("make, message", [
     (lambda: Dense(0), "units must be an integer >= 1"),
     (lambda: Dense(2.5), "units must be an integer >= 1"),
-    (lambda: Dense(3, activation="elu"), "unknown activation 'elu'"),
+    (lambda: Dense(3, activation="mish"), "unknown activation 'mish'"),
     (lambda: Dense(3, input_shape=(8, 8)), "input_shape must be a tuple of one int"),
     (lambda: Dense(3, kernel_initializer="orthogonal"), "unknown kernel_initializer"),
     (lambda: Sequential(dtype="int32"), "dtype must be"),

@@ -172,6 +172,11 @@ def new_model(args, data, epochs):
     layers = [Dense(width, activation=KERAS_NAMES[activation],
                     input_dim=data.n_features if i == 0 else None)
               for i, (width, activation) in enumerate(zip(widths, activations))]
+    if args.dropout:  # a Dropout after every hidden layer
+        from ..models import Dropout
+
+        layers = [part for layer in layers[:-1] for part in (layer, Dropout(args.dropout))] + [
+            layers[-1]]
     try:
         model = Sequential(layers, dtype=args.dtype, init=args.init, random_state=args.seed)
         metrics = [metric_for_task(data.task)] if wants_epoch_metrics(args, data.task) else []

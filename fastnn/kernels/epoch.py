@@ -26,7 +26,11 @@ from .. import config
 from .gemm import TRANSPOSE_BYTES, transpose_block
 from .activations import saves_derivative
 from .dense import count_right, output_delta, param_grad
-from .layers import backward_layer, forward_layer, forward_layer_saving
+from .dropout import drop_rows
+from .layers import backward_layer, backward_layer_saved, forward_layer, forward_layer_saving
+
+#: The keep threshold of a rate of 0 (``dropout.keep_threshold(0)``): that block is not dropped.
+NO_DROPOUT = np.uint64(2**32)
 from .optimizers import add_l2, optimizer_step
 
 
@@ -115,14 +119,18 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
 
 @njit(inline="always", **config.JIT_OPTIONS)
 def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows,
-                           r0, r1, inv_batch_weight, acts, deltas, derivs, targets, scales):
+                           r0, r1, inv_batch_weight, acts, deltas, derivs, targets, scales,
+                           dropout, step):
     """Forward and backward pass of batch rows [r0, r1): fills their activations and deltas.
 
     rows holds the indices into X, Y and weights of the whole batch; each row's
     delta is scaled by its weight times inv_batch_weight.  slope is leaky_relu's;
     derivs (the layout of acts, or empty) receives the derivatives that gelu,
-    softplus and silu layers save.  Returns the chunk's parts of the batch's mean
-    loss and of its accuracy, as a tuple of two floats.
+    softplus and silu layers save, and dropped layers.  dropout is None (no dropout:
+    this specialisation compiles no dropout code) or (thresholds, scales, seed) for
+    the blocks 0..n_layers - 1 of the batch buffers (``kernels.dropout``), step the
+    mini-batch's number.  Returns the chunk's parts of the batch's mean loss and of
+    its accuracy, as a tuple of two floats.
     """
     n_layers = sizes.shape[0] - 1
     batch_size = targets.shape[0]
@@ -131,6 +139,10 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
         copy_row(X, rows[r], x, r)
         copy_row(Y, rows[r], targets, r)
         scales[r] = weights[rows[r]] * inv_batch_weight
+    if dropout is not None:
+        if dropout[0][0] < NO_DROPOUT:  # the inputs: no derivative
+            drop_rows(x[r0:r1], x[r0:r0], 0, slope, dropout[0][0], dropout[1][0], dropout[2], step,
+                      r0, 0)
     for layer in range(n_layers):
         W, b = layer_weights(params, offsets, sizes, layer)
         a_prev = layer_rows(acts, sizes, layer, batch_size)[r0:r1]
@@ -140,6 +152,11 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
                                  layer_rows(derivs, sizes, layer + 1, batch_size)[r0:r1])
         else:
             forward_layer(a_prev, W, b, codes[layer], slope, a)
+        if dropout is not None:
+            if layer + 1 < n_layers and dropout[0][layer + 1] < NO_DROPOUT:
+                drop_rows(a, layer_rows(derivs, sizes, layer + 1, batch_size)[r0:r1],
+                          codes[layer], slope, dropout[0][layer + 1], dropout[1][layer + 1],
+                          dropout[2], step, r0, sizes[:layer + 1].sum())
     delta = layer_rows(deltas, sizes, n_layers, batch_size)[r0:r1]
     output = layer_rows(acts, sizes, n_layers, batch_size)[r0:r1]
     loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
@@ -148,11 +165,16 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
         fan_in, fan_out = sizes[layer], sizes[layer + 1]
         WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
         delta_prev = layer_rows(deltas, sizes, layer, batch_size)[r0:r1]
-        deriv = delta_prev[:0]  # read only for the activations that save their derivative
-        if saves_derivative(codes[layer - 1]):
-            deriv = layer_rows(derivs, sizes, layer, batch_size)[r0:r1]
-        backward_layer(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
-                       codes[layer - 1], slope, deriv, delta_prev)
+        saved = saves_derivative(codes[layer - 1])
+        if dropout is not None:
+            if dropout[0][layer] < NO_DROPOUT:
+                saved = True
+        if saved:  # the derivative written by the forward pass
+            backward_layer_saved(delta, WT, layer_rows(derivs, sizes, layer, batch_size)[r0:r1],
+                                 delta_prev)
+        else:
+            backward_layer(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
+                           codes[layer - 1], slope, delta_prev[:0], delta_prev)
         delta = delta_prev
     return loss, right
 
@@ -189,7 +211,7 @@ def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr
 @njit(**config.PARALLEL_OPTIONS)
 def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, tasks, X, Y, weights,
                 order, first_row, stop, totals, batch_size, lr, l2, optimizer, hyper, step, acts,
-                deltas, derivs, targets, scales, chunk_sums, task_squares):
+                deltas, derivs, targets, scales, chunk_sums, task_squares, dropout):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
@@ -237,6 +259,12 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
     chunk_sums : float64 ndarray of shape (ceil(batch_size / CHUNK_ROWS), 2)
         Each chunk's part of the batch's mean loss and accuracy.
     task_squares : float64 ndarray of shape (n_tasks,)
+    dropout : None or (thresholds, scales, seed)
+        None trains without dropout and compiles none of its code;
+        else per block of the batch buffers 0..n_layers - 1 (the inputs of each layer)
+        a uint64 keep threshold (``NO_DROPOUT``: not dropped) and the inverted
+        scale 1 / (1 - rate) in the parameters' dtype, and the run's uint64 seed
+        (``fastnn.kernels.dropout``; derivs must then be allocated).
 
     Returns
     -------
@@ -267,7 +295,7 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
                     chunk_sums[i, 0], chunk_sums[i, 1] = forward_backward_chunk(
                         params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows,
                         i * chunk, min(i * chunk + chunk, n_rows), inv_batch_weight, acts, deltas,
-                        derivs, targets, scales)
+                        derivs, targets, scales, dropout, step)
                 else:  # gradient and update of task i
                     task_squares[i] = update_task(
                         params, params_t, grads, slots, sizes, offsets, tasks[i], n_rows, lr,

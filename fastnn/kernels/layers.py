@@ -48,9 +48,19 @@ def backward_layer(delta, WT, a_prev, activation, slope, deriv, out):
     """
     if fused(activation):
         dense_backward(delta, WT, a_prev, activation, out)
+    elif saves_derivative(activation):
+        backward_layer_saved(delta, WT, deriv, out)
     else:
         dense_backward(delta, WT, a_prev, IDENTITY, out)
-        if saves_derivative(activation):
-            multiply_rows(out, deriv)
-        else:
-            multiply_derivative_from_output(out, a_prev, activation, slope)
+        multiply_derivative_from_output(out, a_prev, activation, slope)
+
+
+@njit(**config.JIT_OPTIONS)
+def backward_layer_saved(delta, WT, deriv, out):
+    """out = (delta @ WT) * deriv: the previous layer's delta from its saved derivative.
+
+    deriv (n, fan_in) holds act'(z_prev), times the dropout mask and scale where the
+    previous layer's output was dropped (``kernels.dropout.drop_rows``).
+    """
+    dense_backward(delta, WT, deriv, IDENTITY, out)
+    multiply_rows(out, deriv)

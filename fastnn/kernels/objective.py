@@ -88,7 +88,7 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, slope, tasks, 
         chunk_sums[c, 0], chunk_sums[c, 1] = forward_backward_chunk(
             params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows, c * chunk,
             min(c * chunk + chunk, n_rows), inv_total_weight, acts, deltas, derivs, targets,
-            scales)
+            scales, None, 0)
     for t in prange(tasks.shape[0]):
         task_squares[t] = grad_task(params, grads, sizes, offsets, tasks[t], n_rows,
                                     l2 * inv_total_weight, acts, deltas)
