@@ -177,6 +177,7 @@ class _BaseFastMLP(BaseEstimator):
                              Options(numbers.Real, {np.inf})],
         "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
         "progress": ["boolean"],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "init": [StrOptions(set(INITIALIZERS))],
         "dtype": [None, StrOptions({"float32", "float64"}),
                   Options(type, {np.float32, np.float64})],
@@ -189,7 +190,8 @@ class _BaseFastMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None):
+                 rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None,
+                 dropout=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -218,6 +220,7 @@ class _BaseFastMLP(BaseEstimator):
         self.init = init
         self.dtype = dtype
         self.threads = threads
+        self.dropout = dropout
 
     # ------------------------------------------------------------------
     # Fitted attributes backed by the flat buffer
@@ -371,8 +374,16 @@ class _BaseFastMLP(BaseEstimator):
             if best_params is None or best_params.shape != params.shape:
                 best_params = params.copy()
         if self.solver == "lbfgs":
+            if self.dropout:
+                raise ValueError("dropout needs a mini-batch solver ('sgd', 'adam', 'rmsprop' or "
+                                 "'adadelta'), not 'lbfgs'")
             return self._fit_lbfgs(arch, params, X, Y, sample_weight, optimizer, history, rng,
                                    encoder, t)
+        # The dropout masks' seed: drawn once, after the weights, and kept by later calls.
+        if first or getattr(self, "_dropout_seed", None) is None:
+            self._dropout_seed = (int(rng.randint(0, 2**63 - 1, dtype=np.int64)) if self.dropout
+                                  else None)
+        dropout = (0.0, *[float(self.dropout)] * len(hidden)) if self.dropout else None
 
         X_train, Y_train, weights, validation = X, Y, sample_weight, None
         if self.early_stopping:
@@ -422,7 +433,8 @@ class _BaseFastMLP(BaseEstimator):
                         metrics=[self._metric] if self.early_stopping else (),
                         train_metrics=False, on_divergence=on_divergence, callbacks=[rule],
                         progress=bool(self.progress), history=history, random_state=rng,
-                        shuffle=self.shuffle, threads=self.threads)
+                        shuffle=self.shuffle, threads=self.threads, dropout=dropout,
+                        dropout_seed=self._dropout_seed or 0)
         except trainer.DivergenceError as error:
             commit()  # params hold the last finished epoch (or the initial weights)
             raise trainer.DivergenceError(f"{_NON_FINITE_MESSAGE} ({error})") from error
@@ -511,6 +523,8 @@ class _BaseFastMLP(BaseEstimator):
         self._check_loss()
         if self.solver == "lbfgs":
             raise ValueError("solver='lbfgs' is not supported with Dask arrays")
+        if self.dropout:
+            raise ValueError("dropout is not supported with Dask arrays (data-parallel training)")
         if self.early_stopping:
             raise ValueError("early_stopping=True is not supported with Dask arrays: pass "
                              "validation data to fastnn.distributed.fit instead")
@@ -662,6 +676,8 @@ class _BaseFastMLP(BaseEstimator):
                   "no_improvement_count": int(getattr(self, "_no_improvement_count", 0))}
         if self.solver == "lbfgs":
             fitted["loss_"] = self.loss_
+        if getattr(self, "_dropout_seed", None) is not None:
+            fitted["dropout_seed"] = self._dropout_seed
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
         fitted.update(self._encoder_config())
@@ -689,6 +705,7 @@ class _BaseFastMLP(BaseEstimator):
         model._set_encoder(model._encoder_from_config(fitted))
         model.n_iter_, model.t_ = int(fitted["n_iter_"]), int(fitted["t_"])
         model._no_improvement_count = int(fitted.get("no_improvement_count", 0))
+        model._dropout_seed = fitted.get("dropout_seed")
         if "loss_" in fitted:
             model._lbfgs_loss = fitted["loss_"]
         model._set_derived_attributes()
@@ -875,6 +892,10 @@ default="constant"
         None keeps float32 input in float32 and converts anything else to float64.
     threads : int or None, default=None
         Threads for training and prediction (None: Numba's setting).
+    dropout : float in [0, 1), default=0.0
+        Dropout rate of every hidden layer's output during training (inverted
+        dropout, off at prediction; masks from ``fastnn.kernels.dropout``, bitwise
+        the same with any thread count); not with solver="lbfgs".
     class_weight : dict, "balanced" or None, default=None
         {class label: weight} or "balanced" (n_samples / (n_classes * count)); each
         row's sample weight is multiplied by its class's weight (scikit-learn's
@@ -923,7 +944,7 @@ default="constant"
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None,
-                 class_weight=None):
+                 dropout=0.0, class_weight=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -932,7 +953,7 @@ default="constant"
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho,
-            progress=progress, init=init, dtype=dtype, threads=threads)
+            progress=progress, init=init, dtype=dtype, threads=threads, dropout=dropout)
         self.class_weight = class_weight
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1065,7 +1086,7 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, rho=None, progress=False,
-                 init="glorot_uniform", dtype=None, threads=None):
+                 init="glorot_uniform", dtype=None, threads=None, dropout=0.0):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -1074,7 +1095,7 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho,
-            progress=progress, init=init, dtype=dtype, threads=threads)
+            progress=progress, init=init, dtype=dtype, threads=threads, dropout=dropout)
         self.loss = loss
 
     def _check_loss(self):

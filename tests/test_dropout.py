@@ -177,3 +177,28 @@ def test_a_run_without_dropout_compiles_no_dropout_code(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_estimators_dropout(tmp_path):
+    """dropout= on the estimators: bitwise with 1 and 2 threads, its seed saved with the model
+    (a warm-start fit of the loaded model continues as the original would), clear errors."""
+    from fastnn import FastMLPClassifier, FastMLPRegressor
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((90, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = [FastMLPClassifier((16, 8), dropout=0.3, max_iter=4, random_state=0, threads=t,
+                                  warm_start=True).fit(X, y) for t in (1, 2)]
+        assert all(np.array_equal(u, v) for u, v in zip(fits[0].coefs_, fits[1].coefs_))
+        fits[0].save(tmp_path / "clf.npz")
+        loaded = load(tmp_path / "clf.npz")
+        for model in (fits[0], loaded):
+            model.fit(X, y)
+        assert all(np.array_equal(u, v) for u, v in zip(fits[0].coefs_, loaded.coefs_))
+        FastMLPRegressor(hidden_layer_sizes=(8,), dropout=0.5, max_iter=2).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="dropout"):
+        FastMLPClassifier(dropout=1.0).fit(X, y)
+    with pytest.raises(ValueError, match="dropout needs a mini-batch solver"):
+        FastMLPClassifier(dropout=0.2, solver="lbfgs").fit(X, y)
