@@ -54,31 +54,50 @@ def test_writable_cache_directory_is_used(tmp_path):
 TRAIN = """
 import sys
 import numpy as np
-from fastnn import Adam, Architecture, fit, init_params
+from fastnn import Adam, Architecture, fit, init_params, predict_output, warm_up
 rng = np.random.default_rng(0)
 arch = Architecture((12, 24, 4), ("tanh",), "softmax", "float64")
 X, Y = rng.standard_normal((200, 12)), np.eye(4)[rng.integers(0, 4, 200)]
 params = init_params(arch, "glorot_uniform", 0)
 optimizer = Adam(lr=0.01)
-fit(arch, params, X, Y, epochs=3, batch_size=16, optimizer=optimizer, l2=0.01, random_state=0)
-np.save(sys.argv[1], np.concatenate([params, optimizer.slots.ravel()]))
+fit(arch, params, X, Y, epochs=3, batch_size=16, optimizer=optimizer, l2=0.01, random_state=0,
+    progress=True)
+outputs = predict_output(arch, params, X)
+np.save(sys.argv[1], np.concatenate([params, optimizer.slots.ravel(), outputs.ravel()]))
+print("sklearn imported:", "sklearn" in sys.modules)
+warm_up([("float64", "adam")], verbose=True)  # compiled by the fit: nothing left to do
 """
+
+NOTICE = "compiling fastnn kernels for float64 + adam (first run only; cached in "
 
 
 def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
     """A first run (compiling) and a later one (loading Numba's cache) agree bitwise.
 
     They did not, for Adam, while its update rule let LLVM fuse either of two products
-    into a multiply-add: the two compiles chose differently (see config.py).
+    into a multiply-add: the two compiles chose differently (see config.py).  The
+    first run says once, before its progress bar, that it compiles, and where the
+    kernels go; the second says nothing of the kind.  Neither imports scikit-learn:
+    fastnn.fit and predict_output on plain arrays do not need it.
     """
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
     env.pop("FASTNN_CACHE", None)
-    results = []
+    results, errors = [], []
     for run in ("fresh", "cached"):
         out = tmp_path / f"{run}.npy"
         done = subprocess.run([sys.executable, "-c", TRAIN, str(out)], env=env,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
+        assert "sklearn imported: False" in done.stdout
+        assert "fastnn kernels for float64 + adam: already compiled" in done.stderr
         results.append(np.load(out))
-    assert any((tmp_path / "cache").rglob("*.nbc"))  # the second run had a cache to load
+        errors.append(done.stderr)
+        if run == "fresh":
+            assert any(cache.rglob("*.nbc"))  # the second run has a cache to load
+    fresh, cached = errors
+    assert fresh.count("compiling fastnn kernels") == 1
+    assert fresh.startswith(NOTICE + str(cache))  # before the progress bar's first line
+    assert "epoch 3/3 [" in fresh  # (text mode reads the bar's carriage returns as newlines)
+    assert "compiling" not in cached and "epoch 3/3 [" in cached
     np.testing.assert_array_equal(results[0], results[1])
