@@ -269,6 +269,17 @@ def test_verify_failure_exits_1(monkeypatch, capsys):
     assert captured.err.startswith("fastnn.train: verification failed:")
 
 
+def test_compile_only_warms_the_common_configurations_and_the_asked_one(monkeypatch, capsys):
+    asked = []
+    monkeypatch.setattr(importlib.import_module("fastnn.compilation"), "warm_up",
+                        lambda configurations, verbose: asked.append((configurations, verbose)))
+    assert cli.main(["--compile-only", "--dtype", "float64", "--optimizer", "rmsprop"]) == 0
+    assert cli.main(["--compile-only", "--dtype", "float32", "--optimizer", "sgd", "--quiet"]) == 0
+    common = fastnn.compilation.COMMON_CONFIGURATIONS
+    assert asked == [(common + (("float64", "rmsprop"),), True), (common, False)]
+    assert capsys.readouterr().out == ""  # no data loaded, nothing trained
+
+
 def test_cli_model_is_the_keras_style_model(tmp_path):
     """The same configuration and seed in Python give the CLI's weights, bitwise."""
     from fastnn.datasets import load_dataset
