@@ -31,7 +31,7 @@ import numpy as np
 import fastnn
 from fastnn import Architecture, init_params, trainer
 from fastnn.estimators import FastMLPClassifier, FastMLPRegressor
-from fastnn.models import Dense, Sequential
+from fastnn.models import Dense, Dropout, Sequential
 from fastnn.mynn import MyNN
 
 N, N_FEATURES, N_CLASSES = 24, 4, 3
@@ -694,6 +694,14 @@ CALL_CASES = [
           Raises(ValueError, r"Dense units must be an integer >= 1, got 0")),
     _call("Dense", "activation='mish'", lambda X, Y: Dense(3, activation="mish"),
           Raises(ValueError, r"unknown activation 'mish'")),
+    _call("Dropout", "rate=1.0", lambda X, Y: Dropout(1.0),
+          Raises(ValueError, r"Dropout rate must be a number in \[0, 1\), got 1.0")),
+    _call("Sequential.fit", "class_weight={7: 2.0} (no class 7)",
+          lambda X, Y: sequential_fit(X, Y, class_weight={7: 2.0}),
+          Raises(ValueError, r"class_weight names \[7\], which the targets do not hold")),
+    _call("fastnn.to_onnx", "path in a missing directory",
+          lambda X, Y: fastnn.to_onnx(sequential().build(), "/nonexistent-fastnn-dir/m.onnx"),
+          Raises(OSError, r"cannot write the ONNX file '/nonexistent-fastnn-dir/m.onnx'")),
     _call("Sequential.compile", "softmax over one unit", lambda X, Y: sequential(units=1),
           Raises(ValueError, r"a softmax over one unit always outputs 1")),
     _call("Sequential()", "dtype='int32'", lambda X, Y: sequential(dtype="int32"),
@@ -721,6 +729,13 @@ CALL_CASES = [
     _call("FastMLPClassifier.fit", "activation='mish'",
           lambda X, y: estimator_fit(classifier)(X, y, activation="mish"),
           Raises(ValueError, r"'activation' parameter of FastMLPClassifier must be a str among")),
+    _call("FastMLPClassifier.fit", "dropout=1.0",
+          lambda X, y: estimator_fit(classifier)(X, y, dropout=1.0),
+          Raises(ValueError, r"'dropout' parameter of FastMLPClassifier must be a float in the "
+                             r"range \[0.0, 1.0\)")),
+    _call("FastMLPClassifier.fit", "class_weight={9: 2.0} (no class 9)",
+          lambda X, y: estimator_fit(classifier)(X, y, class_weight={9: 2.0}),
+          Raises(ValueError, r"class_weight names \[9\], which the targets do not hold")),
     _call("FastMLPClassifier.fit", "solver='newton'",
           lambda X, y: estimator_fit(classifier)(X, y, solver="newton"),
           Raises(ValueError, r"'solver' parameter of FastMLPClassifier must be a str among")),
