@@ -33,8 +33,8 @@ from .trainer import (Callback, DivergenceError, DivergenceWarning, EarlyStoppin
 from .version import __version__
 
 #: Front ends, imported on first use (they import scikit-learn: 0.5 s of start-up).
-_LAZY = {"Dense": "models", "Sequential": "models", "ModelCheckpoint": "models",
-         "FastMLPClassifier": "estimators",
+_LAZY = {"Dense": "models", "Dropout": "models", "Sequential": "models",
+         "ModelCheckpoint": "models", "FastMLPClassifier": "estimators",
          "FastMLPRegressor": "estimators", "MyNN": "mynn", "to_onnx": "onnx_export"}
 
 __all__ = ["Adadelta", "Adam", "Architecture", "Callback", "DivergenceError",

@@ -824,7 +824,8 @@ class Sequential:
                   "random_state": random_state,
                   "layers": [layer.get_config() for layer in self.layers], "compile": compiled}
         if self.dropout_layers:
-            config["dropout"] = [[index, layer.get_config()] for index, layer in self.dropout_layers]
+            config["dropout"] = [[index, layer.get_config()]
+                                 for index, layer in self.dropout_layers]
             config["dropout_seed"] = self.dropout_seed
         return model_io.SavedModel("Sequential", self.arch, self.params, config,
                                    optimizer=self.optimizer if self.compiled else None,

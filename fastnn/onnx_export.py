@@ -183,7 +183,8 @@ class _Builder:
         if name == "silu":
             return self.op("Mul", [x, self.op("Sigmoid", [x])])
         if name == "gelu":  # 0.5 * x * (1 + erf(x / sqrt(2))), Keras's approximate=False
-            erf = self.op("Erf", [self.op("Mul", [x, self.constant("inv_sqrt2", 0.7071067811865476)])])
+            scaled = self.op("Mul", [x, self.constant("inv_sqrt2", 0.7071067811865476)])
+            erf = self.op("Erf", [scaled])
             one_plus = self.op("Add", [erf, self.constant("one", 1.0)])
             return self.op("Mul", [self.op("Mul", [x, self.constant("half", 0.5)]), one_plus])
         raise ValueError(f"no ONNX form for activation {name!r}")

@@ -116,7 +116,7 @@ def test_keras_values():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", NEW)
 def test_layer_kernels_match_twins(name, dtype):
-    """forward_layer (and _saving) and backward_layer against their twins on a 7 x 17 -> 33 layer."""
+    """forward_layer (and _saving) and backward_layer against their twins, 7 x 17 -> 33."""
     rng = np.random.default_rng(seed_of(f"layer {name} {dtype}"))
     code = ACTIVATION_CODES[name]
     a_prev = np.ascontiguousarray(rng.standard_normal((7, 17)), dtype=dtype)

@@ -296,7 +296,7 @@ def multiply_derivative_from_output(delta, a, activation, slope):
             for j in range(width):
                 delta[i, j] *= one if a[i, j] > zero else slope
     elif activation == ELU or activation == SELU:
-        # a = lambda * alpha * (exp(z) - 1) for z <= 0, so lambda * alpha * exp(z) = a + lambda * alpha
+        # a = lambda alpha (exp(z) - 1) for z <= 0, so lambda alpha exp(z) = a + lambda alpha
         scale = one if activation == ELU else dtype(SELU_LAMBDA)
         alpha = dtype(ELU_ALPHA) if activation == ELU else dtype(SELU_ALPHA)
         shift = scale * alpha

@@ -35,7 +35,7 @@ MIX_1, MIX_2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
 
 def keep_threshold(rate):
-    """The uint64 threshold of the top 32 bits under which a unit is kept: round((1 - rate) * 2**32)."""
+    """The uint64 bound of the top 32 bits under which a unit is kept: round((1 - rate) 2**32)."""
     return np.uint64(round((1.0 - float(rate)) * 2.0**32))
 
 
