@@ -1180,9 +1180,15 @@ def _partial_rows(history):
 
 
 def _to_json(value):
-    """A parameter value as JSON: tuples and infinities tagged, NumPy scalars as numbers."""
+    """A parameter value as JSON: tuples, dicts and infinities tagged, NumPy scalars as numbers.
+
+    A dict (class_weight) becomes a list of [key, value] pairs, so that keys that are
+    not strings (class labels 0, 1, ...) come back with their type.
+    """
     if isinstance(value, tuple):
         return {"tuple": [_to_json(v) for v in value]}
+    if isinstance(value, dict):
+        return {"dict": [[_to_json(k), _to_json(v)] for k, v in value.items()]}
     if isinstance(value, list):
         return [_to_json(v) for v in value]
     if isinstance(value, np.random.RandomState):
@@ -1199,6 +1205,8 @@ def _to_json(value):
 def _from_json(value):
     if isinstance(value, dict) and set(value) == {"tuple"}:
         return tuple(_from_json(v) for v in value["tuple"])
+    if isinstance(value, dict) and set(value) == {"dict"}:
+        return {_from_json(k): _from_json(v) for k, v in value["dict"]}
     if isinstance(value, dict) and set(value) == {"float"}:
         return float(value["float"])
     if isinstance(value, list):

@@ -72,3 +72,20 @@ def test_unseen_class_and_other_errors():
     model = Sequential([Dense(2, input_dim=4)], random_state=0).compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="softmax output or a single sigmoid unit"):
         model.fit(X, RNG.standard_normal((70, 2)), class_weight="balanced", verbose=0)
+
+
+def test_classifier_class_weight_survives_save_and_load(tmp_path):
+    """Integer class labels as dict keys come back as integers (not JSON's strings)."""
+    from fastnn import load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = FastMLPClassifier((6,), max_iter=3, random_state=0, warm_start=True,
+                                class_weight={0: 2.0, 2: 0.5}).fit(X, LABELS)
+        clf.save(tmp_path / "clf.npz")
+        loaded = load(tmp_path / "clf.npz")
+        assert loaded.get_params()["class_weight"] == {0: 2.0, 2: 0.5}
+        for model in (clf, loaded):
+            model.fit(X, LABELS)
+    for u, v in zip(clf.coefs_, loaded.coefs_):
+        assert u.tobytes() == v.tobytes()
