@@ -788,7 +788,14 @@ class Sequential:
         print_fn("_" * line_length)
         print_row(["Layer (type)", "Output Shape", "Param #"])
         print_fn("=" * line_length)
+        dropped = 0  # Dropout layers shown so far (Keras names them dropout, dropout_1, ...)
         for i, (name, fan_in, fan_out) in enumerate(zip(self.layer_names, sizes[:-1], sizes[1:])):
+            for index, layer in self.dropout_layers:
+                if index == i:  # it drops this Dense layer's input: a row before it
+                    label = layer.name or ("dropout" if dropped == 0 else f"dropout_{dropped}")
+                    dropped += 1
+                    print_row([f"{label} (Dropout)", f"(None, {fan_in})", 0])
+                    print_fn("_" * line_length)
             print_row([f"{name} (Dense)", f"(None, {fan_out})", (fan_in + 1) * fan_out])
             print_fn("=" * line_length if i == len(self.layers) - 1 else "_" * line_length)
         total = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))

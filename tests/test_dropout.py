@@ -202,3 +202,14 @@ def test_estimators_dropout(tmp_path):
         FastMLPClassifier(dropout=1.0).fit(X, y)
     with pytest.raises(ValueError, match="dropout needs a mini-batch solver"):
         FastMLPClassifier(dropout=0.2, solver="lbfgs").fit(X, y)
+
+
+def test_summary_lists_dropout_layers():
+    model = Sequential([Dropout(0.1), Dense(8, input_dim=4, activation="relu"), Dropout(0.2),
+                        Dense(2, activation="softmax")])
+    lines = []
+    model.summary(print_fn=lines.append)
+    rows = [line.split()[:2] for line in lines if "(Dense)" in line or "(Dropout)" in line]
+    assert rows == [["dropout", "(Dropout)"], ["dense", "(Dense)"], ["dropout_1", "(Dropout)"],
+                    ["dense_1", "(Dense)"]]
+    assert "(None, 4)" in lines[4] and lines[4].rstrip().endswith("0")
