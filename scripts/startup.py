@@ -1,0 +1,134 @@
+"""Start-up of each entry point: cold (empty Numba cache) and warm, in fresh processes.
+
+    python scripts/startup.py                 # every entry point, once each
+    python scripts/startup.py --repeat 3 cli  # the command line only, best of 3
+
+Each entry point's default configuration trains one epoch on the tutorial's digits
+data (1617 rows) and predicts, in a new Python process:
+
+* ``cli``:        ``python -m fastnn.train --epochs 1`` (float32, SGD);
+* ``fit``:        ``fastnn.fit`` + ``predict_output``, float32, SGD;
+* ``sequential``: ``Sequential`` 64-128-128-10 with Adam (float32);
+* ``estimator``:  ``FastMLPClassifier(max_iter=1)`` (Adam, relu, float64);
+* ``mynn``:       the tutorial's ``MyNN(x, y).fit(1)`` (float64, full batch).
+
+Cold runs use a new, empty NUMBA_CACHE_DIR, so every kernel is compiled; the warm
+run then loads them from it.  Reported: wall seconds and CPU seconds (user + sys of
+the child, from ``resource.getrusage``).  On a shared machine the CPU seconds are the
+steadier number; both grow with the load.  ``import sklearn.utils`` alone is the
+floor that a front end's scikit-learn validation sets.
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+_DIGITS = """
+import numpy as np
+from sklearn.datasets import load_digits
+digits = load_digits()
+X, y = digits.data[:1617] / 16.0, digits.target[:1617]
+Y = np.eye(10)[y]
+"""
+
+#: name -> (what it runs, its Python source or None for the command line).
+ENTRY_POINTS = {
+    "cli": ("python -m fastnn.train --epochs 1 (float32 + sgd)", None),
+    "fit": ("fastnn.fit + predict_output (float32 + sgd)", _DIGITS + """
+import fastnn
+arch = fastnn.Architecture((64, 128, 128, 10), "sigmoid", "softmax", "float32")
+params = fastnn.init_params(arch, "normal", random_state=0)
+fastnn.fit(arch, params, X, Y, epochs=1, batch_size=64, lr=0.5, random_state=0)
+fastnn.predict_output(arch, params, X)
+"""),
+    "sequential": ("Sequential + Adam (float32)", _DIGITS + """
+from fastnn import Dense, Sequential
+model = Sequential([Dense(128, input_dim=64, activation="sigmoid"),
+                    Dense(128, activation="sigmoid"), Dense(10, activation="softmax")])
+model.compile(optimizer="adam", loss="categorical_crossentropy")
+model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
+model.predict(X)
+"""),
+    "estimator": ("FastMLPClassifier, adam (float64)", _DIGITS + """
+import warnings
+from fastnn import FastMLPClassifier
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # one iteration does not converge
+    FastMLPClassifier(max_iter=1, random_state=0).fit(X, y).predict(X)
+"""),
+    "mynn": ("MyNN (float64 + sgd, full batch)", _DIGITS + """
+from fastnn.mynn import MyNN
+model = MyNN(X, Y)
+model.fit(1)
+model.predict(X)
+"""),
+}
+
+SKLEARN_IMPORT = "import sklearn.utils"
+
+
+def run_child(argv, cache_dir):
+    """(wall s, CPU s) of a child process with NUMBA_CACHE_DIR=cache_dir; raises on failure."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    env.pop("FASTNN_CACHE", None)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def command(name):
+    source = ENTRY_POINTS[name][1]
+    if source is None:
+        return [sys.executable, "-m", "fastnn.train", "--epochs", "1", "--quiet"]
+    return [sys.executable, "-c", source]
+
+
+def measure(name, repeat):
+    """Best (wall, CPU) of repeat cold runs and of repeat warm runs of an entry point."""
+    cold, warm = [], []
+    for _ in range(repeat):
+        cache_dir = tempfile.mkdtemp(prefix="fastnn-startup-")
+        try:
+            cold.append(run_child(command(name), cache_dir))
+            warm.append(run_child(command(name), cache_dir))
+        finally:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+    return min(cold, key=lambda t: t[1]), min(warm, key=lambda t: t[1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("entry_points", nargs="*", metavar="NAME",
+                        help=f"any of {', '.join(ENTRY_POINTS)} (default: all)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best is shown")
+    args = parser.parse_args(argv)
+    names = args.entry_points or list(ENTRY_POINTS)
+    unknown = [name for name in names if name not in ENTRY_POINTS]
+    if unknown:
+        parser.error(f"unknown entry point {unknown[0]!r}; choose from {', '.join(ENTRY_POINTS)}")
+    floor = [run_child([sys.executable, "-c", SKLEARN_IMPORT], tempfile.gettempdir())
+             for _ in range(max(3, args.repeat))]
+    print(f"`{SKLEARN_IMPORT}` alone: wall {statistics.median(w for w, _ in floor):.2f} s, "
+          f"CPU {statistics.median(c for _, c in floor):.2f} s (median of {len(floor)})")
+    print("| entry point | cold wall | cold CPU | warm wall | warm CPU |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in names:
+        (cold_wall, cold_cpu), (warm_wall, warm_cpu) = measure(name, args.repeat)
+        print(f"| {ENTRY_POINTS[name][0]} | {cold_wall:.1f} s | {cold_cpu:.1f} s | "
+              f"{warm_wall:.2f} s | {warm_cpu:.2f} s |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
