@@ -33,6 +33,7 @@ from .compilation import LiteralEntry, compile_notice, describe
 from .checks import (as_input, check_backend, check_batch_size, check_choice, check_data,
                      check_dropout_rate, check_epochs, check_l2, check_params, check_weights)
 from .kernels import epoch as compiled
+from .kernels.activations import slope_argument
 from .kernels.dropout import keep_threshold
 from .metrics import RUNNING_METRICS, check_metrics, scores
 from .network import as_random_state
@@ -782,7 +783,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         rates, seed = dropout
         masks = (np.array([keep_threshold(rate) for rate in rates], dtype=np.uint64),
                  np.array([1.0 / (1.0 - rate) for rate in rates], dtype=dtype), np.uint64(seed))
-    slope = dtype(arch.negative_slope)
+    slope = slope_argument(codes, arch.negative_slope, dtype)
     targets = np.zeros((batch_size, sizes[-1]), dtype=dtype)
     scales = np.zeros(batch_size, dtype=dtype)
     chunk_sums = np.zeros((-(-batch_size // config.CHUNK_ROWS), 2))
@@ -864,7 +865,7 @@ def _predict(arch, params, X, backend):
         params = params.copy()
     sizes = np.array(arch.sizes, dtype=np.int64)
     offsets, codes = arch.offsets, arch.activation_codes
-    slope = params.dtype.type(arch.negative_slope)
+    slope = slope_argument(codes, arch.negative_slope, params.dtype.type)
     n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
     bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
 

@@ -202,6 +202,17 @@ def multiply_derivative_rows(delta, a, activation):
                     delta[i, j] = zero
 
 
+def slope_argument(codes, negative_slope, dtype):
+    """The compiled drivers' ``slope`` argument for a network with these activation codes.
+
+    leaky_relu's negative slope in dtype, or None when every code is one that the
+    dense kernels apply themselves (codes 0..SOFTMAX, see ``fused``): the drivers
+    then call those kernels directly, and Numba prunes their ``slope is None``
+    branches while compiling, so such a run compiles none of the other activations.
+    """
+    return None if max(codes) <= SOFTMAX else dtype(negative_slope)
+
+
 @njit(**config.JIT_OPTIONS)
 def fused(activation):
     """True for the activations the dense kernels apply themselves (codes 0..4)."""

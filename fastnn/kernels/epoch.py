@@ -25,7 +25,7 @@ from numba import njit, prange
 from .. import config
 from .gemm import TRANSPOSE_BYTES, transpose_block
 from .activations import saves_derivative
-from .dense import count_right, output_delta, param_grad
+from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
 from .dropout import drop_rows
 from .layers import backward_layer, backward_layer_saved, forward_layer, forward_layer_saving
 
@@ -124,7 +124,10 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
     """Forward and backward pass of batch rows [r0, r1): fills their activations and deltas.
 
     rows holds the indices into X, Y and weights of the whole batch; each row's
-    delta is scaled by its weight times inv_batch_weight.  slope is leaky_relu's;
+    delta is scaled by its weight times inv_batch_weight.  slope is leaky_relu's, or
+    None when every layer's activation is one the dense kernels apply themselves
+    (``activations.slope_argument``): this specialisation then calls them directly
+    and compiles none of the other activations' code;
     derivs (the layout of acts, or empty) receives the derivatives that gelu,
     softplus and silu layers save, and dropped layers.  dropout is None (no dropout:
     this specialisation compiles no dropout code) or (thresholds, scales, seed) for
@@ -139,15 +142,21 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
         copy_row(X, rows[r], x, r)
         copy_row(Y, rows[r], targets, r)
         scales[r] = weights[rows[r]] * inv_batch_weight
+    if slope is None:  # only the fused activations, so drop_rows never reads it
+        drop_slope = params.dtype.type(0.0)
+    else:
+        drop_slope = slope
     if dropout is not None:
         if dropout[0][0] < NO_DROPOUT:  # the inputs: no derivative
-            drop_rows(x[r0:r1], x[r0:r0], 0, slope, dropout[0][0], dropout[1][0], dropout[2], step,
-                      r0, 0)
+            drop_rows(x[r0:r1], x[r0:r0], 0, drop_slope, dropout[0][0], dropout[1][0],
+                      dropout[2], step, r0, 0)
     for layer in range(n_layers):
         W, b = layer_weights(params, offsets, sizes, layer)
         a_prev = layer_rows(acts, sizes, layer, batch_size)[r0:r1]
         a = layer_rows(acts, sizes, layer + 1, batch_size)[r0:r1]
-        if saves_derivative(codes[layer]):
+        if slope is None:  # pruned by Numba when slope's type is None
+            dense_forward(a_prev, W, b, codes[layer], a)
+        elif saves_derivative(codes[layer]):
             forward_layer_saving(a_prev, W, b, codes[layer], a,
                                  layer_rows(derivs, sizes, layer + 1, batch_size)[r0:r1])
         else:
@@ -155,7 +164,7 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
         if dropout is not None:
             if layer + 1 < n_layers and dropout[0][layer + 1] < NO_DROPOUT:
                 drop_rows(a, layer_rows(derivs, sizes, layer + 1, batch_size)[r0:r1],
-                          codes[layer], slope, dropout[0][layer + 1], dropout[1][layer + 1],
+                          codes[layer], drop_slope, dropout[0][layer + 1], dropout[1][layer + 1],
                           dropout[2], step, r0, sizes[:layer + 1].sum())
     delta = layer_rows(deltas, sizes, n_layers, batch_size)[r0:r1]
     output = layer_rows(acts, sizes, n_layers, batch_size)[r0:r1]
@@ -165,13 +174,18 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
         fan_in, fan_out = sizes[layer], sizes[layer + 1]
         WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
         delta_prev = layer_rows(deltas, sizes, layer, batch_size)[r0:r1]
-        saved = saves_derivative(codes[layer - 1])
+        saved = False
+        if slope is not None:
+            saved = saves_derivative(codes[layer - 1])
         if dropout is not None:
             if dropout[0][layer] < NO_DROPOUT:
                 saved = True
         if saved:  # the derivative written by the forward pass
             backward_layer_saved(delta, WT, layer_rows(derivs, sizes, layer, batch_size)[r0:r1],
                                  delta_prev)
+        elif slope is None:
+            dense_backward(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
+                           codes[layer - 1], delta_prev)
         else:
             backward_layer(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
                            codes[layer - 1], slope, delta_prev[:0], delta_prev)
@@ -224,8 +238,9 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
         Optimizer state, updated in place (see ``fastnn.optimizers``).
     sizes, offsets, codes, tasks : int64 arrays
         Layer widths, block offsets, activation codes and the update tasks.
-    slope : scalar of the parameters' dtype
-        leaky_relu's negative slope.
+    slope : scalar of the parameters' dtype, or None
+        leaky_relu's negative slope; None when every activation is fused into the
+        dense kernels (``activations.slope_argument``: compiles no other activation).
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
     weights : ndarray of shape (n_samples,)
         Sample weights (ones for none).
@@ -343,7 +358,10 @@ def predict_rows(params, sizes, offsets, codes, slope, X, out, row_start, row_st
         for layer in range(sizes.shape[0] - 1):
             W, b = layer_weights(params, offsets, sizes, layer)
             a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
-            forward_layer(a_prev, W, b, codes[layer], slope, a)
+            if slope is None:  # see forward_backward_chunk
+                dense_forward(a_prev, W, b, codes[layer], a)
+            else:
+                forward_layer(a_prev, W, b, codes[layer], slope, a)
             a_prev = a
             ping, pong = pong, ping
         for r in range(n_rows):

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import config
+from .activations import slope_argument
 from .dense import param_grad
 from .epoch import forward_backward_chunk, layer_rows, make_tasks, transpose_weights
 from .optimizers import add_l2
@@ -54,7 +55,7 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, slope, tasks, 
         Flat parameters (``fastnn.network`` layout); only read.
     params_t, grads : ndarray of shape (n_params,)
         Written: the transposed weights (workspace) and the gradient.
-    sizes, offsets, codes, tasks : int64 arrays; slope : scalar of the parameters' dtype
+    sizes, offsets, codes, tasks : int64 arrays; slope : scalar of the params' dtype or None
         As for ``epoch.train_epoch``.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
     weights : ndarray of shape (n_samples,)
@@ -121,7 +122,7 @@ class FullBatchObjective:
         self.l2 = dtype(l2)
         self.sizes = np.array(arch.sizes, dtype=np.int64)
         self.offsets, self.codes = arch.offsets, arch.activation_codes
-        self.slope = dtype(arch.negative_slope)
+        self.slope = slope_argument(self.codes, arch.negative_slope, dtype)
         self.tasks = make_tasks(arch.sizes)
         self.rows = np.arange(n, dtype=np.int64)
         self.params = np.zeros(arch.n_params, dtype=dtype)
