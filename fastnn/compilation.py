@@ -38,7 +38,10 @@ class LiteralEntry:
     """
 
     def __init__(self, dispatcher, literal_names):
-        names = list(inspect.signature(dispatcher.py_func).parameters)
+        # Under NUMBA_DISABLE_JIT, njit returns the Python function itself.
+        self.compiled = isinstance(dispatcher, numba.core.dispatcher.Dispatcher)
+        function = dispatcher.py_func if self.compiled else dispatcher
+        names = list(inspect.signature(function).parameters)
         self.dispatcher = dispatcher
         self.literal_positions = [names.index(name) for name in literal_names]
         self.entry, self.literal_values = None, None
@@ -51,12 +54,14 @@ class LiteralEntry:
         return tuple(types)
 
     def __call__(self, *args):
+        if not self.compiled:
+            return self.dispatcher(*args)
         values = [int(args[position]) for position in self.literal_positions]
         if self.entry is None:
             self.entry = self.dispatcher.compile(self.signature(args))
             self.literal_values = values
         elif values != self.literal_values:
-            raise ValueError(f"{self.dispatcher.py_func.__name__} was compiled for literal "
+            raise ValueError(f"{self.dispatcher.__name__} was compiled for literal "
                              f"arguments {self.literal_values}, called with {values}")
         return self.entry(*args)
 
