@@ -178,6 +178,7 @@ class _BaseFastMLP(BaseEstimator):
         "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
         "progress": ["boolean"],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "negative_slope": [Interval(numbers.Real, 0, 1, closed="left")],
         "init": [StrOptions(set(INITIALIZERS))],
         "dtype": [None, StrOptions({"float32", "float64"}),
                   Options(type, {np.float32, np.float64})],
@@ -191,7 +192,7 @@ class _BaseFastMLP(BaseEstimator):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None,
-                 dropout=0.0):
+                 dropout=0.0, negative_slope=0.2):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -221,6 +222,7 @@ class _BaseFastMLP(BaseEstimator):
         self.dtype = dtype
         self.threads = threads
         self.dropout = dropout
+        self.negative_slope = negative_slope
 
     # ------------------------------------------------------------------
     # Fitted attributes backed by the flat buffer
@@ -355,7 +357,7 @@ class _BaseFastMLP(BaseEstimator):
         Y, encoder = self._encode_targets(y, sample_weight, first, incremental)
         activations = tuple(ACTIVATIONS[self.activation] for _ in hidden)
         arch = Architecture((X.shape[1], *hidden, Y.shape[1]), activations, self._head(encoder),
-                            X.dtype.name)
+                            X.dtype.name, float(self.negative_slope))
         if first:
             rng = check_random_state(self.random_state)
             params = init_params(arch, self.init, rng)
@@ -494,6 +496,11 @@ class _BaseFastMLP(BaseEstimator):
             raise trainer.DivergenceError(_NON_FINITE_MESSAGE)
         return self
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = self.solver == "lbfgs"  # the stochastic solvers refuse it
+        return tags
+
     def _check_loss(self):
         """Refuse a loss the engine has no head for (the regressor's poisson)."""
 
@@ -554,7 +561,8 @@ class _BaseFastMLP(BaseEstimator):
             encode = _column if y.ndim == 1 else None
         hidden = self._hidden_sizes()
         arch = Architecture((X.shape[1], *hidden, n_outputs),
-                            tuple(ACTIVATIONS[self.activation] for _ in hidden), head, dtype)
+                            tuple(ACTIVATIONS[self.activation] for _ in hidden), head, dtype,
+                            float(self.negative_slope))
         rng = check_random_state(self.random_state)
         params = init_params(arch, self.init, rng)
         optimizer = self._make_optimizer()
@@ -892,6 +900,8 @@ default="constant"
         None keeps float32 input in float32 and converts anything else to float64.
     threads : int or None, default=None
         Threads for training and prediction (None: Numba's setting).
+    negative_slope : float in [0, 1), default=0.2
+        leaky_relu's slope for z < 0 (Keras 3's default; PyTorch's is 0.01).
     dropout : float in [0, 1), default=0.0
         Dropout rate of every hidden layer's output during training (inverted
         dropout, off at prediction; masks from ``fastnn.kernels.dropout``, bitwise
@@ -944,7 +954,7 @@ default="constant"
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None,
-                 dropout=0.0, class_weight=None):
+                 dropout=0.0, negative_slope=0.2, class_weight=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -953,7 +963,8 @@ default="constant"
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho,
-            progress=progress, init=init, dtype=dtype, threads=threads, dropout=dropout)
+            progress=progress, init=init, dtype=dtype, threads=threads, dropout=dropout,
+            negative_slope=negative_slope)
         self.class_weight = class_weight
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1086,7 +1097,8 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, rho=None, progress=False,
-                 init="glorot_uniform", dtype=None, threads=None, dropout=0.0):
+                 init="glorot_uniform", dtype=None, threads=None, dropout=0.0,
+                 negative_slope=0.2):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -1095,7 +1107,8 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho,
-            progress=progress, init=init, dtype=dtype, threads=threads, dropout=dropout)
+            progress=progress, init=init, dtype=dtype, threads=threads, dropout=dropout,
+            negative_slope=negative_slope)
         self.loss = loss
 
     def _check_loss(self):

@@ -30,10 +30,13 @@ from fastnn.estimators import FastMLPClassifier, FastMLPRegressor
 
 from .conftest import TRAINING_RTOL
 
-#: Settings of the sklearn checks: scikit-learn's own MLP tests use max_iter=100
+#: Settings of the sklearn checks (the lbfgs ones also run the sparse-input checks):
+#: scikit-learn's own MLP tests use max_iter=100
 #: (sklearn/utils/_test_common/instance_generator.py), enough for check_classifiers_train
 #: (accuracy > 0.83) and check_regressors_train (R^2 > 0.5) with the default adam.
-CHECKED = [FastMLPClassifier(max_iter=100, threads=1), FastMLPRegressor(max_iter=100, threads=1)]
+CHECKED = [FastMLPClassifier(max_iter=100, threads=1), FastMLPRegressor(max_iter=100, threads=1),
+           FastMLPClassifier(solver="lbfgs", max_iter=100, threads=1),
+           FastMLPRegressor(solver="lbfgs", max_iter=100, threads=1)]
 
 #: Checks expected to fail, with the reason: none.  (check_sample_weight_equivalence_
 #: on_dense_data passes because its data sets fit in one batch of batch_size="auto",
