@@ -324,6 +324,17 @@ def _pack_panel(typingctx, b, b_off, ldb, panel, kc):
 
 
 @njit(**config.JIT_OPTIONS)
+def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, n_wide, init):
+    """The first n_wide columns of gemm (a multiple of NR), b's rows read in place."""
+    m, k = a.shape
+    nr = NV * (VECTOR_BYTES // a.itemsize)
+    for j0 in range(0, n_wide, nr):
+        for i0 in range(0, m, MR):
+            _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
+                       k, min(MR, m - i0), nr, init)
+
+
+@njit(**config.JIT_OPTIONS)
 def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, n_wide, init):
     """The first n_wide columns of gemm (a multiple of NR), b packed panel by panel.
 
@@ -354,15 +365,19 @@ def gemm(a, b, c, bias, init):
     Every element of c is one sum over p = 0..k-1 in order, fused multiply-adds.
     b is packed by the rule of ``PACK_B`` and ``PACK_MIN_ROWS`` (see ``gemm_with``).
     """
-    gemm_with(a, b, c, bias, init, PACK_B and a.shape[0] >= PACK_MIN_ROWS)
+    if PACK_B:  # a constant: Numba compiles one branch, so 512-bit code has no packing
+        gemm_with(a, b, c, bias, init, a.shape[0] >= PACK_MIN_ROWS)
+    else:
+        gemm_with(a, b, c, bias, init, None)
 
 
 @njit(**config.JIT_OPTIONS)
 def gemm_with(a, b, c, bias, init, pack):
-    """``gemm`` with b's wide panels packed (pack True) or read in place (False).
+    """``gemm`` with b's wide panels packed (pack True) or read in place (False or None).
 
-    Both give bitwise the same c; ``gemm`` chooses by its rule, this is for the
-    tests and scripts/gemm_vs_blas.py, which measure the two.
+    All give bitwise the same c.  With pack None the packed path is not compiled
+    (Numba prunes ``is None`` tests on arguments); ``gemm`` chooses by its rule, the
+    tests and scripts/gemm_vs_blas.py pass True and False to measure both paths.
     """
     m, k = a.shape
     n = b.shape[1]
@@ -372,15 +387,13 @@ def gemm_with(a, b, c, bias, init, pack):
     a_rs, a_cs = a.strides[0] // item, a.strides[1] // item
     ldb, ldc = b.strides[0] // item, c.strides[0] // item
     lanes = VECTOR_BYTES // item
-    nr = NV * lanes
-    wide_stop = n - n % nr
-    if pack and wide_stop > 0:
+    wide_stop = n - n % (NV * lanes)
+    if pack is None:
+        _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, wide_stop, init)
+    elif pack and wide_stop > 0:
         _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, wide_stop, init)
     else:
-        for j0 in range(0, wide_stop, nr):
-            for i0 in range(0, m, MR):
-                _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias,
-                           j0, k, min(MR, m - i0), nr, init)
+        _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, wide_stop, init)
     for j0 in range(wide_stop, n, lanes):
         for i0 in range(0, m, MR_NARROW):
             _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
