@@ -67,8 +67,8 @@ from . import model_io, trainer
 from .checks import check_dropout_rate, check_l2, class_sample_weight, holds_text
 from .metrics import ALIASES as METRIC_ALIASES
 from .names import ACTIVATIONS, HEAD_LOSSES, KERAS_ACTIVATIONS, LOSSES
-from .network import (DTYPES, HEADS, HIDDEN_ACTIVATIONS, INITIALIZERS, Architecture,
-                      as_random_state, init_params, layer_views)
+from .network import (DTYPES, HEADS, HIDDEN_ACTIVATIONS, INITIALIZERS, NEGATIVE_SLOPE,
+                      Architecture, as_random_state, init_params, layer_views)
 from .optimizers import SGD, Adadelta, Adam, RMSprop, make_optimizer  # noqa: F401 (re-exported)
 from .schedules import ReduceOnPlateau, make_schedule, schedule_config
 from .trainer import Callback, EarlyStopping, History
@@ -244,6 +244,10 @@ class Sequential:
         module's docstring).
     name : str or None
         Shown by ``summary`` (default ``"sequential"``).
+    negative_slope : float in [0, 1)
+        The slope for z < 0 of the model's leaky_relu layers (default 0.2, what
+        ``Dense(activation="leaky_relu")`` means in Keras 3; fastnn's own parameter,
+        where Keras would use a LeakyReLU layer).
 
     Attributes
     ----------
@@ -261,7 +265,7 @@ class Sequential:
     """
 
     def __init__(self, layers=None, dtype="float32", init="glorot_uniform", random_state=None,
-                 name=None):
+                 name=None, negative_slope=NEGATIVE_SLOPE):
         try:
             dtype_name = np.dtype(dtype).name
         except TypeError:
@@ -271,7 +275,9 @@ class Sequential:
         if init not in INITIALIZERS:
             raise ValueError(f"unknown init {init!r}; choose from {list(INITIALIZERS)}")
         as_random_state(random_state)  # only to check it; the generator is made by build
+        Architecture((1, 1), (), "identity", negative_slope=negative_slope)  # checks the slope
         self.dtype, self.init, self.random_state = dtype_name, init, random_state
+        self.negative_slope = float(negative_slope)
         self.name = "sequential" if name is None else str(name)
         self.layers = []
         self.arch = self.params = self.rng = None
@@ -385,7 +391,7 @@ class Sequential:
                 raise ValueError(f"layer {i} has activation {self.layers[i - 1].activation!r}, "
                                  f"which is only allowed on the last layer")
         return Architecture((input_dim, *(layer.units for layer in self.layers)), hidden, head,
-                            self.dtype)
+                            self.dtype, self.negative_slope)
 
     def build(self, input_dim=None):
         """Create the architecture and draw the initial weights; return self.
@@ -830,6 +836,8 @@ class Sequential:
         config = {"name": self.name, "dtype": self.dtype, "init": self.init,
                   "random_state": random_state,
                   "layers": [layer.get_config() for layer in self.layers], "compile": compiled}
+        if self.negative_slope != NEGATIVE_SLOPE:
+            config["negative_slope"] = self.negative_slope
         if self.dropout_layers:
             config["dropout"] = [[index, layer.get_config()]
                                  for index, layer in self.dropout_layers]
@@ -845,7 +853,8 @@ class Sequential:
         for index, layer in reversed(config.get("dropout", [])):
             layers.insert(index, Dropout(**layer))
         model = cls(layers, dtype=config["dtype"], init=config["init"],
-                    random_state=config["random_state"], name=config["name"])
+                    random_state=config["random_state"], name=config["name"],
+                    negative_slope=config.get("negative_slope", NEGATIVE_SLOPE))
         model.dropout_seed = config.get("dropout_seed")
         arch = model._architecture(saved.arch.sizes[0])
         if arch != saved.arch:

@@ -126,7 +126,7 @@ def _graph(onnx, model, preprocessing=None):
         head = {"logistic": "sigmoid", "softmax": "softmax", "identity": "identity"}[
             model.out_activation_]
         arch = Architecture(tuple([coefs[0].shape[0]] + [W.shape[1] for W in coefs]), hidden,
-                            head, coefs[0].dtype.name)
+                            head, coefs[0].dtype.name, float(model.negative_slope))
         params = np.concatenate([np.vstack([W, b[None]]).ravel()
                                  for W, b in zip(coefs, intercepts)])
         if kind == "FastMLPRegressor":

@@ -218,3 +218,30 @@ def test_unknown_activation_is_a_clear_error():
         Architecture((3, 4, 2), ("leaky_relu",), negative_slope=1.5)
     with pytest.raises(ValueError, match="activation"):
         FastMLPClassifier(activation="mish").fit([[0.0], [1.0]], [0, 1])
+
+
+def test_negative_slope_in_every_front_end(tmp_path):
+    """negative_slope reaches the network from Sequential, the estimators and the CLI, and is
+    saved with each."""
+    from fastnn.cli import main
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 5))
+    y = (X[:, 0] > 0).astype(int)
+    clf = FastMLPClassifier((8,), activation="leaky_relu", negative_slope=0.05, max_iter=2,
+                            random_state=0)
+    with pytest.warns(Warning):
+        clf.fit(X, y)
+    assert clf.coefs_ and clf._arch.negative_slope == 0.05
+    clf.save(tmp_path / "clf.npz")
+    assert load(tmp_path / "clf.npz").get_params()["negative_slope"] == 0.05
+    model = Sequential([Dense(8, input_dim=5, activation="leaky_relu"),
+                        Dense(2, activation="softmax")], negative_slope=0.01, random_state=0)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    model.fit(X, np.eye(2)[y], epochs=2, batch_size=8, verbose=0)
+    model.save(tmp_path / "seq.npz")
+    assert load(tmp_path / "seq.npz").arch.negative_slope == 0.01
+    assert main(["--dataset", "iris", "--layers", "4", "--activation", "leaky_relu",
+                 "--negative-slope", "0.1", "--epochs", "1", "--quiet", "--save",
+                 str(tmp_path / "cli.npz")]) == 0
+    assert load(tmp_path / "cli.npz").arch.negative_slope == 0.1

@@ -56,7 +56,8 @@ SCHEDULE_OPTIONS = {"power_t": ("invscaling",), "step_size": ("step",),
 DATA_OPTIONS = ("dataset", "data", "target", "target_file", "task", "samples", "features",
                 "classes", "test_size", "split_seed", "no_stratify", "scaling")
 
-NETWORK_OPTIONS = ("layers", "activation", "dropout", "head", "dtype", "init")
+NETWORK_OPTIONS = ("layers", "activation", "negative_slope", "dropout", "head", "dtype",
+                   "init")
 
 MODEL_OPTIONS = ("optimizer", "lr", *OPTIMIZER_OPTIONS, "schedule", *SCHEDULE_OPTIONS, "l2",
                  "seed")
@@ -223,6 +224,9 @@ def build_parser(prog=PROG):
                      "(default: 128,128)")
     net.add_argument("--activation", default="sigmoid", choices=list(HIDDEN_ACTIVATIONS),
                      help="activation of every hidden layer (default: %(default)s)")
+    net.add_argument("--negative-slope", type=fraction, default=0.2, metavar="S",
+                     help="leaky_relu's slope for z < 0, in [0, 1) (default: %(default)s, "
+                     "Keras's; PyTorch's is 0.01)")
     net.add_argument("--dropout", type=fraction, default=0.0, metavar="RATE",
                      help="dropout rate in [0, 1) of every hidden layer's output, in training "
                      "(Keras's Dropout after each hidden Dense; default: %(default)s)")

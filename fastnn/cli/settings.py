@@ -178,7 +178,8 @@ def new_model(args, data, epochs):
         layers = [part for layer in layers[:-1] for part in (layer, Dropout(args.dropout))] + [
             layers[-1]]
     try:
-        model = Sequential(layers, dtype=args.dtype, init=args.init, random_state=args.seed)
+        model = Sequential(layers, dtype=args.dtype, init=args.init, random_state=args.seed,
+                           negative_slope=args.negative_slope)
         metrics = [metric_for_task(data.task)] if wants_epoch_metrics(args, data.task) else []
         model.compile(optimizer=optimizer_config(args), metrics=metrics,
                       l2=args.l2, schedule=schedule_for(args, epochs, args.validation_split > 0))
