@@ -19,7 +19,7 @@ draw depends on how the rows are cut into chunks or which thread runs them.
 
 A kept unit is multiplied by 1 / (1 - rate) (inverted dropout), a dropped one by 0,
 so prediction needs no scaling and runs without dropout.  ``fastnn.reference``
-computes the same masks with NumPy's uint64 arithmetic (``dropout_multipliers``).
+computes the same masks with NumPy's uint64 arithmetic (``dropout_keep``).
 """
 
 import numpy as np
