@@ -421,7 +421,8 @@ class _BaseFastMLP(BaseEstimator):
             n_iter = history.epochs - epochs_before
             rows = n_iter * n_train - rows_before + _partial_rows(history)
             self._commit(arch, params, optimizer, history, rng, encoder, n_iter, t + rows)
-            self._no_improvement_count, self._best_params = rule.no_improvement_count, rule.best_params
+            self._no_improvement_count = rule.no_improvement_count
+            self._best_params = rule.best_params
 
         # With early_stopping a diverging run ends as scikit-learn's does: the diverged
         # epoch scores NaN, the best weights come back, and there is no error (only
@@ -1093,12 +1094,12 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, rho=None, progress=False,
-                 init="glorot_uniform", dtype=None, threads=None, dropout=0.0,
-                 negative_slope=0.2):
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None,
+                 dropout=0.0, negative_slope=0.2):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,

@@ -21,7 +21,7 @@ from .epoch import forward_backward_chunk, layer_rows, make_tasks, transpose_wei
 from .optimizers import add_l2
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def grad_task(params, grads, sizes, offsets, task, n_rows, l2_scaled, acts, deltas):
     """Gradient rows of one update task (``epoch.make_tasks``) plus the L2 term, in place.
 
@@ -85,14 +85,19 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, slope, tasks, 
         total_weight += weights[rows[r]]
     inv_total_weight = dtype(1.0) / total_weight
     n_chunks = (n_rows + chunk - 1) // chunk
-    for c in prange(n_chunks):
-        chunk_sums[c, 0], chunk_sums[c, 1] = forward_backward_chunk(
-            params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows, c * chunk,
-            min(c * chunk + chunk, n_rows), inv_total_weight, acts, deltas, derivs, targets,
-            scales, None, 0)
-    for t in prange(tasks.shape[0]):
-        task_squares[t] = grad_task(params, grads, sizes, offsets, tasks[t], n_rows,
-                                    l2 * inv_total_weight, acts, deltas)
+    # One prange for both passes (chunks, then tasks), as epoch.train_epoch: Numba builds
+    # and optimises three libraries per prange, each holding all the loop body calls.
+    for phase in range(2):
+        n_items = n_chunks if phase == 0 else tasks.shape[0]
+        for i in prange(n_items):
+            if phase == 0:
+                chunk_sums[i, 0], chunk_sums[i, 1] = forward_backward_chunk(
+                    params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows,
+                    i * chunk, min(i * chunk + chunk, n_rows), inv_total_weight, acts, deltas,
+                    derivs, targets, scales, None, 0)
+            else:
+                task_squares[i] = grad_task(params, grads, sizes, offsets, tasks[i], n_rows,
+                                            l2 * inv_total_weight, acts, deltas)
     loss = 0.0
     for c in range(n_chunks):
         loss += chunk_sums[c, 0]

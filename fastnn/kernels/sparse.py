@@ -122,7 +122,7 @@ def feature_tasks(n_features, per_task=FEATURES_PER_TASK):
 
 
 def csr_arrays(X, dtype):
-    """(data, indices, indptr) of a SciPy sparse matrix in CSR form, data in dtype, int64 indices."""
+    """(data, indices, indptr) of a SciPy sparse matrix in CSR form (data in dtype, int64)."""
     X = X.tocsr()
     if not X.has_sorted_indices:
         X = X.sorted_indices()
@@ -136,7 +136,7 @@ def rest_of_network(arch):
 
 
 def predict_sparse(arch, params, X, predict_dense):
-    """Head output for a sparse X: the first layer here, the rest by predict_dense(arch, params, A)."""
+    """Head output for a sparse X: the first layer here, then predict_dense(arch, params, A)."""
     code = int(arch.activation_codes[0])
     W, b = _first_layer(arch, params)
     a = np.empty((X.shape[0], arch.sizes[1]), dtype=arch.dtype)
