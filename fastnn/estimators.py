@@ -52,8 +52,10 @@ How scikit-learn's parameters map onto the trainer
 * ``verbose`` prints scikit-learn's lines on stdout ("Iteration N, loss = ...", the
   validation score, why training stopped; L-BFGS-B's own report with lbfgs);
   ``progress=True`` draws fastnn's progress bar on stderr instead.
-* The regressor's ``loss`` is ``"squared_error"``; ``"poisson"`` is refused with a
-  clear error (it needs an exp output head, which the kernels do not have yet).
+* The regressor's ``loss``: ``"squared_error"``, or ``"poisson"`` (scikit-learn's exp
+  output and half Poisson deviance) with ``solver="lbfgs"`` only, on the NumPy
+  reference (``reference.poisson_loss_and_grad``): the compiled kernels have no exp
+  head yet, and the stochastic solvers refuse it.
 * ``batch_size="auto"`` is ``min(200, n_samples)``.
 * ``dtype=None`` keeps float32 input in float32 (weights, outputs and all); any
   other input is converted to float64.  ``"float32"`` or ``"float64"`` force one.
@@ -124,7 +126,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from . import model_io, trainer
+from . import model_io, reference, trainer
 from .checks import as_array, check_data, check_weights, class_sample_weight
 from .kernels.objective import FullBatchObjective
 from .kernels.sparse import FIRST_LAYER_CODES, SparseFirstLayerObjective, predict_sparse
@@ -471,9 +473,12 @@ class _BaseFastMLP(BaseEstimator):
         import scipy.optimize
 
         weights = check_weights(sample_weight, X.shape[0], arch.dtype)
-        if issparse(X) and arch.n_layers == 1:  # no hidden layer: the dense path
+        if issparse(X) and (arch.n_layers == 1 or self._exp_output()):  # the dense path
             X = X.toarray()
-        if issparse(X):
+        if self._exp_output():
+            X, Y = check_data(arch, X, Y)
+            objective = _PoissonObjective(arch, X, Y, weights, float(self.alpha))
+        elif issparse(X):
             Y = as_array(arch, Y, "Y", arch.sizes[-1])
             objective = SparseFirstLayerObjective(arch, X, Y, weights, float(self.alpha))
         else:
@@ -504,6 +509,10 @@ class _BaseFastMLP(BaseEstimator):
 
     def _check_loss(self):
         """Refuse a loss the engine has no head for (the regressor's poisson)."""
+
+    def _exp_output(self):
+        """Whether the output is exp of the identity head's (the regressor's poisson)."""
+        return False
 
     def _check_solver(self):
         """partial_fit's availability: only stochastic solvers have it, as in scikit-learn."""
@@ -616,7 +625,8 @@ class _BaseFastMLP(BaseEstimator):
         """Attributes that follow from the architecture, the history and the parameters."""
         self.n_outputs_ = self._arch.sizes[-1]
         self.n_layers_ = len(self._arch.sizes)
-        self.out_activation_ = SKLEARN_OUT_ACTIVATIONS[self._arch.head]
+        self.out_activation_ = ("exp" if self._exp_output()
+                                else SKLEARN_OUT_ACTIVATIONS[self._arch.head])
         if self.solver == "lbfgs":  # scikit-learn's lbfgs sets loss_ only, no curves
             self.loss_ = getattr(self, "_lbfgs_loss", None)
             for name in ("loss_curve_", "best_loss_", "validation_scores_",
@@ -797,6 +807,26 @@ class _ScikitLearnRule(trainer.Callback):
     def on_train_end(self, history):
         if self.estimator.early_stopping:  # scikit-learn's "restore best weights"
             self.params[:] = self.best_params
+
+
+class _PoissonObjective:
+    """``objective(x) -> (loss, grad)`` of ``reference.poisson_loss_and_grad`` for scipy.
+
+    As ``kernels.objective.FullBatchObjective`` (x float64, cast to the network's
+    dtype; float64 gradient), on the NumPy reference: the compiled kernels have no
+    exp output head.
+    """
+
+    def __init__(self, arch, X, Y, weights, l2):
+        self.arch, self.X, self.Y, self.weights, self.l2 = arch, X, Y, weights, l2
+        self.params = np.zeros(arch.n_params, dtype=arch.dtype)
+
+    def __call__(self, x):
+        self.params[:] = x
+        with np.errstate(over="ignore"):  # exp overflowing: an infinite loss, for L-BFGS-B
+            loss, grads = reference.poisson_loss_and_grad(self.arch, self.params, self.X,
+                                                          self.Y, self.l2, self.weights)
+        return loss, grads.astype(np.float64)
 
 
 def _say(verbose, line):
@@ -1081,8 +1111,8 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
     squared error``, averaged over rows (scikit-learn also averages over outputs, so
     for several outputs its loss_curve_ is n_outputs times smaller).  Targets of
     shape (n_samples,) give predictions of that shape.  ``loss`` (keyword only here;
-    scikit-learn's is its first positional parameter) is "squared_error"; "poisson"
-    is refused until the kernels have an exp output head.  Without class_weight.
+    scikit-learn's is its first positional parameter) is "squared_error", or
+    "poisson" with solver="lbfgs" (NumPy objective; module docstring).  Without class_weight.
     """
 
     _metric = "r2"
@@ -1113,10 +1143,17 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
         self.loss = loss
 
     def _check_loss(self):
-        if self.loss == "poisson":
-            raise ValueError("loss='poisson' needs an exp output head (half Poisson deviance), "
-                             "which fastnn's compiled kernels do not have yet; use "
-                             "loss='squared_error', or scikit-learn's MLPRegressor")
+        if self.loss == "poisson" and self.solver != "lbfgs":
+            raise ValueError("loss='poisson' trains with solver='lbfgs' only: its exp output "
+                             "head is NumPy-only (reference.poisson_loss_and_grad), the "
+                             "compiled kernels do not have it yet")
+
+    def _exp_output(self):
+        return self.loss == "poisson"
+
+    def _output(self, X):
+        out = super()._output(X)
+        return np.exp(out, out=out) if self._exp_output() else out
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

@@ -399,14 +399,46 @@ def loss_and_grad(arch, params, X, Y, l2=0.0, sample_weight=None):
     total_weight = weights.sum()
     grads, total_loss = backward(arch, params, forward(arch, params, X), Y,
                                  weights * (1 / total_weight))
-    if l2 != 0:
-        squares = 0.0
-        for l, (fan_in, fan_out) in enumerate(zip(arch.sizes[:-1], arch.sizes[1:])):
-            first = arch.offsets[l]  # the layer's weights, not its bias row
-            squares += add_l2(grads, params, first, first + fan_in * fan_out,
-                              params.dtype.type(l2) * (1 / total_weight))
-        total_loss += 0.5 * l2 / total_weight * squares
+    total_loss += _add_l2_penalty(arch, params, grads, l2, total_weight)
     return float(total_loss), grads
+
+
+def poisson_loss_and_grad(arch, params, X, Y, l2=0.0, sample_weight=None):
+    """(loss, grads) of scikit-learn's ``loss="poisson"``: an exp output on an identity head.
+
+    The network's output is p = exp(z), z the identity head's output; the loss is the
+    half Poisson deviance ``xlogy(y, y / p) - y + p`` summed over outputs and averaged
+    over the rows with their weights (scikit-learn's ``poisson_loss``), plus the L2
+    term of ``loss_and_grad``.  exp is this loss's canonical link, so the output delta
+    is p - y, as for the other heads.  NumPy only: the compiled kernels have no exp head.
+    """
+    from scipy.special import xlogy
+
+    if arch.head != "identity":
+        raise ValueError(f"the poisson loss goes on an identity head, got {arch.head!r}")
+    weights = np.ones(X.shape[0], dtype=params.dtype) if sample_weight is None else sample_weight
+    total_weight = weights.sum()
+    scale = weights * (1 / total_weight)
+    activations = forward(arch, params, X)
+    p = np.exp(activations[-1])
+    activations[-1] = p  # backward's identity-head delta is then (p - y) * scale
+    grads, _ = backward(arch, params, activations, Y, scale)
+    deviance = np.sum(xlogy(Y, Y / p) - Y + p, axis=1)
+    total_loss = float(np.sum(scale * deviance))
+    total_loss += _add_l2_penalty(arch, params, grads, l2, total_weight)
+    return total_loss, grads
+
+
+def _add_l2_penalty(arch, params, grads, l2, total_weight):
+    """Add l2 / total_weight times every weight (not bias) to grads; return the penalty."""
+    if l2 == 0:
+        return 0.0
+    squares = 0.0
+    for l, (fan_in, fan_out) in enumerate(zip(arch.sizes[:-1], arch.sizes[1:])):
+        first = arch.offsets[l]  # the layer's weights, not its bias row
+        squares += add_l2(grads, params, first, first + fan_in * fan_out,
+                          params.dtype.type(l2) * (1 / total_weight))
+    return 0.5 * l2 / total_weight * squares
 
 
 def train_epoch(arch, params, X, Y, order, first_row, stop, totals, batch_size, lr, code=0,

@@ -76,3 +76,25 @@ def test_params_are_not_changed_and_evaluations_are_counted(rng):
     np.testing.assert_array_equal(x, kept)
     assert first[0] == second[0] and objective.n_calls == 2
     np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_poisson_objective_matches_central_differences_and_sklearns_loss(rng):
+    """The NumPy Poisson objective (loss="poisson"): its gradient, and its loss against
+    scikit-learn's poisson_loss of the exp output."""
+    from sklearn.neural_network._base import poisson_loss
+
+    arch, params, X, _ = make_problem(rng, (4, 6, 2), ("tanh",), "identity", n=30)
+    Y = rng.poisson(2.0, (30, 2)).astype(float)
+    weights = rng.uniform(0.1, 2.0, 30)
+    loss, grad = reference.poisson_loss_and_grad(arch, params, X, Y, 0.0, weights)
+    output = np.exp(reference.forward(arch, params, X)[-1])
+    assert loss == pytest.approx(poisson_loss(Y, output, weights), rel=1e-12)
+    numeric = np.empty_like(grad)
+    for i in range(params.size):
+        step = np.zeros_like(params)
+        step[i] = FD_EPS
+        numeric[i] = (reference.poisson_loss_and_grad(arch, params + step, X, Y, 0.3, weights)[0]
+                      - reference.poisson_loss_and_grad(arch, params - step, X, Y, 0.3,
+                                                        weights)[0]) / (2 * FD_EPS)
+    assert_close(reference.poisson_loss_and_grad(arch, params, X, Y, 0.3, weights)[1], numeric,
+                 tol=FD_TOL)

@@ -5,10 +5,10 @@ fastnn: scikit-learn 1.9.1's sklearn/neural_network/tests/test_mlp.py, run on
 fastnn's estimators (only the import of MLPClassifier and MLPRegressor is swapped,
 plus the marks below and the one-thread fixture).  Skipped: the tests that read or
 set scikit-learn-private attributes (test_fit, test_gradient,
-test_learning_rate_warmstart, test_adaptive_learning_rate).  Not passing, each
-with its reason: loss="poisson" (test_mlp_vs_poisson_glm_equivalent, skipped), and
-test_lbfgs_regression_maxfun, whose ConvergenceWarning depends on scikit-learn's
-initial weights.
+test_learning_rate_warmstart, test_adaptive_learning_rate).  Not passing, with
+its reason: test_lbfgs_regression_maxfun, whose ConvergenceWarning depends on
+scikit-learn's initial weights.  The global_random_seed fixture, scikit-learn's
+conftest's, is defined here with its default seed, 42.
 """
 
 # Authors: The scikit-learn developers
@@ -47,6 +47,13 @@ from sklearn.utils.fixes import CSR_CONTAINERS
 ACTIVATION_TYPES = ["identity", "logistic", "tanh", "relu"]
 
 PRIVATE = "reads or sets scikit-learn-private attributes"
+
+
+@pytest.fixture
+def global_random_seed():
+    """fastnn: scikit-learn's conftest fixture, at its default (SKLEARN_TESTS_GLOBAL_RANDOM_SEED
+    unset: 42)."""
+    return 42
 
 
 @pytest.fixture(autouse=True)
@@ -1109,7 +1116,6 @@ def test_mlp_sample_weight_with_early_stopping():
     assert_allclose(m1.predict(X), m2.predict(X))
 
 
-@pytest.mark.skip(reason="loss='poisson' needs an exp output head, which fastnn's kernels do not have yet (and the global_random_seed fixture is scikit-learn's conftest's)")
 def test_mlp_vs_poisson_glm_equivalent(global_random_seed):
     """Test MLP with Poisson loss and no hidden layer equals GLM."""
     n = 100

@@ -176,8 +176,23 @@ def test_regressor_takes_sklearns_loss_parameter(regression):
     FastMLPClassifier(**MLPClassifier().get_params())
     with pytest.raises(ValueError, match="'loss' parameter"):
         FastMLPRegressor(loss="absolute_error").fit(X, y)
-    with pytest.raises(ValueError, match="poisson.*exp output head"):
+    with pytest.raises(ValueError, match="poisson.*solver='lbfgs' only"):
         FastMLPRegressor(loss="poisson").fit(X, np.abs(y))
+
+
+@pytest.mark.parametrize("settings", [dict(activation="tanh", alpha=1e-3, max_iter=25),
+                                      dict(activation="relu", alpha=0.0, max_iter=40)])
+def test_poisson_loss_is_sklearns(settings):
+    """loss="poisson" with lbfgs: scikit-learn's exp output and half Poisson deviance."""
+    rng = np.random.RandomState(0)
+    X = rng.uniform(0, 1, (120, 3))
+    y = rng.poisson(np.exp(X @ [1.0, -0.5, 0.3] + 0.5)).astype(float)
+    model = fastnn_model(FastMLPRegressor, loss="poisson", solver="lbfgs", **settings)
+    fast, reference = fit_both(model, X, y, 1)
+    assert fast.out_activation_ == reference.out_activation_ == "exp"
+    assert fast.n_iter_ == reference.n_iter_ and fast.warned == reference.warned
+    assert fast.loss_ == pytest.approx(reference.loss_, rel=1e-6)
+    np.testing.assert_allclose(fast.predict(X), reference.predict(X), rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------
