@@ -639,7 +639,8 @@ class _BaseFastMLP(BaseEstimator):
             self.validation_scores_ = list(self._history.history.get(self._monitor(), []))
             if self._history.stop_reason == "diverged":  # the epoch dropped, as scikit-learn
                 self.validation_scores_.append(float("nan"))  # scores a non-finite network
-            self.best_validation_score_ = (max(self.validation_scores_)
+            finite = [v for v in self.validation_scores_ if not math.isnan(v)]
+            self.best_validation_score_ = (max(finite, default=-np.inf)  # NaN never best
                                            if self.validation_scores_ else None)
             self.best_loss_ = None
         else:
@@ -746,8 +747,8 @@ class _ScikitLearnRule(trainer.Callback):
 
     params is the flat buffer trained (its best copy is restored at the end with
     early_stopping), n_train the training rows per epoch, rows_seen scikit-learn's t_
-    before this call, no_improvement_count and
-    best_params (or None: params now) the state an earlier call left.
+    before this call, no_improvement_count and best_params (or None: params now) the
+    state an earlier call left.
     """
 
     def __init__(self, estimator, params, n_train, rows_seen, no_improvement_count, best_params):
@@ -759,10 +760,12 @@ class _ScikitLearnRule(trainer.Callback):
     def on_train_begin(self, history):
         self.history, self.n_iter = history, 0
         estimator = self.estimator
+        # The best of the earlier calls' values (a NaN score never counts as the best).
         if estimator.early_stopping:
-            self.best = max(history.history.get(estimator._monitor(), []), default=-np.inf)
+            scores = history.history.get(estimator._monitor(), [])
+            self.best = max((v for v in scores if not math.isnan(v)), default=-np.inf)
         else:
-            self.best = min(history.loss, default=np.inf)
+            self.best = min((v for v in history.loss if not math.isnan(v)), default=np.inf)
 
     def on_epoch_end(self, epoch, logs):
         estimator, tol = self.estimator, self.estimator.tol
