@@ -753,6 +753,7 @@ class _ScikitLearnRule(trainer.Callback):
 
     def __init__(self, estimator, params, n_train, rows_seen, no_improvement_count, best_params):
         self.estimator, self.params, self.n_train = estimator, params, n_train
+        self.prints_epochs = bool(estimator.verbose)  # its lines: the compile notice first
         self.rows_seen = rows_seen
         self.no_improvement_count = no_improvement_count
         self.best_params = params.copy() if best_params is None else best_params

@@ -101,7 +101,10 @@ class StopTraining(Exception):
 class Callback:
     """Hooks called by ``fit``; override the ones you need.  logs is a dict of this
     epoch's values: loss, lr, seconds, batches (done so far in this call) and every
-    validation value and metric."""
+    validation value and metric.  A callback that prints a line per epoch sets
+    prints_epochs: fit then says so on stderr before it compiles kernels."""
+
+    prints_epochs = False
 
     def on_train_begin(self, history):
         pass
@@ -124,6 +127,8 @@ class EpochPrinter(Callback):
     """The shared part of the callbacks that print epochs (the progress bar here, Keras's
     lines in ``models``, the command line's lines): the epoch range of the call, and
     which values of the logs are shown (the model's, not lr, seconds and batches)."""
+
+    prints_epochs = True
 
     def __init__(self, epochs):
         self.epochs = epochs
@@ -500,7 +505,7 @@ class LocalEpochs:
                                                  optimizer, l2, dropout)
         if backend == "numba":
             # Compile (or load) the kernels now, saying so where fit prints progress.
-            printing = any(isinstance(c, EpochPrinter) for c in callbacks)
+            printing = any(c.prints_epochs for c in callbacks)
             with compile_notice(describe(arch, optimizer.name), printing):
                 self.run_epoch(np.empty(0, dtype=np.int64), 0, np.zeros(1, dtype=np.int64),
                                epoch_totals(), 0.0, 0)  # an empty epoch: no rows

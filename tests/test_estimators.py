@@ -619,3 +619,23 @@ def test_lbfgs_float32_and_zero_weights(iris):
     dropped = small(FastMLPClassifier, solver="lbfgs", alpha=0.0).fit(X[kept], y[kept])
     for a, b in zip(weighted.coefs_ + weighted.intercepts_, dropped.coefs_ + dropped.intercepts_):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("verbose", [True, False])
+def test_verbose_fit_announces_a_compilation(monkeypatch, verbose):
+    """With verbose, fit is told that epochs get printed, so a first-run compilation is
+    announced on stderr before the first "Iteration" line (fastnn.compilation)."""
+    from fastnn import trainer
+
+    announced = []
+
+    @contextlib.contextmanager
+    def recording_notice(what, enabled=True, stream=None):
+        announced.append(enabled)
+        yield
+
+    monkeypatch.setattr(trainer, "compile_notice", recording_notice)
+    X, y = load_iris(return_X_y=True)
+    FastMLPClassifier(hidden_layer_sizes=(5,), max_iter=2, verbose=verbose,
+                      random_state=0).fit(X, y)
+    assert announced == [verbose]
