@@ -123,14 +123,16 @@ def _graph(onnx, model, preprocessing=None):
             raise ValueError(f"this {kind} is not fitted yet: call fit before export")
         coefs, intercepts = model.coefs_, model.intercepts_
         hidden = tuple(ACTIVATIONS[model.activation] for _ in coefs[:-1])
-        head = {"logistic": "sigmoid", "softmax": "softmax", "identity": "identity"}[
-            model.out_activation_]
+        # "exp" (the regressor's poisson loss): exp of the identity head's output.
+        head = {"logistic": "sigmoid", "softmax": "softmax", "identity": "identity",
+                "exp": "identity"}[model.out_activation_]
         arch = Architecture(tuple([coefs[0].shape[0]] + [W.shape[1] for W in coefs]), hidden,
                             head, coefs[0].dtype.name, float(model.negative_slope))
         params = np.concatenate([np.vstack([W, b[None]]).ravel()
                                  for W, b in zip(coefs, intercepts)])
         if kind == "FastMLPRegressor":
-            return _network_graph(onnx, arch, params, outputs="variable")
+            return _network_graph(onnx, arch, params, outputs="variable",
+                                  exp_output=model.out_activation_ == "exp")
         return _network_graph(onnx, arch, params, outputs="classifier",
                               classes=model.classes_, multilabel=_multilabel(model))
     raise ValueError(f"to_onnx takes a fastnn Sequential, FastMLPClassifier, FastMLPRegressor, "
@@ -217,8 +219,8 @@ class _Builder:
 
 
 def _network_graph(onnx, arch, params, outputs, classes=None, multilabel=False,
-                   preprocessing=None):
-    """GraphProto: input -> (scaling) -> layers -> the outputs named by ``outputs``."""
+                   preprocessing=None, exp_output=False):
+    """GraphProto: input -> (scaling) -> layers -> (exp) -> the outputs named by ``outputs``."""
     b = _Builder(onnx, arch.dtype)
     elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(arch.dtype))
     x = "input"
@@ -232,6 +234,8 @@ def _network_graph(onnx, arch, params, outputs, classes=None, multilabel=False,
                                                   arch.layer_activations)):
         z = b.op("Gemm", [x, b.constant(f"W{layer}", W), b.constant(f"b{layer}", bias)])
         x = b.activation(name, z, arch.negative_slope)
+    if exp_output:
+        x = b.op("Exp", [x])
     n_out = arch.sizes[-1]
     graph_outputs = []
     targets = (preprocessing or {}).get("targets")

@@ -103,6 +103,19 @@ def test_regressor(tmp_path):
         assert_outputs_close(out.ravel(), reg.predict(x), RTOL["float64"])
 
 
+def test_poisson_regressor(tmp_path):
+    """loss="poisson": the graph ends with exp of the identity head, as predict does."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((80, 3))
+    y = rng.poisson(np.exp(X @ [0.5, -0.3, 0.2]))
+    reg = FastMLPRegressor(hidden_layer_sizes=(6,), loss="poisson", solver="lbfgs", max_iter=30,
+                           random_state=0).fit(X, y)
+    s = session(to_onnx(reg, tmp_path / "poisson.onnx"))
+    for x in inputs(3, np.float64).values():
+        (out,) = s.run(["variable"], {"input": x})
+        assert_outputs_close(out.ravel(), reg.predict(x), RTOL["float64"])
+
+
 def test_mynn(tmp_path):
     rng = np.random.default_rng(5)
     X, Y = rng.random((30, 8)), np.eye(3)[rng.integers(0, 3, 30)]
