@@ -108,7 +108,7 @@ def main(argv=None):
                 packed = gflops(lambda count: repeat_gemm(a, b, c, bias, count, True), flops)
                 blas = gflops(lambda count: repeat_blas(a, b, c, count), flops)
                 rule = ("packed" if gemm_module.PACK_B and m >= gemm_module.PACK_MIN_ROWS
-                        else "in place")
+                        and k >= gemm_module.PACK_MIN_DEPTH else "in place")
                 print(f"{label:>30} {dtype:>8} {in_place:8.1f} {packed:7.1f} {rule:>8} "
                       f"{blas:7.1f} {blas / max(in_place, packed):9.2f}")
                 results.append(dict(product=label, dtype=dtype, m=m, k=k, n=n, rule=rule,

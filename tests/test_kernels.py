@@ -321,7 +321,7 @@ def test_optimizer_step(optimizer, size, start, stop, dtype):
 # matmul_acc and gemm (no reference twin: c = start + a @ b against NumPy)
 # ---------------------------------------------------------------------------
 
-#: The last three are for gemm's packed path (taken with AVX2 from PACK_MIN_ROWS rows):
+#: The last three are for gemm's packed path (taken with AVX2 from 32 x 128 on):
 #: full and partial row tiles, k over one or several blocks of PANEL_KC rows, a
 #: panel or two and an edge.
 MATMUL_SHAPES = [(1, 1, 1), (1, 5, 3), (3, 17, 1), (5, 4, 33), (7, 33, 17), (13, 9, 5), (8, 8, 8),

@@ -15,13 +15,14 @@ to what a dense layer's shapes need:
   (k x NR: 784 x 48 float32 is 150 KB) stays in L2 while every row tile of a uses it.
   a is never packed: its elements are read one at a time, at any strides (so ``a``
   may be a transposed view).
-* Packing b (AVX2 only, ``PACK_B``): when a has at least 32 rows, each panel of b is
-  copied, ``PANEL_KC`` of its rows at a time, into a contiguous buffer on the stack
-  (24 KB, in L1) before the row tiles run over it; the tiles then start from c for
-  every block of k after the first.  Rows of b that are a power of two of bytes
-  apart (2 or 4 KB for 512-wide layers) fall into the same L1 sets, which costs the
-  4-row AVX2 tile up to half its speed; contiguous panels do not.  With fewer rows
-  the copy costs more than it saves, and b is read in place as unaligned vectors.
+* Packing b (AVX2 only, ``PACK_B``): when a has at least 32 rows and b at least 128,
+  each panel of b is copied, ``PANEL_KC`` of its rows at a time, into a contiguous
+  buffer on the stack (24 KB, in L1) before the row tiles run over it; the tiles then
+  start from c for every block of k after the first.  Rows of b that are a power of
+  two of bytes apart (2 or 4 KB for 512-wide layers) fall into the same L1 sets,
+  which costs the 4-row AVX2 tile up to half its speed; contiguous panels do not.
+  With fewer rows the copy costs more than it saves, and b is read in place as
+  unaligned vectors.
 * Edges: a tile with fewer than ``MR`` rows reads the last valid row of a again for
   the missing ones and does not store them; columns left of a multiple of NR go
   through a one-vector microkernel (``MR_NARROW`` rows), whose last vector uses
@@ -90,12 +91,15 @@ MR, NV = (8, 3) if VECTOR_BITS == 512 else (4, 3)
 MR_NARROW = 8
 
 #: Packing rule (measured in docs/benchmarks.md): with 256-bit vectors the wide
-#: panels of b are packed when a has PACK_MIN_ROWS rows or more, into a stack buffer
-#: of PANEL_BYTES holding PANEL_KC rows of NR columns (256 rows, either dtype).  The
-#: 512-bit tile uses each load of b 8 times and reads it in place as fast (packing
-#: measured no faster on large products, slower on 32-64 rows).
+#: panels of b are packed when a has PACK_MIN_ROWS rows or more and b has
+#: PACK_MIN_DEPTH rows or more (fewer stay in L1 whatever their stride: packing them
+#: measured 8 % slower), into a stack buffer of PANEL_BYTES holding PANEL_KC rows of
+#: NR columns (256 rows, either dtype).  The 512-bit tile uses each load of b 8 times
+#: and reads it in place as fast (packing measured no faster on large products,
+#: slower on 32-64 rows).
 PACK_B = VECTOR_BITS == 256
 PACK_MIN_ROWS = 32
+PACK_MIN_DEPTH = 128
 PANEL_BYTES = 24 * 1024
 PANEL_KC = PANEL_BYTES // (NV * VECTOR_BYTES)
 
@@ -363,10 +367,11 @@ def gemm(a, b, c, bias, init):
     a (m, k) at any strides (a transposed view is fine), b (k, n) and c (m, n) with
     contiguous rows, bias (n,) contiguous (any 1-D array of the dtype when unused).
     Every element of c is one sum over p = 0..k-1 in order, fused multiply-adds.
-    b is packed by the rule of ``PACK_B`` and ``PACK_MIN_ROWS`` (see ``gemm_with``).
+    b is packed by the rule of ``PACK_B``, ``PACK_MIN_ROWS`` and ``PACK_MIN_DEPTH``.
     """
     if PACK_B:  # a constant: Numba compiles one branch, so 512-bit code has no packing
-        gemm_with(a, b, c, bias, init, a.shape[0] >= PACK_MIN_ROWS)
+        gemm_with(a, b, c, bias, init,
+                  a.shape[0] >= PACK_MIN_ROWS and a.shape[1] >= PACK_MIN_DEPTH)
     else:
         gemm_with(a, b, c, bias, init, None)
 
