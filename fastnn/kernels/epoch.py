@@ -194,15 +194,13 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr, l2_scaled,
-                optimizer, hyper, step, acts, deltas):
-    """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
+def task_gradient(params, grads, sizes, offsets, task, n_rows, l2_scaled, acts, deltas):
+    """Gradient rows of one update task (see ``make_tasks``) plus the L2 term, in place.
 
-    Sums over the first n_rows rows of the batch buffers, adds l2_scaled (the L2
-    penalty over the batch's weight) times the task's weights (not biases) to their
-    gradient, updates the parameters and their optimizer state, then refreshes the
-    transposed copy of the rows it changed.  Returns the sum of squares of the task's
-    weights before the update (0.0 when l2_scaled is 0), for the penalty's value.
+    Sums over the first n_rows rows of the batch buffers into grads (n_params,), then
+    adds l2_scaled (the L2 penalty over the batch's weight) times the task's weights
+    (not biases).  Returns the sum of squares of those weights (0.0 when l2_scaled is
+    0), for the penalty's value.
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
     batch_size = acts.shape[0] // sizes.sum()
@@ -216,6 +214,24 @@ def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr
     if l2_scaled != 0:
         weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
         squares = add_l2(grads, params, start, weight_stop, l2_scaled)
+    return squares
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr, l2_scaled,
+                optimizer, hyper, step, acts, deltas):
+    """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
+
+    The gradient and L2 term as ``task_gradient``; then updates the parameters and
+    their optimizer state, and refreshes the transposed copy of the rows it changed.
+    Returns the sum of squares of the task's weights before the update (0.0 when
+    l2_scaled is 0), for the penalty's value.
+    """
+    squares = task_gradient(params, grads, sizes, offsets, task, n_rows, l2_scaled, acts, deltas)
+    layer, row_start, row_stop = task[0], task[1], task[2]
+    fan_out = sizes[layer + 1]
+    start = offsets[layer] + row_start * fan_out
+    stop = offsets[layer] + row_stop * fan_out
     optimizer_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
     if layer > 0:
         transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)

@@ -3,7 +3,7 @@
 The work is the epoch driver's (``fastnn.kernels.epoch``) on one batch holding every
 row, without the optimizer step: forward and backward passes on fixed chunks of
 ``config.CHUNK_ROWS`` rows (``forward_backward_chunk``), then each update task's
-gradient rows summed over all rows in order (``dense.param_grad``) plus the L2 term.
+gradient rows summed over all rows in order plus the L2 term (``epoch.task_gradient``).
 The split never depends on the thread count, so the result is bitwise the same with
 1 or N threads.  The NumPy twin is ``fastnn.reference.loss_and_grad``.
 
@@ -16,32 +16,7 @@ from numba import njit, prange
 
 from .. import config
 from .activations import slope_argument
-from .dense import param_grad
-from .epoch import forward_backward_chunk, layer_rows, make_tasks, transpose_weights
-from .optimizers import add_l2
-
-
-@njit(inline="always", **config.JIT_OPTIONS)
-def grad_task(params, grads, sizes, offsets, task, n_rows, l2_scaled, acts, deltas):
-    """Gradient rows of one update task (``epoch.make_tasks``) plus the L2 term, in place.
-
-    Sums over the n_rows rows of the batch buffers into grads (n_params,), then adds
-    l2_scaled times the task's weights (not biases).  Returns the sum of squares of
-    those weights (0.0 when l2_scaled is 0).
-    """
-    layer, row_start, row_stop = task[0], task[1], task[2]
-    batch_size = acts.shape[0] // sizes.sum()
-    fan_in, fan_out = sizes[layer], sizes[layer + 1]
-    start = offsets[layer] + row_start * fan_out
-    stop = offsets[layer] + row_stop * fan_out
-    param_grad(layer_rows(acts, sizes, layer, batch_size)[:n_rows],
-               layer_rows(deltas, sizes, layer + 1, batch_size)[:n_rows],
-               row_start, row_stop, grads[start:stop].reshape((row_stop - row_start, fan_out)))
-    squares = 0.0
-    if l2_scaled != 0:
-        weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
-        squares = add_l2(grads, params, start, weight_stop, l2_scaled)
-    return squares
+from .epoch import forward_backward_chunk, make_tasks, task_gradient, transpose_weights
 
 
 @njit(**config.PARALLEL_OPTIONS)
@@ -96,7 +71,7 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, slope, tasks, 
                     i * chunk, min(i * chunk + chunk, n_rows), inv_total_weight, acts, deltas,
                     derivs, targets, scales, None, 0)
             else:
-                task_squares[i] = grad_task(params, grads, sizes, offsets, tasks[i], n_rows,
+                task_squares[i] = task_gradient(params, grads, sizes, offsets, tasks[i], n_rows,
                                             l2 * inv_total_weight, acts, deltas)
     loss = 0.0
     for c in range(n_chunks):
