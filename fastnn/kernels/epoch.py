@@ -218,6 +218,27 @@ def task_gradient(params, grads, sizes, offsets, task, n_rows, l2_scaled, acts, 
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
+def batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_batch_weight):
+    """(loss, accuracy) of a batch from its parts, as two floats.
+
+    The first n_chunks rows of chunk_sums (each chunk's part of the mean loss and of
+    the accuracy) are summed in order; when l2 is not 0, the penalty 0.5 * l2 *
+    inv_batch_weight * (the tasks' sums of squared weights, summed in order) is
+    added to the loss.
+    """
+    loss, right = 0.0, 0.0
+    for c in range(n_chunks):  # fixed order, as every sum here
+        loss += chunk_sums[c, 0]
+        right += chunk_sums[c, 1]
+    if l2 != 0:
+        squares = 0.0
+        for t in range(task_squares.shape[0]):
+            squares += task_squares[t]
+        loss += 0.5 * l2 * inv_batch_weight * squares
+    return loss, right
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
 def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr, l2_scaled,
                 optimizer, hyper, step, acts, deltas):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
@@ -331,15 +352,8 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
                     task_squares[i] = update_task(
                         params, params_t, grads, slots, sizes, offsets, tasks[i], n_rows, lr,
                         l2 * inv_batch_weight, optimizer, hyper, step, acts, deltas)
-        batch_loss, batch_right = 0.0, 0.0
-        for c in range(n_chunks):  # fixed order, as every sum here
-            batch_loss += chunk_sums[c, 0]
-            batch_right += chunk_sums[c, 1]
-        if l2 != 0:
-            squares = 0.0
-            for t in range(tasks.shape[0]):
-                squares += task_squares[t]
-            batch_loss += 0.5 * l2 * inv_batch_weight * squares
+        batch_loss, batch_right = batch_sums(chunk_sums, n_chunks, task_squares, l2,
+                                             inv_batch_weight)
         totals[0] += batch_loss * batch_weight
         totals[1] += batch_weight
         totals[2] += batch_right * batch_weight

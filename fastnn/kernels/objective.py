@@ -16,7 +16,8 @@ from numba import njit, prange
 
 from .. import config
 from .activations import slope_argument
-from .epoch import forward_backward_chunk, make_tasks, task_gradient, transpose_weights
+from .epoch import (batch_sums, forward_backward_chunk, make_tasks, task_gradient,
+                    transpose_weights)
 
 
 @njit(**config.PARALLEL_OPTIONS)
@@ -72,16 +73,8 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, slope, tasks, 
                     derivs, targets, scales, None, 0)
             else:
                 task_squares[i] = task_gradient(params, grads, sizes, offsets, tasks[i], n_rows,
-                                            l2 * inv_total_weight, acts, deltas)
-    loss = 0.0
-    for c in range(n_chunks):
-        loss += chunk_sums[c, 0]
-    if l2 != 0:
-        squares = 0.0
-        for t in range(tasks.shape[0]):
-            squares += task_squares[t]
-        loss += 0.5 * l2 * inv_total_weight * squares
-    return loss
+                                                l2 * inv_total_weight, acts, deltas)
+    return batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_total_weight)[0]
 
 
 class FullBatchObjective:
