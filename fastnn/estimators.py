@@ -19,7 +19,8 @@ How scikit-learn's parameters map onto the trainer
   of all four.  ``"lbfgs"`` runs as scikit-learn runs it: ``scipy.optimize.minimize(
   method="L-BFGS-B")`` with ``maxiter=max_iter``, ``maxfun=max_fun``, ``gtol=tol``,
   on the compiled full-batch loss and gradient (``fastnn.kernels.objective``; all
-  rows, the L2 term included); ``n_iter_`` is its iteration count, ``loss_`` its
+  rows, the L2 term included), through ``trainer.fit_lbfgs``, the L-BFGS run that
+  ``Sequential`` and the command line share; ``n_iter_`` is its iteration count, ``loss_`` its
   final loss, and it sets no ``loss_curve_`` and has no ``partial_fit``.  It also
   trains on sparse X (CSR or CSC): the first layer reads the non-zeros only
   (``fastnn.kernels.sparse``; its activation one of scikit-learn's four), the rest
@@ -124,11 +125,9 @@ from sklearn.utils.multiclass import (_check_partial_fit_first_call,
                                       unique_labels)
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 
 from . import model_io, reference, trainer
 from .checks import as_array, check_data, check_weights, class_sample_weight
-from .kernels.objective import FullBatchObjective
 from .kernels.sparse import FIRST_LAYER_CODES, SparseFirstLayerObjective, predict_sparse
 from .names import ACTIVATIONS, SKLEARN_ACTIVATIONS, SKLEARN_OUT_ACTIVATIONS
 from .network import INITIALIZERS, Architecture, init_params, layer_views
@@ -464,42 +463,41 @@ class _BaseFastMLP(BaseEstimator):
         return self
 
     def _fit_lbfgs(self, arch, params, X, Y, sample_weight, optimizer, history, rng, encoder, t):
-        """scikit-learn's L-BFGS run: scipy.optimize's L-BFGS-B on the full-batch loss.
+        """scikit-learn's L-BFGS run: ``trainer.fit_lbfgs`` (scipy's L-BFGS-B on the
+        full-batch loss) with maxfun=max_fun, maxiter=max_iter, gtol=tol, as scikit-learn
+        sets them; its ConvergenceWarning.  Returns self.
 
-        The loss and gradient come from the compiled ``kernels.objective`` (all rows,
-        L2 term included); maxfun=max_fun, maxiter=max_iter, gtol=tol, as scikit-learn
-        sets them.  Returns self.
+        The objective is the compiled dense one (fit_lbfgs's own), or for sparse X the
+        sparse first layer's, or for loss="poisson" the NumPy reference's.  Its
+        iterations are not added to the estimator's history (scikit-learn's lbfgs keeps
+        no loss curve).
         """
-        import scipy.optimize
-
         weights = check_weights(sample_weight, X.shape[0], arch.dtype)
         if issparse(X) and (arch.n_layers == 1 or self._exp_output()):  # the dense path
             X = X.toarray()
+        objective = None
         if self._exp_output():
             X, Y = check_data(arch, X, Y)
             objective = _PoissonObjective(arch, X, Y, weights, float(self.alpha))
         elif issparse(X):
             Y = as_array(arch, Y, "Y", arch.sizes[-1])
             objective = SparseFirstLayerObjective(arch, X, Y, weights, float(self.alpha))
-        else:
-            X, Y = check_data(arch, X, Y)
-            objective = FullBatchObjective(arch, X, Y, weights, float(self.alpha))
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        # L-BFGS-B's own vector work calls BLAS, whose threads would spin against
-        # Numba's between evaluations: one BLAS thread (20000 x 100 synthetic set,
-        # 50 iterations on 2 shared cores: 22.6 s with BLAS's 2 threads, 5.7 s with 1).
-        with trainer.thread_limit(self.threads, "numba"), \
-                threadpool_limits(limits=1, user_api="blas"):
-            result = scipy.optimize.minimize(
-                objective, params.astype(np.float64), method="L-BFGS-B", jac=True,
-                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                         **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        iterations = trainer.History()
+        try:
+            result = trainer.fit_lbfgs(
+                arch, params, X, Y, max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol,
+                l2=float(self.alpha), sample_weight=weights, objective=objective,
+                history=iterations, threads=self.threads, catch_signals=False,
+                scipy_options=_get_additional_lbfgs_options_dict("iprint", iprint))
+        except trainer.DivergenceError as error:
+            # params hold the last finite iterate (or the starting point)
+            self._lbfgs_loss = iterations.loss[-1] if iterations.loss else None
+            self._commit(arch, params, optimizer, history, rng, encoder, iterations.epochs, t)
+            raise trainer.DivergenceError(f"{_NON_FINITE_MESSAGE} ({error})") from error
         n_iter = _check_optimize_result("lbfgs", result, self.max_iter)
-        params[:] = result.x
         self._lbfgs_loss = float(result.fun)
         self._commit(arch, params, optimizer, history, rng, encoder, n_iter, t)
-        if not np.isfinite(params).all():
-            raise trainer.DivergenceError(_NON_FINITE_MESSAGE)
         return self
 
     def __sklearn_tags__(self):

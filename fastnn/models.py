@@ -34,6 +34,10 @@ This module only translates: a stack of ``Dense`` specs becomes a
   model's whole life; each ``fit`` continues it (epochs, schedule, optimizer state
   and shuffling stream), and returns it.  Keras's ``fit(initial_epoch=k)`` resume
   idiom is accepted when k is the number of epochs already trained.
+* **L-BFGS** as an optimizer (``compile(optimizer="lbfgs")`` or ``LBFGS(tol=...)``):
+  scikit-learn's ``solver="lbfgs"``, which Keras does not have.  ``fit(epochs=N)``
+  runs at most N L-BFGS-B iterations on all training rows (batch_size does not
+  apply), one history entry each, and may stop earlier once converged.
 * **Metric names** are fastnn's: ``"categorical_accuracy"``, ``"binary_accuracy"``
   and ``"acc"`` are ``"accuracy"`` in the history (``evaluate`` and
   ``metrics_names`` keep the names given to ``compile``).
@@ -73,8 +77,8 @@ from .optimizers import SGD, Adadelta, Adam, RMSprop, make_optimizer  # noqa: F4
 from .schedules import ReduceOnPlateau, make_schedule, schedule_config
 from .trainer import Callback, EarlyStopping, History
 
-__all__ = ["Adadelta", "Adam", "Callback", "Dense", "Dropout", "EarlyStopping", "ModelCheckpoint",
-           "RMSprop", "SGD", "Sequential"]
+__all__ = ["Adadelta", "Adam", "Callback", "Dense", "Dropout", "EarlyStopping", "LBFGS",
+           "ModelCheckpoint", "RMSprop", "SGD", "Sequential"]
 
 #: Keras's name of each head, for messages.
 _HEAD_NAMES = {"softmax": "softmax", "sigmoid": "sigmoid", "identity": "linear"}
@@ -194,6 +198,60 @@ class Dropout:
                 "name": self.name}
 
 
+@dataclasses.dataclass
+class LBFGS:
+    """L-BFGS as a ``compile`` optimizer: scipy's L-BFGS-B on the full-batch loss.
+
+    scikit-learn's ``solver="lbfgs"`` (``trainer.fit_lbfgs``, which the estimators run
+    too).  It is no ``optimizers.Optimizer``: it has no learning rate, no schedule and
+    no state kept between fits.  ``fit(epochs=N)`` runs at most N iterations, each on
+    all training rows, and records one history entry per iteration.
+
+    Parameters
+    ----------
+    tol : float >= 0
+        Converged (and stopped) when the largest entry of the gradient is <= tol
+        (L-BFGS-B's gtol; scikit-learn's tol and default), or when the loss
+        decreases by less than scipy's relative ftol.
+    max_fun : int >= 1
+        The most loss evaluations per fit (scikit-learn's max_fun and default).
+    """
+
+    tol: float = 1e-4
+    max_fun: int = 15000
+
+    name = "lbfgs"
+
+    def __post_init__(self):
+        if not (isinstance(self.tol, (int, float, np.number)) and not isinstance(self.tol, bool)
+                and np.isfinite(self.tol) and self.tol >= 0):
+            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        if not (isinstance(self.max_fun, (int, np.integer)) and not isinstance(self.max_fun, bool)
+                and self.max_fun >= 1):
+            raise ValueError(f"max_fun must be an integer >= 1, got {self.max_fun!r}")
+        self.tol, self.max_fun = float(self.tol), int(self.max_fun)
+
+    def get_config(self):
+        """{"name": "lbfgs", "tol": ..., "max_fun": ...}, which ``compile`` also takes."""
+        return {"name": self.name, "tol": self.tol, "max_fun": self.max_fun}
+
+
+def _make_optimizer(spec):
+    """compile's optimizer: an ``LBFGS`` for "lbfgs" (name, config dict or instance), else
+    ``optimizers.make_optimizer``'s."""
+    if isinstance(spec, LBFGS):
+        return spec
+    if spec == "lbfgs":
+        return LBFGS()
+    if isinstance(spec, dict) and spec.get("name") == "lbfgs":
+        settings = {key: value for key, value in spec.items() if key != "name"}
+        try:
+            return LBFGS(**settings)
+        except TypeError as error:
+            raise ValueError(f"bad lbfgs settings {settings}: {error}") from None
+    return make_optimizer(spec)
+
+
 class ModelCheckpoint(Callback):
     """Save a model to one file every ``every`` epochs and when training ends.
 
@@ -256,8 +314,8 @@ class Sequential:
         Set by ``build`` (or the first ``fit``).
     params : ndarray of shape (arch.n_params,) or None
         The flat parameter buffer that training updates in place.
-    optimizer : optimizers.Optimizer or None
-        Set by ``compile``; holds its state (slots, iterations) across fits.
+    optimizer : optimizers.Optimizer, LBFGS or None
+        Set by ``compile``; an Optimizer holds its state (slots, iterations) across fits.
     history : trainer.History
         Every epoch trained so far.
     rng : RandomState or Generator or None
@@ -491,11 +549,14 @@ class Sequential:
 
         Parameters
         ----------
-        optimizer : str, dict or optimizers.Optimizer
+        optimizer : str, dict, optimizers.Optimizer or LBFGS
             "sgd", "rmsprop", "adam", "adadelta" (each with its default learning
             rate), a config dict (``{"name": "adam", "lr": 0.01}``) or an instance
-            (``Adadelta()``), kept as it is with its state.  Compiling again replaces
-            the optimizer (and its state); weights and history are kept.
+            (``Adadelta()``), kept as it is with its state.  Or "lbfgs" (also
+            ``{"name": "lbfgs", "tol": 1e-6}`` or ``LBFGS(tol=1e-6, max_fun=500)``):
+            scikit-learn's full-batch L-BFGS (see ``fit``); not with a schedule or
+            Dropout layers.  Compiling again replaces the optimizer (and its state);
+            weights and history are kept.
         loss : str or None
             "categorical_crossentropy" (softmax), "binary_crossentropy" (sigmoid),
             "mse" / "mean_squared_error" (linear); None takes the head's.
@@ -531,7 +592,13 @@ class Sequential:
             if head not in METRIC_ALIASES[name][1]:
                 raise ValueError(f"metric {name!r} does not apply to a {_HEAD_NAMES[head]} output")
         check_l2(l2)
-        self.optimizer = make_optimizer(optimizer)
+        optimizer = _make_optimizer(optimizer)
+        if isinstance(optimizer, LBFGS):
+            if schedule is not None:
+                raise ValueError("a schedule sets the learning rate of each epoch; L-BFGS has "
+                                 "none (a line search chooses each step): compile without one")
+            self._refuse_dropout_with_lbfgs()
+        self.optimizer = optimizer
         schedule = None if schedule is None else make_schedule(schedule)
         if isinstance(schedule, ReduceOnPlateau):
             schedule = dataclasses.replace(schedule, monitor=_fastnn_key(schedule.monitor))
@@ -552,7 +619,7 @@ class Sequential:
         """The compile metrics as fastnn's names (``metrics.METRICS``), each once."""
         return list(dict.fromkeys(METRIC_ALIASES[name][0] for name in self.metrics))
 
-    def fit(self, x, y, epochs=1, batch_size=32, verbose="auto", validation_split=0.0,
+    def fit(self, x, y, epochs=1, batch_size=None, verbose="auto", validation_split=0.0,
             validation_data=None, shuffle=True, callbacks=(), early_stopping=None,
             sample_weight=None, class_weight=None, initial_epoch=0, on_divergence="raise",
             threads=None,
@@ -567,9 +634,11 @@ class Sequential:
             1-D y is accepted when the last layer has one unit.
         epochs : int
             Epochs to train in this call (with initial_epoch = k > 0: up to epoch
-            number ``epochs``, i.e. ``epochs - k`` more, as Keras).
+            number ``epochs``, i.e. ``epochs - k`` more, as Keras).  With L-BFGS: the
+            most iterations (scikit-learn's max_iter), each one history entry.
         batch_size : int or None
-            Rows per mini-batch (None: 32, as Keras).
+            Rows per mini-batch (None: 32, as Keras).  L-BFGS always uses all the
+            training rows: a batch_size smaller than x is ignored with a warning.
         verbose : "auto", 0, 1 or 2
             0 silent; 1 a progress bar on stderr; 2 one line per epoch on stdout;
             "auto" is 1 when stderr is a terminal, else 0.
@@ -610,6 +679,22 @@ class Sequential:
             warning; the model keeps the weights after that batch, and the next
             ``fit`` finishes the interrupted epoch first, exactly as if it had not
             stopped (also after ``save`` and ``fastnn.load``).
+
+        With L-BFGS (``compile(optimizer="lbfgs")``), fit is one ``trainer.fit_lbfgs``
+        run: scipy's L-BFGS-B on the loss of all training rows (plus the L2 term),
+        at most ``epochs`` iterations, stopping earlier when converged (the largest
+        gradient entry <= tol, or the loss no longer decreasing: ``history.stop_reason``
+        "converged"), and with a
+        warning when the loss evaluations (max_fun) run out or the line search finds
+        no lower loss ("max_fun", "stalled").  Each iteration is one history entry:
+        loss, training metrics (a forward pass over the training rows), validation
+        values and seconds, no "lr".  Validation data, callbacks, early stopping,
+        sample and class weights, verbose, threads and backend work as for the
+        other optimizers; shuffle does not matter (full batch), and a runner and
+        Dropout layers are refused.  A signal ends training after the current
+        iteration.  Each fit starts L-BFGS afresh from the weights reached (its
+        curvature memory is not kept, nor saved): two fits of 10 iterations are
+        not one of 20.
         """
         if not self.compiled:
             raise RuntimeError("compile the model before fit, e.g. "
@@ -624,11 +709,18 @@ class Sequential:
                                  f"{self.history.epochs} epochs; fastnn continues from where the "
                                  f"model is (initial_epoch=0 or {self.history.epochs})")
             epochs = max(0, epochs - initial_epoch)
-        if batch_size is None:
+        lbfgs = isinstance(self.optimizer, LBFGS)
+        if batch_size is None and not lbfgs:
             batch_size = 32
-        if not (isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
-                and batch_size >= 1):
+        if batch_size is not None and not (isinstance(batch_size, (int, np.integer))
+                                           and not isinstance(batch_size, bool)
+                                           and batch_size >= 1):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if lbfgs:
+            self._refuse_dropout_with_lbfgs()
+            if runner is not None:
+                raise ValueError("L-BFGS trains in this process: a runner (data-parallel "
+                                 "training) needs a mini-batch optimizer")
         progress, lines = _verbosity(verbose)
         x, y = self._check_xy(x, y, building=True)
         if validation_data is not None:
@@ -649,16 +741,19 @@ class Sequential:
             callbacks.append(_EpochLines(epochs))
         if class_weight is not None:
             sample_weight = class_sample_weight(class_weight, self._class_labels(y), sample_weight)
-        history = trainer.fit(
-            self.arch, self.params, x, y, epochs=epochs, batch_size=int(batch_size),
-            optimizer=self.optimizer, schedule=self.schedule, l2=self.l2,
-            sample_weight=sample_weight, validation_data=validation_data,
-            validation_split=validation_split, metrics=self.fastnn_metrics(),
-            early_stopping=early_stopping, on_divergence=on_divergence, callbacks=callbacks,
-            progress=progress, history=self.history, random_state=self.rng, shuffle=shuffle,
-            backend=backend, threads=threads, runner=runner,
-            dropout=self.dropout_rates if any(self.dropout_rates) else None,
-            dropout_seed=self.dropout_seed or 0)
+        if lbfgs:
+            if batch_size is not None and batch_size < x.shape[0]:
+                warnings.warn(f"batch_size={batch_size} is ignored: L-BFGS evaluates the loss "
+                              f"and gradient on all training rows at once", UserWarning,
+                              stacklevel=2)
+            history = self._fit_lbfgs(x, y, epochs, validation_split, validation_data,
+                                      callbacks, early_stopping, sample_weight, on_divergence,
+                                      progress, threads, backend)
+        else:
+            history = self._fit_stochastic(
+                x, y, epochs, int(batch_size), validation_split, validation_data, shuffle,
+                callbacks, early_stopping, sample_weight, on_divergence, progress, threads,
+                backend, runner)
         if history.interrupted:
             where = f"epoch {history.epochs}"
             if history.partial is not None:
@@ -668,6 +763,49 @@ class Sequential:
                           f"of that point, and the next fit continues from it", UserWarning,
                           stacklevel=2)
         return history
+
+    def _fit_stochastic(self, x, y, epochs, batch_size, validation_split, validation_data,
+                        shuffle, callbacks, early_stopping, sample_weight, on_divergence,
+                        progress, threads, backend, runner):
+        """fit with a mini-batch optimizer: one ``trainer.fit`` call; the History."""
+        return trainer.fit(
+            self.arch, self.params, x, y, epochs=epochs, batch_size=batch_size,
+            optimizer=self.optimizer, schedule=self.schedule, l2=self.l2,
+            sample_weight=sample_weight, validation_data=validation_data,
+            validation_split=validation_split, metrics=self.fastnn_metrics(),
+            early_stopping=early_stopping, on_divergence=on_divergence, callbacks=callbacks,
+            progress=progress, history=self.history, random_state=self.rng, shuffle=shuffle,
+            backend=backend, threads=threads, runner=runner,
+            dropout=self.dropout_rates if any(self.dropout_rates) else None,
+            dropout_seed=self.dropout_seed or 0)
+
+    def _fit_lbfgs(self, x, y, epochs, validation_split, validation_data, callbacks,
+                   early_stopping, sample_weight, on_divergence, progress, threads, backend):
+        """fit with L-BFGS: one ``trainer.fit_lbfgs`` call (none for 0 epochs); the History."""
+        if epochs == 0:
+            return self.history
+        result = trainer.fit_lbfgs(
+            self.arch, self.params, x, y, max_iter=epochs, max_fun=self.optimizer.max_fun,
+            tol=self.optimizer.tol, l2=self.l2, sample_weight=sample_weight,
+            validation_data=validation_data, validation_split=validation_split,
+            metrics=self.fastnn_metrics(), early_stopping=early_stopping,
+            on_divergence=on_divergence, callbacks=callbacks, progress=progress,
+            history=self.history, backend=backend, threads=threads)
+        history = result.history
+        if history.stop_reason in ("max_fun", "stalled"):
+            why = (f"max_fun={self.optimizer.max_fun} loss evaluations done"
+                   if history.stop_reason == "max_fun" else
+                   "no lower loss found (scaled inputs or dtype='float64' may help)")
+            warnings.warn(f"L-BFGS stopped after {result.n_iter} of {epochs} iterations: {why} "
+                          f"({result.message})", UserWarning, stacklevel=3)
+        return history
+
+    def _refuse_dropout_with_lbfgs(self):
+        if any(self.dropout_rates):
+            raise ValueError("Dropout layers need a mini-batch optimizer ('sgd', 'rmsprop', "
+                             "'adam' or 'adadelta'): L-BFGS minimises one deterministic "
+                             "full-batch loss, which random masks would change between its "
+                             "evaluations")
 
     def _class_labels(self, y):
         """Each row's class index: the arg max of a softmax target, a sigmoid unit's 0/1."""
@@ -826,10 +964,13 @@ class Sequential:
     def _saved_state(self):
         self._ensure_built()
         compiled = None
+        lbfgs = isinstance(self.optimizer, LBFGS)
         if self.compiled:
             compiled = {"loss": self.loss, "metrics": self.metrics, "l2": self.l2,
                         "schedule": None if self.schedule is None
                         else schedule_config(self.schedule)}
+            if lbfgs:  # no state: its settings are all there is to keep
+                compiled["optimizer"] = self.optimizer.get_config()
         random_state = self.random_state
         if not (isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)):
             random_state = None  # a generator: its state is saved as rng
@@ -843,7 +984,8 @@ class Sequential:
                                  for index, layer in self.dropout_layers]
             config["dropout_seed"] = self.dropout_seed
         return model_io.SavedModel("Sequential", self.arch, self.params, config,
-                                   optimizer=self.optimizer if self.compiled else None,
+                                   optimizer=self.optimizer if self.compiled and not lbfgs
+                                   else None,
                                    rng=self.rng, history=self.history)
 
     @classmethod
@@ -862,9 +1004,10 @@ class Sequential:
         model.arch, model.params, model.rng = arch, saved.params, saved.rng
         compiled = config["compile"]
         if compiled is not None:
-            if saved.optimizer is None:
+            optimizer = compiled.get("optimizer", saved.optimizer)  # LBFGS's settings, or
+            if optimizer is None:                                    # the Optimizer and state
                 raise ValueError("a compiled model without its optimizer")
-            model.compile(optimizer=saved.optimizer, loss=compiled["loss"],
+            model.compile(optimizer=optimizer, loss=compiled["loss"],
                           metrics=compiled["metrics"], l2=compiled["l2"],
                           schedule=compiled["schedule"])
         if saved.history is not None:

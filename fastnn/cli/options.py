@@ -43,10 +43,15 @@ EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_PIPE = 0, 1, 2
 
 SIGNAL_EXIT = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}
 
+#: --optimizer's full-batch choice besides the update rules of ``optimizers.OPTIMIZERS``:
+#: scikit-learn's L-BFGS (``Sequential`` compiled with ``LBFGS``; ``trainer.fit_lbfgs``).
+LBFGS = "lbfgs"
+
 #: Hyperparameter options and the optimizers / schedules they belong to.
 OPTIMIZER_OPTIONS = {"momentum": ("sgd",), "nesterov": ("sgd",), "beta1": ("adam",),
                      "beta2": ("adam",), "rho": ("rmsprop", "adadelta"),
-                     "eps": ("rmsprop", "adam", "adadelta")}
+                     "eps": ("rmsprop", "adam", "adadelta"), "tol": (LBFGS,),
+                     "max_fun": (LBFGS,)}
 
 SCHEDULE_OPTIONS = {"power_t": ("invscaling",), "step_size": ("step",),
                     "gamma": ("step", "plateau"), "t_max": ("cosine",),
@@ -245,8 +250,10 @@ def build_parser(prog=PROG):
                      f"with --resume required: epochs to add)")
     fit.add_argument("--batch-size", type=int_at_least(0), default=64, metavar="N",
                      help="rows per mini-batch; 0 = the whole training set (default: %(default)s)")
-    fit.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS),
-                     help="update rule (default: %(default)s)")
+    fit.add_argument("--optimizer", default="sgd", choices=[*OPTIMIZERS, LBFGS],
+                     help="update rule; lbfgs is scikit-learn's full-batch L-BFGS (scipy's "
+                     "L-BFGS-B): --epochs is its most iterations, no --lr, --batch-size or "
+                     "--dropout (default: %(default)s)")
     fit.add_argument("--lr", type=positive, default=None,
                      help=f"learning rate (default: {SGD_LR} for sgd, else the optimizer's: "
                      f"rmsprop and adam 0.001, adadelta 1.0)")
@@ -259,6 +266,11 @@ def build_parser(prog=PROG):
                      help="rmsprop, adadelta: decay of the running averages (default: 0.9, 0.95)")
     fit.add_argument("--eps", type=positive, default=None,
                      help="rmsprop, adam, adadelta: epsilon (default: 1e-7, 1e-8, 1e-7)")
+    fit.add_argument("--tol", type=non_negative, default=None,
+                     help="lbfgs: stop when the largest entry of the gradient is <= tol "
+                     "(default: 1e-4, scikit-learn's)")
+    fit.add_argument("--max-fun", type=int_at_least(1), default=None, metavar="N",
+                     help="lbfgs: the most loss evaluations (default: 15000, scikit-learn's)")
     fit.add_argument("--schedule", default="constant", choices=list(SCHEDULES),
                      help="learning rate per epoch: constant; invscaling lr/(epoch+1)^power_t; "
                      "step lr*gamma^(epoch//step_size); cosine from lr to min-lr over t-max "
@@ -371,6 +383,11 @@ def given_options(argv):
 
 def option_name(dest):
     return "--" + dest.replace("_", "-")
+
+
+def step_name(model):
+    """What one history entry of the model is: "iteration" of L-BFGS, else "epoch"."""
+    return "iteration" if getattr(model.optimizer, "name", None) == LBFGS else "epoch"
 
 
 def log_step(epochs):

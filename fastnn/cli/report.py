@@ -12,7 +12,7 @@ from ..datasets import decode
 from ..metrics import metric_for
 from ..schedules import schedule_config
 from ..version import __version__
-from .options import PROG, UsageError
+from .options import PROG, UsageError, step_name
 
 
 def scores_of(model, eval_sets, args):
@@ -181,7 +181,7 @@ class Output:
             return
         n_threads = args.threads or config.NUMBA_MAX_THREADS
         if stored_path is not None:
-            self.say(f"model {stored_path}: {model.history.epochs} epochs trained")
+            self.say(f"model {stored_path}: {model.history.epochs} {step_name(model)}s trained")
         if eval_sets[0][0] == "data":
             rows = f"{eval_sets[0][1].shape[0]} samples"
         else:
@@ -204,7 +204,8 @@ class Output:
                 if not (k in ("momentum", "nesterov") and not v))
             schedule = _schedule_json(model.schedule)
             parts = [f"{name.upper() if name == 'sgd' else name} ({described})",
-                     f"{epochs} epochs", f"batch size {settings['batch_size'] or 'full'}"]
+                     f"{epochs} {step_name(model)}s",
+                     f"batch size {settings['batch_size'] or 'full'}"]
             if schedule:
                 parts.append(f"schedule {schedule['name']}")
             if model.l2:
@@ -238,15 +239,16 @@ class Output:
         seconds = run.epoch_seconds
         if not seconds:
             return
+        step = step_name(run.model)  # "epoch", or "iteration" of L-BFGS
         # fit compiles or loads the kernels before the first epoch: that time is part of
         # the total, not of any epoch.
         cold = args.backend == "numba" and not args.profile
-        first = f"first epoch {seconds[0]:.3f} s"
+        first = f"first {step} {seconds[0]:.3f} s"
         if cold:
-            first += (f"; {total - sum(seconds):.3f} s outside the epochs, compiling or loading "
-                      f"the Numba kernels included")
-        self.result(f"training time {total:.3f} s for {len(seconds)} epochs (median "
-                    f"{1e3 * statistics.median(seconds):.2f} ms per epoch; {first})")
+            first += (f"; {total - sum(seconds):.3f} s outside the {step}s, compiling or "
+                      f"loading the Numba kernels included")
+        self.result(f"training time {total:.3f} s for {len(seconds)} {step}s (median "
+                    f"{1e3 * statistics.median(seconds):.2f} ms per {step}; {first})")
 
     def verification(self, v):
         verdict = "passed" if v["passed"] else "FAILED"

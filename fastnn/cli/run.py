@@ -15,12 +15,13 @@ from ..trainer import DivergenceError, EpochPrinter
 from .data import (build_data, data_settings, describe_source, load_model, record_of,
                    save_with_record)
 from .options import (DATA_OPTIONS, DEFAULT_EPOCHS, EXIT_OK, EXIT_PIPE, EXIT_SIGINT,
-                      EXIT_SIGTERM, EXIT_USAGE, EXIT_VERIFY, PROG, SIGNAL_EXIT, VERIFY_RTOL,
-                      Terminated, UsageError, build_parser, given_options, log_step)
+                      EXIT_SIGTERM, EXIT_USAGE, EXIT_VERIFY, LBFGS, PROG, SIGNAL_EXIT,
+                      VERIFY_RTOL, Terminated, UsageError, build_parser, given_options, log_step,
+                      step_name)
 from .report import (Output, metrics_document, plot_history, scores_of, write_json,
                      write_predictions)
-from .settings import (check_options, check_writable, fit_settings_for, import_matplotlib,
-                       new_model)
+from .settings import (check_lbfgs_run, check_options, check_writable, fit_settings_for,
+                       import_matplotlib, new_model)
 
 
 def main(argv=None):
@@ -54,15 +55,36 @@ def _raise_terminated(signum, frame):
 
 
 def _compile_only(args):
-    """--compile-only: fill Numba's cache for the common configurations and the one asked for."""
+    """--compile-only: fill Numba's cache for the common configurations and the one asked for
+    (with --optimizer lbfgs: its full-batch objective, which warm_up does not know)."""
     from ..compilation import COMMON_CONFIGURATIONS, warm_up
 
     asked = (args.dtype, args.optimizer)
-    configurations = COMMON_CONFIGURATIONS + (() if asked in COMMON_CONFIGURATIONS else (asked,))
+    configurations = COMMON_CONFIGURATIONS + (
+        () if asked in COMMON_CONFIGURATIONS or args.optimizer == LBFGS else (asked,))
     if args.backend != "numba":
         raise UsageError("--compile-only compiles the numba backend's kernels")
     warm_up(configurations, verbose=not args.quiet)
+    if args.optimizer == LBFGS:
+        _warm_up_lbfgs(args.dtype, verbose=not args.quiet)
     return EXIT_OK
+
+
+def _warm_up_lbfgs(dtype, verbose):
+    """Compile (or load) the L-BFGS objective and prediction kernels of dtype: one iteration
+    on a tiny network, as ``compilation.warm_up`` does for the update rules."""
+    from ..compilation import compile_notice, describe
+    from ..network import Architecture, init_params
+    from ..trainer import fit_lbfgs
+
+    arch = Architecture((2, 3, 2), ("sigmoid",), "softmax", dtype)
+    X, Y = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]), np.eye(2)[[0, 1, 1]]
+    with compile_notice(describe(arch, LBFGS), enabled=verbose) as compiled:
+        fit_lbfgs(arch, init_params(arch, "normal", random_state=0), X, Y, max_iter=1,
+                  metrics=["accuracy"], catch_signals=False)
+    if verbose and not compiled():
+        print(f"fastnn kernels for {describe(arch, LBFGS)}: already compiled", file=sys.stderr,
+              flush=True)
 
 
 def _main(argv):
@@ -99,6 +121,8 @@ def _main(argv):
     if stored_path is not None:
         model, record = load_model(stored_path)
         epochs = args.epochs or 0
+        if epochs and model.compiled and model.optimizer.name == LBFGS:
+            check_lbfgs_run(args, given, f"the L-BFGS model in {stored_path}")
     else:
         model, epochs = None, args.epochs or DEFAULT_EPOCHS
     source, split = data_settings(args, given, record)
@@ -127,11 +151,16 @@ def _main(argv):
         tick = time.perf_counter()
         stop_signal = run.fit()
         timings["train_s"] = time.perf_counter() - tick
+        lbfgs = model.optimizer.name == LBFGS
         if stop_signal is not None:
+            resumable = "" if lbfgs else " (--resume finishes the run as if uninterrupted)"
             out.error_line(f"{PROG}: {_signal_name(stop_signal)} received: training stopped "
-                           f"{_where_stopped(history)}"
-                           + (f"; saving the model to {args.save} (--resume finishes the run "
-                              f"as if uninterrupted)" if args.save else ""))
+                           f"{_where_stopped(history, step_name(model))}"
+                           + (f"; saving the model to {args.save}{resumable}" if args.save
+                              else ""))
+        elif lbfgs and history.stop_reason in _LBFGS_STOPS:
+            out.say(f"L-BFGS {_LBFGS_STOPS[history.stop_reason]} after iteration "
+                    f"{history.epochs}")
         elif history.stop_reason == "early stopping":
             out.say(f"early stopping after epoch {history.epochs}; best epoch "
                     f"{history.best_epoch}"
@@ -195,6 +224,13 @@ def _main(argv):
     return status
 
 
+#: How an L-BFGS run that ended before --epochs iterations is reported, by stop_reason.
+_LBFGS_STOPS = {"converged": "converged (gradient below --tol, or no more decrease of the loss)",
+                "max_fun": "stopped: --max-fun loss evaluations done",
+                "stalled": "stopped: it found no lower loss (scaled inputs or --dtype float64 "
+                           "may help)"}
+
+
 def _fit_kwargs(model, data, settings):
     from ..trainer import EarlyStopping
 
@@ -210,8 +246,10 @@ def _fit(model, data, settings, epochs, backend, threads, callbacks, runner=None
     kwargs = _fit_kwargs(model, data, settings)
     kwargs["epochs"] = epochs
     with warnings.catch_warnings():
-        # Sequential.fit warns when interrupted; the command line says it itself.
+        # Sequential.fit warns when interrupted, or when L-BFGS stops early; the command
+        # line says it itself.
         warnings.filterwarnings("ignore", message="training interrupted", category=UserWarning)
+        warnings.filterwarnings("ignore", message="L-BFGS stopped", category=UserWarning)
         return model.fit(data.X_train, data.Y_train, verbose=0, callbacks=callbacks,
                          threads=threads, backend=backend, runner=runner, **kwargs)
 
@@ -239,9 +277,9 @@ def _fit_distributed(model, data, settings, epochs, args, callbacks):
 class _Progress(EpochPrinter):
     """Progress lines: every k epochs (all with --verbose), with the epoch's values."""
 
-    def __init__(self, out, epochs, every, verbose):
+    def __init__(self, out, epochs, every, verbose, step="epoch"):
         super().__init__(epochs)
-        self.out, self.every, self.verbose = out, every, verbose
+        self.out, self.every, self.verbose, self.step = out, every, verbose, step
 
     def on_train_begin(self, history):
         super().on_train_begin(history)
@@ -254,9 +292,11 @@ class _Progress(EpochPrinter):
             return
         values = "  ".join(f"{key} {logs[key]:.6f}" if key.endswith("loss")
                            else f"{key} {logs[key]:.4f}" for key in self.shown(logs))
-        extra = (f"  lr {logs['lr']:.4g}  {1e3 * logs['seconds']:.2f} ms" if self.verbose
-                 else "")
-        self.out.say(f"epoch {epoch:>{len(str(self.last_epoch))}}/{self.last_epoch}  "
+        extra = ""
+        if self.verbose:  # L-BFGS has no learning rate
+            extra = (f"  lr {logs['lr']:.4g}" if "lr" in logs else "") + \
+                f"  {1e3 * logs['seconds']:.2f} ms"
+        self.out.say(f"{self.step} {epoch:>{len(str(self.last_epoch))}}/{self.last_epoch}  "
                      f"{values}{extra}  elapsed {time.perf_counter() - self.start:.3f} s",
                      flush=True)
 
@@ -279,7 +319,8 @@ class _Run:
         callbacks = []
         if not self.args.quiet:
             every = self.args.log_every or log_step(self.epochs)
-            callbacks.append(_Progress(self.out, self.epochs, every, self.args.verbose))
+            callbacks.append(_Progress(self.out, self.epochs, every, self.args.verbose,
+                                       step_name(self.model)))
         try:
             # Overflow on the way to a non-finite loss is reported once, as DivergenceError.
             with np.errstate(over="ignore", invalid="ignore"):
@@ -316,11 +357,12 @@ def _signal_name(signum):
         return f"signal {signum}"
 
 
-def _where_stopped(history):
-    """'after epoch 7', or 'in epoch 8 after 128 of 1617 rows' (a batch boundary)."""
+def _where_stopped(history, step="epoch"):
+    """'after epoch 7' ('after iteration 7' of L-BFGS), or 'in epoch 8 after 128 of 1617
+    rows' (a batch boundary)."""
     partial = history.partial
     if partial is None:
-        return f"after epoch {history.epochs}"
+        return f"after {step} {history.epochs}"
     return (f"in epoch {history.epochs + 1} after {partial.next_row} of "
             f"{partial.order.shape[0]} rows")
 

@@ -7,7 +7,7 @@ from ..metrics import RUNNING_METRICS
 from ..names import KERAS_NAMES
 from ..schedules import make_schedule
 from .data import head_for
-from .options import (DATA_OPTIONS, FIT_OPTIONS, MODEL_OPTIONS, NETWORK_OPTIONS,
+from .options import (DATA_OPTIONS, FIT_OPTIONS, LBFGS, MODEL_OPTIONS, NETWORK_OPTIONS,
                       OPTIMIZER_OPTIONS, SCHEDULE_OPTIONS, SGD_LR, UsageError, option_name)
 
 
@@ -54,6 +54,14 @@ def check_options(args, given):
             if dest in given and args.schedule not in owners:
                 raise UsageError(f"{option_name(dest)} applies to --schedule {' or '.join(owners)}, "
                                  f"not {args.schedule}")
+        if args.optimizer == LBFGS:
+            if "lr" in given:
+                raise UsageError("--lr applies to the mini-batch optimizers; L-BFGS has no "
+                                 "learning rate (a line search chooses each step)")
+            if args.schedule != "constant":
+                raise UsageError(f"--schedule {args.schedule} sets a learning rate per epoch; "
+                                 f"L-BFGS has none")
+            check_lbfgs_run(args, given, "--optimizer lbfgs")
     if args.early_stopping is None and args.schedule != "plateau":
         for dest in ("min_delta", "monitor"):
             if dest in given:
@@ -78,6 +86,29 @@ def check_options(args, given):
     if (args.profile or args.verify) and args.load is not None and args.epochs is None:
         raise UsageError(f"{'--profile' if args.profile else '--verify'} needs training: "
                          f"add --epochs N")
+
+
+def check_lbfgs_run(args, given, what):
+    """Refuse the options an L-BFGS run (what: the model, in words) cannot honour."""
+    if "batch_size" in given and args.batch_size != 0:
+        raise UsageError(f"--batch-size {args.batch_size}: {what} trains on the whole training "
+                         f"set at once (leave --batch-size out, or give 0)")
+    if args.dropout:
+        raise UsageError(f"--dropout needs a mini-batch optimizer: {what} minimises one "
+                         f"deterministic full-batch loss")
+    if args.scheduler is not None:
+        raise UsageError(f"--scheduler trains mini-batches data-parallel; {what} trains in "
+                         f"this process")
+    if args.profile:
+        raise UsageError(f"--profile times the phases of mini-batch epochs; not with {what}")
+    if args.verify:
+        raise UsageError(f"--verify compares mini-batch epochs with the NumPy reference; not "
+                         f"with {what} (its loss and gradient are checked against the "
+                         f"reference by the test suite)")
+    if args.resume is not None:
+        raise UsageError(f"--resume continues a run exactly, but {what} keeps no state between "
+                         f"runs to continue (its curvature memory is not saved); use --load "
+                         f"{args.resume} --epochs N to run L-BFGS again from the saved weights")
 
 
 def check_writable(path, option):
@@ -198,8 +229,9 @@ def fit_settings_for(args, given, record, epochs):
                 settings[key] = getattr(args, dest)
         if "no_shuffle" in given:
             settings["shuffle"] = False
-    else:
-        settings = {"batch_size": args.batch_size, "validation_split": args.validation_split,
+    else:  # L-BFGS: the whole training set (check_lbfgs_run refuses another batch size)
+        settings = {"batch_size": 0 if args.optimizer == LBFGS else args.batch_size,
+                    "validation_split": args.validation_split,
                     "shuffle": not args.no_shuffle, "early_stopping": None}
     validation = settings["validation_split"] > 0
     if args.early_stopping is not None:
