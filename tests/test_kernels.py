@@ -352,9 +352,11 @@ def test_matmul_acc(shape, layout, dtype):
 def test_gemm_starts(shape, init, pack, dtype):
     """gemm's three starting points, on tiles full and partial in both directions.
 
-    b read in place and packed into panels; c is a column block of a wider array
-    (its rows are not adjacent), and the columns of that array outside the block
-    must be left as they were.
+    b read in place and packed into panels (with 512-bit vectors gemm compiles no
+    packing and both read b in place: the packed path is tested in
+    ``test_gemm_vector_width_follows_numba_target``); c is a column block of a wider
+    array (its rows are not adjacent), and the columns of that array outside the
+    block must be left as they were.
     """
     m, k, n = shape
     rng = generator("gemm", shape, init, dtype)
@@ -412,26 +414,40 @@ def run_ok(code, **env_changes):
 def test_gemm_vector_width_follows_numba_target(tmp_path):
     """With Numba compiling for an AVX2-only CPU (haswell), gemm uses 256-bit vectors.
 
-    Runs in a subprocess with its own cache directory, and checks the results there
-    against NumPy on a shape with full and partial tiles, in both dtypes.
+    Runs in a subprocess with its own cache directory.  This is also where the packed
+    path is tested on a machine with AVX-512, whose gemm compiles no packing: on
+    shapes with full and partial tiles, packed ones (k over one and several blocks of
+    PANEL_KC rows) included, in both dtypes and every start, c a column block of a
+    wider array: gemm (which packs by the rule) against NumPy, bitwise equal to b
+    read in place, and the columns outside the block left as they were.
     """
     code = textwrap.dedent("""
         import itertools
         import numpy as np
         from fastnn.kernels import epoch, gemm
         assert gemm.VECTOR_BITS == 256, gemm.VECTOR_BITS
-        rng = np.random.default_rng(0)
         assert gemm.PACK_B
-        shapes = [(19, 37, 117), (37, 300, 100)]  # the second packs b (m >= 32)
-        for (m, k, n), (dtype, tol) in itertools.product(
-                shapes, (("float32", 1e-4), ("float64", 1e-12))):
+        rng = np.random.default_rng(0)
+        shapes = [(19, 37, 117), (32, 129, 48), (37, 300, 100), (33, gemm.PANEL_KC + 3, 30)]
+        starts = (gemm.ZERO, gemm.ACCUMULATE, gemm.BIAS)
+        for (m, k, n), (dtype, tol), init in itertools.product(
+                shapes, (("float32", 1e-4), ("float64", 1e-12)), starts):
             a = rng.standard_normal((m, k)).astype(dtype)
             b = rng.standard_normal((k, n)).astype(dtype)
             bias = rng.standard_normal(n).astype(dtype)
-            c = np.empty((m, n), dtype)
-            gemm.gemm(a, b, c, bias, gemm.BIAS)
-            expected = a.astype(np.float64) @ b + bias
-            assert np.abs(c - expected).max() < tol * np.abs(expected).max(), (m, dtype)
+            wide = rng.standard_normal((m, n + 7)).astype(dtype)
+            before = wide.copy()
+            in_place = wide[:, 2:n + 2].copy()
+            start = {gemm.ZERO: 0.0, gemm.ACCUMULATE: in_place.astype(np.float64),
+                     gemm.BIAS: bias.astype(np.float64)}[init]
+            expected = start + a.astype(np.float64) @ b
+            gemm.gemm(a, b, wide[:, 2:n + 2], bias, init)
+            gemm.gemm_with(a, b, in_place, bias, init, False)
+            c = wide[:, 2:n + 2]
+            assert np.abs(c - expected).max() < tol * np.abs(expected).max(), (m, k, dtype)
+            assert np.array_equal(c, in_place), (m, k, dtype, init)
+            assert np.array_equal(wide[:, :2], before[:, :2])
+            assert np.array_equal(wide[:, n + 2:], before[:, n + 2:])
         print("ok")
     """)
     run_ok(code, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_FEATURES=None)

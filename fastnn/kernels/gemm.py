@@ -29,8 +29,17 @@ to what a dense layer's shapes need:
   masked loads and stores, so a 10-wide output layer wastes at most one vector's
   lanes per row.
 
-``init`` is best passed as an int64 variable, not a literal constant: Numba compiles
-a specialisation of gemm for each literal (about 1 s each).
+Compiled once per dtype.  The product itself is not compiled into its callers:
+``gemm_entry`` is compiled, once per dtype, as a C-callable function (a Numba
+``cfunc``, cached like every kernel) when this module is imported, and registered
+with LLVM under a symbol name (``entry_symbol``); ``gemm`` compiles to a plain call
+of that symbol.  Numba otherwise links a callee's code into every caller and
+optimises it again at each level up to the epoch driver (about seven times, in
+every specialisation of the driver); with the external call, a cold default run
+compiled 20.0 -> 18.7 s of CPU and four configurations in one cache 56.4 -> 45.7 s
+(docs/performance.md).  Inside the entry, each start mode has its own compiled body
+(a literal ``init``): with init a variable, the per-tile start branches cost 20 %
+on a 16 x 64 x 128 float32 product.
 
 The vector width comes from the CPU Numba compiles for (``NUMBA_CPU_NAME`` included):
 512 bits when LLVM compiles a <16 x float> multiply-add to ``zmm`` registers
@@ -328,9 +337,8 @@ def _pack_panel(typingctx, b, b_off, ldb, panel, kc):
 
 
 @njit(**config.JIT_OPTIONS)
-def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, n_wide, init):
+def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init):
     """The first n_wide columns of gemm (a multiple of NR), b's rows read in place."""
-    m, k = a.shape
     nr = NV * (VECTOR_BYTES // a.itemsize)
     for j0 in range(0, n_wide, nr):
         for i0 in range(0, m, MR):
@@ -339,14 +347,13 @@ def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, n_wide, init):
 
 
 @njit(**config.JIT_OPTIONS)
-def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, n_wide, init):
+def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init):
     """The first n_wide columns of gemm (a multiple of NR), b packed panel by panel.
 
     Each panel of b is copied PANEL_KC rows at a time into a stack buffer; every
     block of k after the first continues the sums stored in c, so each element is
     still one chain of fused multiply-adds over k in order.
     """
-    m, k = a.shape
     nr = NV * (VECTOR_BYTES // a.itemsize)
     panel = _stack_panel(b)
     accumulate = np.int64(ACCUMULATE)
@@ -360,6 +367,99 @@ def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, n_wide, init):
                            i0 * ldc + j0, ldc, bias, j0, kc, min(MR, m - i0), nr, start)
 
 
+#: gemm_entry's pack argument: read b in place, pack its panels, or apply the packing rule.
+IN_PLACE, PACKED, PACK_RULE = 0, 1, 2
+
+
+@njit(**config.JIT_OPTIONS)
+def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack):
+    """The product of ``gemm_entry`` on 1-D views of the operands (offsets in elements)."""
+    lanes = VECTOR_BYTES // a.itemsize
+    wide_stop = n - n % (NV * lanes)
+    if pack == PACK_RULE:
+        pack = PACKED if m >= PACK_MIN_ROWS and k >= PACK_MIN_DEPTH else IN_PLACE
+    if PACK_B and pack == PACKED and wide_stop > 0:  # a constant False: not compiled
+        _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, wide_stop, init)
+    else:
+        _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, wide_stop, init)
+    for j0 in range(wide_stop, n, lanes):
+        for i0 in range(0, m, MR_NARROW):
+            _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
+                         k, min(MR_NARROW, m - i0), min(lanes, n - j0), init)
+
+
+def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, init, pack):
+    """c = start + a @ b on raw pointers: the function compiled once per dtype.
+
+    a_ptr, b_ptr, c_ptr, bias_ptr point at the first element of a (m, k), b (k, n),
+    c (m, n) and bias (n,); a_rs, a_cs, ldb, ldc are strides in elements (a's rows
+    and columns, b's and c's rows); init as for ``gemm``, pack one of IN_PLACE,
+    PACKED, PACK_RULE.  Each start mode runs its own compiled body (a literal init).
+    """
+    if m == 0 or n == 0:
+        return
+    a, b = numba.carray(a_ptr, 1), numba.carray(b_ptr, 1)  # only their data pointers are read
+    c, bias = numba.carray(c_ptr, 1), numba.carray(bias_ptr, 1)
+    if init == BIAS:
+        _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, BIAS, pack)
+    elif init == ZERO:
+        _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, ZERO, pack)
+    else:
+        _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, ACCUMULATE, pack)
+
+
+def entry_symbol(dtype):
+    """The symbol under which the gemm entry of a Numba float type is registered."""
+    return f"fastnn_gemm_{dtype}"
+
+
+#: The compiled entries (Numba cfuncs) by dtype name; empty under NUMBA_DISABLE_JIT.
+ENTRIES = {}
+if not numba.config.DISABLE_JIT:
+    for _dtype in (types.float32, types.float64):
+        _pointer = types.CPointer(_dtype)
+        ENTRIES[str(_dtype)] = numba.cfunc(
+            types.void(_pointer, types.int64, types.int64, _pointer, types.int64, _pointer,
+                       types.int64, _pointer, types.int64, types.int64, types.int64,
+                       types.int64, types.int64),
+            **config.JIT_OPTIONS)(gemm_entry)
+        # Compiled code that calls the symbol, freshly or from the cache, is linked to
+        # this process's entry: the registration comes first, at import.
+        llvm.add_symbol(entry_symbol(_dtype), ENTRIES[str(_dtype)].address)
+
+
+@intrinsic
+def _call_gemm(typingctx, a, b, c, bias, init, pack):
+    """Call the registered gemm entry of a's dtype with the operands' pointers and strides."""
+    if not all(isinstance(t, types.Array) for t in (a, b, c, bias)):
+        return None
+    sig = types.void(a, b, c, bias, init, pack)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        item = ir.Constant(i64, a.dtype.bitwidth // 8)
+        a_arr, b_arr, c_arr, bias_arr = (context.make_array(t)(context, builder, value)
+                                         for t, value in zip(signature.args[:4], args[:4]))
+        m, k = cgutils.unpack_tuple(builder, a_arr.shape, 2)
+        n = cgutils.unpack_tuple(builder, b_arr.shape, 2)[1]
+        a_rs, a_cs = (builder.sdiv(stride, item)
+                      for stride in cgutils.unpack_tuple(builder, a_arr.strides, 2))
+        ldb = builder.sdiv(cgutils.unpack_tuple(builder, b_arr.strides, 2)[0], item)
+        ldc = builder.sdiv(cgutils.unpack_tuple(builder, c_arr.strides, 2)[0], item)
+        pointer = context.get_value_type(a.dtype).as_pointer()
+        entry_type = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, pointer,
+                                                     i64, pointer, i64, i64, i64, i64, i64])
+        entry = cgutils.get_or_insert_function(builder.module, entry_type,
+                                               entry_symbol(a.dtype))
+        builder.call(entry, [a_arr.data, a_rs, a_cs, b_arr.data, ldb, c_arr.data, ldc,
+                             bias_arr.data, m, n, k,
+                             _as_i64(context, builder, signature, args, 4),
+                             _as_i64(context, builder, signature, args, 5)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(**config.JIT_OPTIONS)
 def gemm(a, b, c, bias, init):
     """c = start + a @ b, with start 0, c or bias[None, :] for init ZERO, ACCUMULATE, BIAS.
@@ -368,41 +468,19 @@ def gemm(a, b, c, bias, init):
     contiguous rows, bias (n,) contiguous (any 1-D array of the dtype when unused).
     Every element of c is one sum over p = 0..k-1 in order, fused multiply-adds.
     b is packed by the rule of ``PACK_B``, ``PACK_MIN_ROWS`` and ``PACK_MIN_DEPTH``.
+    Runs the compiled ``gemm_entry`` of the dtype (see the module's docstring).
     """
-    if PACK_B:  # a constant: Numba compiles one branch, so 512-bit code has no packing
-        gemm_with(a, b, c, bias, init,
-                  a.shape[0] >= PACK_MIN_ROWS and a.shape[1] >= PACK_MIN_DEPTH)
-    else:
-        gemm_with(a, b, c, bias, init, None)
+    _call_gemm(a, b, c, bias, init, np.int64(PACK_RULE))
 
 
 @njit(**config.JIT_OPTIONS)
 def gemm_with(a, b, c, bias, init, pack):
-    """``gemm`` with b's wide panels packed (pack True) or read in place (False or None).
+    """``gemm`` with b's wide panels packed (pack True) or read in place (pack False).
 
-    All give bitwise the same c.  With pack None the packed path is not compiled
-    (Numba prunes ``is None`` tests on arguments); ``gemm`` chooses by its rule, the
-    tests and scripts/gemm_vs_blas.py pass True and False to measure both paths.
+    Both give bitwise the same c; the 512-bit code has no packed path and reads b in
+    place either way.  The tests and scripts/gemm_vs_blas.py use it to measure both.
     """
-    m, k = a.shape
-    n = b.shape[1]
-    if m == 0 or n == 0:
-        return
-    item = a.itemsize
-    a_rs, a_cs = a.strides[0] // item, a.strides[1] // item
-    ldb, ldc = b.strides[0] // item, c.strides[0] // item
-    lanes = VECTOR_BYTES // item
-    wide_stop = n - n % (NV * lanes)
-    if pack is None:
-        _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, wide_stop, init)
-    elif pack and wide_stop > 0:
-        _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, wide_stop, init)
-    else:
-        _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, wide_stop, init)
-    for j0 in range(wide_stop, n, lanes):
-        for i0 in range(0, m, MR_NARROW):
-            _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
-                         k, min(MR_NARROW, m - i0), min(lanes, n - j0), init)
+    _call_gemm(a, b, c, bias, init, np.int64(PACKED if pack else IN_PLACE))
 
 
 #: Side of the square blocks ``transpose_block`` moves: the elements of a 256-bit vector.
