@@ -54,9 +54,13 @@ How scikit-learn's parameters map onto the trainer
   validation score, why training stopped; L-BFGS-B's own report with lbfgs);
   ``progress=True`` draws fastnn's progress bar on stderr instead.
 * The regressor's ``loss``: ``"squared_error"``, or ``"poisson"`` (scikit-learn's exp
-  output and half Poisson deviance) with ``solver="lbfgs"`` only, on the NumPy
-  reference (``reference.poisson_loss_and_grad``): the compiled kernels have no exp
-  head yet, and the stochastic solvers refuse it.
+  output and half Poisson deviance), with every solver: the network is an identity
+  head with the poisson code (``Architecture(..., loss="poisson")``), whose compiled
+  output delta is ``exp(z) - y`` (``kernels.dense.output_delta``); ``predict`` returns
+  exp(z), ``loss_`` and ``loss_curve_`` are scikit-learn's ``poisson_loss`` (its
+  constant ``y log y - y`` included), and with ``early_stopping`` the validation R^2
+  is that of exp(z).  A negative target is refused (ValueError; scikit-learn's
+  MLPRegressor trains on it with a NaN loss).
 * ``batch_size="auto"`` is ``min(200, n_samples)``.
 * ``dtype=None`` keeps float32 input in float32 (weights, outputs and all); any
   other input is converted to float64.  ``"float32"`` or ``"float64"`` force one.
@@ -105,6 +109,7 @@ list (``coefs_ = [...]``, arrays of the same shapes) changes the model, and a la
 afresh allocates a new buffer.
 """
 
+import dataclasses
 import math
 import numbers
 import sys
@@ -126,9 +131,10 @@ from sklearn.utils.multiclass import (_check_partial_fit_first_call,
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import model_io, reference, trainer
-from .checks import as_array, check_data, check_weights, class_sample_weight
+from . import model_io, trainer
+from .checks import as_array, check_weights, class_sample_weight
 from .kernels.sparse import FIRST_LAYER_CODES, SparseFirstLayerObjective, predict_sparse
+from .metrics import scores
 from .names import ACTIVATIONS, SKLEARN_ACTIVATIONS, SKLEARN_OUT_ACTIVATIONS
 from .network import INITIALIZERS, Architecture, init_params, layer_views
 from .optimizers import make_optimizer
@@ -331,7 +337,6 @@ class _BaseFastMLP(BaseEstimator):
         hidden = self._hidden_sizes()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        self._check_loss()
         if self.dtype is not None:
             dtype = np.dtype(self.dtype).type
         elif first:
@@ -347,6 +352,7 @@ class _BaseFastMLP(BaseEstimator):
                             "solver='lbfgs' only (or use X.toarray())")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        self._check_targets(y)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
                                                  ensure_non_negative=True, copy=True)
@@ -358,7 +364,7 @@ class _BaseFastMLP(BaseEstimator):
         Y, encoder = self._encode_targets(y, sample_weight, first, incremental)
         activations = tuple(ACTIVATIONS[self.activation] for _ in hidden)
         arch = Architecture((X.shape[1], *hidden, Y.shape[1]), activations, self._head(encoder),
-                            X.dtype.name, float(self.negative_slope))
+                            X.dtype.name, float(self.negative_slope), self._arch_loss())
         if first:
             rng = check_random_state(self.random_state)
             params = init_params(arch, self.init, rng)
@@ -416,7 +422,11 @@ class _BaseFastMLP(BaseEstimator):
 
         self._drop_unfinishable_epoch(history, n_train, batch_size, incremental)
         epochs_before, rows_before = history.epochs, _partial_rows(history)
-        rule = _ScikitLearnRule(self, params, n_train, t, no_improvement_count, best_params)
+        # The trainer scores validation rows on the head's output, which for poisson is z,
+        # not the prediction exp(z): the rule scores them then (_ScikitLearnRule).
+        own_scores = validation is not None and self._exp_output()
+        rule = _ScikitLearnRule(self, params, n_train, t, no_improvement_count, best_params,
+                                (arch, validation) if own_scores else None)
 
         def commit():
             n_iter = history.epochs - epochs_before
@@ -433,8 +443,9 @@ class _BaseFastMLP(BaseEstimator):
             trainer.fit(arch, params, X_train, Y_train,
                         epochs=1 if incremental else int(self.max_iter), batch_size=batch_size,
                         optimizer=optimizer, schedule=self._schedule(), l2=float(self.alpha),
-                        sample_weight=weights, validation_data=validation,
-                        metrics=[self._metric] if self.early_stopping else (),
+                        sample_weight=weights,
+                        validation_data=None if own_scores else validation,
+                        metrics=[self._metric] if self.early_stopping and not own_scores else (),
                         train_metrics=False, on_divergence=on_divergence, callbacks=[rule],
                         progress=bool(self.progress), history=history, random_state=rng,
                         shuffle=self.shuffle, threads=self.threads, dropout=dropout,
@@ -467,19 +478,16 @@ class _BaseFastMLP(BaseEstimator):
         full-batch loss) with maxfun=max_fun, maxiter=max_iter, gtol=tol, as scikit-learn
         sets them; its ConvergenceWarning.  Returns self.
 
-        The objective is the compiled dense one (fit_lbfgs's own), or for sparse X the
-        sparse first layer's, or for loss="poisson" the NumPy reference's.  Its
-        iterations are not added to the estimator's history (scikit-learn's lbfgs keeps
-        no loss curve).
+        The objective is the compiled dense one (fit_lbfgs's own, loss="poisson"
+        included), or for sparse X the sparse first layer's (not for poisson: its X is
+        made dense).  Its iterations are not added to the estimator's history
+        (scikit-learn's lbfgs keeps no loss curve).
         """
         weights = check_weights(sample_weight, X.shape[0], arch.dtype)
         if issparse(X) and (arch.n_layers == 1 or self._exp_output()):  # the dense path
             X = X.toarray()
         objective = None
-        if self._exp_output():
-            X, Y = check_data(arch, X, Y)
-            objective = _PoissonObjective(arch, X, Y, weights, float(self.alpha))
-        elif issparse(X):
+        if issparse(X):
             Y = as_array(arch, Y, "Y", arch.sizes[-1])
             objective = SparseFirstLayerObjective(arch, X, Y, weights, float(self.alpha))
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
@@ -505,12 +513,30 @@ class _BaseFastMLP(BaseEstimator):
         tags.input_tags.sparse = self.solver == "lbfgs"  # the stochastic solvers refuse it
         return tags
 
-    def _check_loss(self):
-        """Refuse a loss the engine has no head for (the regressor's poisson)."""
+    def _arch_loss(self):
+        """The network's ``Architecture.loss``: None (the head's own) but for the
+        regressor's poisson."""
+        return None
 
     def _exp_output(self):
         """Whether the output is exp of the identity head's (the regressor's poisson)."""
-        return False
+        return self._arch_loss() == "poisson"
+
+    def _check_targets(self, y):
+        """Refuse targets outside the loss's range (negative ones for poisson)."""
+        if self._exp_output() and bool((y < 0).any()):
+            raise ValueError("Some value(s) of y are out of the valid range of the loss "
+                             "'poisson': it needs y >= 0")
+
+    def _validation_scores(self, arch, params, X, Y):
+        """{"val_loss", "val_" + _metric}: the loss and score of the prediction exp(z) on
+        validation rows, for poisson (the trainer's scores see z)."""
+        z = trainer.predict_output(arch, params, X, threads=self.threads)
+        values = scores("poisson", z, Y, prefix="val_")
+        with np.errstate(over="ignore"):  # an infinite prediction scores NaN
+            values.update(scores(arch.head, np.exp(z), Y, [self._metric], "val_",
+                                 with_loss=False))
+        return values
 
     def _check_solver(self):
         """partial_fit's availability: only stochastic solvers have it, as in scikit-learn."""
@@ -535,7 +561,7 @@ class _BaseFastMLP(BaseEstimator):
         from . import distributed  # needs the dask extra
 
         self._validate_params()
-        self._check_loss()
+        self._check_targets(y)
         if self.solver == "lbfgs":
             raise ValueError("solver='lbfgs' is not supported with Dask arrays")
         if self.dropout:
@@ -570,7 +596,7 @@ class _BaseFastMLP(BaseEstimator):
         hidden = self._hidden_sizes()
         arch = Architecture((X.shape[1], *hidden, n_outputs),
                             tuple(ACTIVATIONS[self.activation] for _ in hidden), head, dtype,
-                            float(self.negative_slope))
+                            float(self.negative_slope), self._arch_loss())
         rng = check_random_state(self.random_state)
         params = init_params(arch, self.init, rng)
         optimizer = self._make_optimizer()
@@ -670,6 +696,9 @@ class _BaseFastMLP(BaseEstimator):
         # Numba compile its kernels again for read-only arrays.
         if "_params" in self.__dict__ and not self._params.flags.writeable:
             self._params = np.array(self._params)
+        arch = self.__dict__.get("_arch")
+        if arch is not None and arch.loss != self._arch_loss():  # pickled before Architecture.loss
+            self._arch = dataclasses.replace(arch, loss=self._arch_loss())
         slots = getattr(self.__dict__.get("_optimizer"), "slots", None)
         if slots is not None and not slots.flags.writeable:
             self._optimizer.slots = np.array(slots)
@@ -711,7 +740,9 @@ class _BaseFastMLP(BaseEstimator):
         params = {name: _from_json(value) for name, value in saved.config["params"].items()}
         model = cls(**params)
         fitted = saved.config["fitted"]
-        model._arch, model._params = saved.arch, saved.params
+        # A model file keeps the head, not the loss it trains (Architecture.loss).
+        model._arch = dataclasses.replace(saved.arch, loss=model._arch_loss())
+        model._params = saved.params
         optimizer = saved.optimizer
         model._optimizer = optimizer if optimizer is not None else model._make_optimizer()
         model._rng = saved.rng if saved.rng is not None else check_random_state(None)
@@ -746,11 +777,15 @@ class _ScikitLearnRule(trainer.Callback):
     params is the flat buffer trained (its best copy is restored at the end with
     early_stopping), n_train the training rows per epoch, rows_seen scikit-learn's t_
     before this call, no_improvement_count and best_params (or None: params now) the
-    state an earlier call left.
+    state an earlier call left.  validation is None, or (arch, (X_val, Y_val)) for the
+    rule to score first, into the logs and the history (``_validation_scores``: the
+    poisson regressor's, which the trainer cannot score).
     """
 
-    def __init__(self, estimator, params, n_train, rows_seen, no_improvement_count, best_params):
+    def __init__(self, estimator, params, n_train, rows_seen, no_improvement_count, best_params,
+                 validation=None):
         self.estimator, self.params, self.n_train = estimator, params, n_train
+        self.validation = validation
         self.prints_epochs = bool(estimator.verbose)  # its lines: the compile notice first
         self.rows_seen = rows_seen
         self.no_improvement_count = no_improvement_count
@@ -769,6 +804,12 @@ class _ScikitLearnRule(trainer.Callback):
     def on_epoch_end(self, epoch, logs):
         estimator, tol = self.estimator, self.estimator.tol
         verbose = bool(estimator.verbose)
+        if self.validation is not None:
+            arch, (X_val, Y_val) = self.validation
+            values = estimator._validation_scores(arch, self.params, X_val, Y_val)
+            logs.update(values)
+            for key, value in values.items():
+                self.history.history.setdefault(key, []).append(value)
         self.n_iter += 1
         self.rows_seen += self.n_train
         if verbose:
@@ -809,26 +850,6 @@ class _ScikitLearnRule(trainer.Callback):
     def on_train_end(self, history):
         if self.estimator.early_stopping:  # scikit-learn's "restore best weights"
             self.params[:] = self.best_params
-
-
-class _PoissonObjective:
-    """``objective(x) -> (loss, grad)`` of ``reference.poisson_loss_and_grad`` for scipy.
-
-    As ``kernels.objective.FullBatchObjective`` (x float64, cast to the network's
-    dtype; float64 gradient), on the NumPy reference: the compiled kernels have no
-    exp output head.
-    """
-
-    def __init__(self, arch, X, Y, weights, l2):
-        self.arch, self.X, self.Y, self.weights, self.l2 = arch, X, Y, weights, l2
-        self.params = np.zeros(arch.n_params, dtype=arch.dtype)
-
-    def __call__(self, x):
-        self.params[:] = x
-        with np.errstate(over="ignore"):  # exp overflowing: an infinite loss, for L-BFGS-B
-            loss, grads = reference.poisson_loss_and_grad(self.arch, self.params, self.X,
-                                                          self.Y, self.l2, self.weights)
-        return loss, grads.astype(np.float64)
 
 
 def _say(verbose, line):
@@ -1114,7 +1135,7 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
     for several outputs its loss_curve_ is n_outputs times smaller).  Targets of
     shape (n_samples,) give predictions of that shape.  ``loss`` (keyword only here;
     scikit-learn's is its first positional parameter) is "squared_error", or
-    "poisson" with solver="lbfgs" (NumPy objective; module docstring).  Without class_weight.
+    "poisson" (exp output, half Poisson deviance; module docstring).  Without class_weight.
     """
 
     _metric = "r2"
@@ -1144,14 +1165,8 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
             negative_slope=negative_slope)
         self.loss = loss
 
-    def _check_loss(self):
-        if self.loss == "poisson" and self.solver != "lbfgs":
-            raise ValueError("loss='poisson' trains with solver='lbfgs' only: its exp output "
-                             "head is NumPy-only (reference.poisson_loss_and_grad), the "
-                             "compiled kernels do not have it yet")
-
-    def _exp_output(self):
-        return self.loss == "poisson"
+    def _arch_loss(self):
+        return "poisson" if self.loss == "poisson" else None
 
     def _output(self, X):
         out = super()._output(X)

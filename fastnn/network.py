@@ -38,6 +38,17 @@ HEADS = {
 #: Kernel codes of all activations (hidden ones plus softmax).
 ACTIVATION_CODES = dict(HIDDEN_ACTIVATIONS, softmax=4)
 
+#: Losses an identity head can be trained with instead of its squared error
+#: (``Architecture.loss``), with the kernel code the head then has.  "poisson" is
+#: scikit-learn's: the prediction is exp(z), z the head's output, and the loss the half
+#: Poisson deviance, whose output delta through exp is again exp(z) - y (exp is its
+#: canonical link; ``kernels.dense.output_delta``).  The head's output stays z, so
+#: these codes name no activation: they are negative, which the kernels' activation
+#: rules treat as the identity (``activations.fused`` holds, ``activate_rows`` applies
+#: nothing, ``saves_derivative`` does not).  Codes are runtime ints: no driver is
+#: specialised for them (output_delta's branch is compiled into every driver).
+LOSS_CODES = {"poisson": -1}
+
 INITIALIZERS = ("normal", "glorot_uniform", "he_normal")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -58,6 +69,9 @@ class Architecture:
         ``"float32"`` or ``"float64"``.
     negative_slope : float
         leaky_relu's slope for z < 0, in [0, 1) (used only by leaky_relu layers).
+    loss : str or None
+        None: the head's own loss (``HEADS``); or a key of ``LOSS_CODES`` ("poisson"),
+        on an identity head only: the head's kernel code is then that loss's.
     """
 
     sizes: tuple
@@ -65,6 +79,7 @@ class Architecture:
     head: str = "softmax"
     dtype: str = "float64"
     negative_slope: float = field(default=NEGATIVE_SLOPE, repr=False)
+    loss: str = None
 
     def __post_init__(self):
         sizes = tuple(self.sizes)
@@ -96,6 +111,13 @@ class Architecture:
                 and not isinstance(slope, bool) and 0 <= slope < 1):
             raise ValueError(f"negative_slope must be a number in [0, 1), got {slope!r}")
         object.__setattr__(self, "negative_slope", float(slope))
+        if self.loss is not None:
+            if self.loss not in LOSS_CODES:
+                raise ValueError(f"unknown loss {self.loss!r}; choose from None (the head's own) "
+                                 f"or {sorted(LOSS_CODES)}")
+            if self.head != "identity":
+                raise ValueError(f"the {self.loss} loss goes on an identity head, got "
+                                 f"{self.head!r}")
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activations", activations)
         object.__setattr__(self, "dtype", dtype)
@@ -112,8 +134,12 @@ class Architecture:
 
     @property
     def activation_codes(self):
-        """int64 array of shape (n_layers,): kernel code of each layer's activation."""
-        return np.array([ACTIVATION_CODES[a] for a in self.layer_activations], dtype=np.int64)
+        """int64 array of shape (n_layers,): kernel code of each layer's activation; the
+        head's is its loss's (``LOSS_CODES``) when ``loss`` is set."""
+        codes = [ACTIVATION_CODES[a] for a in self.layer_activations]
+        if self.loss is not None:
+            codes[-1] = LOSS_CODES[self.loss]
+        return np.array(codes, dtype=np.int64)
 
     @property
     def saves_derivatives(self):

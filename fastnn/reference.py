@@ -8,15 +8,23 @@ Conventions (batch-major, as in the tutorial): a batch of activations has shape
 (n_rows, width), a layer computes ``a = act(a_prev @ W + b)``, and the output
 delta of every head is ``(p - y) / n`` because each head is paired with the loss
 whose gradient through it is exactly that (softmax + categorical cross-entropy,
-sigmoid + binary cross-entropy, identity + half squared error).
+sigmoid + binary cross-entropy, identity + half squared error).  An identity head
+trained with the poisson loss (``network.LOSS_CODES``) keeps z as its output and
+predicts exp(z); its delta is ``(exp(z) - y) / n`` (exp is that loss's canonical link).
 """
+
+import dataclasses
 
 import numpy as np
 
-from .network import ACTIVATION_CODES, NEGATIVE_SLOPE, SAVED_DERIVATIVES, layer_views
+from .network import ACTIVATION_CODES, LOSS_CODES, NEGATIVE_SLOPE, SAVED_DERIVATIVES, layer_views
 from .optimizers import OPTIMIZER_CODES
 
+#: The activation of each kernel code (a head's loss code: the identity, its forward pass)
+#: and the loss of each head's code (``ROW_LOSSES``).
 _NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
+_NAMES.update({code: "identity" for code in LOSS_CODES.values()})
+_LOSS_NAMES = {**_NAMES, **{code: name for name, code in LOSS_CODES.items()}}
 _OPTIMIZER_NAMES = {code: name for name, code in OPTIMIZER_CODES.items()}
 
 
@@ -134,11 +142,28 @@ def _log(p):
     return np.log(np.maximum(p, np.finfo(p.dtype).tiny))
 
 
-#: Loss of each row (shape (n,)), given the head's output p and the target y.
+def poisson_deviance(z, y):
+    """Half Poisson deviance of each row (shape (n,), float64) of the prediction exp(z).
+
+    ``exp(z) - y z + (y log y - y)`` summed over outputs: scikit-learn's
+    ``poisson_loss`` (``xlogy(y, y / exp(z)) - y + exp(z)``) with its constant
+    y log y - y, 0 log 0 = 0.  exp is taken in z's dtype (the network's prediction),
+    the rest in float64.
+    """
+    from scipy.special import xlogy
+
+    mean = np.exp(z).astype(np.float64)
+    z, y = z.astype(np.float64), np.asarray(y, dtype=np.float64)
+    return np.sum(mean - y * z + (xlogy(y, y) - y), axis=1)
+
+
+#: Loss of each row (shape (n,)), given the head's output p and the target y (for
+#: "poisson", the output z of the identity head it trains).
 ROW_LOSSES = {
     "softmax": lambda p, y: -np.sum(y * _log(p), axis=1),
     "sigmoid": lambda p, y: -np.sum(y * _log(p) + (1 - y) * _log(1 - p), axis=1),
     "identity": lambda p, y: 0.5 * np.sum((p - y) ** 2, axis=1),
+    "poisson": poisson_deviance,
 }
 
 
@@ -192,10 +217,13 @@ def output_delta(p, y, activation, scale, out):
 
     p, y and out have shape (n, n_outputs); scale (n,) is each row's weight over the
     batch's total weight (1 / n without sample weights), so the return value is the
-    batch's (weighted) mean loss.
+    batch's (weighted) mean loss.  For the poisson code p holds z and
+    out = (exp(z) - y) * scale[:, None].
     """
-    out[:] = (p - y) * scale[:, None]
-    return float(np.sum(scale * ROW_LOSSES[_NAMES[activation]](p, y)))
+    name = _LOSS_NAMES[activation]
+    mean = np.exp(p) if name == "poisson" else p
+    out[:] = (mean - y) * scale[:, None]
+    return float(np.sum(scale * ROW_LOSSES[name](p, y)))
 
 
 def count_right(p, y, activation, scale):
@@ -349,7 +377,7 @@ def forward_train(arch, params, X, rates, seed, step):
 def loss(arch, params, X, Y):
     """Mean loss over the rows of X (Y one-hot for softmax, targets otherwise)."""
     p = forward(arch, params, X)[-1]
-    return float(np.mean(ROW_LOSSES[arch.head](p, Y)))
+    return float(np.mean(ROW_LOSSES[arch.loss or arch.head](p, Y)))
 
 
 def backward(arch, params, activations, Y, scale=None, factors=None):
@@ -404,29 +432,13 @@ def loss_and_grad(arch, params, X, Y, l2=0.0, sample_weight=None):
 
 
 def poisson_loss_and_grad(arch, params, X, Y, l2=0.0, sample_weight=None):
-    """(loss, grads) of scikit-learn's ``loss="poisson"``: an exp output on an identity head.
-
-    The network's output is p = exp(z), z the identity head's output; the loss is the
-    half Poisson deviance ``xlogy(y, y / p) - y + p`` summed over outputs and averaged
-    over the rows with their weights (scikit-learn's ``poisson_loss``), plus the L2
-    term of ``loss_and_grad``.  exp is this loss's canonical link, so the output delta
-    is p - y, as for the other heads.  NumPy only: the compiled kernels have no exp head.
+    """``loss_and_grad`` of an identity-head network trained with scikit-learn's
+    ``loss="poisson"``: the network whose head has the poisson code
+    (``Architecture(..., loss="poisson")``; arch's loss is set here if it is not).
     """
-    from scipy.special import xlogy
-
-    if arch.head != "identity":
-        raise ValueError(f"the poisson loss goes on an identity head, got {arch.head!r}")
-    weights = np.ones(X.shape[0], dtype=params.dtype) if sample_weight is None else sample_weight
-    total_weight = weights.sum()
-    scale = weights * (1 / total_weight)
-    activations = forward(arch, params, X)
-    p = np.exp(activations[-1])
-    activations[-1] = p  # backward's identity-head delta is then (p - y) * scale
-    grads, _ = backward(arch, params, activations, Y, scale)
-    deviance = np.sum(xlogy(Y, Y / p) - Y + p, axis=1)
-    total_loss = float(np.sum(scale * deviance))
-    total_loss += _add_l2_penalty(arch, params, grads, l2, total_weight)
-    return total_loss, grads
+    if arch.loss is None:
+        arch = dataclasses.replace(arch, loss="poisson")  # refuses a head that is not identity
+    return loss_and_grad(arch, params, X, Y, l2, sample_weight)
 
 
 def _add_l2_penalty(arch, params, grads, l2, total_weight):

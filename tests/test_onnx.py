@@ -19,7 +19,7 @@ from fastnn.models import Dense
 from fastnn.mynn import MyNN
 
 ort = pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu",
                "softplus", "silu")
@@ -103,17 +103,24 @@ def test_regressor(tmp_path):
         assert_outputs_close(out.ravel(), reg.predict(x), RTOL["float64"])
 
 
-def test_poisson_regressor(tmp_path):
-    """loss="poisson": the graph ends with exp of the identity head, as predict does."""
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd", "adam"])
+def test_poisson_regressor(tmp_path, solver):
+    """loss="poisson": the graph ends with exp of the identity head, as predict does, for
+    every solver (and for the model read back from its file)."""
     rng = np.random.default_rng(5)
     X = rng.standard_normal((80, 3))
     y = rng.poisson(np.exp(X @ [0.5, -0.3, 0.2]))
-    reg = FastMLPRegressor(hidden_layer_sizes=(6,), loss="poisson", solver="lbfgs", max_iter=30,
-                           random_state=0).fit(X, y)
-    s = session(to_onnx(reg, tmp_path / "poisson.onnx"))
-    for x in inputs(3, np.float64).values():
-        (out,) = s.run(["variable"], {"input": x})
-        assert_outputs_close(out.ravel(), reg.predict(x), RTOL["float64"])
+    reg = FastMLPRegressor(hidden_layer_sizes=(6,), loss="poisson", solver=solver, max_iter=30,
+                           learning_rate_init=0.01, random_state=0).fit(X, y)
+    reg.save(tmp_path / "poisson.npz")
+    for model in (reg, tmp_path / "poisson.npz"):
+        s = session(to_onnx(model, tmp_path / "poisson.onnx"))
+        ops = [node.op_type for node in onnx.load(tmp_path / "poisson.onnx").graph.node]
+        assert ops[-2:] == ["Exp", "Identity"]  # exp of the identity head, named "variable"
+        for x in inputs(3, np.float64).values():
+            (out,) = s.run(["variable"], {"input": x})
+            assert_outputs_close(out.ravel(), reg.predict(x), RTOL["float64"])
 
 
 def test_mynn(tmp_path):

@@ -176,8 +176,12 @@ def test_regressor_takes_sklearns_loss_parameter(regression):
     FastMLPClassifier(**MLPClassifier().get_params())
     with pytest.raises(ValueError, match="'loss' parameter"):
         FastMLPRegressor(loss="absolute_error").fit(X, y)
-    with pytest.raises(ValueError, match="poisson.*solver='lbfgs' only"):
-        FastMLPRegressor(loss="poisson").fit(X, np.abs(y))
+    # scikit-learn's MLPRegressor trains poisson on negative targets, with a NaN loss;
+    # fastnn refuses them (as scikit-learn's PoissonRegressor does).
+    with pytest.warns(ConvergenceWarning):
+        assert np.isnan(MLPRegressor(loss="poisson", max_iter=2).fit(X, y).loss_)
+    with pytest.raises(ValueError, match="valid range of the loss 'poisson'"):
+        FastMLPRegressor(loss="poisson").fit(X, y)
 
 
 @pytest.mark.parametrize("settings", [dict(activation="tanh", alpha=1e-3, max_iter=25),
@@ -193,6 +197,27 @@ def test_poisson_loss_is_sklearns(settings):
     assert fast.n_iter_ == reference.n_iter_ and fast.warned == reference.warned
     assert fast.loss_ == pytest.approx(reference.loss_, rel=1e-6)
     np.testing.assert_allclose(fast.predict(X), reference.predict(X), rtol=1e-5)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(solver="sgd", learning_rate_init=0.01, batch_size=50, max_iter=15, alpha=1e-3),
+    dict(solver="sgd", learning_rate_init=0.005, batch_size=32, max_iter=60, tol=1e-3,
+         n_iter_no_change=2, nesterovs_momentum=False),
+    dict(solver="adam", learning_rate_init=0.01, batch_size=32, max_iter=15, activation="tanh"),
+])
+def test_poisson_with_stochastic_solvers_is_sklearns(settings):
+    """loss="poisson" with sgd and adam on the compiled engine: from the same weights,
+    scikit-learn's run - loss curve (its poisson_loss, constant included), stopping
+    epoch, weights and predictions (exp of the identity head)."""
+    rng = np.random.RandomState(0)
+    X = rng.uniform(0, 1, (120, 3))
+    y = rng.poisson(np.exp(X @ [1.0, -0.5, 0.3] + 0.5)).astype(float)
+    model = fastnn_model(FastMLPRegressor, loss="poisson", **settings)
+    fast, reference = fit_both(model, X, y, 1)
+    assert fast.out_activation_ == reference.out_activation_ == "exp"
+    assert_same_run(fast, reference)
+    np.testing.assert_allclose(fast.predict(X), reference.predict(X), rtol=1e-12)
+    assert fast.score(X, y) == pytest.approx(reference.score(X, y), rel=1e-9)
 
 
 # ---------------------------------------------------------------------------

@@ -14,8 +14,12 @@ import numpy as np
 from numba import njit
 
 from .. import config
-from .activations import activate_rows, multiply_derivative_rows, SIGMOID, SOFTMAX
+from ..network import LOSS_CODES
+from .activations import activate_rows, fast_exp, multiply_derivative_rows, SIGMOID, SOFTMAX
 from .gemm import ACCUMULATE, BIAS, ZERO, gemm
+
+#: The head's code for an identity head trained with the poisson loss (``network.LOSS_CODES``).
+POISSON = LOSS_CODES["poisson"]
 
 
 @njit(**config.JIT_OPTIONS)
@@ -49,14 +53,24 @@ def output_delta(p, y, activation, scale, out):
     (softmax: categorical cross-entropy, sigmoid: binary cross-entropy, identity:
     half squared error).  Probabilities are floored at the smallest normal number
     before the log.
+
+    ``POISSON`` (an identity head trained with scikit-learn's poisson loss): p holds
+    z, the prediction is exp(z), out = (exp(z) - y) * scale[:, None] and the loss is
+    the half Poisson deviance exp(z) - y z + (y log y - y), scikit-learn's
+    ``poisson_loss`` with its constant y log y - y (0 log 0 = 0); the loss is summed
+    in float64.
     """
     n, width = p.shape
     tiny = np.finfo(p.dtype).tiny
     one = p.dtype.type(1.0)
     loss = 0.0
     for i in range(n):
-        for j in range(width):
-            out[i, j] = (p[i, j] - y[i, j]) * scale[i]
+        if activation == POISSON:
+            for j in range(width):  # fast_exp: libm's exp would keep the loop scalar
+                out[i, j] = (fast_exp(p[i, j]) - y[i, j]) * scale[i]
+        else:
+            for j in range(width):
+                out[i, j] = (p[i, j] - y[i, j]) * scale[i]
         row_loss = 0.0
         if activation == SOFTMAX:
             for j in range(width):
@@ -67,6 +81,12 @@ def output_delta(p, y, activation, scale, out):
                 row_loss -= y[i, j] * np.log(max(p[i, j], tiny)) + (one - y[i, j]) * np.log(
                     max(one - p[i, j], tiny)
                 )
+        elif activation == POISSON:
+            for j in range(width):
+                z, target = np.float64(p[i, j]), np.float64(y[i, j])
+                row_loss += np.float64(fast_exp(p[i, j])) - target * z - target
+                if target != 0:  # y log y; a negative y gives NaN, as scikit-learn's xlogy
+                    row_loss += target * np.log(target)
         else:
             for j in range(width):
                 row_loss += 0.5 * (p[i, j] - y[i, j]) ** 2
