@@ -35,9 +35,9 @@ Compiled once per dtype.  The product itself is not compiled into its callers:
 with LLVM under a symbol name (``entry_symbol``); ``gemm`` compiles to a plain call
 of that symbol.  Numba otherwise links a callee's code into every caller and
 optimises it again at each level up to the epoch driver (about seven times, in
-every specialisation of the driver); with the external call, a cold default run
-compiled 20.0 -> 18.7 s of CPU and four configurations in one cache 56.4 -> 45.7 s
-(docs/performance.md).  Inside the entry, each start mode has its own compiled body
+every specialisation of the driver); with the external call, four configurations
+compiled one after the other into one cache took 53.3 -> 44.5 s of CPU, while a
+single cold run stayed within its noise (docs/performance.md).  Inside the entry, each start mode has its own compiled body
 (a literal ``init``): with init a variable, the per-tile start branches cost 20 %
 on a 16 x 64 x 128 float32 product.
 
