@@ -4,76 +4,13 @@ Test modules import the helpers below (``from .conftest import ...``; ``tests`` 
 package), so every tolerance of the suite lives in one table, here.
 """
 
-import os
-import sys
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
+import pytest
 
-def _worker_numba_cache():
-    """Give each pytest-xdist worker a Numba cache directory of its own.
-
-    Numba's cache is not safe for two processes that compile different
-    specialisations of one function at the same moment: ``IndexDataCacheFile.save``
-    reads the function's index, takes the first free data-file number, then writes
-    the index and the data file separately, so two writers can leave an index entry
-    that points at the other's machine code.  Worker gwN therefore caches in
-    ``$NUMBA_CACHE_DIR/gwN`` (``.numba_cache/gwN`` in the checkout when the variable
-    is unset, instead of the package's __pycache__ that the workers would share).
-    The processes a test starts inherit the variable, and so the worker's directory;
-    those that import this module again (a "spawn" child unpickling a test's function)
-    find it set already.  Numba reads the variable when it is imported, so this runs
-    before the worker imports Numba.
-    """
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is None:  # not under xdist (-n 0, -p no:xdist): Numba's usual directory
-        return
-    current = os.environ.get("NUMBA_CACHE_DIR", "")
-    if os.path.basename(current) == worker:  # a child of the worker: set already
-        return
-    if "numba" in sys.modules:
-        raise RuntimeError("tests/conftest.py must set NUMBA_CACHE_DIR before Numba is "
-                           "imported (a plugin imported it first)")
-    base = current or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                   ".numba_cache")
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, worker)
-
-
-_worker_numba_cache()
-
-
-def _worker_cores():
-    """Pin each pytest-xdist worker (and what it starts) to its own share of the cores.
-
-    Numba's ``omp`` threads spin at the end of every parallel region waiting for
-    their partner; two workers whose thread pools share the cores descheduled each
-    other's partners, and a test of many short regions ran 14 times slower next to
-    another one than alone (0.5 s against 6.6 s).  On its own cores a worker is a
-    small machine of its own (libgomp stops spinning when it has more threads than
-    cores).  The worker's Numba pool then defaults to its share, and to 2 threads
-    at least so that the tests comparing 1 and 2 threads still run (NUMBA_NUM_THREADS,
-    when set, wins).  Done after NumPy is imported, so its BLAS keeps the threads it
-    would have had (tests/test_concurrency.py restores them), and before Numba is.
-    """
-    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(
-        "PYTEST_XDIST_WORKER_COUNT")
-    if worker is None or count is None or not hasattr(os, "sched_setaffinity"):
-        return
-    cpus, n, i = sorted(os.sched_getaffinity(0)), int(count), int(worker[2:])
-    if i >= n or len(cpus) < n:
-        return
-    share = cpus[i * len(cpus) // n:(i + 1) * len(cpus) // n]
-    os.sched_setaffinity(0, share)
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(max(2, len(share))))
-
-
-import numpy as np  # noqa: E402 - after NUMBA_CACHE_DIR is set
-
-_worker_cores()
-
-import pytest  # noqa: E402
-
-from fastnn import Architecture, init_params, layer_views  # noqa: E402
+from fastnn import Architecture, init_params, layer_views
 
 # ---------------------------------------------------------------------------
 # Tolerances
