@@ -270,6 +270,18 @@ class History:
         return self.stop_reason == "interrupted"
 
 
+def _check_monitor(early_stopping, trained, metrics, validation_data):
+    """Refuse an early-stopping monitor that the run (fit or fit_lbfgs) does not compute."""
+    if early_stopping is None:
+        return
+    computed = ["loss", *trained]
+    if validation_data is not None:
+        computed += [f"val_{key}" for key in ("loss", *metrics)]
+    if early_stopping.monitor not in computed:
+        raise ValueError(f"early stopping monitors {early_stopping.monitor!r}, which this run "
+                         f"does not compute; it computes {computed}")
+
+
 def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd", schedule=None,
         l2=0.0, sample_weight=None, validation_data=None, validation_split=0.0, metrics=(),
         train_metrics=True, early_stopping=None, on_divergence="raise", callbacks=(),
@@ -379,13 +391,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     if validation_data is not None:
         validation_data = check_data(arch, *validation_data, ("X_val", "Y_val"))
     trained = [m for m in metrics if runner.measures(m)] if train_metrics else []
-    if early_stopping is not None:
-        computed = ["loss", *trained]
-        if validation_data is not None:
-            computed += [f"val_{key}" for key in ("loss", *metrics)]
-        if early_stopping.monitor not in computed:
-            raise ValueError(f"early stopping monitors {early_stopping.monitor!r}, which this run "
-                             f"does not compute; it computes {computed}")
+    _check_monitor(early_stopping, trained, metrics, validation_data)
     rng = as_random_state(random_state)
     history = History() if history is None else history
     history.optimizer, history.stop_reason, history.best_epoch = optimizer, None, None
@@ -565,13 +571,7 @@ on_divergence, callbacks, progress, history, threads, catch_signals
         X, Y = check_data(arch, X, Y)
     if validation_data is not None:
         validation_data = check_data(arch, *validation_data, ("X_val", "Y_val"))
-    if early_stopping is not None:
-        computed = ["loss", *trained]
-        if validation_data is not None:
-            computed += [f"val_{key}" for key in ("loss", *metrics)]
-        if early_stopping.monitor not in computed:
-            raise ValueError(f"early stopping monitors {early_stopping.monitor!r}, which this run "
-                             f"does not compute; it computes {computed}")
+    _check_monitor(early_stopping, trained, metrics, validation_data)
     history = History() if history is None else history
     history.stop_reason, history.best_epoch = None, None
     if history.partial is not None:

@@ -67,6 +67,16 @@ def tolerance(dtype):
     return TOLERANCES[np.dtype(dtype).name]
 
 
+def central_differences(objective, x):
+    """The gradient of objective (x -> (loss, grad)) at x by central differences of step FD_EPS."""
+    numeric = np.empty_like(x)
+    for i in range(x.size):
+        step = np.zeros_like(x)
+        step[i] = FD_EPS
+        numeric[i] = (objective(x + step)[0] - objective(x - step)[0]) / (2 * FD_EPS)
+    return numeric
+
+
 def assert_close(actual, desired, dtype=None, err_msg="", tol=None):
     """assert_allclose with the suite's tolerance for dtype (default: desired's dtype).
 

@@ -9,7 +9,7 @@ from fastnn import reference, trainer
 from fastnn.checks import check_data
 from fastnn.kernels.objective import FullBatchObjective
 
-from .conftest import FD_EPS, FD_TOL, assert_close, make_problem
+from .conftest import FD_EPS, FD_TOL, assert_close, central_differences, make_problem
 
 #: (hidden activations, head, outputs): every hidden activation of scikit-learn's
 #: estimators and every head, with odd widths and a last chunk that is not full.
@@ -47,11 +47,7 @@ def test_gradient_matches_central_differences(rng, activations, head, n_outputs)
                                                   n=17)
     x = params.astype(np.float64)
     _, grad = objective(x)
-    numeric = np.empty_like(x)
-    for i in range(x.size):
-        step = np.zeros_like(x)
-        step[i] = FD_EPS
-        numeric[i] = (objective(x + step)[0] - objective(x - step)[0]) / (2 * FD_EPS)
+    numeric = central_differences(objective, x)
     assert_close(grad, numeric, tol=FD_TOL)
 
 

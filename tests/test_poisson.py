@@ -28,7 +28,8 @@ from fastnn.kernels.dense import POISSON
 from fastnn.kernels.objective import FullBatchObjective
 from fastnn.network import LOSS_CODES, layer_views
 
-from .conftest import FD_EPS, FD_TOL, TRAINING_RTOL, assert_close, make_problem, seed_of
+from .conftest import (FD_TOL, TRAINING_RTOL, assert_close, central_differences, make_problem,
+                       seed_of)
 
 DTYPES = ("float64", "float32")
 #: (n, n_outputs) of the output blocks: a batch of one row, one output, odd widths.
@@ -186,11 +187,7 @@ def test_gradient_matches_central_differences():
     objective, _, params, *_ = objective_and_data("float64", n=17, key="fd")
     x = params.astype(np.float64)
     _, grad = objective(x)
-    numeric = np.empty_like(x)
-    for i in range(x.size):
-        step = np.zeros_like(x)
-        step[i] = FD_EPS
-        numeric[i] = (objective(x + step)[0] - objective(x - step)[0]) / (2 * FD_EPS)
+    numeric = central_differences(objective, x)
     assert_close(grad, numeric, tol=FD_TOL)
 
 
