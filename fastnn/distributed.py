@@ -307,7 +307,10 @@ def _prepare_partition(arch, X, Y, weights, encode):
 
 def _workers(client):
     """[(address, nthreads)] of the cluster's workers, sorted by address."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    # Ask the scheduler directly: Client.scheduler_info() returns the client's shared cache,
+    # which its periodic refresh (no per-worker entries) can overwrite between the fetch and
+    # the read, so it can list no workers on a live cluster.
+    workers = client.sync(client.scheduler.identity, n_workers=-1)["workers"]
     if not workers:
         raise RuntimeError("the Dask cluster has no workers")
     return sorted((address, int(info["nthreads"])) for address, info in workers.items())

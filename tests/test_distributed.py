@@ -135,7 +135,8 @@ def test_two_workers_reach_single_machine_accuracy_on_digits(client, digits):
 def test_partitions_on_both_workers_with_one_thread_each(client, data):
     X, _, Y, _ = data
     _, placement = fd._place_partitions(client, ARCH, *fd._partitioned(X, Y, None, 2), None)
-    assert sorted(placement) == sorted(client.scheduler_info(n_workers=-1)["workers"])
+    workers = client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+    assert sorted(placement) == sorted(workers)
     # local_cluster gave each worker its share of this machine's cores as Numba's pool
     share = max(1, (os.cpu_count() or 1) // 2)
     assert set(client.run(lambda: __import__("numba").config.NUMBA_NUM_THREADS).values()) == {share}
