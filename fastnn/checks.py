@@ -7,6 +7,7 @@ only where their users know the argument by another name.
 
 import math
 import struct
+import sys
 import zipfile
 import zlib
 
@@ -68,8 +69,11 @@ def check_params(arch, params, writable=True):
         raise ValueError("params contain NaN or infinity")
 
 
-def as_array(arch, A, name, width, min_rows=1):
+def as_array(arch, A, name, width, min_rows=1, accept_sparse=False):
     """A as a read-only, C-contiguous 2-D array of the network's dtype, ``width`` columns.
+
+    With accept_sparse a SciPy sparse A is returned as a CSR matrix of that dtype
+    instead (check_array converts it and refuses NaN and infinity in its values).
 
     scikit-learn's check_array does the conversion (lists, integers, booleans,
     Fortran order, read-only and memory-mapped arrays are accepted, the last without
@@ -79,6 +83,14 @@ def as_array(arch, A, name, width, min_rows=1):
     kernels trust the shapes they are given, so everything they rely on is checked
     here, with a message that names the problem.
     """
+    if accept_sparse and is_sparse(A):
+        from sklearn.utils import check_array
+
+        A = check_array(A, accept_sparse="csr", dtype=arch.dtype, ensure_min_samples=min_rows,
+                        input_name=name)
+        if A.shape[1] != width:
+            raise ValueError(f"{name} must have shape (n_samples, {width}), got {A.shape}")
+        return A
     converted = _plain_array(A, arch.dtype, min_rows)
     if converted is None:
         # Everything else (lists, data frames, memory maps, bad values) goes through
@@ -98,6 +110,13 @@ def as_array(arch, A, name, width, min_rows=1):
     return A
 
 
+def is_sparse(A):
+    """Whether A is a SciPy sparse matrix or array.  SciPy's sparse module is not
+    imported for this (about 80 ms): an A made by it means the module is loaded."""
+    module = sys.modules.get("scipy.sparse")
+    return module is not None and module.issparse(A)
+
+
 def _plain_array(A, dtype, min_rows):
     """A as a C-contiguous array of dtype when check_array would take it without a word:
     an ndarray (not a subclass) of booleans, integers or floats, 2-D, with at least
@@ -111,18 +130,18 @@ def _plain_array(A, dtype, min_rows):
     return converted if np.isfinite(converted.sum(dtype=np.float64)) else None
 
 
-def as_input(arch, X, name="X", min_rows=1):
+def as_input(arch, X, name="X", min_rows=1, accept_sparse=False):
     """X checked and converted for the network's input layer (see ``as_array``)."""
-    return as_array(arch, X, name, arch.sizes[0], min_rows)
+    return as_array(arch, X, name, arch.sizes[0], min_rows, accept_sparse)
 
 
-def check_data(arch, X, Y, names=("X", "Y")):
+def check_data(arch, X, Y, names=("X", "Y"), accept_sparse=False):
     """X and Y checked and converted (see ``as_array``), with the same number of rows.
 
     Targets must suit the head's loss: probabilities in [0, 1] for sigmoid, and for
     softmax rows that also sum to 1 (the delta p - y is the gradient only then).
     """
-    X = as_input(arch, X, names[0])
+    X = as_input(arch, X, names[0], accept_sparse=accept_sparse)
     Y = as_array(arch, Y, names[1], arch.sizes[-1])
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"{names[0]} and {names[1]} need the same number of rows, got "

@@ -110,6 +110,11 @@ PREDICT_CHUNK_ROWS = 256
 PARAMS_PER_TASK = 4096
 TASK_MIN_WIDTH = 64
 
+#: Tasks of a sparse first layer (its feature ranges; see make_tasks).  Each task
+#: searches every row of the batch for its first feature, so the count is fixed and
+#: small, but still enough to balance 16 or more threads.
+SPARSE_INPUT_TASKS = 32
+
 numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 #: Upper bound of the ``threads`` setting (Numba's pool size, NUMBA_NUM_THREADS).

@@ -21,11 +21,11 @@ How scikit-learn's parameters map onto the trainer
   on the compiled full-batch loss and gradient (``fastnn.kernels.objective``; all
   rows, the L2 term included), through ``trainer.fit_lbfgs``, the L-BFGS run that
   ``Sequential`` and the command line share; ``n_iter_`` is its iteration count, ``loss_`` its
-  final loss, and it sets no ``loss_curve_`` and has no ``partial_fit``.  It also
-  trains on sparse X (CSR or CSC): the first layer reads the non-zeros only
-  (``fastnn.kernels.sparse``; its activation one of scikit-learn's four), the rest
-  is the dense engine; the stochastic solvers refuse sparse X (TypeError), and
-  ``predict`` takes it from any model.
+  final loss, and it sets no ``loss_curve_`` and has no ``partial_fit``.
+* Sparse X (CSR or CSC), as scikit-learn, with every solver: the first layer reads
+  the non-zeros only (``fastnn.kernels.sparse``), the rest is the dense engine; a
+  network without hidden layers takes X made dense.  ``predict`` takes it from any
+  model.
 * ``alpha`` -> ``l2``: ``0.5 * alpha * sum(W**2) / n_batch_rows`` is added to each
   batch's loss, as scikit-learn does (biases are not penalised); with sample
   weights scikit-learn divides by the batch's total weight instead.
@@ -132,8 +132,8 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import model_io, trainer
-from .checks import as_array, check_weights, class_sample_weight
-from .kernels.sparse import FIRST_LAYER_CODES, SparseFirstLayerObjective, predict_sparse
+from .checks import check_weights, class_sample_weight
+from .kernels.sparse import sparse_readable
 from .metrics import scores
 from .names import ACTIVATIONS, SKLEARN_ACTIVATIONS, SKLEARN_OUT_ACTIVATIONS
 from .network import INITIALIZERS, Architecture, init_params, layer_views
@@ -346,10 +346,6 @@ class _BaseFastMLP(BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, reset=first,
                              accept_sparse=["csr", "csc"],
                              y_numeric=not isinstance(self, ClassifierMixin))
-        if issparse(X) and self.solver != "lbfgs":
-            raise TypeError("Sparse data was passed for X, but dense data is required for "
-                            f"solver={self.solver!r}: fastnn trains on sparse X with "
-                            "solver='lbfgs' only (or use X.toarray())")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         self._check_targets(y)
@@ -365,6 +361,8 @@ class _BaseFastMLP(BaseEstimator):
         activations = tuple(ACTIVATIONS[self.activation] for _ in hidden)
         arch = Architecture((X.shape[1], *hidden, Y.shape[1]), activations, self._head(encoder),
                             X.dtype.name, float(self.negative_slope), self._arch_loss())
+        if issparse(X) and not sparse_readable(arch):  # no hidden layer to read it
+            X = X.toarray()
         if first:
             rng = check_random_state(self.random_state)
             params = init_params(arch, self.init, rng)
@@ -478,24 +476,17 @@ class _BaseFastMLP(BaseEstimator):
         full-batch loss) with maxfun=max_fun, maxiter=max_iter, gtol=tol, as scikit-learn
         sets them; its ConvergenceWarning.  Returns self.
 
-        The objective is the compiled dense one (fit_lbfgs's own, loss="poisson"
-        included), or for sparse X the sparse first layer's (not for poisson: its X is
-        made dense).  Its iterations are not added to the estimator's history
-        (scikit-learn's lbfgs keeps no loss curve).
+        The objective is fit_lbfgs's own (the compiled full-batch one, for sparse X
+        and loss="poisson" too).  Its iterations are not added to the estimator's
+        history (scikit-learn's lbfgs keeps no loss curve).
         """
         weights = check_weights(sample_weight, X.shape[0], arch.dtype)
-        if issparse(X) and (arch.n_layers == 1 or self._exp_output()):  # the dense path
-            X = X.toarray()
-        objective = None
-        if issparse(X):
-            Y = as_array(arch, Y, "Y", arch.sizes[-1])
-            objective = SparseFirstLayerObjective(arch, X, Y, weights, float(self.alpha))
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         iterations = trainer.History()
         try:
             result = trainer.fit_lbfgs(
                 arch, params, X, Y, max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol,
-                l2=float(self.alpha), sample_weight=weights, objective=objective,
+                l2=float(self.alpha), sample_weight=weights,
                 history=iterations, threads=self.threads, catch_signals=False,
                 scipy_options=_get_additional_lbfgs_options_dict("iprint", iprint))
         except trainer.DivergenceError as error:
@@ -510,7 +501,7 @@ class _BaseFastMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = self.solver == "lbfgs"  # the stochastic solvers refuse it
+        tags.input_tags.sparse = True
         return tags
 
     def _arch_loss(self):
@@ -676,15 +667,7 @@ class _BaseFastMLP(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.dtype(self._arch.dtype).type,
                           accept_sparse=["csr", "csc"])
-        if issparse(X) and self._arch.n_layers > 1 and \
-                int(self._arch.activation_codes[0]) in FIRST_LAYER_CODES:
-            return predict_sparse(self._arch, self._params, X, self._predict_dense)
-        if issparse(X):
-            X = X.toarray()
-        return self._predict_dense(self._arch, self._params, X)
-
-    def _predict_dense(self, arch, params, X):
-        return trainer.predict_output(arch, params, X, threads=self.threads)
+        return trainer.predict_output(self._arch, self._params, X, threads=self.threads)
 
     # ------------------------------------------------------------------
     # Pickling and saving

@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 
+from .checks import is_sparse
 from .network import ACTIVATION_CODES, LOSS_CODES, NEGATIVE_SLOPE, SAVED_DERIVATIVES, layer_views
 from .optimizers import OPTIMIZER_CODES
 
@@ -305,7 +306,12 @@ def optimizer_step(params, grads, slots, start, stop, code, hyper, lr, step):
 
 
 def forward(arch, params, X):
-    """Activations of every layer: a list ``[X, a_1, ..., a_L]``; a_L is the head's output."""
+    """Activations of every layer: a list ``[X, a_1, ..., a_L]``; a_L is the head's output.
+
+    A SciPy sparse X is made dense first (the twin of the compiled sparse first layer).
+    """
+    if is_sparse(X):
+        X = X.toarray()
     activations = [X]
     for (W, b), code in zip(layer_views(arch, params), arch.activation_codes):
         out = np.empty((X.shape[0], W.shape[1]), dtype=params.dtype)

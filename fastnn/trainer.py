@@ -36,11 +36,13 @@ from threadpoolctl import threadpool_limits
 from . import config, reference
 from .compilation import LiteralEntry, compile_notice, describe
 from .checks import (as_input, check_backend, check_batch_size, check_choice, check_data,
-                     check_dropout_rate, check_epochs, check_l2, check_params, check_weights)
+                     check_dropout_rate, check_epochs, check_l2, check_params, check_weights,
+                     is_sparse)
 from .kernels import epoch as compiled
 from .kernels.activations import slope_argument
 from .kernels.dropout import keep_threshold
 from .kernels.objective import FullBatchObjective
+from .kernels.sparse import check_first_layer, driver_inputs, sparse_readable
 from .metrics import RUNNING_METRICS, check_metrics, scores
 from .network import as_random_state
 from .optimizers import Optimizer, make_optimizer
@@ -294,8 +296,11 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     arch : network.Architecture
     params : ndarray of shape (n_params,), dtype arch.dtype; updated in place.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
-        Cast to arch.dtype and made C-contiguous here (Y one-hot for softmax).  With a
-        runner, whatever the runner takes (``fastnn.distributed``: Dask arrays).
+        Cast to arch.dtype and made C-contiguous here (Y one-hot for softmax).  X may
+        also be a SciPy sparse matrix (CSR, or converted to it): the first layer then
+        reads its non-zeros (``kernels.sparse``; a hidden layer with activation
+        identity, logistic, tanh or relu is needed, and no dropout).  With a runner,
+        whatever the runner takes (``fastnn.distributed``: Dask arrays).
     epochs : int
         Epochs to run in this call.
     batch_size : int or None
@@ -372,13 +377,17 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     check_params(arch, params)
     runner = LocalEpochs if runner is None else runner
     if runner.in_process:
-        X, Y = check_data(arch, X, Y)
+        X, Y = check_data(arch, X, Y, accept_sparse=True)
     check_epochs(epochs)
     check_batch_size(batch_size)
     check_l2(l2)
     dropout = _dropout_rates(arch, dropout, dropout_seed)
     if dropout is not None and not runner.in_process:
         raise ValueError("dropout is not supported with a data-parallel runner")
+    if is_sparse(X):
+        check_first_layer(arch)
+        if dropout is not None:
+            raise ValueError("dropout is not supported with a sparse X")
     check_metrics(arch.head, metrics)
     if isinstance(optimizer, Optimizer) and lr is not None:
         raise ValueError("give lr to the Optimizer instance, not to fit")
@@ -389,7 +398,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
     X, Y, weights, validation_data = _split_validation(X, Y, weights, validation_data,
                                                        validation_split)
     if validation_data is not None:
-        validation_data = check_data(arch, *validation_data, ("X_val", "Y_val"))
+        validation_data = check_data(arch, *validation_data, ("X_val", "Y_val"), True)
     trained = [m for m in metrics if runner.measures(m)] if train_metrics else []
     _check_monitor(early_stopping, trained, metrics, validation_data)
     rng = as_random_state(random_state)
@@ -498,8 +507,8 @@ def fit_lbfgs(arch, params, X, Y, *, max_iter, max_fun=15000, tol=1e-4, l2=0.0,
         The starting point; the weights reached are written into it.  L-BFGS-B works in
         float64: the objective casts each point to the network's dtype.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
-        Checked and converted as for ``fit``.  With an objective given they are only
-        read for training metrics.
+        Checked and converted as for ``fit`` (X may be sparse).  With an objective given
+        they are only read for training metrics.
     max_iter : int >= 1
         The most iterations (scikit-learn's max_iter; Sequential's epochs).
     max_fun : int >= 1
@@ -515,8 +524,7 @@ def fit_lbfgs(arch, params, X, Y, *, max_iter, max_fun=15000, tol=1e-4, l2=0.0,
     sample_weight : ndarray of shape (n_samples,) or None
     objective : callable or None
         ``objective(x) -> (loss, grad)``, x and grad float64 of shape (n_params,), as
-        ``FullBatchObjective``; None makes that of X, Y, sample_weight and l2 (the
-        estimators pass their sparse and Poisson objectives).
+        ``FullBatchObjective``; None makes that of X, Y, sample_weight and l2.
     validation_data, validation_split, metrics, train_metrics, early_stopping, \
 on_divergence, callbacks, progress, history, threads, catch_signals
         As for ``fit`` (validation_split needs objective=None).  On a non-finite loss
@@ -558,7 +566,7 @@ on_divergence, callbacks, progress, history, threads, catch_signals
     check_metrics(arch.head, metrics)
     trained = list(metrics) if train_metrics else []
     if objective is None:
-        X, Y = check_data(arch, X, Y)
+        X, Y = check_data(arch, X, Y, accept_sparse=True)
         weights = check_weights(sample_weight, X.shape[0], arch.dtype)
         X, Y, weights, validation_data = _split_validation(X, Y, weights, validation_data,
                                                            validation_split)
@@ -568,9 +576,9 @@ on_divergence, callbacks, progress, history, threads, catch_signals
         raise ValueError("validation_split takes rows out of X, which a given objective does "
                          "not see; pass validation_data instead")
     elif trained:
-        X, Y = check_data(arch, X, Y)
+        X, Y = check_data(arch, X, Y, accept_sparse=True)
     if validation_data is not None:
-        validation_data = check_data(arch, *validation_data, ("X_val", "Y_val"))
+        validation_data = check_data(arch, *validation_data, ("X_val", "Y_val"), True)
     _check_monitor(early_stopping, trained, metrics, validation_data)
     history = History() if history is None else history
     history.stop_reason, history.best_epoch = None, None
@@ -1033,11 +1041,12 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     dropout is None or (rates of each layer's input, seed) (``_dropout_rates``).
     """
     sizes = np.array(arch.sizes, dtype=np.int64)
+    X, X_csr, widths = driver_inputs(arch, X)
     offsets, codes = arch.offsets, arch.activation_codes  # properties: computed once here
-    tasks = compiled.make_tasks(arch.sizes)
+    tasks = compiled.make_tasks(arch.sizes, sparse_input=X_csr is not None)
     dtype = params.dtype.type
     params_t, grads = np.zeros_like(params), np.zeros_like(params)
-    acts = np.zeros(batch_size * int(sizes.sum()), dtype=dtype)
+    acts = np.zeros(batch_size * int(widths.sum()), dtype=dtype)
     deltas = np.zeros_like(acts)
     derivs = np.zeros(acts.size if arch.saves_derivatives or dropout else 0, dtype=dtype)
     masks = None  # the kernels' form of dropout: keep thresholds, inverted scales, seed
@@ -1059,10 +1068,10 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         order = np.ascontiguousarray(order, dtype=np.int64)  # the compiled type
         _ENGINE_PID = _ENGINE_PID or os.getpid()
         return train_epoch(
-            params, params_t, grads, optimizer.slots, sizes, offsets, codes, slope, tasks, X, Y,
-            weights, order, first_row, stop, totals, batch_size, dtype(lr), dtype(l2),
-            optimizer.code, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,
-            task_squares, masks)
+            params, params_t, grads, optimizer.slots, sizes, widths, offsets, codes, slope, tasks,
+            X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, dtype(lr),
+            dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs, targets, scales,
+            chunk_sums, task_squares, masks)
 
     return run_epoch
 
@@ -1108,32 +1117,39 @@ def _prediction_pool():
 def predict_output(arch, params, X, backend="numba", threads=None):
     """Head output for X, ndarray of shape (n_samples, n_outputs) in arch.dtype.
 
-    X is checked and converted as for training (see ``checks.as_array``); zero rows
-    give an empty result.
+    X is checked and converted as for training (see ``checks.as_array``; it may be
+    sparse); zero rows give an empty result.
     """
     check_backend(backend, BACKENDS)
     check_params(arch, params, writable=False)
-    X = as_input(arch, X, min_rows=0)
+    X = as_input(arch, X, min_rows=0, accept_sparse=True)
     with thread_limit(threads, backend):
         return _predict(arch, params, X, backend)
 
 
 def _predict(arch, params, X, backend):
-    """predict_output without the checks, for inputs already checked."""
+    """predict_output without the checks, for inputs already checked.
+
+    A sparse X that the first layer cannot read (``sparse.check_first_layer``) is
+    made dense here.
+    """
     if backend == "numpy":
         return reference.predict_proba(arch, params, X)
+    if is_sparse(X) and not sparse_readable(arch):
+        X = X.toarray()
+    X, X_csr, _ = driver_inputs(arch, X)
+    sizes = np.array(arch.sizes, dtype=np.int64)
     out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
     if not params.flags.writeable:  # the specialisation training compiles: writable
         params = params.copy()
-    sizes = np.array(arch.sizes, dtype=np.int64)
     offsets, codes = arch.offsets, arch.activation_codes
     slope = slope_argument(codes, arch.negative_slope, params.dtype.type)
     n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
     bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
 
     def predict_range(worker):
-        compiled.predict_rows(params, sizes, offsets, codes, slope, X, out, bounds[worker],
-                              bounds[worker + 1])
+        compiled.predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out,
+                              bounds[worker], bounds[worker + 1])
 
     # Rows are independent: ranges 1.. run on the process's prediction threads while
     # this thread runs range 0 (the kernel releases the GIL).

@@ -487,10 +487,13 @@ INPUTS = [
           }.get(entry.name, Raises(ValueError, r"3 features, but (the model takes|FastMLP\w+ is "
                                                r"expecting) 4"))),
     Input("sparse matrix X", _x(_sparse),
-          _everywhere(Raises(TypeError, r"Sparse data was passed.*dense data is required"), **{
-              # The estimators predict from sparse X (the first layer reads the non-zeros).
-              "FastMLPClassifier.predict": Accepted(same_as_plain=False),
-              "FastMLPRegressor.predict": Accepted(same_as_plain=False)})),
+          # The engine trains on and predicts from sparse X (the first layer reads the
+          # non-zeros): the same model as from dense X, to rounding.
+          _everywhere(Accepted(same_as_plain=False), **{
+              name: Raises(TypeError, r"Sparse data was passed.*dense data is required")
+              for name in ("Sequential.fit", "Sequential.predict", "Sequential.evaluate",
+                           "MyNN(x, y).fit", "MyNN.predict")}),
+          plain=lambda entry, X, y: (X, y)),
     # --- dtypes and layouts (accepted) ----------------------------------------
     Input("integer X", lambda entry, X, y: (np.rint(3 * X).astype(np.int64), y),
           _everywhere(Accepted()),
@@ -813,7 +816,9 @@ class Outcome:
             how = f"accepted: an empty result of shape {values.shape}"
         else:
             read, x = self.seen[0], self.args[0]
-            if isinstance(x, np.ndarray) and np.shares_memory(read, x):
+            if not isinstance(read, np.ndarray):  # a SciPy sparse matrix
+                how = f"accepted: read as a {read.format.upper()} matrix of {read.dtype}"
+            elif isinstance(x, np.ndarray) and np.shares_memory(read, x):
                 how = f"accepted: read in place as {read.dtype} (no copy)"
             else:
                 how = f"accepted: converted to a C-contiguous {read.dtype} copy"

@@ -32,6 +32,7 @@ from .layers import backward_layer, backward_layer_saved, forward_layer, forward
 #: The keep threshold of a rate of 0 (``dropout.keep_threshold(0)``): that block is not dropped.
 NO_DROPOUT = np.uint64(2**32)
 from .optimizers import add_l2, optimizer_step
+from .sparse import sparse_param_grad, sparse_rows_forward
 
 
 #: Tasks cover multiples of this many rows: the side of the register blocks in which
@@ -41,7 +42,8 @@ from .optimizers import add_l2, optimizer_step
 TASK_ROWS = TRANSPOSE_BYTES // 4
 
 
-def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.TASK_MIN_WIDTH):
+def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.TASK_MIN_WIDTH,
+               sparse_input=False):
     """int64 array of shape (n_tasks, 3): (layer, row_start, row_stop) of each update task.
 
     Rows index a layer's (fan_in + 1, fan_out) block; the bias row goes with the
@@ -49,10 +51,15 @@ def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.T
     the tasks are sized to cost about the same: ``params_per_task`` parameters,
     counting a layer narrower than ``min_width`` as ``min_width`` wide (its short
     rows vectorise poorly and cost about that much), in multiples of ``TASK_ROWS``.
+    With sparse_input (X given as CSR) the first layer is cut into
+    ``config.SPARSE_INPUT_TASKS`` ranges instead: each of its tasks searches every
+    batch row for its features (``sparse.sparse_param_grad``), so fewer, larger ones.
     """
     tasks = []
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         rows = max(TASK_ROWS, -(-params_per_task // max(fan_out, min_width)))
+        if sparse_input and layer == 0:
+            rows = max(TASK_ROWS, -(-fan_in // config.SPARSE_INPUT_TASKS))
         rows += -rows % TASK_ROWS
         starts = list(range(0, fan_in, rows))
         stops = starts[1:] + [fan_in + 1]
@@ -69,14 +76,16 @@ def layer_weights(flat, offsets, sizes, layer):
 
 
 @njit(**config.JIT_OPTIONS)
-def layer_rows(flat, sizes, layer, n_rows):
-    """View of the (n_rows, sizes[layer]) block of layer ``layer`` in a batch buffer.
+def layer_rows(flat, widths, layer, n_rows):
+    """View of the (n_rows, widths[layer]) block of layer ``layer`` in a batch buffer.
 
-    A batch buffer holds, one after the other, an (n_rows, sizes[l]) block for
+    A batch buffer holds, one after the other, an (n_rows, widths[l]) block for
     every l = 0..n_layers (activations: the input first, the head's output last).
+    widths is the network's sizes, but for a sparse X (``X_csr``) the input block
+    has width 0: the first layer reads X's non-zeros itself.
     """
-    start = n_rows * sizes[:layer].sum()
-    return flat[start : start + n_rows * sizes[layer]].reshape((n_rows, sizes[layer]))
+    start = n_rows * widths[:layer].sum()
+    return flat[start : start + n_rows * widths[layer]].reshape((n_rows, widths[layer]))
 
 
 @njit(**config.JIT_OPTIONS)
@@ -118,13 +127,16 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows,
-                           r0, r1, inv_batch_weight, acts, deltas, derivs, targets, scales,
-                           dropout, step):
+def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y,
+                           weights, rows, r0, r1, inv_batch_weight, acts, deltas, derivs, targets,
+                           scales, dropout, step):
     """Forward and backward pass of batch rows [r0, r1): fills their activations and deltas.
 
-    rows holds the indices into X, Y and weights of the whole batch; each row's
-    delta is scaled by its weight times inv_batch_weight.  slope is leaky_relu's, or
+    rows holds the indices into X (or X_csr), Y and weights of the whole batch; each
+    row's delta is scaled by its weight times inv_batch_weight.  X_csr is None (X
+    dense: this specialisation compiles no sparse code) or X as CSR arrays (data,
+    indices, indptr), X then having no columns and widths[0] being 0 (``layer_rows``):
+    the first layer (activation in ``sparse.FIRST_LAYER_CODES``) reads its non-zeros.  slope is leaky_relu's, or
     None when every layer's activation is one the dense kernels apply themselves
     (``activations.slope_argument``): this specialisation then calls them directly
     and compiles none of the other activations' code;
@@ -137,7 +149,7 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
     """
     n_layers = sizes.shape[0] - 1
     batch_size = targets.shape[0]
-    x = layer_rows(acts, sizes, np.int64(0), batch_size)
+    x = layer_rows(acts, widths, np.int64(0), batch_size)  # no columns when X is sparse
     for r in range(r0, r1):
         copy_row(X, rows[r], x, r)
         copy_row(Y, rows[r], targets, r)
@@ -150,30 +162,36 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
         if dropout[0][0] < NO_DROPOUT:  # the inputs: no derivative
             drop_rows(x[r0:r1], x[r0:r0], 0, drop_slope, dropout[0][0], dropout[1][0],
                       dropout[2], step, r0, 0)
-    for layer in range(n_layers):
+    first_dense = 0  # the first layer the dense kernels run
+    if X_csr is not None:  # pruned by Numba when X_csr's type is None
+        W, b = layer_weights(params, offsets, sizes, np.int64(0))
+        sparse_rows_forward(X_csr[0], X_csr[1], X_csr[2], rows[r0:r1], W, b, codes[0],
+                            layer_rows(acts, widths, np.int64(1), batch_size)[r0:r1])
+        first_dense = 1
+    for layer in range(first_dense, n_layers):
         W, b = layer_weights(params, offsets, sizes, layer)
-        a_prev = layer_rows(acts, sizes, layer, batch_size)[r0:r1]
-        a = layer_rows(acts, sizes, layer + 1, batch_size)[r0:r1]
+        a_prev = layer_rows(acts, widths, layer, batch_size)[r0:r1]
+        a = layer_rows(acts, widths, layer + 1, batch_size)[r0:r1]
         if slope is None:  # pruned by Numba when slope's type is None
             dense_forward(a_prev, W, b, codes[layer], a)
         elif saves_derivative(codes[layer]):
             forward_layer_saving(a_prev, W, b, codes[layer], a,
-                                 layer_rows(derivs, sizes, layer + 1, batch_size)[r0:r1])
+                                 layer_rows(derivs, widths, layer + 1, batch_size)[r0:r1])
         else:
             forward_layer(a_prev, W, b, codes[layer], slope, a)
         if dropout is not None:
             if layer + 1 < n_layers and dropout[0][layer + 1] < NO_DROPOUT:
-                drop_rows(a, layer_rows(derivs, sizes, layer + 1, batch_size)[r0:r1],
+                drop_rows(a, layer_rows(derivs, widths, layer + 1, batch_size)[r0:r1],
                           codes[layer], drop_slope, dropout[0][layer + 1], dropout[1][layer + 1],
                           dropout[2], step, r0, sizes[:layer + 1].sum())
-    delta = layer_rows(deltas, sizes, n_layers, batch_size)[r0:r1]
-    output = layer_rows(acts, sizes, n_layers, batch_size)[r0:r1]
+    delta = layer_rows(deltas, widths, n_layers, batch_size)[r0:r1]
+    output = layer_rows(acts, widths, n_layers, batch_size)[r0:r1]
     loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
     right = count_right(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1])
     for layer in range(n_layers - 1, 0, -1):
         fan_in, fan_out = sizes[layer], sizes[layer + 1]
         WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
-        delta_prev = layer_rows(deltas, sizes, layer, batch_size)[r0:r1]
+        delta_prev = layer_rows(deltas, widths, layer, batch_size)[r0:r1]
         saved = False
         if slope is not None:
             saved = saves_derivative(codes[layer - 1])
@@ -181,35 +199,46 @@ def forward_backward_chunk(params, params_t, sizes, offsets, codes, slope, X, Y,
             if dropout[0][layer] < NO_DROPOUT:
                 saved = True
         if saved:  # the derivative written by the forward pass
-            backward_layer_saved(delta, WT, layer_rows(derivs, sizes, layer, batch_size)[r0:r1],
+            backward_layer_saved(delta, WT, layer_rows(derivs, widths, layer, batch_size)[r0:r1],
                                  delta_prev)
         elif slope is None:
-            dense_backward(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
+            dense_backward(delta, WT, layer_rows(acts, widths, layer, batch_size)[r0:r1],
                            codes[layer - 1], delta_prev)
         else:
-            backward_layer(delta, WT, layer_rows(acts, sizes, layer, batch_size)[r0:r1],
+            backward_layer(delta, WT, layer_rows(acts, widths, layer, batch_size)[r0:r1],
                            codes[layer - 1], slope, delta_prev[:0], delta_prev)
         delta = delta_prev
     return loss, right
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def task_gradient(params, grads, sizes, offsets, task, n_rows, l2_scaled, acts, deltas):
+def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled, acts,
+                  deltas):
     """Gradient rows of one update task (see ``make_tasks``) plus the L2 term, in place.
 
-    Sums over the first n_rows rows of the batch buffers into grads (n_params,), then
-    adds l2_scaled (the L2 penalty over the batch's weight) times the task's weights
-    (not biases).  Returns the sum of squares of those weights (0.0 when l2_scaled is
-    0), for the penalty's value.
+    Sums over the batch's rows (rows: their indices into X, as for
+    ``forward_backward_chunk``, whose X_csr and widths these are) into grads
+    (n_params,), then adds l2_scaled (the L2 penalty over the batch's weight) times
+    the task's weights (not biases).  Returns the sum of squares of those weights
+    (0.0 when l2_scaled is 0), for the penalty's value.
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
-    batch_size = acts.shape[0] // sizes.sum()
+    n_rows = rows.shape[0]
+    batch_size = acts.shape[0] // widths.sum()
     fan_in, fan_out = sizes[layer], sizes[layer + 1]
     start = offsets[layer] + row_start * fan_out
     stop = offsets[layer] + row_stop * fan_out
-    param_grad(layer_rows(acts, sizes, layer, batch_size)[:n_rows],
-               layer_rows(deltas, sizes, layer + 1, batch_size)[:n_rows],
-               row_start, row_stop, grads[start:stop].reshape((row_stop - row_start, fan_out)))
+    out = grads[start:stop].reshape((row_stop - row_start, fan_out))
+    delta = layer_rows(deltas, widths, layer + 1, batch_size)[:n_rows]
+    dense = True
+    if X_csr is not None:  # pruned by Numba when X_csr's type is None
+        if layer == 0:
+            sparse_param_grad(X_csr[0], X_csr[1], X_csr[2], rows, delta, fan_in, row_start,
+                              row_stop, out)
+            dense = False
+    if dense:
+        param_grad(layer_rows(acts, widths, layer, batch_size)[:n_rows], delta, row_start,
+                   row_stop, out)
     squares = 0.0
     if l2_scaled != 0:
         weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
@@ -239,8 +268,8 @@ def batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_batch_weight):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr, l2_scaled,
-                optimizer, hyper, step, acts, deltas):
+def update_task(params, params_t, grads, slots, sizes, widths, offsets, X_csr, rows, task, lr,
+                l2_scaled, optimizer, hyper, step, acts, deltas):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
 
     The gradient and L2 term as ``task_gradient``; then updates the parameters and
@@ -248,7 +277,8 @@ def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr
     Returns the sum of squares of the task's weights before the update (0.0 when
     l2_scaled is 0), for the penalty's value.
     """
-    squares = task_gradient(params, grads, sizes, offsets, task, n_rows, l2_scaled, acts, deltas)
+    squares = task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled,
+                            acts, deltas)
     layer, row_start, row_stop = task[0], task[1], task[2]
     fan_out = sizes[layer + 1]
     start = offsets[layer] + row_start * fan_out
@@ -260,9 +290,10 @@ def update_task(params, params_t, grads, slots, sizes, offsets, task, n_rows, lr
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, tasks, X, Y, weights,
-                order, first_row, stop, totals, batch_size, lr, l2, optimizer, hyper, step, acts,
-                deltas, derivs, targets, scales, chunk_sums, task_squares, dropout):
+def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, slope, tasks, X,
+                X_csr, Y, weights, order, first_row, stop, totals, batch_size, lr, l2, optimizer,
+                hyper, step, acts, deltas, derivs, targets, scales, chunk_sums, task_squares,
+                dropout):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
@@ -273,12 +304,17 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
         Workspaces: transposed weights and gradients.
     slots : ndarray of shape (n_slots, n_params)
         Optimizer state, updated in place (see ``fastnn.optimizers``).
-    sizes, offsets, codes, tasks : int64 arrays
-        Layer widths, block offsets, activation codes and the update tasks.
+    sizes, widths, offsets, codes, tasks : int64 arrays
+        Layer widths, the batch buffers' block widths (sizes, with 0 for the input
+        when X is sparse: ``layer_rows``), block offsets, activation codes and the
+        update tasks (``make_tasks``).
     slope : scalar of the parameters' dtype, or None
         leaky_relu's negative slope; None when every activation is fused into the
         dense kernels (``activations.slope_argument``: compiles no other activation).
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
+    X_csr : None, or a sparse X as CSR arrays (data, indices, indptr)
+        (``sparse.csr_arrays``), X then of shape (n_samples, 0): the first layer reads
+        its non-zeros (``forward_backward_chunk``).  None compiles no sparse code.
     weights : ndarray of shape (n_samples,)
         Sample weights (ones for none).
     order : int64 ndarray of shape (n_epoch_rows,)
@@ -302,9 +338,9 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
         Optimizer code and constants; mini-batches done before this call.  The
         code is compiled as a literal (``compilation.LiteralEntry``): one
         specialisation per optimizer, holding its update rule only.
-    acts, deltas : ndarray of shape (batch_size * sum(sizes),)
+    acts, deltas : ndarray of shape (batch_size * sum(widths),)
         Batch buffers (see ``layer_rows``).
-    derivs : ndarray of shape (batch_size * sum(sizes),) or (0,)
+    derivs : ndarray of shape (batch_size * sum(widths),) or (0,)
         Batch buffer of saved derivatives; empty when no layer saves one
         (``activations.saves_derivative``).
     targets : ndarray of shape (batch_size, n_outputs); scales : ndarray of shape (batch_size,)
@@ -345,13 +381,14 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
             for i in prange(n_items):
                 if phase == 0:  # forward and backward pass of chunk i
                     chunk_sums[i, 0], chunk_sums[i, 1] = forward_backward_chunk(
-                        params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows,
-                        i * chunk, min(i * chunk + chunk, n_rows), inv_batch_weight, acts, deltas,
-                        derivs, targets, scales, dropout, step)
+                        params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y,
+                        weights, rows, i * chunk, min(i * chunk + chunk, n_rows),
+                        inv_batch_weight, acts, deltas, derivs, targets, scales, dropout, step)
                 else:  # gradient and update of task i
                     task_squares[i] = update_task(
-                        params, params_t, grads, slots, sizes, offsets, tasks[i], n_rows, lr,
-                        l2 * inv_batch_weight, optimizer, hyper, step, acts, deltas)
+                        params, params_t, grads, slots, sizes, widths, offsets, X_csr, rows,
+                        tasks[i], lr, l2 * inv_batch_weight, optimizer, hyper, step, acts,
+                        deltas)
         batch_loss, batch_right = batch_sums(chunk_sums, n_chunks, task_squares, l2,
                                              inv_batch_weight)
         totals[0] += batch_loss * batch_weight
@@ -362,30 +399,41 @@ def train_epoch(params, params_t, grads, slots, sizes, offsets, codes, slope, ta
 
 
 @njit(**config.JIT_OPTIONS)
-def predict_rows(params, sizes, offsets, codes, slope, X, out, row_start, row_stop):
+def predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out, row_start, row_stop):
     """out[row_start:row_stop] = network output for those rows of X, serially.
 
-    X (n_samples, n_features), out (n_samples, n_outputs) written in place.  The rows
-    go through the layers config.PREDICT_CHUNK_ROWS at a time: each chunk is copied
-    into a scratch buffer first, and every layer writes the next of two more, all
-    allocated once per call.  So ``dense_forward`` only ever sees writable C-ordered
-    arrays, the specialisation training compiles already.  The kernel releases the
-    GIL: the caller runs disjoint row ranges on several Python threads (one compiled
-    entry point less to build than a prange driver).
+    X (n_samples, n_features), out (n_samples, n_outputs) written in place; X_csr as
+    for ``train_epoch`` (None, or a sparse X's CSR arrays, X then without columns).
+    The rows go through the layers config.PREDICT_CHUNK_ROWS at a time: each chunk
+    is copied into a scratch buffer first, and every layer writes the next of two
+    more, all allocated once per call.  So ``dense_forward`` only ever sees writable
+    C-ordered arrays, the specialisation training compiles already.  The kernel
+    releases the GIL: the caller runs disjoint row ranges on several Python threads
+    (one compiled entry point less to build than a prange driver).
     """
     chunk = config.PREDICT_CHUNK_ROWS
     width = 0
     for layer in range(1, sizes.shape[0]):
         width = max(width, sizes[layer])
-    inputs = np.empty((chunk, sizes[0]), dtype=params.dtype)
+    inputs = np.empty((chunk, X.shape[1]), dtype=params.dtype)
+    rows = np.empty(chunk, dtype=np.int64)
     ping = np.empty(chunk * width, dtype=params.dtype)
     pong = np.empty(chunk * width, dtype=params.dtype)
     for r0 in range(row_start, row_stop, chunk):
         n_rows = min(chunk, row_stop - r0)
         for r in range(n_rows):
             copy_row(X, r0 + r, inputs, r)
+            rows[r] = r0 + r
         a_prev = inputs[:n_rows]
-        for layer in range(sizes.shape[0] - 1):
+        first_dense = 0
+        if X_csr is not None:  # see forward_backward_chunk
+            W, b = layer_weights(params, offsets, sizes, np.int64(0))
+            a = ping[: n_rows * sizes[1]].reshape((n_rows, sizes[1]))
+            sparse_rows_forward(X_csr[0], X_csr[1], X_csr[2], rows[:n_rows], W, b, codes[0], a)
+            a_prev = a
+            ping, pong = pong, ping
+            first_dense = 1
+        for layer in range(first_dense, sizes.shape[0] - 1):
             W, b = layer_weights(params, offsets, sizes, layer)
             a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
             if slope is None:  # see forward_backward_chunk

@@ -16,13 +16,15 @@ from numba import njit, prange
 
 from .. import config
 from .activations import slope_argument
+from .sparse import driver_inputs
 from .epoch import (batch_sums, forward_backward_chunk, make_tasks, task_gradient,
                     transpose_weights)
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def loss_and_grad(params, params_t, grads, sizes, offsets, codes, slope, tasks, X, Y, weights, rows,
-                  l2, acts, deltas, derivs, targets, scales, chunk_sums, task_squares):
+def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope, tasks, X, X_csr, Y,
+                  weights, rows, l2, acts, deltas, derivs, targets, scales, chunk_sums,
+                  task_squares):
     """Mean loss of the rows X[rows] plus the L2 penalty; its gradient written into grads.
 
     Parameters
@@ -31,16 +33,18 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, slope, tasks, 
         Flat parameters (``fastnn.network`` layout); only read.
     params_t, grads : ndarray of shape (n_params,)
         Written: the transposed weights (workspace) and the gradient.
-    sizes, offsets, codes, tasks : int64 arrays; slope : scalar of the params' dtype or None
+    sizes, widths, offsets, codes, tasks : int64 arrays; slope : scalar of the params' dtype
+    or None
         As for ``epoch.train_epoch``.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
+    X_csr : None or a sparse X's CSR arrays, as for ``epoch.train_epoch``
     weights : ndarray of shape (n_samples,)
         Sample weights (ones for none).
     rows : int64 ndarray of shape (n_rows,)
         The rows making up the batch (all rows, for L-BFGS).
     l2 : scalar of the parameters' dtype
         scikit-learn's alpha: 0.5 * l2 * sum(W**2) over the rows' total weight is added.
-    acts, deltas, derivs : ndarray of shape (n_rows * sum(sizes),) (derivs may be empty, as
+    acts, deltas, derivs : ndarray of shape (n_rows * sum(widths),) (derivs may be empty, as
     for ``epoch.train_epoch``); targets (n_rows, n_outputs);
     scales (n_rows,); chunk_sums float64 (ceil(n_rows / CHUNK_ROWS), 2); task_squares
     float64 (n_tasks,)
@@ -68,12 +72,13 @@ def loss_and_grad(params, params_t, grads, sizes, offsets, codes, slope, tasks, 
         for i in prange(n_items):
             if phase == 0:
                 chunk_sums[i, 0], chunk_sums[i, 1] = forward_backward_chunk(
-                    params, params_t, sizes, offsets, codes, slope, X, Y, weights, rows,
-                    i * chunk, min(i * chunk + chunk, n_rows), inv_total_weight, acts, deltas,
-                    derivs, targets, scales, None, 0)
+                    params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights,
+                    rows, i * chunk, min(i * chunk + chunk, n_rows), inv_total_weight, acts,
+                    deltas, derivs, targets, scales, None, 0)
             else:
-                task_squares[i] = task_gradient(params, grads, sizes, offsets, tasks[i], n_rows,
-                                                l2 * inv_total_weight, acts, deltas)
+                task_squares[i] = task_gradient(params, grads, sizes, widths, offsets, X_csr,
+                                                rows, tasks[i], l2 * inv_total_weight, acts,
+                                                deltas)
     return batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_total_weight)[0]
 
 
@@ -82,25 +87,26 @@ class FullBatchObjective:
 
     arch : network.Architecture; X (n_samples, n_features), Y (n_samples, n_outputs)
     and weights (n_samples,) in arch.dtype, C-contiguous (as ``trainer.fit`` checks
-    them); l2 : float.  x is float64 of shape (n_params,) (L-BFGS-B works in float64);
+    them), or X a SciPy sparse matrix (``sparse.driver_inputs``); l2 : float.  x is float64 of shape (n_params,) (L-BFGS-B works in float64);
     it is cast into the network's dtype, as scikit-learn's float32 MLP does, and the
     gradient is returned in float64.  ``params`` holds the last x evaluated.
     Workspaces are allocated once here.
     """
 
     def __init__(self, arch, X, Y, weights, l2):
-        self.arch, self.X, self.Y, self.weights = arch, X, Y, weights
+        self.arch, self.Y, self.weights = arch, Y, weights
         dtype = np.dtype(arch.dtype).type
         n = X.shape[0]
         self.l2 = dtype(l2)
         self.sizes = np.array(arch.sizes, dtype=np.int64)
+        self.X, self.X_csr, self.widths = driver_inputs(arch, X)
         self.offsets, self.codes = arch.offsets, arch.activation_codes
         self.slope = slope_argument(self.codes, arch.negative_slope, dtype)
-        self.tasks = make_tasks(arch.sizes)
+        self.tasks = make_tasks(arch.sizes, sparse_input=self.X_csr is not None)
         self.rows = np.arange(n, dtype=np.int64)
         self.params = np.zeros(arch.n_params, dtype=dtype)
         self.params_t, self.grads = np.zeros_like(self.params), np.zeros_like(self.params)
-        self.acts = np.zeros(n * int(self.sizes.sum()), dtype=dtype)
+        self.acts = np.zeros(n * int(self.widths.sum()), dtype=dtype)
         self.deltas = np.zeros_like(self.acts)
         self.derivs = np.zeros(self.acts.size if arch.saves_derivatives else 0, dtype=dtype)
         self.targets = np.zeros((n, arch.sizes[-1]), dtype=dtype)
@@ -112,9 +118,9 @@ class FullBatchObjective:
     def __call__(self, x):
         self.params[:] = x
         self.n_calls += 1
-        loss = loss_and_grad(self.params, self.params_t, self.grads, self.sizes, self.offsets,
-                             self.codes, self.slope, self.tasks, self.X, self.Y, self.weights,
-                             self.rows, self.l2, self.acts, self.deltas, self.derivs,
-                             self.targets, self.scales,
-                             self.chunk_sums, self.task_squares)
+        loss = loss_and_grad(self.params, self.params_t, self.grads, self.sizes, self.widths,
+                             self.offsets, self.codes, self.slope, self.tasks, self.X, self.X_csr,
+                             self.Y, self.weights, self.rows, self.l2, self.acts, self.deltas,
+                             self.derivs, self.targets, self.scales, self.chunk_sums,
+                             self.task_squares)
         return float(loss), self.grads.astype(np.float64)

@@ -1,9 +1,12 @@
-"""solver="lbfgs": FastMLPClassifier against scikit-learn's MLPClassifier, fit time.
+"""FastMLPClassifier against scikit-learn's MLPClassifier, fit time, for one solver.
 
-Both run scipy's L-BFGS-B with tol=0 (so every fit runs max_iter iterations unless
-the line search gives up) from their own initial weights; what differs is the loss
-and gradient: fastnn's compiled full-batch kernel against scikit-learn's NumPy
-(BLAS) passes.  Each configuration is fitted ``--repeats`` times, the two libraries
+With ``--solver lbfgs`` (the default) both run scipy's L-BFGS-B with tol=0 (so every
+fit runs max_iter iterations unless the line search gives up) from their own initial
+weights; what differs is the loss and gradient: fastnn's compiled full-batch kernel
+against scikit-learn's NumPy (BLAS) passes.  With a stochastic solver (``--solver
+adam`` or ``sgd``) both run max_iter epochs of 200-row mini-batches (tol=0 and
+n_iter_no_change=max_iter: no early stop); ``--epochs`` sets max_iter for every set.
+Each configuration is fitted ``--repeats`` times, the two libraries
 alternating, with 1 and 2 threads (fastnn's ``threads=``, scikit-learn's BLAS
 through threadpoolctl); the median wall time is printed, with the iterations and
 loss evaluations of the last fit.  The first fastnn fit of each data set (compiling,
@@ -12,7 +15,8 @@ or loading the Numba cache) is not timed.
 The sparse set (CSR) runs through fastnn's sparse first layer (kernels/sparse.py)
 and scikit-learn's sparse products.
 
-    python scripts/lbfgs_vs_sklearn.py [--repeats 5] [--only digits|synthetic|sparse]
+    python scripts/solvers_vs_sklearn.py [--solver lbfgs|adam|sgd] [--epochs N]
+                                         [--repeats 5] [--only digits|synthetic|sparse]
 """
 
 import argparse
@@ -54,6 +58,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", help="run the data sets whose name starts with this")
+    parser.add_argument("--solver", default="lbfgs", choices=["lbfgs", "adam", "sgd"])
+    parser.add_argument("--epochs", type=int, help="max_iter of every set (default: its own)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
     print("| data | threads | fastnn s | scikit-learn s | speed-up | iterations (fastnn, sklearn) |")
@@ -61,8 +67,11 @@ def main():
     for name, (X, y, max_iter) in data_sets().items():
         if args.only and not name.startswith(args.only):
             continue
-        settings = dict(hidden_layer_sizes=(100,), solver="lbfgs", max_iter=max_iter, tol=0.0,
-                        random_state=0)
+        max_iter = args.epochs or max_iter
+        settings = dict(hidden_layer_sizes=(100,), solver=args.solver, max_iter=max_iter,
+                        tol=0.0, random_state=0)
+        if args.solver != "lbfgs":
+            settings["n_iter_no_change"] = max_iter
         FastMLPClassifier(**settings, threads=1).fit(X, y)  # compile / load the cache
         for threads in (1, 2):
             fast_times, sklearn_times = [], []
