@@ -71,9 +71,13 @@ Seeding
 The first ``fit`` (or ``partial_fit``) makes one generator,
 ``check_random_state(random_state)``, and draws from it, in this order: the
 initial weights (``network.init_params(arch, init, rng)``: ``init`` is one of
-``network.INITIALIZERS``, biases start at zero), the validation split (only with
-``early_stopping``), and the row order of every epoch (``trainer.fit(...,
-random_state=rng)``).  The same generator is kept by ``warm_start`` fits and
+``network.INITIALIZERS``; the default, "sklearn", draws scikit-learn's initial
+weights and biases from the same generator), the validation split (only with
+``early_stopping``; as scikit-learn's ``train_test_split``), and the row order of every
+epoch (``trainer.fit(..., random_state=rng)``: a fresh permutation each epoch, where
+scikit-learn permutes the previous epoch's order, so the stochastic solvers' runs
+differ from scikit-learn's from the second epoch on; lbfgs, which draws nothing
+more, reproduces scikit-learn's fit to rounding).  The same generator is kept by ``warm_start`` fits and
 ``partial_fit`` calls (and saved with the model), so training in several calls
 gives bitwise the weights of one longer call.  A fit that starts afresh makes a new
 generator from ``random_state``.  (scikit-learn re-seeds at every call, so with an
@@ -198,7 +202,7 @@ class _BaseFastMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None,
+                 rho=None, progress=False, init="sklearn", dtype=None, threads=None,
                  dropout=0.0, negative_slope=0.2):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -931,8 +935,11 @@ default="constant"
         RMSprop's or Adadelta's decay (None: 0.9 and 0.95).
     progress : bool, default=False
         fastnn's own: draw the Keras-style progress bar on stderr.
-    init : {"glorot_uniform", "he_normal", "normal"}, default="glorot_uniform"
-        Weight initialiser of ``fastnn.network.init_params`` (biases start at zero).
+    init : {"sklearn", "glorot_uniform", "he_normal", "normal"}, default="sklearn"
+        Initialiser of ``fastnn.network.init_params``.  "sklearn" is scikit-learn's
+        rule and draw order (weights and biases uniform, Glorot's bound, halved
+        variance for "logistic"), so with the same random_state the network starts
+        from scikit-learn's initial weights; the others start the biases at zero.
     dtype : {"float32", "float64"} or None, default=None
         None keeps float32 input in float32 and converts anything else to float64.
     threads : int or None, default=None
@@ -990,7 +997,7 @@ default="constant"
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None,
+                 rho=None, progress=False, init="sklearn", dtype=None, threads=None,
                  dropout=0.0, negative_slope=0.2, class_weight=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -1134,7 +1141,7 @@ class FastMLPRegressor(RegressorMixin, _BaseFastMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 rho=None, progress=False, init="glorot_uniform", dtype=None, threads=None,
+                 rho=None, progress=False, init="sklearn", dtype=None, threads=None,
                  dropout=0.0, negative_slope=0.2):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,

@@ -49,7 +49,7 @@ ACTIVATION_CODES = dict(HIDDEN_ACTIVATIONS, softmax=4)
 #: specialised for them (output_delta's branch is compiled into every driver).
 LOSS_CODES = {"poisson": -1}
 
-INITIALIZERS = ("normal", "glorot_uniform", "he_normal")
+INITIALIZERS = ("normal", "glorot_uniform", "he_normal", "sklearn")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -193,16 +193,26 @@ def init_params(arch, init="normal", random_state=None):
 
     ``normal`` draws every weight from N(0, 1), as the tutorial's ``np.random.randn``;
     ``glorot_uniform`` draws from U(-l, l) with l = sqrt(6 / (fan_in + fan_out));
-    ``he_normal`` from N(0, 2 / fan_in).  Biases start at zero.  Weights are drawn
-    in float64 layer by layer, then cast, so both dtypes start from the same values.
+    ``he_normal`` from N(0, 2 / fan_in); with these biases start at zero.
+    ``sklearn`` is scikit-learn's MLP rule: the weights, then the biases, of each
+    layer from U(-l, l), l = sqrt(f / (fan_in + fan_out)), f = 2 when the hidden
+    layers are sigmoid ("logistic") and 6 otherwise (6 without hidden layers, where
+    scikit-learn would read its ``activation`` setting), so the same RandomState gives
+    scikit-learn's initial weights.  Values are drawn in float64 layer by layer, then
+    cast, so both dtypes start from the same values.
     """
     if init not in INITIALIZERS:
         raise ValueError(f"unknown initializer {init!r}; choose from {list(INITIALIZERS)}")
     rng = as_random_state(random_state)
     params = np.zeros(arch.n_params, dtype=arch.dtype)
-    for W, _ in layer_views(arch, params):
+    factor = 2.0 if arch.n_layers > 1 and set(arch.activations) == {"sigmoid"} else 6.0
+    for W, b in layer_views(arch, params):
         fan_in, fan_out = W.shape
-        if init == "normal":
+        if init == "sklearn":
+            limit = np.sqrt(factor / (fan_in + fan_out))
+            W[:] = rng.uniform(-limit, limit, (fan_in, fan_out))
+            b[:] = rng.uniform(-limit, limit, fan_out)
+        elif init == "normal":
             W[:] = rng.standard_normal((fan_in, fan_out))
         elif init == "glorot_uniform":
             limit = np.sqrt(6.0 / (fan_in + fan_out))

@@ -19,6 +19,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits, load_iris, make_regression
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -101,7 +102,13 @@ def test_pipeline_on_digits(digits_data):
     model = Pipeline([("scale", StandardScaler()),
                       ("mlp", FastMLPClassifier((64,), max_iter=20, random_state=0, threads=1))])
     model.fit(X_train, y_train)
-    assert model.score(X_test, y_test) > 0.95
+    reference = Pipeline([("scale", StandardScaler()),
+                          ("mlp", MLPClassifier((64,), max_iter=20, random_state=0))])
+    reference.fit(X_train, y_train)
+    # Same initial weights and first epoch; the later row orders differ (estimators'
+    # "Seeding"): the test accuracy is scikit-learn's to a few of the 360 rows.
+    score, sklearn_score = model.score(X_test, y_test), reference.score(X_test, y_test)
+    assert score > 0.93 and abs(score - sklearn_score) <= 0.02, (score, sklearn_score)
     assert model.predict(X_test).dtype == y.dtype
 
 
@@ -217,7 +224,7 @@ def test_estimator_is_trainer_fit(iris):
 
     rng = np.random.RandomState(7)
     arch = Architecture((4, 16, 3), ("tanh",), "softmax", "float64")
-    params = init_params(arch, "glorot_uniform", rng)
+    params = init_params(arch, "sklearn", rng)  # the estimator's default init
     history = fit(arch, params, X, np.eye(3)[y], epochs=6, batch_size=32,
                   optimizer=SGD(lr=0.05, momentum=0.8, nesterov=True), l2=1e-3,
                   early_stopping=EarlyStopping("loss", patience=11, min_delta=1e-4),

@@ -24,7 +24,8 @@ def test_estimator_and_sequential_train_the_same_weights():
 
     estimator = FastMLPClassifier(hidden_layer_sizes=(8, 6), activation="tanh", solver="adam",
                                   alpha=1e-3, batch_size=16, learning_rate_init=0.01,
-                                  max_iter=6, n_iter_no_change=100, random_state=3, threads=1)
+                                  max_iter=6, n_iter_no_change=100, random_state=3, threads=1,
+                                  init="glorot_uniform")  # Sequential's initialiser
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # 6 epochs, on purpose
         estimator.fit(X, y)

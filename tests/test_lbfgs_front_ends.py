@@ -86,7 +86,7 @@ def test_the_estimators_run_fit_lbfgs(iris):
     """FastMLPClassifier(solver="lbfgs") is one fit_lbfgs call from its initial weights."""
     X, y, Y = iris
     estimator = FastMLPClassifier((7,), solver="lbfgs", max_iter=15, alpha=1e-3,
-                                  random_state=0).fit(X, y)
+                                  init="glorot_uniform", random_state=0).fit(X, y)
     model = small_model().build()  # the same draw: RandomState(0), glorot_uniform
     result = trainer.fit_lbfgs(model.arch, model.params, X, Y, max_iter=15, l2=1e-3)
     np.testing.assert_array_equal(flat(estimator), model.params)
@@ -121,7 +121,7 @@ def test_sequential_lbfgs_is_the_estimators(iris, dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its ConvergenceWarning
         estimator = FastMLPClassifier((7,), solver="lbfgs", max_iter=20, alpha=1e-4,
-                                      random_state=0).fit(X, y)
+                                      init="glorot_uniform", random_state=0).fit(X, y)
     np.testing.assert_array_equal(flat(estimator), model.params)
     assert history is model.history and history.epochs == estimator.n_iter_
     assert history.loss[-1] == estimator.loss_
@@ -137,7 +137,7 @@ def test_sequential_regression_is_the_regressors(iris):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         estimator = FastMLPRegressor((5,), solver="lbfgs", max_iter=10, alpha=0.0,
-                                     random_state=0).fit(X, target.ravel())
+                                     init="glorot_uniform", random_state=0).fit(X, target.ravel())
     np.testing.assert_array_equal(flat(estimator), model.params)
 
 

@@ -5,10 +5,11 @@ fastnn: scikit-learn 1.9.1's sklearn/neural_network/tests/test_mlp.py, run on
 fastnn's estimators (only the import of MLPClassifier and MLPRegressor is swapped,
 plus the marks below and the one-thread fixture).  Skipped: the tests that read or
 set scikit-learn-private attributes (test_fit, test_gradient,
-test_learning_rate_warmstart, test_adaptive_learning_rate).  Not passing, with
-its reason: test_lbfgs_regression_maxfun, whose ConvergenceWarning depends on
-scikit-learn's initial weights.  The global_random_seed fixture, scikit-learn's
-conftest's, is defined here with its default seed, 42.
+test_learning_rate_warmstart, test_adaptive_learning_rate).  Every other test
+passes (test_lbfgs_regression_maxfun since the estimators start from scikit-learn's
+initial weights; the pandas tests need pandas, which the test extra installs).  The
+global_random_seed fixture, scikit-learn's conftest's, is defined here with its
+default seed, 42.
 """
 
 # Authors: The scikit-learn developers
@@ -352,7 +353,6 @@ def test_lbfgs_classification_maxfun(X, y):
             assert max_fun >= mlp.n_iter_
 
 
-@pytest.mark.xfail(strict=True, reason="depends on the initial weights: from fastnn's (glorot_uniform, zero biases) the linear 'identity' net converges in 9 < max_fun=10 iterations, so no ConvergenceWarning")
 @pytest.mark.parametrize("X,y", regression_datasets)
 def test_lbfgs_regression_maxfun(X, y):
     # Test lbfgs parameter max_fun.

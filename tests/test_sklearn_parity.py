@@ -57,7 +57,8 @@ def fastnn_model(estimator_class, **params):
 def initial_weights(model, X, n_outputs):
     """[(W, b), ...]: the weights model's first fit starts from (its first draws)."""
     sizes = (X.shape[1], *model.hidden_layer_sizes, n_outputs)
-    arch = Architecture(sizes, ("relu",) * (len(sizes) - 2), "identity", "float64")
+    hidden = "sigmoid" if model.activation == "logistic" else "relu"  # the init's factor
+    arch = Architecture(sizes, (hidden,) * (len(sizes) - 2), "identity", "float64")
     params = init_params(arch, model.init, np.random.RandomState(model.random_state))
     return [(W.copy(), b.copy()) for W, b in layer_views(arch, params)]
 
@@ -398,6 +399,46 @@ def test_coefs_and_intercepts_are_assignable(digits_two_class):
     np.testing.assert_allclose(fast.predict_proba(X), reference.predict_proba(X), rtol=1e-12)
     with pytest.raises(ValueError, match="shape"):
         fast.coefs_ = [np.zeros((2, 2)), np.zeros((12, 1))]
+
+
+# ---------------------------------------------------------------------------
+# The default init: the same random_state starts from scikit-learn's weights
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("estimator_class, settings", [
+    (FastMLPClassifier, dict(solver="lbfgs", max_iter=25)),
+    (FastMLPClassifier, dict(solver="lbfgs", max_iter=25, activation="logistic")),
+    (FastMLPRegressor, dict(solver="lbfgs", max_iter=25, activation="tanh")),
+    (FastMLPClassifier, dict(solver="adam", max_iter=1, early_stopping=True)),
+    (FastMLPClassifier, dict(solver="sgd", max_iter=1, activation="logistic")),
+    (FastMLPRegressor, dict(solver="adam", max_iter=1)),
+])
+def test_same_random_state_fits_as_sklearn(digits_all, regression, estimator_class, settings):
+    """No weights handed over: both draw from random_state (shuffling on).  lbfgs then
+    draws nothing more; a stochastic solver's first epoch has the same row order (later
+    epochs differ: scikit-learn permutes the previous order, fastnn draws afresh)."""
+    X, y = digits_all if estimator_class is FastMLPClassifier else regression
+    params = dict(hidden_layer_sizes=(12,), random_state=3, **settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fast = estimator_class(**params, threads=1).fit(X, y)
+        reference = SKLEARN_OF[estimator_class](**params).fit(X, y)
+    assert fast.n_iter_ == reference.n_iter_
+    for a, b in zip(fast.coefs_ + fast.intercepts_, reference.coefs_ + reference.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_sklearn_init_is_sklearns_rule():
+    """init_params(..., "sklearn"): per layer, weights then biases from U(-l, l)."""
+    arch = Architecture((5, 4, 3), ("sigmoid",), "softmax", "float32")
+    params = init_params(arch, "sklearn", np.random.RandomState(7))
+    rng = np.random.RandomState(7)
+    for (W, b), (fan_in, fan_out) in zip(layer_views(arch, params), [(5, 4), (4, 3)]):
+        limit = np.sqrt(2.0 / (fan_in + fan_out))  # 2: logistic hidden layers
+        np.testing.assert_array_equal(W, rng.uniform(-limit, limit, (fan_in, fan_out))
+                                      .astype(np.float32))
+        np.testing.assert_array_equal(b, rng.uniform(-limit, limit, fan_out).astype(np.float32))
 
 
 # ---------------------------------------------------------------------------
