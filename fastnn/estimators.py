@@ -77,9 +77,9 @@ weights and biases from the same generator), the validation split (only with
 epoch (``trainer.fit(..., random_state=rng)``: a fresh permutation each epoch, where
 scikit-learn permutes the previous epoch's order, so the stochastic solvers' runs
 differ from scikit-learn's from the second epoch on; lbfgs, which draws nothing
-more, reproduces scikit-learn's fit to rounding).  The same generator is kept by ``warm_start`` fits and
-``partial_fit`` calls (and saved with the model), so training in several calls
-gives bitwise the weights of one longer call.  A fit that starts afresh makes a new
+more, reproduces scikit-learn's fit to rounding).  The same generator is kept by
+``warm_start`` fits and ``partial_fit`` calls (and saved with the model), so training
+in several calls gives bitwise the weights of one longer call.  A fit that starts afresh makes a new
 generator from ``random_state``.  (scikit-learn re-seeds at every call, so with an
 integer random_state each of its warm-start calls draws its row orders from the
 same starting state.)

@@ -57,9 +57,10 @@ def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.T
     """
     tasks = []
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        rows = max(TASK_ROWS, -(-params_per_task // max(fan_out, min_width)))
         if sparse_input and layer == 0:
             rows = max(TASK_ROWS, -(-fan_in // config.SPARSE_INPUT_TASKS))
+        else:
+            rows = max(TASK_ROWS, -(-params_per_task // max(fan_out, min_width)))
         rows += -rows % TASK_ROWS
         starts = list(range(0, fan_in, rows))
         stops = starts[1:] + [fan_in + 1]
@@ -136,10 +137,10 @@ def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slop
     row's delta is scaled by its weight times inv_batch_weight.  X_csr is None (X
     dense: this specialisation compiles no sparse code) or X as CSR arrays (data,
     indices, indptr), X then having no columns and widths[0] being 0 (``layer_rows``):
-    the first layer (activation in ``sparse.FIRST_LAYER_CODES``) reads its non-zeros.  slope is leaky_relu's, or
-    None when every layer's activation is one the dense kernels apply themselves
-    (``activations.slope_argument``): this specialisation then calls them directly
-    and compiles none of the other activations' code;
+    the first layer (activation in ``sparse.FIRST_LAYER_CODES``) reads its non-zeros.
+    slope is leaky_relu's, or None when every layer's activation is one the dense
+    kernels apply themselves (``activations.slope_argument``): this specialisation
+    then calls them directly and compiles none of the other activations' code;
     derivs (the layout of acts, or empty) receives the derivatives that gelu,
     softplus and silu layers save, and dropped layers.  dropout is None (no dropout:
     this specialisation compiles no dropout code) or (thresholds, scales, seed) for
