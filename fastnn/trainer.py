@@ -1061,6 +1061,12 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     task_squares = np.zeros(tasks.shape[0])
     hyper = optimizer.hyperparameters()
 
+    # The per-chunk and per-task workers, compiled on their own (kernels.workers).
+    chunk_worker = compiled.chunk_worker(params, params_t, sizes, widths, offsets, codes, slope, X,
+                                         X_csr, Y, weights, acts, deltas, derivs, targets, scales,
+                                         masks)
+    task_worker = compiled.task_worker(params, params_t, grads, optimizer.slots, sizes, widths,
+                                       offsets, X_csr, tasks, optimizer.code, hyper, acts, deltas)
     train_epoch = LiteralEntry(compiled.train_epoch, ["optimizer"])
 
     def run_epoch(order, first_row, stop, totals, lr, step):
@@ -1071,7 +1077,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
             params, params_t, grads, optimizer.slots, sizes, widths, offsets, codes, slope, tasks,
             X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, dtype(lr),
             dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs, targets, scales,
-            chunk_sums, task_squares, masks)
+            chunk_sums, task_squares, masks, chunk_worker, task_worker)
 
     return run_epoch
 

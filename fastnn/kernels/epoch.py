@@ -13,14 +13,16 @@ with 1, 2 or N threads):
    gradient buffer is shared and no reduction across threads is needed.
 
 Two parallel regions per mini-batch (one ``prange`` loop run for each pass), and
-nothing is allocated inside the epoch.  Compile time: the per-chunk and per-task
-workers are inlined into the driver (Numba IR), so they are not optimised once
-more as libraries of their own; see docs/performance.md, "Start-up".
+nothing is allocated inside the epoch.  Compile time: the driver calls the
+per-chunk and per-task workers through their addresses (``kernels.workers``), so
+their code is compiled once, not again in each of the libraries a ``prange``
+builds; ``chunk_worker`` and ``task_worker`` compile them for a run's arguments.
+See docs/performance.md, "Start-up".
 Prediction is a serial, GIL-free kernel that the caller runs on several threads.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from .. import config
 from .gemm import TRANSPOSE_BYTES, transpose_block
@@ -33,6 +35,7 @@ from .layers import backward_layer, backward_layer_saved, forward_layer, forward
 NO_DROPOUT = np.uint64(2**32)
 from .optimizers import add_l2, optimizer_step
 from .sparse import sparse_param_grad, sparse_rows_forward
+from .workers import Worker, call_worker
 
 
 #: Tasks cover multiples of this many rows: the side of the register blocks in which
@@ -127,7 +130,7 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
             WT[j, k] = W[k, j]
 
 
-@njit(inline="always", **config.JIT_OPTIONS)
+@njit(**config.JIT_OPTIONS)
 def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y,
                            weights, rows, r0, r1, inv_batch_weight, acts, deltas, derivs, targets,
                            scales, dropout, step):
@@ -268,7 +271,7 @@ def batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_batch_weight):
     return loss, right
 
 
-@njit(inline="always", **config.JIT_OPTIONS)
+@njit(**config.JIT_OPTIONS)
 def update_task(params, params_t, grads, slots, sizes, widths, offsets, X_csr, rows, task, lr,
                 l2_scaled, optimizer, hyper, step, acts, deltas):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
@@ -290,11 +293,44 @@ def update_task(params, params_t, grads, slots, sizes, widths, offsets, X_csr, r
     return squares
 
 
+#: A batch's row indices as the drivers pass them to the workers: a slice of order (or
+#: the objective's rows), an int64 array with contiguous elements.
+_ROWS = np.zeros(0, dtype=np.int64)
+
+
+def chunk_worker(params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights,
+                 acts, deltas, derivs, targets, scales, dropout):
+    """``forward_backward_chunk`` compiled for a driver's arguments, as a ``workers.Worker``.
+
+    The arguments are the driver's (``train_epoch``; ``loss_and_grad`` passes
+    dropout None); the others (rows, row range, inverse batch weight, step) take
+    the types the driver gives them.
+    """
+    row = np.int64(0)
+    return Worker(forward_backward_chunk, (
+        params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights, _ROWS, row,
+        row, params.dtype.type(1), acts, deltas, derivs, targets, scales, dropout, row))
+
+
+def task_worker(params, params_t, grads, slots, sizes, widths, offsets, X_csr, tasks, optimizer,
+                hyper, acts, deltas):
+    """``update_task`` compiled for ``train_epoch``'s arguments (optimizer: its code, a
+    literal type), or ``task_gradient`` for ``loss_and_grad``'s (optimizer None).
+    """
+    scalar = params.dtype.type(0)
+    if optimizer is None:
+        return Worker(task_gradient, (params, grads, sizes, widths, offsets, X_csr, _ROWS,
+                                      tasks[0], scalar, acts, deltas))
+    return Worker(update_task, (
+        params, params_t, grads, slots, sizes, widths, offsets, X_csr, _ROWS, tasks[0], scalar,
+        scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas))
+
+
 @njit(**config.PARALLEL_OPTIONS)
 def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, slope, tasks, X,
                 X_csr, Y, weights, order, first_row, stop, totals, batch_size, lr, l2, optimizer,
                 hyper, step, acts, deltas, derivs, targets, scales, chunk_sums, task_squares,
-                dropout):
+                dropout, chunk_worker, task_worker):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
@@ -381,13 +417,13 @@ def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, s
             n_items = n_chunks if phase == 0 else tasks.shape[0]
             for i in prange(n_items):
                 if phase == 0:  # forward and backward pass of chunk i
-                    chunk_sums[i, 0], chunk_sums[i, 1] = forward_backward_chunk(
-                        params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y,
+                    chunk_sums[i, 0], chunk_sums[i, 1] = call_worker(
+                        chunk_worker, params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y,
                         weights, rows, i * chunk, min(i * chunk + chunk, n_rows),
                         inv_batch_weight, acts, deltas, derivs, targets, scales, dropout, step)
                 else:  # gradient and update of task i
-                    task_squares[i] = update_task(
-                        params, params_t, grads, slots, sizes, widths, offsets, X_csr, rows,
+                    task_squares[i] = call_worker(
+                        task_worker, params, params_t, grads, slots, sizes, widths, offsets, X_csr, rows,
                         tasks[i], lr, l2 * inv_batch_weight, optimizer, hyper, step, acts,
                         deltas)
         batch_loss, batch_right = batch_sums(chunk_sums, n_chunks, task_squares, l2,

@@ -17,14 +17,14 @@ from numba import njit, prange
 from .. import config
 from .activations import slope_argument
 from .sparse import driver_inputs
-from .epoch import (batch_sums, forward_backward_chunk, make_tasks, task_gradient,
-                    transpose_weights)
+from .epoch import batch_sums, chunk_worker, make_tasks, task_worker, transpose_weights
+from .workers import call_worker
 
 
 @njit(**config.PARALLEL_OPTIONS)
 def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope, tasks, X, X_csr, Y,
                   weights, rows, l2, acts, deltas, derivs, targets, scales, chunk_sums,
-                  task_squares):
+                  task_squares, chunk_worker, task_worker):
     """Mean loss of the rows X[rows] plus the L2 penalty; its gradient written into grads.
 
     Parameters
@@ -71,14 +71,14 @@ def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope,
         n_items = n_chunks if phase == 0 else tasks.shape[0]
         for i in prange(n_items):
             if phase == 0:
-                chunk_sums[i, 0], chunk_sums[i, 1] = forward_backward_chunk(
-                    params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights,
-                    rows, i * chunk, min(i * chunk + chunk, n_rows), inv_total_weight, acts,
-                    deltas, derivs, targets, scales, None, 0)
+                chunk_sums[i, 0], chunk_sums[i, 1] = call_worker(
+                    chunk_worker, params, params_t, sizes, widths, offsets, codes, slope, X, X_csr,
+                    Y, weights, rows, i * chunk, min(i * chunk + chunk, n_rows), inv_total_weight,
+                    acts, deltas, derivs, targets, scales, None, np.int64(0))
             else:
-                task_squares[i] = task_gradient(params, grads, sizes, widths, offsets, X_csr,
-                                                rows, tasks[i], l2 * inv_total_weight, acts,
-                                                deltas)
+                task_squares[i] = call_worker(task_worker, params, grads, sizes, widths, offsets,
+                                              X_csr, rows, tasks[i], l2 * inv_total_weight, acts,
+                                              deltas)
     return batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_total_weight)[0]
 
 
@@ -113,6 +113,13 @@ class FullBatchObjective:
         self.scales = np.zeros(n, dtype=dtype)
         self.chunk_sums = np.zeros((-(-n // config.CHUNK_ROWS), 2))
         self.task_squares = np.zeros(self.tasks.shape[0])
+        self.chunk_worker = chunk_worker(
+            self.params, self.params_t, self.sizes, self.widths, self.offsets, self.codes,
+            self.slope, self.X, self.X_csr, Y, weights, self.acts, self.deltas, self.derivs,
+            self.targets, self.scales, None)
+        self.task_worker = task_worker(self.params, self.params_t, self.grads, None, self.sizes,
+                                       self.widths, self.offsets, self.X_csr, self.tasks, None,
+                                       None, self.acts, self.deltas)
         self.n_calls = 0
 
     def __call__(self, x):
@@ -122,5 +129,5 @@ class FullBatchObjective:
                              self.offsets, self.codes, self.slope, self.tasks, self.X, self.X_csr,
                              self.Y, self.weights, self.rows, self.l2, self.acts, self.deltas,
                              self.derivs, self.targets, self.scales, self.chunk_sums,
-                             self.task_squares)
+                             self.task_squares, self.chunk_worker, self.task_worker)
         return float(loss), self.grads.astype(np.float64)

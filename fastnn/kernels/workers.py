@@ -1,0 +1,120 @@
+"""Compiled workers that the parallel drivers call by address, so each is compiled once.
+
+When one Numba kernel calls another, the callee's code is linked into the caller's
+and optimised again there.  A ``prange`` loop body becomes three libraries of its
+own (the loop body and two wrappers) before the driver links them, so whatever the
+body calls was optimised and turned into machine code about five times, in every
+specialisation of every driver.  The per-chunk and per-task workers of the epoch
+driver (``epoch.forward_backward_chunk``, ``epoch.update_task``) and of the L-BFGS
+objective (``epoch.task_gradient``) are the bulk of that code.
+
+So the drivers do not call them; they take a ``Worker`` argument: the address of a
+worker compiled (or loaded from the cache) on its own, for the argument types of
+the run at hand, and call it through that address (``call_worker``), with Numba's
+own calling convention.  The Numba type of a ``Worker`` carries the worker's name,
+argument types and return type.  So a driver is compiled, and cached, for those
+exactly, and a call whose argument types differ from the worker's is a typing error
+when the driver compiles, never a call with the wrong layout at run time.
+
+Under NUMBA_DISABLE_JIT a ``Worker`` holds the Python function and ``call_worker``
+calls it.
+"""
+
+import numba
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model, typeof_impl, unbox, NativeValue
+
+from .. import config
+
+
+class Worker:
+    """A compiled function's entry point for the given argument values' types.
+
+    function is a Numba dispatcher (or, under NUMBA_DISABLE_JIT, a Python function);
+    args are values of the types the driver will call it with (only their types are
+    used; a ``numba.types.Literal`` type may stand for a value).  Compiles the
+    function for them, or loads it from the cache, once.  Holds the address of its
+    code: valid in this process only, so a Worker cannot be pickled.
+    """
+
+    def __init__(self, function, args):
+        self.function = function
+        self.compiled = isinstance(function, numba.core.dispatcher.Dispatcher)
+        if not self.compiled:
+            self.address, self.type = 0, None
+            return
+        argtypes = tuple(arg if isinstance(arg, types.Type) else numba.typeof(arg)
+                         for arg in args)
+        function.compile(argtypes)
+        result = function.overloads[argtypes]
+        self.address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+        self.type = WorkerType(function.py_func.__qualname__, argtypes,
+                               result.signature.return_type)
+
+    def __reduce__(self):
+        raise TypeError("a Worker holds a code address of this process and cannot be pickled")
+
+
+class WorkerType(types.Type):
+    """Numba type of a ``Worker``: its function's name, argument and return types."""
+
+    def __init__(self, name, argtypes, return_type):
+        self.function_name, self.argtypes, self.return_type = name, argtypes, return_type
+        super().__init__(name=f"Worker({name}, {argtypes}) -> {return_type}")
+
+    @property
+    def key(self):
+        return self.function_name, self.argtypes, self.return_type
+
+
+@typeof_impl.register(Worker)
+def _typeof_worker(worker, context):
+    return worker.type
+
+
+@register_model(WorkerType)
+class _WorkerModel(models.PrimitiveModel):
+    """A Worker is its code address, an int64, inside compiled code."""
+
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, cgutils.intp_t)
+
+
+@unbox(WorkerType)
+def _unbox_worker(typ, obj, c):
+    address = c.pyapi.object_getattr_string(obj, "address")
+    native = c.unbox(types.intp, address)
+    c.pyapi.decref(address)
+    return NativeValue(native.value, is_error=native.is_error)
+
+
+def _call_worker_typing(typingctx, worker, *args):
+    """Numba's typing and code of ``call_worker``: a call through the worker's address."""
+    if len(args) == 1 and isinstance(args[0], types.StarArgTuple):
+        args = tuple(args[0])
+    if not isinstance(worker, WorkerType) or tuple(args) != worker.argtypes:
+        return None  # Numba reports the call as a typing error, with the types
+    sig = worker.return_type(worker, types.StarArgTuple(args))
+
+    def codegen(context, builder, signature, llargs):
+        call_conv = context.call_conv
+        function_type = call_conv.get_function_type(worker.return_type, worker.argtypes)
+        function = builder.inttoptr(llargs[0], function_type.as_pointer())
+        values = cgutils.unpack_tuple(builder, llargs[1], len(worker.argtypes))
+        status, result = call_conv.call_function(builder, function, worker.return_type,
+                                                 worker.argtypes, values)
+        with cgutils.if_unlikely(builder, status.is_error):
+            call_conv.return_status_propagate(builder, status)
+        return result
+
+    return sig, codegen
+
+
+if numba.config.DISABLE_JIT:
+    def call_worker(worker, *args):
+        """worker.function(*args) (NUMBA_DISABLE_JIT: the drivers run as Python)."""
+        return worker.function(*args)
+else:
+    call_worker = intrinsic(_call_worker_typing)
+    call_worker.__doc__ = "worker(*args) in compiled code: a call through the worker's address."

@@ -1,0 +1,67 @@
+"""Workers called by address (``fastnn.kernels.workers``): same results, typed calls only."""
+
+import pickle
+
+import numba
+import numpy as np
+import pytest
+from numba import njit, prange, types
+
+from fastnn import config
+from fastnn.kernels.workers import Worker, call_worker
+
+pytestmark = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="compiled code only")
+
+
+@njit(**config.JIT_OPTIONS)
+def scaled_row_sums(a, rows, scale, out, mode):
+    """out[r] = scale * sum(a[rows[r]]) (mode 1: its square); returns (count, total)."""
+    total = 0.0
+    for r in range(rows.shape[0]):
+        s = 0.0
+        for j in range(a.shape[1]):
+            s += a[rows[r], j]
+        out[r] = scale * s if mode == 1 else (scale * s) ** 2
+        total += out[r]
+    return rows.shape[0], total
+
+
+@njit(parallel=True)
+def driver(worker, a, order, scale, out, mode):
+    """Two rows per parallel task through the worker; returns the tasks' totals summed."""
+    totals = np.zeros(order.shape[0] // 2)
+    for i in prange(order.shape[0] // 2):
+        totals[i] = call_worker(worker, a, order[2 * i : 2 * i + 2], scale,
+                                out[2 * i : 2 * i + 2], mode)[1]
+    return totals.sum()
+
+
+def test_a_call_through_the_worker_equals_the_direct_call():
+    rng = np.random.default_rng(0)
+    a, order = rng.normal(size=(9, 5)), rng.permutation(8)
+    out, expected = np.zeros(8), np.zeros(8)
+    worker = Worker(scaled_row_sums, (a, order[:2], 0.5, out[:2], 1))
+    total = driver(worker, a, order, 0.5, out, 1)
+    count, _ = scaled_row_sums(a, order, 0.5, expected, 1)
+    assert count == 8
+    np.testing.assert_array_equal(out, expected)
+    assert total == pytest.approx(expected.sum(), rel=1e-15)
+
+
+def test_arguments_of_other_types_are_a_typing_error_not_a_call():
+    a, order, out = np.ones((4, 3)), np.arange(4), np.zeros(4)
+    float32_worker = Worker(scaled_row_sums, (a.astype(np.float32), order, 0.5, out, 1))
+    with pytest.raises(numba.core.errors.TypingError, match="call_worker"):
+        driver(float32_worker, a, order, 0.5, out, 1)
+    literal_worker = Worker(scaled_row_sums, (a, order, 0.5, out, types.literal(2)))
+    with pytest.raises(numba.core.errors.TypingError, match="call_worker"):
+        driver(literal_worker, a, order, 0.5, out, 1)  # mode is an int64 there
+    assert not out.any()
+
+
+def test_a_worker_is_not_pickled():
+    a, rows, out = np.ones((2, 2)), np.arange(2), np.zeros(2)
+    worker = Worker(scaled_row_sums, (a, rows, 1.0, out, 1))
+    assert worker.address != 0
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(worker)
