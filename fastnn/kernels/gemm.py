@@ -37,9 +37,10 @@ of that symbol.  Numba otherwise links a callee's code into every caller and
 optimises it again at each level up to the epoch driver (about seven times, in
 every specialisation of the driver); with the external call, four configurations
 compiled one after the other into one cache took 53.3 -> 44.5 s of CPU, while a
-single cold run stayed within its noise (docs/performance.md).  Inside the entry, each start mode has its own compiled body
-(a literal ``init``): with init a variable, the per-tile start branches cost 20 %
-on a 16 x 64 x 128 float32 product.
+single cold run stayed within its noise (docs/performance.md).  The entry compiles
+one body for the three start modes: ``init`` is a variable, tested once per tile
+(a body per mode, as a literal, compiled three times the code for no measurable
+speed: docs/engine.md).
 
 The vector width comes from the CPU Numba compiles for (``NUMBA_CPU_NAME`` included):
 512 bits when LLVM compiles a <16 x float> multiply-add to ``zmm`` registers
@@ -394,18 +395,13 @@ def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, ini
     a_ptr, b_ptr, c_ptr, bias_ptr point at the first element of a (m, k), b (k, n),
     c (m, n) and bias (n,); a_rs, a_cs, ldb, ldc are strides in elements (a's rows
     and columns, b's and c's rows); init as for ``gemm``, pack one of IN_PLACE,
-    PACKED, PACK_RULE.  Each start mode runs its own compiled body (a literal init).
+    PACKED, PACK_RULE.
     """
     if m == 0 or n == 0:
         return
     a, b = numba.carray(a_ptr, 1), numba.carray(b_ptr, 1)  # only their data pointers are read
     c, bias = numba.carray(c_ptr, 1), numba.carray(bias_ptr, 1)
-    if init == BIAS:
-        _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, BIAS, pack)
-    elif init == ZERO:
-        _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, ZERO, pack)
-    else:
-        _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, ACCUMULATE, pack)
+    _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack)
 
 
 def entry_symbol(dtype):
