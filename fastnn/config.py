@@ -81,7 +81,11 @@ if CACHE:
 #: Options shared by every serial kernel.  error_model="numpy": a float division
 #: by zero gives inf/NaN as in NumPy instead of a Python exception; the check that
 #: Python semantics need also stops LLVM from vectorising every loop that divides.
-JIT_OPTIONS = dict(nogil=True, fastmath=set(FASTMATH), error_model="numpy", cache=CACHE)
+#: no_cfunc_wrapper: Numba would also build a C-ABI wrapper of every function, for
+#: use as a first-class function value, which fastnn never does (its drivers call
+#: workers through their native entry points, ``kernels.workers``).
+JIT_OPTIONS = dict(nogil=True, fastmath=set(FASTMATH), error_model="numpy", cache=CACHE,
+                   no_cfunc_wrapper=True)
 
 #: The optimizers' update rules, without "contract": in an expression such as
 #: b1 * m + (1 - b1) * g, LLVM may fuse either product into a multiply-add, and it
