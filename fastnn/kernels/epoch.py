@@ -33,7 +33,7 @@ from .layers import backward_layer, backward_layer_saved, forward_layer, forward
 
 #: The keep threshold of a rate of 0 (``dropout.keep_threshold(0)``): that block is not dropped.
 NO_DROPOUT = np.uint64(2**32)
-from .optimizers import add_l2, optimizer_step
+from .optimizers import add_l2, rule_step
 from .sparse import sparse_param_grad, sparse_rows_forward
 from .workers import Worker, call_worker
 
@@ -287,7 +287,7 @@ def update_task(params, params_t, grads, slots, sizes, widths, offsets, X_csr, r
     fan_out = sizes[layer + 1]
     start = offsets[layer] + row_start * fan_out
     stop = offsets[layer] + row_stop * fan_out
-    optimizer_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
+    rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
     if layer > 0:
         transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
     return squares
