@@ -74,6 +74,8 @@ NOTICE = "compiling fastnn kernels for float64 + adam (first run only; cached in
 def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
     """A first run (compiling) and a later one (loading Numba's cache) agree bitwise.
 
+    The first run compiles one update rule, Adam's, and no other.
+
     They did not, for Adam, while its update rule let LLVM fuse either of two products
     into a multiply-add: the two compiles chose differently (see config.py).  The
     first run says once, before its progress bar, that it compiles, and where the
@@ -95,6 +97,13 @@ def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
         errors.append(done.stderr)
         if run == "fresh":
             assert any(cache.rglob("*.nbc"))  # the second run has a cache to load
+            # Compiled only what the run uses: Adam's update rule, not the other three
+            # (kernels.optimizers.RULES); the workers on their own (kernels.workers).
+            compiled = {path.name.split("-")[0] for path in cache.rglob("*.nbi")}
+            assert {"optimizers.adam_step", "epoch.forward_backward_chunk",
+                    "epoch.update_task"} <= compiled, compiled
+            assert not {"optimizers.sgd_step", "optimizers.rmsprop_step",
+                        "optimizers.adadelta_step", "optimizers.optimizer_step"} & compiled
     fresh, cached = errors
     assert fresh.count("compiling fastnn kernels") == 1
     assert fresh.startswith(NOTICE + str(cache))  # before the progress bar's first line
