@@ -71,7 +71,7 @@ def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.T
     return np.array(tasks, dtype=np.int64)
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def layer_weights(flat, offsets, sizes, layer):
     """(W, b) views of a layer in a flat buffer: W (fan_in, fan_out), b (fan_out,)."""
     fan_in, fan_out = sizes[layer], sizes[layer + 1]
@@ -79,7 +79,7 @@ def layer_weights(flat, offsets, sizes, layer):
     return block[:fan_in], block[fan_in]
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def layer_rows(flat, widths, layer, n_rows):
     """View of the (n_rows, widths[layer]) block of layer ``layer`` in a batch buffer.
 
@@ -92,7 +92,7 @@ def layer_rows(flat, widths, layer, n_rows):
     return flat[start : start + n_rows * widths[layer]].reshape((n_rows, widths[layer]))
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def copy_row(src, i, dst, k):
     """dst[k, :] = src[i, :], element by element.
 

@@ -456,7 +456,7 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack):
     return sig, codegen
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def gemm(a, b, c, bias, init):
     """c = start + a @ b, with start 0, c or bias[None, :] for init ZERO, ACCUMULATE, BIAS.
 
