@@ -411,21 +411,22 @@ def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, s
             batch_weight += weights[rows[r]]
         inv_batch_weight = one / batch_weight
         n_chunks = (n_rows + chunk - 1) // chunk
-        # One prange for both passes: Numba builds and optimises three libraries per
-        # prange, each holding everything the loop body calls (docs/performance.md).
+        # One prange for both passes (Numba builds three libraries per prange), whose
+        # body calls the workers by address (kernels.workers): their code is compiled
+        # once, not again in each of those libraries (docs/performance.md).
         for phase in range(2):
             n_items = n_chunks if phase == 0 else tasks.shape[0]
             for i in prange(n_items):
                 if phase == 0:  # forward and backward pass of chunk i
                     chunk_sums[i, 0], chunk_sums[i, 1] = call_worker(
-                        chunk_worker, params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y,
-                        weights, rows, i * chunk, min(i * chunk + chunk, n_rows),
+                        chunk_worker, params, params_t, sizes, widths, offsets, codes, slope, X,
+                        X_csr, Y, weights, rows, i * chunk, min(i * chunk + chunk, n_rows),
                         inv_batch_weight, acts, deltas, derivs, targets, scales, dropout, step)
                 else:  # gradient and update of task i
                     task_squares[i] = call_worker(
-                        task_worker, params, params_t, grads, slots, sizes, widths, offsets, X_csr, rows,
-                        tasks[i], lr, l2 * inv_batch_weight, optimizer, hyper, step, acts,
-                        deltas)
+                        task_worker, params, params_t, grads, slots, sizes, widths, offsets,
+                        X_csr, rows, tasks[i], lr, l2 * inv_batch_weight, optimizer, hyper, step,
+                        acts, deltas)
         batch_loss, batch_right = batch_sums(chunk_sums, n_chunks, task_squares, l2,
                                              inv_batch_weight)
         totals[0] += batch_loss * batch_weight

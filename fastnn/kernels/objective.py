@@ -65,8 +65,8 @@ def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope,
         total_weight += weights[rows[r]]
     inv_total_weight = dtype(1.0) / total_weight
     n_chunks = (n_rows + chunk - 1) // chunk
-    # One prange for both passes (chunks, then tasks), as epoch.train_epoch: Numba builds
-    # and optimises three libraries per prange, each holding all the loop body calls.
+    # One prange for both passes (chunks, then tasks), calling the workers by address,
+    # as epoch.train_epoch.
     for phase in range(2):
         n_items = n_chunks if phase == 0 else tasks.shape[0]
         for i in prange(n_items):
@@ -87,7 +87,8 @@ class FullBatchObjective:
 
     arch : network.Architecture; X (n_samples, n_features), Y (n_samples, n_outputs)
     and weights (n_samples,) in arch.dtype, C-contiguous (as ``trainer.fit`` checks
-    them), or X a SciPy sparse matrix (``sparse.driver_inputs``); l2 : float.  x is float64 of shape (n_params,) (L-BFGS-B works in float64);
+    them), or X a SciPy sparse matrix (``sparse.driver_inputs``); l2 : float.  x is
+    float64 of shape (n_params,) (L-BFGS-B works in float64);
     it is cast into the network's dtype, as scikit-learn's float32 MLP does, and the
     gradient is returned in float64.  ``params`` holds the last x evaluated.
     Workspaces are allocated once here.
