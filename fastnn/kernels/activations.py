@@ -134,7 +134,7 @@ def _fast_exp_overload(x):
     return None
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def sigmoid(z, one):
     """Logistic function, stable for large |z|: only exp of a non-positive number is taken.
 

@@ -21,6 +21,10 @@ from .gemm import ACCUMULATE, BIAS, ZERO, gemm
 #: The head's code for an identity head trained with the poisson loss (``network.LOSS_CODES``).
 POISSON = LOSS_CODES["poisson"]
 
+#: The smallest normal numbers, as constants (np.finfo in compiled code is several
+#: more functions for Numba to compile).
+TINY_FLOAT32, TINY_FLOAT64 = float(np.finfo(np.float32).tiny), float(np.finfo(np.float64).tiny)
+
 
 @njit(**config.JIT_OPTIONS)
 def matmul_acc(a, b, c):
@@ -61,7 +65,7 @@ def output_delta(p, y, activation, scale, out):
     in float64.
     """
     n, width = p.shape
-    tiny = np.finfo(p.dtype).tiny
+    tiny = p.dtype.type(TINY_FLOAT32 if p.itemsize == 4 else TINY_FLOAT64)
     one = p.dtype.type(1.0)
     loss = 0.0
     for i in range(n):

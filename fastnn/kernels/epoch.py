@@ -80,6 +80,16 @@ def layer_weights(flat, offsets, sizes, layer):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
+def leading_sum(values, stop):
+    """values[0] + ... + values[stop - 1] of an int64 array (a loop: NumPy's sum would be
+    one more function for Numba to compile in every run)."""
+    total = 0
+    for i in range(stop):
+        total += values[i]
+    return total
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
 def layer_rows(flat, widths, layer, n_rows):
     """View of the (n_rows, widths[layer]) block of layer ``layer`` in a batch buffer.
 
@@ -88,7 +98,7 @@ def layer_rows(flat, widths, layer, n_rows):
     widths is the network's sizes, but for a sparse X (``X_csr``) the input block
     has width 0: the first layer reads X's non-zeros itself.
     """
-    start = n_rows * widths[:layer].sum()
+    start = n_rows * leading_sum(widths, layer)
     return flat[start : start + n_rows * widths[layer]].reshape((n_rows, widths[layer]))
 
 
@@ -187,7 +197,7 @@ def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slop
             if layer + 1 < n_layers and dropout[0][layer + 1] < NO_DROPOUT:
                 drop_rows(a, layer_rows(derivs, widths, layer + 1, batch_size)[r0:r1],
                           codes[layer], drop_slope, dropout[0][layer + 1], dropout[1][layer + 1],
-                          dropout[2], step, r0, sizes[:layer + 1].sum())
+                          dropout[2], step, r0, leading_sum(sizes, layer + 1))
     delta = layer_rows(deltas, widths, n_layers, batch_size)[r0:r1]
     output = layer_rows(acts, widths, n_layers, batch_size)[r0:r1]
     loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
@@ -228,7 +238,7 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
     n_rows = rows.shape[0]
-    batch_size = acts.shape[0] // widths.sum()
+    batch_size = acts.shape[0] // leading_sum(widths, widths.shape[0])
     fan_in, fan_out = sizes[layer], sizes[layer + 1]
     start = offsets[layer] + row_start * fan_out
     stop = offsets[layer] + row_stop * fan_out
