@@ -1154,8 +1154,9 @@ def _predict(arch, params, X, backend):
     bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
 
     def predict_range(worker):
+        scratch, rows = compiled.predict_scratch(arch.sizes, X.shape[1], params.dtype)
         compiled.predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out,
-                              bounds[worker], bounds[worker + 1])
+                              bounds[worker], bounds[worker + 1], scratch, rows)
 
     # Rows are independent: ranges 1.. run on the process's prediction threads while
     # this thread runs range 0 (the kernel releases the GIL).

@@ -446,27 +446,38 @@ def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, s
     return batch_start
 
 
+def predict_scratch(sizes, n_features, dtype):
+    """The work buffers of a ``predict_rows`` call: (values of dtype, int64 row indices).
+
+    Allocated by the caller, so that the kernel allocates nothing (``np.empty`` in
+    compiled code is more functions for Numba to compile in every run).
+    """
+    chunk = config.PREDICT_CHUNK_ROWS
+    return (np.empty(chunk * (n_features + 2 * max(sizes[1:])), dtype=dtype),
+            np.empty(chunk, dtype=np.int64))
+
+
 @njit(**config.JIT_OPTIONS)
-def predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out, row_start, row_stop):
+def predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out, row_start, row_stop,
+                 scratch, rows):
     """out[row_start:row_stop] = network output for those rows of X, serially.
 
     X (n_samples, n_features), out (n_samples, n_outputs) written in place; X_csr as
-    for ``train_epoch`` (None, or a sparse X's CSR arrays, X then without columns).
+    for ``train_epoch`` (None, or a sparse X's CSR arrays, X then without columns);
+    scratch and rows the work buffers of ``predict_scratch``.
     The rows go through the layers config.PREDICT_CHUNK_ROWS at a time: each chunk
-    is copied into a scratch buffer first, and every layer writes the next of two
-    more, all allocated once per call.  So ``dense_forward`` only ever sees writable
-    C-ordered arrays, the specialisation training compiles already.  The kernel
-    releases the GIL: the caller runs disjoint row ranges on several Python threads
-    (one compiled entry point less to build than a prange driver).
+    is copied into a block of scratch first, and every layer writes the next of two
+    more.  So ``dense_forward`` only ever sees writable C-ordered arrays, the
+    specialisation training compiles already.  The kernel releases the GIL: the
+    caller runs disjoint row ranges on several Python threads (one compiled entry
+    point less to build than a prange driver).
     """
     chunk = config.PREDICT_CHUNK_ROWS
-    width = 0
-    for layer in range(1, sizes.shape[0]):
-        width = max(width, sizes[layer])
-    inputs = np.empty((chunk, X.shape[1]), dtype=params.dtype)
-    rows = np.empty(chunk, dtype=np.int64)
-    ping = np.empty(chunk * width, dtype=params.dtype)
-    pong = np.empty(chunk * width, dtype=params.dtype)
+    n_inputs = chunk * X.shape[1]
+    width = (scratch.shape[0] - n_inputs) // (2 * chunk)  # the widest layer
+    inputs = scratch[:n_inputs].reshape((chunk, X.shape[1]))
+    ping = scratch[n_inputs : n_inputs + chunk * width]
+    pong = scratch[n_inputs + chunk * width :]
     for r0 in range(row_start, row_stop, chunk):
         n_rows = min(chunk, row_stop - r0)
         for r in range(n_rows):

@@ -35,8 +35,12 @@ def add_l2(grads, params, start, stop, l2):
 
 
 @njit(**config.UPDATE_JIT_OPTIONS)
-def sgd_step(p, g, slots, start, stop, hyper, lr, step):
-    """SGD on p = params[start:stop] from g = grads[start:stop]: plain, momentum or Nesterov."""
+def sgd_step(params, grads, slots, start, stop, code, hyper, lr, step):
+    """SGD on params[start:stop] from grads[start:stop]: plain, momentum or Nesterov.
+
+    The arguments are ``optimizer_step``'s (code is not read).
+    """
+    p, g = params[start:stop], grads[start:stop]
     dtype = p.dtype.type
     momentum, nesterov = dtype(hyper[0]), hyper[1] != 0.0
     if slots.shape[0] == 0:
@@ -55,8 +59,9 @@ def sgd_step(p, g, slots, start, stop, hyper, lr, step):
 
 
 @njit(**config.UPDATE_JIT_OPTIONS)
-def rmsprop_step(p, g, slots, start, stop, hyper, lr, step):
-    """RMSprop on p = params[start:stop] (see ``sgd_step``)."""
+def rmsprop_step(params, grads, slots, start, stop, code, hyper, lr, step):
+    """RMSprop on params[start:stop] (see ``sgd_step``)."""
+    p, g = params[start:stop], grads[start:stop]
     dtype = p.dtype.type
     one = dtype(1.0)
     rho, eps = dtype(hyper[0]), dtype(hyper[1])
@@ -67,8 +72,9 @@ def rmsprop_step(p, g, slots, start, stop, hyper, lr, step):
 
 
 @njit(**config.UPDATE_JIT_OPTIONS)
-def adam_step(p, g, slots, start, stop, hyper, lr, step):
-    """Adam on p = params[start:stop] (see ``sgd_step``)."""
+def adam_step(params, grads, slots, start, stop, code, hyper, lr, step):
+    """Adam on params[start:stop] (see ``sgd_step``)."""
+    p, g = params[start:stop], grads[start:stop]
     dtype = p.dtype.type
     one = dtype(1.0)
     beta1, beta2, eps = dtype(hyper[0]), dtype(hyper[1]), dtype(hyper[2])
@@ -81,8 +87,9 @@ def adam_step(p, g, slots, start, stop, hyper, lr, step):
 
 
 @njit(**config.UPDATE_JIT_OPTIONS)
-def adadelta_step(p, g, slots, start, stop, hyper, lr, step):
-    """Adadelta on p = params[start:stop] (see ``sgd_step``)."""
+def adadelta_step(params, grads, slots, start, stop, code, hyper, lr, step):
+    """Adadelta on params[start:stop] (see ``sgd_step``)."""
+    p, g = params[start:stop], grads[start:stop]
     dtype = p.dtype.type
     one = dtype(1.0)
     rho, eps = dtype(hyper[0]), dtype(hyper[1])
@@ -109,15 +116,14 @@ def optimizer_step(params, grads, slots, start, stop, code, hyper, lr, step):
     Compiled code whose code is a literal calls ``rule_step`` instead, which
     compiles that rule only.
     """
-    p, g = params[start:stop], grads[start:stop]
     if code == SGD:
-        sgd_step(p, g, slots, start, stop, hyper, lr, step)
+        sgd_step(params, grads, slots, start, stop, code, hyper, lr, step)
     elif code == RMSPROP:
-        rmsprop_step(p, g, slots, start, stop, hyper, lr, step)
+        rmsprop_step(params, grads, slots, start, stop, code, hyper, lr, step)
     elif code == ADAM:
-        adam_step(p, g, slots, start, stop, hyper, lr, step)
+        adam_step(params, grads, slots, start, stop, code, hyper, lr, step)
     elif code == ADADELTA:
-        adadelta_step(p, g, slots, start, stop, hyper, lr, step)
+        adadelta_step(params, grads, slots, start, stop, code, hyper, lr, step)
 
 
 def rule_step(params, grads, slots, start, stop, code, hyper, lr, step):
@@ -133,9 +139,4 @@ def rule_step(params, grads, slots, start, stop, code, hyper, lr, step):
 def _rule_step_typed(params, grads, slots, start, stop, code, hyper, lr, step):
     if not isinstance(code, types.IntegerLiteral):
         return rule_step
-    rule = RULES[code.literal_value]
-
-    def one_rule(params, grads, slots, start, stop, code, hyper, lr, step):
-        rule(params[start:stop], grads[start:stop], slots, start, stop, hyper, lr, step)
-
-    return one_rule
+    return RULES[code.literal_value].py_func  # the rule itself: no wrapper to compile
