@@ -36,7 +36,7 @@ def matmul_acc(a, b, c):
         gemm(a, b, c, c[0], np.int64(ACCUMULATE))
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def dense_forward(a_prev, W, b, activation, out):
     """out = act(a_prev @ W + b), fused: the activation runs on the block while it is in cache.
 
@@ -47,7 +47,7 @@ def dense_forward(a_prev, W, b, activation, out):
     activate_rows(out, activation)
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def output_delta(p, y, activation, scale, out):
     """out = (p - y) * scale[:, None]; returns the loss of each row times its scale, summed.
 
@@ -98,7 +98,7 @@ def output_delta(p, y, activation, scale, out):
     return loss
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def count_right(p, y, activation, scale):
     """The rows of p predicted right for y, each counted as scale[i]; a float64.
 
@@ -128,7 +128,7 @@ def count_right(p, y, activation, scale):
     return right
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def dense_backward(delta, WT, a_prev, activation, out):
     """out = (delta @ WT) * act'(a_prev), the delta of the previous layer, fused.
 
