@@ -16,7 +16,8 @@ Two parallel regions per mini-batch (one ``prange`` loop run for each pass), and
 nothing is allocated inside the epoch.  Compile time: the driver calls the
 per-chunk and per-task workers through their addresses (``kernels.workers``), so
 their code is compiled once, not again in each of the libraries a ``prange``
-builds; ``chunk_worker`` and ``task_worker`` compile them for a run's arguments.
+builds; ``chunk_worker``, ``task_worker`` and ``gradient_worker`` compile them for a
+run's arguments.
 See docs/performance.md, "Start-up".
 Prediction is a serial, GIL-free kernel that the caller runs on several threads.
 """
@@ -324,16 +325,20 @@ def chunk_worker(params, params_t, sizes, widths, offsets, codes, slope, X, X_cs
 
 def task_worker(params, params_t, grads, slots, sizes, widths, offsets, X_csr, tasks, optimizer,
                 hyper, acts, deltas):
-    """``update_task`` compiled for ``train_epoch``'s arguments (optimizer: its code, a
-    literal type), or ``task_gradient`` for ``loss_and_grad``'s (optimizer None).
+    """``update_task`` compiled for ``train_epoch``'s arguments, as a ``workers.Worker``.
+
+    optimizer is the optimizer's code, compiled as a literal type (one update rule).
     """
     scalar = params.dtype.type(0)
-    if optimizer is None:
-        return Worker(task_gradient, (params, grads, sizes, widths, offsets, X_csr, _ROWS,
-                                      tasks[0], scalar, acts, deltas))
     return Worker(update_task, (
         params, params_t, grads, slots, sizes, widths, offsets, X_csr, _ROWS, tasks[0], scalar,
         scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas))
+
+
+def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, deltas):
+    """``task_gradient`` compiled for ``objective.loss_and_grad``'s arguments, as a Worker."""
+    return Worker(task_gradient, (params, grads, sizes, widths, offsets, X_csr, _ROWS, tasks[0],
+                                  params.dtype.type(0), acts, deltas))
 
 
 @njit(**config.PARALLEL_OPTIONS)

@@ -17,7 +17,8 @@ from numba import njit, prange
 from .. import config
 from .activations import slope_argument
 from .sparse import driver_inputs
-from .epoch import batch_sums, chunk_worker, make_tasks, task_worker, transpose_weights
+from .epoch import (batch_sums, chunk_worker, gradient_worker, make_tasks,
+                    transpose_weights)
 from .workers import call_worker
 
 
@@ -118,9 +119,9 @@ class FullBatchObjective:
             self.params, self.params_t, self.sizes, self.widths, self.offsets, self.codes,
             self.slope, self.X, self.X_csr, Y, weights, self.acts, self.deltas, self.derivs,
             self.targets, self.scales, None)
-        self.task_worker = task_worker(self.params, self.params_t, self.grads, None, self.sizes,
-                                       self.widths, self.offsets, self.X_csr, self.tasks, None,
-                                       None, self.acts, self.deltas)
+        self.task_worker = gradient_worker(self.params, self.grads, self.sizes, self.widths,
+                                           self.offsets, self.X_csr, self.tasks, self.acts,
+                                           self.deltas)
         self.n_calls = 0
 
     def __call__(self, x):

@@ -40,8 +40,7 @@ class Worker:
 
     def __init__(self, function, args):
         self.function = function
-        self.compiled = isinstance(function, numba.core.dispatcher.Dispatcher)
-        if not self.compiled:
+        if not isinstance(function, numba.core.dispatcher.Dispatcher):
             self.address, self.type = 0, None
             return
         argtypes = tuple(arg if isinstance(arg, types.Type) else numba.typeof(arg)
