@@ -3,9 +3,10 @@
 
 import sys
 
-from .cli import MAX_PROGRESS_LINES, VERIFY_RTOL, build_parser, log_step, main
+from .cli import MAX_PROGRESS_LINES, VERIFY_RTOL, build_parser, entry_point, log_step, main
 
-__all__ = ["MAX_PROGRESS_LINES", "VERIFY_RTOL", "build_parser", "log_step", "main"]
+__all__ = ["MAX_PROGRESS_LINES", "VERIFY_RTOL", "build_parser", "entry_point", "log_step",
+           "main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())

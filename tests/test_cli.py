@@ -6,12 +6,14 @@ inherit it), so only the first subprocess of a fresh checkout pays for compilati
 """
 
 import csv
+import gc
 import importlib
 import json
 import re
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,29 @@ def test_help_mentions_every_option():
         assert option in result.stdout, option
     assert all(a.help for a in parser._actions)
     assert "130" in result.stdout and "143" in result.stdout  # exit statuses in the epilog
+
+
+def test_the_console_script_runs_the_entry_point():
+    """pyproject's fastnn-train names the function that ``python -m fastnn.train`` runs."""
+    scripts = tomllib.loads((PACKAGE_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["fastnn-train"] == "fastnn.train:entry_point"
+    code = "import sys; from fastnn.train import entry_point; sys.exit(entry_point())"
+    for args, status in ((["--epochs", "0"], 2), ([*SMALL, "--dataset", "iris"], 0)):
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                                text=True, cwd=PACKAGE_ROOT, timeout=120)
+        assert result.returncode == status, result.stderr
+    assert "test  accuracy" in result.stdout
+
+
+def test_entry_point_returns_mains_status_with_the_collector_frozen(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["fastnn.train", "--epochs", "0"])
+    assert gc.get_freeze_count() == 0
+    try:
+        assert cli.entry_point() == 2
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert "--epochs: must be >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("case", [

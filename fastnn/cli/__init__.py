@@ -27,6 +27,7 @@ everything written).
 """
 
 from .options import MAX_PROGRESS_LINES, VERIFY_RTOL, build_parser, log_step
-from .run import main
+from .run import entry_point, main
 
-__all__ = ["MAX_PROGRESS_LINES", "VERIFY_RTOL", "build_parser", "log_step", "main"]
+__all__ = ["MAX_PROGRESS_LINES", "VERIFY_RTOL", "build_parser", "entry_point", "log_step",
+           "main"]
