@@ -63,6 +63,8 @@ class Names(event.Listener):
         pass
 event.register("numba:compile", Names())
 from fastnn import Adam, Architecture, fit, init_params, predict_output, warm_up
+from fastnn.kernels import gemm
+print("gemm entries at import:", *sorted(gemm.ENTRIES))
 rng = np.random.default_rng(0)
 arch = Architecture((12, 24, 4), ("tanh",), "softmax", "float64")
 X, Y = rng.standard_normal((200, 12)), np.eye(4)[rng.integers(0, 4, 200)]
@@ -73,6 +75,7 @@ fit(arch, params, X, Y, epochs=3, batch_size=16, optimizer=optimizer, l2=0.01, r
 outputs = predict_output(arch, params, X)
 np.save(sys.argv[1], np.concatenate([params, optimizer.slots.ravel(), outputs.ravel()]))
 print("sklearn imported:", "sklearn" in sys.modules)
+print("gemm entries after:", *sorted(gemm.ENTRIES))
 print("compiled:", " ".join(sorted(compiled)))
 warm_up([("float64", "adam")], verbose=True)  # compiled by the fit: nothing left to do
 """
@@ -83,7 +86,10 @@ NOTICE = "compiling fastnn kernels for float64 + adam (first run only; cached in
 def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
     """A first run (compiling) and a later one (loading Numba's cache) agree bitwise.
 
-    The first run compiles one update rule, Adam's, and no other.
+    The first run compiles one update rule, Adam's, and no other, and one gemm entry,
+    float64's; the second loads that entry when its first product runs.  A third
+    run, with the entry's files deleted from the cache but its cached callers kept,
+    compiles the entry then and trains the same bits too.
 
     They did not, for Adam, while its update rule let LLVM fuse either of two products
     into a multiply-add: the two compiles chose differently (see config.py).  The
@@ -94,16 +100,23 @@ def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
     cache = tmp_path / "cache"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
     env.pop("FASTNN_CACHE", None)
-    results, errors = [], []
-    for run in ("fresh", "cached"):
+    results, errors, compiled_by_run = [], [], []
+    for run in ("fresh", "cached", "no entry"):
+        if run == "no entry":
+            for path in cache.rglob("*gemm_entry*"):
+                path.unlink()
         out = tmp_path / f"{run}.npy"
         done = subprocess.run([sys.executable, "-c", TRAIN, str(out)], env=env,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         assert "sklearn imported: False" in done.stdout
         assert "fastnn kernels for float64 + adam: already compiled" in done.stderr
+        # Imported without a gemm entry; the float64 one made by the fit or its first product.
+        assert "gemm entries at import:\n" in done.stdout
+        assert "gemm entries after: float64\n" in done.stdout
         results.append(np.load(out))
         errors.append(done.stderr)
+        compiled_by_run.append(set(done.stdout.split("compiled:")[1].split()))
         if run == "fresh":
             assert any(cache.rglob("*.nbc"))  # the second run has a cache to load
             # Compiled only what the run uses: Adam's update rule, not the other three
@@ -111,11 +124,15 @@ def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
             compiled = set(done.stdout.split("compiled:")[1].split())
             assert {"adam_step", "forward_backward_chunk", "update_task"} <= compiled, compiled
             assert not {"sgd_step", "rmsprop_step", "adadelta_step", "optimizer_step"} & compiled
-    fresh, cached = errors
+    fresh, cached, _ = errors
     assert fresh.count("compiling fastnn kernels") == 1
     assert fresh.startswith(NOTICE + str(cache))  # before the progress bar's first line
     assert "epoch 3/3 [" in fresh  # (text mode reads the bar's carriage returns as newlines)
     assert "compiling" not in cached and "epoch 3/3 [" in cached
-    # The cached run (the loop's last) compiled nothing: every kernel came from the cache.
-    assert done.stdout.split("compiled:")[1].split() == []
+    # The cached run compiled nothing: every kernel came from the cache.  The last one
+    # compiled the entry (a cfunc, not in Numba's events) and so the implementation
+    # of numba.carray that it calls (an overload named impl), and nothing else.
+    assert compiled_by_run[1] == set()
+    assert compiled_by_run[2] <= {"impl"}
     np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])

@@ -31,9 +31,13 @@ to what a dense layer's shapes need:
 
 Compiled once per dtype.  The product itself is not compiled into its callers:
 ``gemm_entry`` is compiled, once per dtype, as a C-callable function (a Numba
-``cfunc``, cached like every kernel) when this module is imported, and registered
-with LLVM under a symbol name (``entry_symbol``); ``gemm`` compiles to a plain call
-of that symbol.  Numba otherwise links a callee's code into every caller and
+``cfunc``, cached like every kernel), and ``gemm`` compiles to a call through a cell
+that holds the entry's address, registered with LLVM under a symbol name
+(``entry_symbol``).  An entry is made when the first caller of its dtype is compiled,
+or, for callers loaded from the cache, by their first product: until then the cell
+points at ``_first_call``, which makes the entry and stores its address (lazy
+binding, as a dynamic linker's).  So a run compiles the entries of its own dtypes
+only.  Numba otherwise links a callee's code into every caller and
 optimises it again at each level up to the epoch driver (about seven times, in
 every specialisation of the driver); with the external call, four configurations
 compiled one after the other into one cache took 53.3 -> 44.5 s of CPU, while a
@@ -51,6 +55,12 @@ measurements behind them are in docs/benchmarks.md.
 Every sum over k runs in order 0..k-1 with one rounding per step (a fused
 multiply-add), whatever the thread count.
 """
+
+import ctypes
+import functools
+import os
+import threading
+import traceback
 
 import numba
 import numpy as np
@@ -405,30 +415,70 @@ def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, ini
 
 
 def entry_symbol(dtype):
-    """The symbol under which the gemm entry of a Numba float type is registered."""
-    return f"fastnn_gemm_{dtype}"
+    """The symbol of the cell that holds the address of a Numba float type's gemm entry.
+
+    (Until 2026-12-04 callers called the entry itself, under ``fastnn_gemm_<dtype>``; a
+    cache whose callers still do so fails to link, "Symbol not found", rather than
+    jumping into the cell.  Clear such a cache.)"""
+    return f"fastnn_gemm_address_{dtype}"
 
 
-#: The compiled entries (Numba cfuncs) by dtype name; empty under NUMBA_DISABLE_JIT.
+#: The C type of an entry: gemm_entry's arguments, pointers as void *.
+_ENTRY_CTYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                ctypes.c_void_p, *[ctypes.c_int64] * 5)
+
+#: The compiled entries (Numba cfuncs) by dtype name, as ``ensure_entry`` makes them.
 ENTRIES = {}
+_ENTRY_LOCK = threading.Lock()
+
+
+def ensure_entry(dtype):
+    """The gemm entry of a Numba float type (or its name): compiled, or loaded from the
+    cache, on first use, and its address stored in the dtype's cell; a Numba ``cfunc``."""
+    name = str(dtype)
+    with _ENTRY_LOCK:
+        if name not in ENTRIES:
+            pointer = types.CPointer(getattr(types, name))
+            signature = types.void(pointer, types.int64, types.int64, pointer, types.int64,
+                                   pointer, types.int64, pointer, types.int64, types.int64,
+                                   types.int64, types.int64, types.int64)
+            ENTRIES[name] = numba.cfunc(signature, **config.JIT_OPTIONS)(gemm_entry)
+            _CELLS[name].value = ENTRIES[name].address
+    return ENTRIES[name]
+
+
+def _first_call(name, *args):
+    """What a dtype's cell points at until its entry exists: make the entry, then run it.
+
+    Reached only by compiled code loaded from the cache before any compilation of its
+    dtype in this process (a compilation makes the entry first: ``_call_gemm``), once
+    per dtype and process (from a compiled caller's thread, taking the GIL)."""
+    try:
+        _ENTRY_CTYPE(ensure_entry(name).address)(*args)
+    except BaseException:  # a ctypes callback cannot raise: the product would be skipped
+        traceback.print_exc()
+        os.abort()
+
+
+# Callers do not call an entry's symbol but load its address from the dtype's cell, so
+# code loaded from the cache links to the cell, which always exists, whether or not
+# the entry does yet: a run compiles (or loads) the entries of its own dtypes only.
+_CELLS = {name: ctypes.c_void_p() for name in ("float32", "float64")}
+_FIRST_CALLS = {name: _ENTRY_CTYPE(functools.partial(_first_call, name)) for name in _CELLS}
 if not numba.config.DISABLE_JIT:
-    for _dtype in (types.float32, types.float64):
-        _pointer = types.CPointer(_dtype)
-        ENTRIES[str(_dtype)] = numba.cfunc(
-            types.void(_pointer, types.int64, types.int64, _pointer, types.int64, _pointer,
-                       types.int64, _pointer, types.int64, types.int64, types.int64,
-                       types.int64, types.int64),
-            **config.JIT_OPTIONS)(gemm_entry)
-        # Compiled code that calls the symbol, freshly or from the cache, is linked to
-        # this process's entry: the registration comes first, at import.
-        llvm.add_symbol(entry_symbol(_dtype), ENTRIES[str(_dtype)].address)
+    for _name, _cell in _CELLS.items():
+        _cell.value = ctypes.cast(_FIRST_CALLS[_name], ctypes.c_void_p).value
+        llvm.add_symbol(entry_symbol(_name), ctypes.addressof(_cell))
 
 
 @intrinsic
 def _call_gemm(typingctx, a, b, c, bias, init, pack):
-    """Call the registered gemm entry of a's dtype with the operands' pointers and strides."""
+    """Call the gemm entry of a's dtype (through its cell) with the operands' pointers and
+    strides."""
     if not all(isinstance(t, types.Array) for t in (a, b, c, bias)):
         return None
+    ensure_entry(a.dtype)  # compiled with its first caller, inside the compile notice
     sig = types.void(a, b, c, bias, init, pack)
 
     def codegen(context, builder, signature, args):
@@ -445,9 +495,11 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack):
         pointer = context.get_value_type(a.dtype).as_pointer()
         entry_type = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, pointer,
                                                      i64, pointer, i64, i64, i64, i64, i64])
-        entry = cgutils.get_or_insert_function(builder.module, entry_type,
-                                               entry_symbol(a.dtype))
-        builder.call(entry, [a_arr.data, a_rs, a_cs, b_arr.data, ldb, c_arr.data, ldc,
+        cell = builder.module.globals.get(entry_symbol(a.dtype))
+        if cell is None:  # declared once per module, defined by the registered symbol
+            cell = ir.GlobalVariable(builder.module, entry_type.as_pointer(),
+                                     entry_symbol(a.dtype))
+        builder.call(builder.load(cell), [a_arr.data, a_rs, a_cs, b_arr.data, ldb, c_arr.data, ldc,
                              bias_arr.data, m, n, k,
                              _as_i64(context, builder, signature, args, 4),
                              _as_i64(context, builder, signature, args, 5)])
