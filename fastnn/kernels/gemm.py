@@ -59,6 +59,7 @@ multiply-add), whatever the thread count.
 import ctypes
 import functools
 import os
+import sys
 import threading
 import traceback
 
@@ -417,9 +418,9 @@ def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, ini
 def entry_symbol(dtype):
     """The symbol of the cell that holds the address of a Numba float type's gemm entry.
 
-    (Until 2026-12-04 callers called the entry itself, under ``fastnn_gemm_<dtype>``; a
-    cache whose callers still do so fails to link, "Symbol not found", rather than
-    jumping into the cell.  Clear such a cache.)"""
+    (Until 2026-12-04 callers called the entry itself, under ``fastnn_gemm_<dtype>``,
+    which now names ``_stale_cache``: a cache whose callers still do so stops with a
+    message rather than jumping into the cell.)"""
     return f"fastnn_gemm_address_{dtype}"
 
 
@@ -461,15 +462,26 @@ def _first_call(name, *args):
         os.abort()
 
 
+def _stale_cache(name, *args):
+    """What a caller compiled before the cells calls (``entry_symbol``): nothing to run."""
+    print(f"fastnn: Numba's cache ({config.CACHE_PATH or 'in the package'}) holds kernels "
+          f"compiled by an older fastnn, which call the {name} gemm entry by another name; "
+          "clear it (delete its fastnn files) and run again", file=sys.stderr, flush=True)
+    os.abort()
+
+
 # Callers do not call an entry's symbol but load its address from the dtype's cell, so
 # code loaded from the cache links to the cell, which always exists, whether or not
 # the entry does yet: a run compiles (or loads) the entries of its own dtypes only.
 _CELLS = {name: ctypes.c_void_p() for name in ("float32", "float64")}
 _FIRST_CALLS = {name: _ENTRY_CTYPE(functools.partial(_first_call, name)) for name in _CELLS}
+_STALE_CALLS = {name: _ENTRY_CTYPE(functools.partial(_stale_cache, name)) for name in _CELLS}
 if not numba.config.DISABLE_JIT:
     for _name, _cell in _CELLS.items():
         _cell.value = ctypes.cast(_FIRST_CALLS[_name], ctypes.c_void_p).value
         llvm.add_symbol(entry_symbol(_name), ctypes.addressof(_cell))
+        llvm.add_symbol(f"fastnn_gemm_{_name}", ctypes.cast(_STALE_CALLS[_name],
+                                                           ctypes.c_void_p).value)
 
 
 @intrinsic
