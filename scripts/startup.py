@@ -17,9 +17,9 @@ run then loads them from it.  Reported: the cold run's first epoch (wall seconds
 the first training call, compiling included), the cold run's wall seconds from its
 start to the end of that epoch (the imports included: what the user waits for before
 the first epoch's progress line), and wall seconds and CPU seconds of the whole run
-(user + sys of the child, from ``resource.getrusage``).  On a shared machine the CPU seconds are the
-steadier number; both grow with the load.  ``import sklearn.utils`` alone is the
-floor that a front end's scikit-learn validation sets.
+(user + sys of the child, from ``resource.getrusage``).  On a shared machine the CPU
+seconds are the steadier number; both grow with the load.  ``import sklearn.utils``
+alone is the floor that a front end's scikit-learn validation sets.
 """
 
 import argparse

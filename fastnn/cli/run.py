@@ -32,8 +32,8 @@ def entry_point():
     A freeze moves every object alive out of the cycle collector's reach.  The first
     (fastnn's and Numba's modules, imported by then) spares them the collections that
     scikit-learn's import and the run trigger; the second spares all of them the
-    collections of the interpreter's teardown.  Together 0.4-0.6 s of a warm run
-    (docs/performance.md, "Start-up").  Objects in reference cycles are then left to
+    collections of the interpreter's teardown (measured in docs/performance.md,
+    "Start-up").  Objects in reference cycles are then left to
     the operating system at exit instead of being finalised; everything the command
     line writes is closed before ``main`` returns.  ``main`` does not freeze: it also
     runs inside other programs and the tests.

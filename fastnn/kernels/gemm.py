@@ -418,9 +418,9 @@ def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, ini
 def entry_symbol(dtype):
     """The symbol of the cell that holds the address of a Numba float type's gemm entry.
 
-    (Until 2026-12-04 callers called the entry itself, under ``fastnn_gemm_<dtype>``,
-    which now names ``_stale_cache``: a cache whose callers still do so stops with a
-    message rather than jumping into the cell.)"""
+    Not the entry's former symbol, ``fastnn_gemm_<dtype>``, which callers compiled by an
+    older fastnn call directly and which now names ``_stale_cache``: such a cache stops
+    with a message rather than jumping into the cell."""
     return f"fastnn_gemm_address_{dtype}"
 
 
