@@ -103,6 +103,14 @@ PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 #: it, clear Numba's cache (see the README).  Measured 8 / 16 / 32 rows: 16 best on W1.
 CHUNK_ROWS = 16
 
+#: Rows of a mini-batch that the epoch takes through the forward and backward passes
+#: and into the gradient sums at a time (a multiple of CHUNK_ROWS): a larger
+#: mini-batch is trained in micro-batches of this many rows, its gradient summed over
+#: them and the weights updated after the last, so that each micro-batch's
+#: activations and deltas are still in cache when its gradient reads them.  The
+#: sums run in the same order either way: the weights do not depend on it.
+MICRO_BATCH_ROWS = 256
+
 #: Rows that the prediction kernel takes through the layers at a time.
 PREDICT_CHUNK_ROWS = 256
 

@@ -245,15 +245,20 @@ def dense_backward(delta, WT, a_prev, activation, out):
     out[:] = (delta @ WT) * DERIVATIVES[_NAMES[activation]](a_prev)
 
 
-def param_grad(a_prev, delta, row_start, row_stop, out):
+def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False):
     """Rows [row_start, row_stop) of the gradient of a layer's (fan_in + 1, fan_out) block.
 
     Row k < fan_in is ``a_prev[:, k] @ delta`` (the weight gradient), row fan_in is
-    ``delta.sum(axis=0)`` (the bias gradient).  out has shape (row_stop - row_start, fan_out).
+    ``delta.sum(axis=0)`` (the bias gradient).  out has shape (row_stop - row_start,
+    fan_out); it is overwritten, or added to with accumulate.
     """
     ones = np.ones((a_prev.shape[0], 1), dtype=a_prev.dtype)
     augmented = np.hstack([a_prev, ones])
-    out[:] = augmented[:, row_start:row_stop].T @ delta
+    block = augmented[:, row_start:row_stop].T @ delta
+    if accumulate:
+        out += block
+    else:
+        out[:] = block
 
 
 def add_l2(grads, params, start, stop, l2):

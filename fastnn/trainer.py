@@ -1046,7 +1046,8 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     tasks = compiled.make_tasks(arch.sizes, sparse_input=X_csr is not None)
     dtype = params.dtype.type
     params_t, grads = np.zeros_like(params), np.zeros_like(params)
-    acts = np.zeros(batch_size * int(widths.sum()), dtype=dtype)
+    buffer_rows = min(batch_size, config.MICRO_BATCH_ROWS)  # see train_epoch
+    acts = np.zeros(buffer_rows * int(widths.sum()), dtype=dtype)
     deltas = np.zeros_like(acts)
     derivs = np.zeros(acts.size if arch.saves_derivatives or dropout else 0, dtype=dtype)
     masks = None  # the kernels' form of dropout: keep thresholds, inverted scales, seed
@@ -1055,8 +1056,8 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         masks = (np.array([keep_threshold(rate) for rate in rates], dtype=np.uint64),
                  np.array([1.0 / (1.0 - rate) for rate in rates], dtype=dtype), np.uint64(seed))
     slope = slope_argument(codes, arch.negative_slope, dtype)
-    targets = np.zeros((batch_size, sizes[-1]), dtype=dtype)
-    scales = np.zeros(batch_size, dtype=dtype)
+    targets = np.zeros((buffer_rows, sizes[-1]), dtype=dtype)
+    scales = np.zeros(buffer_rows, dtype=dtype)
     chunk_sums = np.zeros((-(-batch_size // config.CHUNK_ROWS), 2))
     task_squares = np.zeros(tasks.shape[0])
     hyper = optimizer.hyperparameters()

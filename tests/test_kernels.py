@@ -20,7 +20,7 @@ from numba import njit
 from scipy.special import expit
 
 from fastnn import kernels, reference
-from fastnn.kernels import dense, epoch, gemm
+from fastnn.kernels import epoch, gemm
 from fastnn.kernels.activations import fast_exp
 from fastnn.network import ACTIVATION_CODES
 from fastnn.optimizers import SGD, Adadelta, Adam, RMSprop
@@ -262,22 +262,33 @@ def test_param_grad(shape, rows, dtype):
     # Independent of both: the block is [a_prev | 1]^T delta.
     block = np.vstack([a_prev.astype(np.float64).T @ delta, delta.astype(np.float64).sum(axis=0)])
     assert_close(out, block[row_start:row_stop], dtype=dtype)
+    # accumulate=True adds the block to what out holds, as the twin does.
+    start = draw(rng, out.shape, dtype)
+    out, expected = start.copy(), start.copy()
+    kernels.param_grad(a_prev, delta, row_start, row_stop, out, True)
+    reference.param_grad(a_prev, delta, row_start, row_stop, expected, True)
+    assert_close(out, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n", [dense.K_BLOCK - 1, dense.K_BLOCK, dense.K_BLOCK + 1,
-                               3 * dense.K_BLOCK + 77])
-def test_param_grad_in_row_blocks_is_bitwise_one_product(n, dtype):
-    """A batch of more than K_BLOCK rows is summed block by block, bitwise as one gemm."""
-    rng = generator("grad-blocks", (n,), (0,), dtype)
+@pytest.mark.parametrize("parts", [(1, 1), (16, 240, 256, 77), (5, 1, 300), (256, 256, 256)])
+def test_param_grad_summed_over_row_blocks_is_bitwise_one_call(parts, dtype):
+    """The drivers' micro-batches: the gradient of consecutive row blocks, the first
+    written and the others accumulated, is bitwise the gradient of all rows in one call."""
+    n = sum(parts)
+    rng = generator("grad-blocks", parts, (0,), dtype)
     a_prev, delta = draw(rng, (n, 37), dtype), draw(rng, (n, 29), dtype)
-    out = garbage((38, 29), dtype)
-    kernels.param_grad(a_prev, delta, 0, 38, out)
-    whole = garbage((37, 29), dtype)
-    gemm.gemm(a_prev.T, delta, whole, whole[0], np.int64(gemm.ZERO))
-    np.testing.assert_array_equal(out[:37], whole)
+    whole = garbage((38, 29), dtype)
+    kernels.param_grad(a_prev, delta, 0, 38, whole)
+    summed = garbage((38, 29), dtype)
+    start = 0
+    for size in parts:
+        kernels.param_grad(a_prev[start : start + size], delta[start : start + size], 0, 38,
+                           summed, start > 0)
+        start += size
+    np.testing.assert_array_equal(summed, whole)
     block = np.vstack([a_prev.astype(np.float64).T @ delta, delta.astype(np.float64).sum(axis=0)])
-    assert_close(out, block, dtype=dtype)
+    assert_close(whole, block, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------

@@ -55,6 +55,13 @@ def test_row_kernels_equal_their_scipy_twins(rng, activation, dtype):
                                  row_stop, grad)
         assert_close(grad, sparse.sparse_param_grad_twin(X, rows, delta, row_start, row_stop),
                      dtype, err_msg=f"rows {row_start}:{row_stop}")
+        # Summed over two row blocks, the second accumulated (micro-batches): bitwise.
+        summed = np.full_like(grad, np.nan)
+        sparse.sparse_param_grad(data, indices, indptr, rows[:7], delta[:7], n_features,
+                                 row_start, row_stop, summed)
+        sparse.sparse_param_grad(data, indices, indptr, rows[7:], delta[7:], n_features,
+                                 row_start, row_stop, summed, True)
+        np.testing.assert_array_equal(summed, grad, err_msg=f"rows {row_start}:{row_stop}")
 
 
 def test_sparse_tasks_cut_the_first_layer_into_a_fixed_count():

@@ -15,6 +15,7 @@ import pytest
 from fastnn import (SGD, Adam, Architecture, Callback, DivergenceError, DivergenceWarning,
                     EarlyStopping, StopTraining, config, fit, init_params, layer_views, metrics,
                     predict_output, reference, trainer)
+from fastnn.kernels.objective import FullBatchObjective
 from fastnn.schedules import ReduceOnPlateau
 from fastnn.trainer import ProgressBar
 
@@ -125,6 +126,38 @@ def test_thread_count_does_not_change_results(dtype):
     assert np.array_equal(results[1][0], results[2][0])
     assert results[1][1] == results[2][1]
     assert not np.array_equal(results[1][0], params0)
+
+
+@pytest.mark.parametrize("dropout", [None, (0.1, 0.3, 0.2)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_micro_batches_do_not_change_results(monkeypatch, dtype, dropout):
+    """A mini-batch of more than config.MICRO_BATCH_ROWS rows is trained in micro-batches
+    (epoch.train_epoch): weights and losses are bitwise those of one pass over it, with
+    1 and 2 threads, dropout and L2 included, and so is the L-BFGS objective's loss and
+    gradient (objective.loss_and_grad)."""
+    rng = np.random.default_rng(7)
+    arch, params0, X, Y = make_problem(rng, (40, 70, 33, 5), ("tanh", "relu"), "softmax",
+                                       dtype, n=700)
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    weights = rng.uniform(0.5, 2.0, len(X)).astype(dtype)
+    x = params0.astype(np.float64)
+    runs = []
+    for micro, threads in ((1024, 1), (256, 2), (48, 1), (16, 2)):
+        monkeypatch.setattr(config, "MICRO_BATCH_ROWS", micro)
+        threads = min(threads, config.NUMBA_MAX_THREADS)
+        params = params0.copy()
+        history = fit(arch, params, X, Y, epochs=2, batch_size=300, lr=0.1, l2=0.01,
+                      sample_weight=weights, random_state=3, threads=threads, dropout=dropout,
+                      dropout_seed=5)
+        with trainer.thread_limit(threads, "numba"):
+            loss, grad = FullBatchObjective(arch, X, Y, weights, 0.01)(x)
+        runs.append((params, history.loss, loss, grad))
+    for params, losses, loss, grad in runs[1:]:
+        np.testing.assert_array_equal(params, runs[0][0])
+        assert losses == runs[0][1]
+        assert loss == runs[0][2]
+        np.testing.assert_array_equal(grad, runs[0][3])
+    assert not np.array_equal(runs[0][0], params0)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

@@ -144,38 +144,26 @@ def dense_backward(delta, WT, a_prev, activation, out):
     multiply_derivative_rows(out, a_prev, activation)
 
 
-#: Rows of the batch that ``param_grad`` sums per pass over its tiles.  A full batch of
-#: 1617 float64 rows (W1a) has a 1.6 MB delta block, more than L2; blocks of 256 rows
-#: made the 1-thread W1a epoch 2-8 % faster (docs/benchmarks.md, fourth session), 128
-#: rows less so.  Mini-batches of up to 256 rows are one block, as before.
-K_BLOCK = 256
-
-
 @njit(**config.JIT_OPTIONS)
-def param_grad(a_prev, delta, row_start, row_stop, out):
+def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False):
     """Rows [row_start, row_stop) of a layer's (fan_in + 1, fan_out) gradient block.
 
     Row k < fan_in is a_prev[:, k] @ delta (weights), row fan_in is delta summed over
     rows (bias).  a_prev (n, fan_in), delta (n, fan_out), out (row_stop - row_start,
-    fan_out) written in place.  Rows are summed in their order 0..n-1.
+    fan_out) written in place, or added to with accumulate: each element's sum then
+    continues from out, so gradients summed over consecutive row blocks are bitwise
+    the gradient of their rows in one call.  Rows are summed in their order 0..n-1.
     """
     fan_in = a_prev.shape[1]
     weight_stop = min(row_stop, fan_in)
     if weight_stop > row_start:
-        # The sum over rows goes K_BLOCK rows at a time, the tiles starting from out
-        # after the first block: every element still adds its rows in order with one
-        # rounding each (bitwise the same as one product), but the tiles reread a
-        # block of delta that stays in L2 instead of streaming all of it from L3.
-        weights = out[: weight_stop - row_start]
-        gemm(a_prev[:K_BLOCK, row_start:weight_stop].T, delta[:K_BLOCK], weights, out[0],
-             np.int64(ZERO))
-        for k0 in range(K_BLOCK, a_prev.shape[0], K_BLOCK):
-            gemm(a_prev[k0 : k0 + K_BLOCK, row_start:weight_stop].T, delta[k0 : k0 + K_BLOCK],
-                 weights, out[0], np.int64(ACCUMULATE))
+        gemm(a_prev[:, row_start:weight_stop].T, delta, out[: weight_stop - row_start], out[0],
+             np.int64(ACCUMULATE if accumulate else ZERO))
     if row_stop > fan_in:
         bias = out[fan_in - row_start]
-        for j in range(delta.shape[1]):
-            bias[j] = 0
+        if not accumulate:
+            for j in range(delta.shape[1]):
+                bias[j] = 0
         for i in range(delta.shape[0]):
             for j in range(delta.shape[1]):
                 bias[j] += delta[i, j]

@@ -12,8 +12,14 @@ with 1, 2 or N threads):
    updating its own parameters and their optimizer state.  No task writes what another reads, so no
    gradient buffer is shared and no reduction across threads is needed.
 
-Two parallel regions per mini-batch (one ``prange`` loop run for each pass), and
-nothing is allocated inside the epoch.  Compile time: the driver calls the
+Two parallel regions per micro-batch (one ``prange`` loop run for each pass), and
+nothing is allocated inside the epoch.  A mini-batch of more than the rows the batch
+buffers hold (``config.MICRO_BATCH_ROWS``) goes through both passes one micro-batch
+at a time: the tasks add each micro-batch's gradient to the sums of the ones before
+(every element still sums the batch's rows in order, so the weights are bitwise
+those of one pass) and update after the last.  Each micro-batch's activations and
+deltas are thus still in cache when the tasks read them: a full batch of 1617
+float64 rows has 7.7 MB of them.  Compile time: the driver calls the
 per-chunk and per-task workers through their addresses (``kernels.workers``), so
 their code is compiled once, not again in each of the libraries a ``prange``
 builds; ``chunk_worker``, ``task_worker`` and ``gradient_worker`` compile them for a
@@ -144,10 +150,12 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
 @njit(**config.JIT_OPTIONS)
 def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y,
                            weights, rows, r0, r1, inv_batch_weight, acts, deltas, derivs, targets,
-                           scales, dropout, step):
-    """Forward and backward pass of batch rows [r0, r1): fills their activations and deltas.
+                           scales, dropout, step, micro_start):
+    """Forward and backward pass of rows [r0, r1): fills their activations and deltas.
 
-    rows holds the indices into X (or X_csr), Y and weights of the whole batch; each
+    rows holds the indices into X (or X_csr), Y and weights of the micro-batch that
+    the buffers hold (``train_epoch``), whose first row is row micro_start of the
+    mini-batch; each
     row's delta is scaled by its weight times inv_batch_weight.  X_csr is None (X
     dense: this specialisation compiles no sparse code) or X as CSR arrays (data,
     indices, indptr), X then having no columns and widths[0] being 0 (``layer_rows``):
@@ -159,7 +167,8 @@ def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slop
     softplus and silu layers save, and dropped layers.  dropout is None (no dropout:
     this specialisation compiles no dropout code) or (thresholds, scales, seed) for
     the blocks 0..n_layers - 1 of the batch buffers (``kernels.dropout``), step the
-    mini-batch's number.  Returns the chunk's parts of the batch's mean loss and of
+    mini-batch's number (a row's dropout mask depends on step and its row in the
+    mini-batch, not in the micro-batch).  Returns the chunk's parts of the batch's mean loss and of
     its accuracy, as a tuple of two floats.
     """
     n_layers = sizes.shape[0] - 1
@@ -176,7 +185,7 @@ def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slop
     if dropout is not None:
         if dropout[0][0] < NO_DROPOUT:  # the inputs: no derivative
             drop_rows(x[r0:r1], x[r0:r0], 0, drop_slope, dropout[0][0], dropout[1][0],
-                      dropout[2], step, r0, 0)
+                      dropout[2], step, micro_start + r0, 0)
     first_dense = 0  # the first layer the dense kernels run
     if X_csr is not None:  # pruned by Numba when X_csr's type is None
         W, b = layer_weights(params, offsets, sizes, np.int64(0))
@@ -198,7 +207,7 @@ def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slop
             if layer + 1 < n_layers and dropout[0][layer + 1] < NO_DROPOUT:
                 drop_rows(a, layer_rows(derivs, widths, layer + 1, batch_size)[r0:r1],
                           codes[layer], drop_slope, dropout[0][layer + 1], dropout[1][layer + 1],
-                          dropout[2], step, r0, leading_sum(sizes, layer + 1))
+                          dropout[2], step, micro_start + r0, leading_sum(sizes, layer + 1))
     delta = layer_rows(deltas, widths, n_layers, batch_size)[r0:r1]
     output = layer_rows(acts, widths, n_layers, batch_size)[r0:r1]
     loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
@@ -228,14 +237,17 @@ def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slop
 
 @njit(inline="always", **config.JIT_OPTIONS)
 def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled, acts,
-                  deltas):
+                  deltas, first, last):
     """Gradient rows of one update task (see ``make_tasks``) plus the L2 term, in place.
 
-    Sums over the batch's rows (rows: their indices into X, as for
+    Sums over the micro-batch's rows (rows: their indices into X, as for
     ``forward_backward_chunk``, whose X_csr and widths these are) into grads
-    (n_params,), then adds l2_scaled (the L2 penalty over the batch's weight) times
-    the task's weights (not biases).  Returns the sum of squares of those weights
-    (0.0 when l2_scaled is 0), for the penalty's value.
+    (n_params,): overwriting them for the first micro-batch of a mini-batch, adding
+    to them for the others (each element's sum continues in row order:
+    ``dense.param_grad``).  After the last, adds l2_scaled (the L2 penalty over the
+    batch's weight) times the task's weights (not biases).  Returns the sum of
+    squares of those weights (0.0 when l2_scaled is 0 or this is not the last
+    micro-batch), for the penalty's value.
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
     n_rows = rows.shape[0]
@@ -249,13 +261,13 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
     if X_csr is not None:  # pruned by Numba when X_csr's type is None
         if layer == 0:
             sparse_param_grad(X_csr[0], X_csr[1], X_csr[2], rows, delta, fan_in, row_start,
-                              row_stop, out)
+                              row_stop, out, not first)
             dense = False
     if dense:
         param_grad(layer_rows(acts, widths, layer, batch_size)[:n_rows], delta, row_start,
-                   row_stop, out)
+                   row_stop, out, not first)
     squares = 0.0
-    if l2_scaled != 0:
+    if last and l2_scaled != 0:
         weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
         squares = add_l2(grads, params, start, weight_stop, l2_scaled)
     return squares
@@ -284,16 +296,19 @@ def batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_batch_weight):
 
 @njit(**config.JIT_OPTIONS)
 def update_task(params, params_t, grads, slots, sizes, widths, offsets, X_csr, rows, task, lr,
-                l2_scaled, optimizer, hyper, step, acts, deltas):
+                l2_scaled, optimizer, hyper, step, acts, deltas, first, last):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
 
-    The gradient and L2 term as ``task_gradient``; then updates the parameters and
-    their optimizer state, and refreshes the transposed copy of the rows it changed.
-    Returns the sum of squares of the task's weights before the update (0.0 when
-    l2_scaled is 0), for the penalty's value.
+    The gradient of a micro-batch and the L2 term as ``task_gradient``; after the
+    last micro-batch of the mini-batch, updates the parameters and their optimizer
+    state, and refreshes the transposed copy of the rows it changed.  Returns the
+    sum of squares of the task's weights before the update (0.0 when l2_scaled is 0
+    or before the last micro-batch), for the penalty's value.
     """
     squares = task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled,
-                            acts, deltas)
+                            acts, deltas, first, last)
+    if not last:
+        return squares
     layer, row_start, row_stop = task[0], task[1], task[2]
     fan_out = sizes[layer + 1]
     start = offsets[layer] + row_start * fan_out
@@ -320,7 +335,7 @@ def chunk_worker(params, params_t, sizes, widths, offsets, codes, slope, X, X_cs
     row = np.int64(0)
     return Worker(forward_backward_chunk, (
         params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights, _ROWS, row,
-        row, params.dtype.type(1), acts, deltas, derivs, targets, scales, dropout, row))
+        row, params.dtype.type(1), acts, deltas, derivs, targets, scales, dropout, row, row))
 
 
 def task_worker(params, params_t, grads, slots, sizes, widths, offsets, X_csr, tasks, optimizer,
@@ -332,13 +347,13 @@ def task_worker(params, params_t, grads, slots, sizes, widths, offsets, X_csr, t
     scalar = params.dtype.type(0)
     return Worker(update_task, (
         params, params_t, grads, slots, sizes, widths, offsets, X_csr, _ROWS, tasks[0], scalar,
-        scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas))
+        scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas, True, True))
 
 
 def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, deltas):
     """``task_gradient`` compiled for ``objective.loss_and_grad``'s arguments, as a Worker."""
     return Worker(task_gradient, (params, grads, sizes, widths, offsets, X_csr, _ROWS, tasks[0],
-                                  params.dtype.type(0), acts, deltas))
+                                  params.dtype.type(0), acts, deltas, True, True))
 
 
 @njit(**config.PARALLEL_OPTIONS)
@@ -412,6 +427,7 @@ def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, s
     """
     n = order.shape[0]
     chunk = config.CHUNK_ROWS
+    micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
     one = dtype(1.0)
     for layer in range(1, sizes.shape[0] - 1):
@@ -425,23 +441,30 @@ def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, s
         for r in range(n_rows):  # in order: the sum does not depend on threads
             batch_weight += weights[rows[r]]
         inv_batch_weight = one / batch_weight
+        for micro_start in range(0, n_rows, micro):
+            micro_rows = rows[micro_start : micro_start + micro]
+            n_micro = micro_rows.shape[0]
+            first_chunk = micro_start // chunk  # micro is a multiple of chunk
+            first, last = micro_start == 0, micro_start + micro >= n_rows
+            # One prange for both passes (Numba builds three libraries per prange), whose
+            # body calls the workers by address (kernels.workers): their code is compiled
+            # once, not again in each of those libraries (docs/performance.md).
+            for phase in range(2):
+                n_items = (n_micro + chunk - 1) // chunk if phase == 0 else tasks.shape[0]
+                for i in prange(n_items):
+                    if phase == 0:  # forward and backward pass of chunk i
+                        c = first_chunk + i
+                        chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
+                            chunk_worker, params, params_t, sizes, widths, offsets, codes, slope,
+                            X, X_csr, Y, weights, micro_rows, i * chunk,
+                            min(i * chunk + chunk, n_micro), inv_batch_weight, acts, deltas,
+                            derivs, targets, scales, dropout, step, micro_start)
+                    else:  # gradient (and after the last micro-batch, update) of task i
+                        task_squares[i] = call_worker(
+                            task_worker, params, params_t, grads, slots, sizes, widths, offsets,
+                            X_csr, micro_rows, tasks[i], lr, l2 * inv_batch_weight, optimizer,
+                            hyper, step, acts, deltas, first, last)
         n_chunks = (n_rows + chunk - 1) // chunk
-        # One prange for both passes (Numba builds three libraries per prange), whose
-        # body calls the workers by address (kernels.workers): their code is compiled
-        # once, not again in each of those libraries (docs/performance.md).
-        for phase in range(2):
-            n_items = n_chunks if phase == 0 else tasks.shape[0]
-            for i in prange(n_items):
-                if phase == 0:  # forward and backward pass of chunk i
-                    chunk_sums[i, 0], chunk_sums[i, 1] = call_worker(
-                        chunk_worker, params, params_t, sizes, widths, offsets, codes, slope, X,
-                        X_csr, Y, weights, rows, i * chunk, min(i * chunk + chunk, n_rows),
-                        inv_batch_weight, acts, deltas, derivs, targets, scales, dropout, step)
-                else:  # gradient and update of task i
-                    task_squares[i] = call_worker(
-                        task_worker, params, params_t, grads, slots, sizes, widths, offsets,
-                        X_csr, rows, tasks[i], lr, l2 * inv_batch_weight, optimizer, hyper, step,
-                        acts, deltas)
         batch_loss, batch_right = batch_sums(chunk_sums, n_chunks, task_squares, l2,
                                              inv_batch_weight)
         totals[0] += batch_loss * batch_weight

@@ -58,6 +58,7 @@ def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope,
     """
     n_rows = rows.shape[0]
     chunk = config.CHUNK_ROWS
+    micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
     for layer in range(1, sizes.shape[0] - 1):
         transpose_weights(params, offsets, sizes, layer, 0, sizes[layer], params_t)
@@ -65,21 +66,28 @@ def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope,
     for r in range(n_rows):  # in order: the sum does not depend on threads
         total_weight += weights[rows[r]]
     inv_total_weight = dtype(1.0) / total_weight
+    # Micro-batches, each with one prange for both passes (chunks, then tasks), calling
+    # the workers by address, as epoch.train_epoch.
+    for micro_start in range(0, n_rows, micro):
+        micro_rows = rows[micro_start : micro_start + micro]
+        n_micro = micro_rows.shape[0]
+        first_chunk = micro_start // chunk  # micro is a multiple of chunk
+        first, last = micro_start == 0, micro_start + micro >= n_rows
+        for phase in range(2):
+            n_items = (n_micro + chunk - 1) // chunk if phase == 0 else tasks.shape[0]
+            for i in prange(n_items):
+                if phase == 0:
+                    c = first_chunk + i
+                    chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
+                        chunk_worker, params, params_t, sizes, widths, offsets, codes, slope, X,
+                        X_csr, Y, weights, micro_rows, i * chunk, min(i * chunk + chunk, n_micro),
+                        inv_total_weight, acts, deltas, derivs, targets, scales, None, np.int64(0),
+                        micro_start)
+                else:
+                    task_squares[i] = call_worker(task_worker, params, grads, sizes, widths,
+                                                  offsets, X_csr, micro_rows, tasks[i],
+                                                  l2 * inv_total_weight, acts, deltas, first, last)
     n_chunks = (n_rows + chunk - 1) // chunk
-    # One prange for both passes (chunks, then tasks), calling the workers by address,
-    # as epoch.train_epoch.
-    for phase in range(2):
-        n_items = n_chunks if phase == 0 else tasks.shape[0]
-        for i in prange(n_items):
-            if phase == 0:
-                chunk_sums[i, 0], chunk_sums[i, 1] = call_worker(
-                    chunk_worker, params, params_t, sizes, widths, offsets, codes, slope, X, X_csr,
-                    Y, weights, rows, i * chunk, min(i * chunk + chunk, n_rows), inv_total_weight,
-                    acts, deltas, derivs, targets, scales, None, np.int64(0))
-            else:
-                task_squares[i] = call_worker(task_worker, params, grads, sizes, widths, offsets,
-                                              X_csr, rows, tasks[i], l2 * inv_total_weight, acts,
-                                              deltas)
     return batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_total_weight)[0]
 
 
@@ -108,11 +116,12 @@ class FullBatchObjective:
         self.rows = np.arange(n, dtype=np.int64)
         self.params = np.zeros(arch.n_params, dtype=dtype)
         self.params_t, self.grads = np.zeros_like(self.params), np.zeros_like(self.params)
-        self.acts = np.zeros(n * int(self.widths.sum()), dtype=dtype)
+        buffer_rows = min(n, config.MICRO_BATCH_ROWS)  # see loss_and_grad
+        self.acts = np.zeros(buffer_rows * int(self.widths.sum()), dtype=dtype)
         self.deltas = np.zeros_like(self.acts)
         self.derivs = np.zeros(self.acts.size if arch.saves_derivatives else 0, dtype=dtype)
-        self.targets = np.zeros((n, arch.sizes[-1]), dtype=dtype)
-        self.scales = np.zeros(n, dtype=dtype)
+        self.targets = np.zeros((buffer_rows, arch.sizes[-1]), dtype=dtype)
+        self.scales = np.zeros(buffer_rows, dtype=dtype)
         self.chunk_sums = np.zeros((-(-n // config.CHUNK_ROWS), 2))
         self.task_squares = np.zeros(self.tasks.shape[0])
         self.chunk_worker = chunk_worker(

@@ -47,20 +47,23 @@ def sparse_rows_forward(data, indices, indptr, rows, W, b, activation, out):
 
 
 @njit(**config.JIT_OPTIONS)
-def sparse_param_grad(data, indices, indptr, rows, delta, n_features, row_start, row_stop, out):
+def sparse_param_grad(data, indices, indptr, rows, delta, n_features, row_start, row_stop, out,
+                      accumulate=False):
     """Rows [row_start, row_stop) of the first layer's gradient block, for a CSR X.
 
     The block has shape (n_features + 1, fan_out): X[rows].T @ delta, then the bias
     row, delta summed over the rows.  data, indices (sorted within each row), indptr:
     X in CSR form (``csr_arrays``); rows (n,) int64; delta (n, fan_out); out
-    (row_stop - row_start, fan_out) written.  Every element sums the rows in order
-    0..n-1, as ``dense.param_grad``; each row's first non-zero in the range is found
-    by binary search, so a task costs its non-zeros plus log(nnz per row) per row.
+    (row_stop - row_start, fan_out) written, or added to with accumulate (as
+    ``dense.param_grad``).  Every element sums the rows in order 0..n-1; each row's
+    first non-zero in the range is found by binary search, so a task costs its
+    non-zeros plus log(nnz per row) per row.
     """
     fan_out = out.shape[1]
-    for i in range(out.shape[0]):
-        for j in range(fan_out):
-            out[i, j] = 0
+    if not accumulate:
+        for i in range(out.shape[0]):
+            for j in range(fan_out):
+                out[i, j] = 0
     feature_stop = min(row_stop, n_features)
     for r in range(rows.shape[0]):
         start, end = indptr[rows[r]], indptr[rows[r] + 1]
