@@ -6,7 +6,7 @@ module estimates the split from the outside:
 
 * **Kernel timings.**  Each serial kernel the epoch calls (``dense_forward``,
   ``output_delta``, ``count_right``, ``dense_backward``, ``param_grad``, ``add_l2``,
-  ``optimizer_step``, ``transpose_weights``) is called from Python on the model's
+  ``optimizer_step``, ``refresh_copies``) is called from Python on the model's
   real shapes: forward and backward on chunks of ``config.CHUNK_ROWS`` rows, the
   gradient on a whole mini-batch, the update on each task's parameter range
   (``make_tasks``).  Each time is the median over a few batches of calls, minus
@@ -134,7 +134,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
-    from .kernels.epoch import make_tasks, transpose_weights
+    from .kernels.epoch import PANEL_WEIGHTS, make_tasks, panels_size, refresh_copies
+    from .kernels.gemm import to_panels
     from .network import layer_views
 
     dtype = np.dtype(arch.dtype)
@@ -167,6 +168,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     forward = backward = 0.0
     for layer, (W, b) in enumerate(views):
         a_prev, out = acts[layer][:chunk], np.empty((chunk, W.shape[1]), dtype=dtype)
+        W = to_panels(W) if PANEL_WEIGHTS else W  # as the epoch's forward pass reads it
         forward += _kernel_seconds(dense_forward, (a_prev, W, b, codes[layer], out),
                                    (a_prev[:0], W, b, codes[layer], out[:0]))
     out = np.empty((chunk, arch.sizes[-1]), dtype=dtype)
@@ -186,6 +188,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     slots, hyper, code = opt.slots, opt.hyperparameters(), opt.code
     grads = np.zeros_like(params)
     params_t = np.zeros_like(params)
+    panels = np.zeros(panels_size(arch.sizes, dtype), dtype=dtype)
     lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1
     measured = {}
     tasks = []
@@ -207,11 +210,10 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
                 weight_stop = int(offsets[layer]) + min(row_stop, fan_in) * fan_out
                 update += _kernel_seconds(add_l2, (grads, params, start, weight_stop, l2_scaled),
                                           (grads, params, start, start, l2_scaled))
-            if layer > 0:
-                update += _kernel_seconds(
-                    transpose_weights, (params, offsets, sizes, layer, row_start, row_stop,
-                                        params_t),
-                    (params, offsets, sizes, layer, row_start, row_start, params_t))
+            update += _kernel_seconds(
+                refresh_copies, (params, offsets, sizes, layer, row_start, row_stop, params_t,
+                                 panels),
+                (params, offsets, sizes, layer, row_start, row_start, params_t, panels))
             measured[key] = (gradient, update)
         tasks.append(measured[key])
     return {"forward": forward * config.CHUNK_ROWS / chunk,

@@ -1046,6 +1046,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     tasks = compiled.make_tasks(arch.sizes, sparse_input=X_csr is not None)
     dtype = params.dtype.type
     params_t, grads = np.zeros_like(params), np.zeros_like(params)
+    panels = np.zeros(compiled.panels_size(arch.sizes, dtype), dtype=dtype)
     buffer_rows = min(batch_size, config.MICRO_BATCH_ROWS)  # see train_epoch
     acts = np.zeros(buffer_rows * int(widths.sum()), dtype=dtype)
     deltas = np.zeros_like(acts)
@@ -1063,11 +1064,12 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     hyper = optimizer.hyperparameters()
 
     # The per-chunk and per-task workers, compiled on their own (kernels.workers).
-    chunk_worker = compiled.chunk_worker(params, params_t, sizes, widths, offsets, codes, slope, X,
-                                         X_csr, Y, weights, acts, deltas, derivs, targets, scales,
-                                         masks)
-    task_worker = compiled.task_worker(params, params_t, grads, optimizer.slots, sizes, widths,
-                                       offsets, X_csr, tasks, optimizer.code, hyper, acts, deltas)
+    chunk_worker = compiled.chunk_worker(params, params_t, panels, sizes, widths, offsets, codes,
+                                         slope, X, X_csr, Y, weights, acts, deltas, derivs,
+                                         targets, scales, masks)
+    task_worker = compiled.task_worker(params, params_t, panels, grads, optimizer.slots, sizes,
+                                       widths, offsets, X_csr, tasks, optimizer.code, hyper, acts,
+                                       deltas)
     train_epoch = LiteralEntry(compiled.train_epoch, ["optimizer"])
 
     def run_epoch(order, first_row, stop, totals, lr, step):
@@ -1075,8 +1077,8 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         order = np.ascontiguousarray(order, dtype=np.int64)  # the compiled type
         _ENGINE_PID = _ENGINE_PID or os.getpid()
         return train_epoch(
-            params, params_t, grads, optimizer.slots, sizes, widths, offsets, codes, slope, tasks,
-            X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, dtype(lr),
+            params, params_t, panels, grads, optimizer.slots, sizes, widths, offsets, codes, slope,
+            tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, dtype(lr),
             dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs, targets, scales,
             chunk_sums, task_squares, masks, chunk_worker, task_worker)
 

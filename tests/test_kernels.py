@@ -398,6 +398,10 @@ def test_gemm_starts(shape, init, pack, dtype):
     assert_close(c, expected, dtype=dtype)
     np.testing.assert_array_equal(wide[:, :2], before[:, :2])
     np.testing.assert_array_equal(wide[:, n + 2:], before[:, n + 2:])
+    # b given in panel layout: bitwise the same c.
+    from_panels = before[:, 2:n + 2].copy()
+    gemm.gemm(a, gemm.to_panels(b), from_panels, bias, code)
+    np.testing.assert_array_equal(from_panels, c)
 
 
 @pytest.mark.parametrize("m, k, n, pack", [(11, 23, 53, False), (33, gemm.PANEL_KC + 3, 30, True)])
@@ -453,7 +457,7 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
         import numpy as np
         from fastnn.kernels import epoch, gemm
         assert gemm.VECTOR_BITS == 256, gemm.VECTOR_BITS
-        assert gemm.PACK_B
+        assert gemm.PACK_B and epoch.PANEL_WEIGHTS
         rng = np.random.default_rng(0)
         shapes = [(19, 37, 117), (32, 129, 48), (37, 300, 100), (33, gemm.PANEL_KC + 3, 30)]
         starts = (gemm.ZERO, gemm.ACCUMULATE, gemm.BIAS)
@@ -475,6 +479,21 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             assert np.array_equal(c, in_place), (m, k, dtype, init)
             assert np.array_equal(wide[:, :2], before[:, :2])
             assert np.array_equal(wide[:, n + 2:], before[:, n + 2:])
+            from_panels = before[:, 2:n + 2].copy()
+            gemm.gemm(a, gemm.to_panels(b), from_panels, bias, init)
+            assert np.array_equal(from_panels, c), (m, k, dtype, init)
+        # Training reads the weights from their panels here (several update tasks per
+        # layer refresh them): against the reference.
+        from fastnn import Architecture, fit, init_params
+        arch = Architecture((20, 300, 40, 3), ("tanh", "relu"), "softmax", "float64")
+        X = rng.standard_normal((120, 20))
+        Y = np.eye(3)[rng.integers(0, 3, 120)]
+        params = init_params(arch, "glorot_uniform", 0)
+        expected = params.copy()
+        fit(arch, params, X, Y, epochs=3, batch_size=32, lr=0.1, random_state=1)
+        fit(arch, expected, X, Y, epochs=3, batch_size=32, lr=0.1, random_state=1,
+            backend="numpy")
+        assert np.abs(params - expected).max() < 1e-9 * np.abs(expected).max()
         print("ok")
     """)
     run_ok(code, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_FEATURES=None)
@@ -521,6 +540,32 @@ def test_transpose_weights(fan_in, fan_out, row_start, row_stop, dtype):
     untouched = np.ones(offsets[-1], dtype=bool)
     untouched[offsets[1]:offsets[1] + fan_in * fan_out].reshape(fan_out, fan_in)[:, copied] = False
     assert np.isnan(params_t[untouched]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fan_in, fan_out, row_start, row_stop", TRANSPOSE_CASES)
+def test_pack_weights(fan_in, fan_out, row_start, row_stop, dtype):
+    """Rows [row_start, row_stop) of W land in their rows of W's panels (gemm.to_panels),
+    nothing else is written.  (The engine keeps the panels with 256-bit vectors only,
+    epoch.PANEL_WEIGHTS; the kernel is tested on every machine.)"""
+    sizes = np.array([7, fan_in, fan_out, 2], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
+    nr = gemm.panel_width(dtype)
+    sizes_of = [-(-o // nr) * nr * i for i, o in zip(sizes[:-1], sizes[1:])]
+    rng = generator("pack", fan_in, fan_out, row_start, row_stop, dtype)
+    params = draw(rng, (offsets[-1],), dtype)
+    panels = garbage(sum(sizes_of), dtype)
+    epoch.pack_weights(params, offsets, sizes, 1, row_start, row_stop, panels)
+    W = params[offsets[1]:offsets[1] + fan_in * fan_out].reshape(fan_in, fan_out)
+    P = epoch.weight_panels(panels, sizes, 1)
+    assert P.shape == gemm.to_panels(W).shape
+    copied = slice(row_start, min(row_stop, fan_in))
+    written = np.zeros(P.shape, dtype=bool)
+    written[:, copied] = gemm.to_panels(np.ones_like(W))[:, copied] == 1  # not the padding
+    np.testing.assert_array_equal(P[written], gemm.to_panels(W)[written])
+    assert np.isnan(P[~written]).all()
+    start = sizes_of[0]
+    assert np.isnan(panels[:start]).all() and np.isnan(panels[start + P.size:]).all()
 
 
 def test_intrinsic_kernels_without_jit(tmp_path):

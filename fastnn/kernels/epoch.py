@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange, types
 
 from .. import config
-from .gemm import TRANSPOSE_BYTES, transpose_block
+from .gemm import NV, PACK_B, TRANSPOSE_BYTES, VECTOR_BYTES, panel_width, transpose_block
 from .activations import saves_derivative
 from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
 from .dropout import drop_rows
@@ -147,10 +147,87 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
             WT[j, k] = W[k, j]
 
 
+#: Whether the forward pass reads the weights from a copy in panel layout
+#: (``weight_panels``), refreshed by the update tasks: with 256-bit vectors, as gemm
+#: packs b (``gemm.PACK_B``).  W2's forward (16-row chunks of a batch of 128, its
+#: sigmoid included) ran at 98 instead of 69 GFLOP/s float32 from the panels, for
+#: 0.11 ms of copying per batch; the 512-bit tile ran 2 % faster, less than the copy
+#: costs (docs/benchmarks.md).
+PANEL_WEIGHTS = PACK_B
+
+
+def panels_size(sizes, dtype):
+    """Elements of the buffer of every layer's weights in panel layout (``weight_panels``):
+    0 without ``PANEL_WEIGHTS``."""
+    if not PANEL_WEIGHTS:
+        return 0
+    nr = panel_width(dtype)
+    return sum(-(-fan_out // nr) * nr * fan_in for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def weight_panels(panels, sizes, layer):
+    """View of a layer's weights in a panels buffer: (ceil(fan_out / NR), fan_in, NR).
+
+    The panel layout of W (``gemm.panel_width``), one layer after the other, in which
+    the forward pass reads the weights: each panel of NR columns is contiguous.
+    """
+    nr = NV * (VECTOR_BYTES // panels.itemsize)
+    start = 0
+    for l in range(layer):
+        start += (sizes[l + 1] + nr - 1) // nr * nr * sizes[l]
+    n_panels = (sizes[layer + 1] + nr - 1) // nr
+    stop = start + n_panels * nr * sizes[layer]
+    return panels[start:stop].reshape((n_panels, sizes[layer], nr))
+
+
 @njit(**config.JIT_OPTIONS)
-def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y,
-                           weights, rows, r0, r1, inv_batch_weight, acts, deltas, derivs, targets,
-                           scales, dropout, step, micro_start):
+def pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
+    """Copy rows [row_start, row_stop) of W_layer into its panels (``weight_panels``).
+
+    Only weight rows (< fan_in) are copied; the panels' columns past fan_out are
+    never written (nor read by gemm).
+    """
+    W = layer_weights(params, offsets, sizes, layer)[0]
+    P = weight_panels(panels, sizes, layer)
+    nr = NV * (VECTOR_BYTES // panels.itemsize)  # a constant: the row copies are vector moves
+    fan_out = W.shape[1]
+    n_full = fan_out // nr
+    for i in range(row_start, min(row_stop, W.shape[0])):
+        for p in range(n_full):
+            for j in range(nr):
+                P[p, i, j] = W[i, p * nr + j]
+        for j in range(n_full * nr, fan_out):
+            P[n_full, i, j - n_full * nr] = W[i, j]
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels):
+    """After rows [row_start, row_stop) of a layer changed: refresh their copies in the
+    panels of the forward pass (``PANEL_WEIGHTS``) and (layers after the first) in the
+    transposed weights of the delta propagation."""
+    if PANEL_WEIGHTS:
+        pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
+    if layer > 0:
+        transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
+
+
+if PANEL_WEIGHTS:
+    @njit(inline="always", **config.JIT_OPTIONS)
+    def forward_weights(params, panels, offsets, sizes, layer):
+        """The W the forward pass multiplies by: its panels (``PANEL_WEIGHTS``)."""
+        return weight_panels(panels, sizes, layer)
+else:
+    @njit(inline="always", **config.JIT_OPTIONS)
+    def forward_weights(params, panels, offsets, sizes, layer):
+        """The W the forward pass multiplies by: the parameters' own (``PANEL_WEIGHTS``)."""
+        return layer_weights(params, offsets, sizes, layer)[0]
+
+
+@njit(**config.JIT_OPTIONS)
+def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, codes, slope, X,
+                           X_csr, Y, weights, rows, r0, r1, inv_batch_weight, acts, deltas,
+                           derivs, targets, scales, dropout, step, micro_start):
     """Forward and backward pass of rows [r0, r1): fills their activations and deltas.
 
     rows holds the indices into X (or X_csr), Y and weights of the micro-batch that
@@ -193,7 +270,8 @@ def forward_backward_chunk(params, params_t, sizes, widths, offsets, codes, slop
                             layer_rows(acts, widths, np.int64(1), batch_size)[r0:r1])
         first_dense = 1
     for layer in range(first_dense, n_layers):
-        W, b = layer_weights(params, offsets, sizes, layer)
+        b = layer_weights(params, offsets, sizes, layer)[1]
+        W = forward_weights(params, panels, offsets, sizes, layer)
         a_prev = layer_rows(acts, widths, layer, batch_size)[r0:r1]
         a = layer_rows(acts, widths, layer + 1, batch_size)[r0:r1]
         if slope is None:  # pruned by Numba when slope's type is None
@@ -295,8 +373,8 @@ def batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_batch_weight):
 
 
 @njit(**config.JIT_OPTIONS)
-def update_task(params, params_t, grads, slots, sizes, widths, offsets, X_csr, rows, task, lr,
-                l2_scaled, optimizer, hyper, step, acts, deltas, first, last):
+def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, rows, task,
+                lr, l2_scaled, optimizer, hyper, step, acts, deltas, first, last):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
 
     The gradient of a micro-batch and the L2 term as ``task_gradient``; after the
@@ -314,8 +392,7 @@ def update_task(params, params_t, grads, slots, sizes, widths, offsets, X_csr, r
     start = offsets[layer] + row_start * fan_out
     stop = offsets[layer] + row_stop * fan_out
     rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
-    if layer > 0:
-        transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
+    refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels)
     return squares
 
 
@@ -324,8 +401,8 @@ def update_task(params, params_t, grads, slots, sizes, widths, offsets, X_csr, r
 _ROWS = np.zeros(0, dtype=np.int64)
 
 
-def chunk_worker(params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights,
-                 acts, deltas, derivs, targets, scales, dropout):
+def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y,
+                 weights, acts, deltas, derivs, targets, scales, dropout):
     """``forward_backward_chunk`` compiled for a driver's arguments, as a ``workers.Worker``.
 
     The arguments are the driver's (``train_epoch``; ``loss_and_grad`` passes
@@ -334,20 +411,22 @@ def chunk_worker(params, params_t, sizes, widths, offsets, codes, slope, X, X_cs
     """
     row = np.int64(0)
     return Worker(forward_backward_chunk, (
-        params, params_t, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights, _ROWS, row,
-        row, params.dtype.type(1), acts, deltas, derivs, targets, scales, dropout, row, row))
+        params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights,
+        _ROWS, row, row, params.dtype.type(1), acts, deltas, derivs, targets, scales, dropout, row,
+        row))
 
 
-def task_worker(params, params_t, grads, slots, sizes, widths, offsets, X_csr, tasks, optimizer,
-                hyper, acts, deltas):
+def task_worker(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, tasks,
+                optimizer, hyper, acts, deltas):
     """``update_task`` compiled for ``train_epoch``'s arguments, as a ``workers.Worker``.
 
     optimizer is the optimizer's code, compiled as a literal type (one update rule).
     """
     scalar = params.dtype.type(0)
     return Worker(update_task, (
-        params, params_t, grads, slots, sizes, widths, offsets, X_csr, _ROWS, tasks[0], scalar,
-        scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas, True, True))
+        params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, _ROWS, tasks[0],
+        scalar, scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas, True,
+        True))
 
 
 def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, deltas):
@@ -357,10 +436,10 @@ def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, d
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, slope, tasks, X,
-                X_csr, Y, weights, order, first_row, stop, totals, batch_size, lr, l2, optimizer,
-                hyper, step, acts, deltas, derivs, targets, scales, chunk_sums, task_squares,
-                dropout, chunk_worker, task_worker):
+def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, slope, tasks,
+                X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, lr, l2,
+                optimizer, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,
+                task_squares, dropout, chunk_worker, task_worker):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
@@ -369,6 +448,8 @@ def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, s
         Flat parameters (see ``fastnn.network``), updated in place.
     params_t, grads : ndarray of shape (n_params,)
         Workspaces: transposed weights and gradients.
+    panels : ndarray of shape (panels_size(sizes, dtype),)
+        Workspace: the weights in panel layout (``weight_panels``), for the forward pass.
     slots : ndarray of shape (n_slots, n_params)
         Optimizer state, updated in place (see ``fastnn.optimizers``).
     sizes, widths, offsets, codes, tasks : int64 arrays
@@ -430,8 +511,8 @@ def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, s
     micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
     one = dtype(1.0)
-    for layer in range(1, sizes.shape[0] - 1):
-        transpose_weights(params, offsets, sizes, layer, np.int64(0), sizes[layer], params_t)
+    for layer in range(sizes.shape[0] - 1):
+        refresh_copies(params, offsets, sizes, layer, np.int64(0), sizes[layer], params_t, panels)
     batch_start = first_row
     while batch_start < n and stop[0] == 0:
         n_rows = min(batch_size, n - batch_start)
@@ -455,15 +536,15 @@ def train_epoch(params, params_t, grads, slots, sizes, widths, offsets, codes, s
                     if phase == 0:  # forward and backward pass of chunk i
                         c = first_chunk + i
                         chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
-                            chunk_worker, params, params_t, sizes, widths, offsets, codes, slope,
-                            X, X_csr, Y, weights, micro_rows, i * chunk,
+                            chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
+                            slope, X, X_csr, Y, weights, micro_rows, i * chunk,
                             min(i * chunk + chunk, n_micro), inv_batch_weight, acts, deltas,
                             derivs, targets, scales, dropout, step, micro_start)
                     else:  # gradient (and after the last micro-batch, update) of task i
                         task_squares[i] = call_worker(
-                            task_worker, params, params_t, grads, slots, sizes, widths, offsets,
-                            X_csr, micro_rows, tasks[i], lr, l2 * inv_batch_weight, optimizer,
-                            hyper, step, acts, deltas, first, last)
+                            task_worker, params, params_t, panels, grads, slots, sizes, widths,
+                            offsets, X_csr, micro_rows, tasks[i], lr, l2 * inv_batch_weight,
+                            optimizer, hyper, step, acts, deltas, first, last)
         n_chunks = (n_rows + chunk - 1) // chunk
         batch_loss, batch_right = batch_sums(chunk_sums, n_chunks, task_squares, l2,
                                              inv_batch_weight)

@@ -349,13 +349,15 @@ def _pack_panel(typingctx, b, b_off, ldb, panel, kc):
 
 
 @njit(**config.JIT_OPTIONS)
-def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init):
-    """The first n_wide columns of gemm (a multiple of NR), b's rows read in place."""
+def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k, n_wide,
+                          init):
+    """The first n_wide columns of gemm (a multiple of NR), b read where it is: panel p
+    of b (columns p * NR ..) starts panel_stride * p elements into b, its rows ldb apart."""
     nr = NV * (VECTOR_BYTES // a.itemsize)
     for j0 in range(0, n_wide, nr):
         for i0 in range(0, m, MR):
-            _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
-                       k, min(MR, m - i0), nr, init)
+            _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride, ldb, c,
+                       i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0), nr, init)
 
 
 @njit(**config.JIT_OPTIONS)
@@ -379,25 +381,56 @@ def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init)
                            i0 * ldc + j0, ldc, bias, j0, kc, min(MR, m - i0), nr, start)
 
 
-#: gemm_entry's pack argument: read b in place, pack its panels, or apply the packing rule.
-IN_PLACE, PACKED, PACK_RULE = 0, 1, 2
+#: gemm_entry's pack argument: read b in place, pack its panels, or apply the packing
+#: rule, all for b a (k, n) array with contiguous rows; or PANELS: b is already in
+#: panel layout (``panel_width``).
+IN_PLACE, PACKED, PACK_RULE, PANELS = 0, 1, 2, 3
+
+
+def panel_width(dtype):
+    """Columns of a panel of b (NR): the wide tile's NV vectors of the dtype's elements.
+
+    The panel layout of a (k, n) matrix B is an array P of shape (ceil(n / NR), k, NR),
+    P[p, i, j] = B[i, p * NR + j], the last panel's columns past n unused: each panel
+    is contiguous, so the tiles read it as a stream, whatever B's width (rows of 512
+    float32 fall into the same few L1 sets and cost the 256-bit tile up to half its
+    speed).  The engine keeps its weights in this layout for the forward pass
+    (``epoch.pack_weights``).
+    """
+    return NV * (VECTOR_BYTES // np.dtype(dtype).itemsize)
+
+
+def to_panels(B):
+    """B (k, n) in panel layout (``panel_width``), as a new array; the unused columns are 0."""
+    k, n = B.shape
+    nr = panel_width(B.dtype)
+    n_panels = -(-n // nr)
+    padded = np.zeros((k, n_panels * nr), dtype=B.dtype)
+    padded[:, :n] = B
+    return np.ascontiguousarray(padded.reshape(k, n_panels, nr).transpose(1, 0, 2))
 
 
 @njit(**config.JIT_OPTIONS)
 def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack):
     """The product of ``gemm_entry`` on 1-D views of the operands (offsets in elements)."""
     lanes = VECTOR_BYTES // a.itemsize
-    wide_stop = n - n % (NV * lanes)
-    if pack == PACK_RULE:
+    nr = NV * lanes
+    wide_stop = n - n % nr
+    panel_stride = nr  # elements from one panel of b to the next: b (k, n) row-major
+    if pack == PANELS:
+        panel_stride, ldb = k * nr, nr
+    elif pack == PACK_RULE:
         pack = PACKED if m >= PACK_MIN_ROWS and k >= PACK_MIN_DEPTH else IN_PLACE
     if PACK_B and pack == PACKED and wide_stop > 0:  # a constant False: not compiled
         _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, wide_stop, init)
     else:
-        _wide_panels_in_place(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, wide_stop, init)
+        _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k,
+                              wide_stop, init)
     for j0 in range(wide_stop, n, lanes):
         for i0 in range(0, m, MR_NARROW):
-            _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0, ldb, c, i0 * ldc + j0, ldc, bias, j0,
-                         k, min(MR_NARROW, m - i0), min(lanes, n - j0), init)
+            _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr, ldb, c,
+                         i0 * ldc + j0, ldc, bias, j0, k, min(MR_NARROW, m - i0),
+                         min(lanes, n - j0), init)
 
 
 def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, init, pack):
@@ -406,7 +439,7 @@ def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, ini
     a_ptr, b_ptr, c_ptr, bias_ptr point at the first element of a (m, k), b (k, n),
     c (m, n) and bias (n,); a_rs, a_cs, ldb, ldc are strides in elements (a's rows
     and columns, b's and c's rows); init as for ``gemm``, pack one of IN_PLACE,
-    PACKED, PACK_RULE.
+    PACKED, PACK_RULE, or PANELS (b in panel layout, ldb not read).
     """
     if m == 0 or n == 0:
         return
@@ -490,6 +523,7 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack):
     strides."""
     if not all(isinstance(t, types.Array) for t in (a, b, c, bias)):
         return None
+    panels = b.ndim == 3  # b in panel layout: gemm_entry's PANELS
     ensure_entry(a.dtype)  # compiled with its first caller, inside the compile notice
     sig = types.void(a, b, c, bias, init, pack)
 
@@ -499,10 +533,13 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack):
         a_arr, b_arr, c_arr, bias_arr = (context.make_array(t)(context, builder, value)
                                          for t, value in zip(signature.args[:4], args[:4]))
         m, k = cgutils.unpack_tuple(builder, a_arr.shape, 2)
-        n = cgutils.unpack_tuple(builder, b_arr.shape, 2)[1]
+        n = cgutils.unpack_tuple(builder, c_arr.shape, 2)[1]
         a_rs, a_cs = (builder.sdiv(stride, item)
                       for stride in cgutils.unpack_tuple(builder, a_arr.strides, 2))
-        ldb = builder.sdiv(cgutils.unpack_tuple(builder, b_arr.strides, 2)[0], item)
+        ldb = builder.sdiv(cgutils.unpack_tuple(builder, b_arr.strides, b.ndim)[b.ndim - 2],
+                           item)
+        pack = (ir.Constant(i64, PANELS) if panels
+                else _as_i64(context, builder, signature, args, 5))
         ldc = builder.sdiv(cgutils.unpack_tuple(builder, c_arr.strides, 2)[0], item)
         pointer = context.get_value_type(a.dtype).as_pointer()
         entry_type = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, pointer,
@@ -513,8 +550,7 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack):
                                      entry_symbol(a.dtype))
         builder.call(builder.load(cell), [a_arr.data, a_rs, a_cs, b_arr.data, ldb, c_arr.data, ldc,
                              bias_arr.data, m, n, k,
-                             _as_i64(context, builder, signature, args, 4),
-                             _as_i64(context, builder, signature, args, 5)])
+                             _as_i64(context, builder, signature, args, 4), pack])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -527,7 +563,9 @@ def gemm(a, b, c, bias, init):
     a (m, k) at any strides (a transposed view is fine), b (k, n) and c (m, n) with
     contiguous rows, bias (n,) contiguous (any 1-D array of the dtype when unused).
     Every element of c is one sum over p = 0..k-1 in order, fused multiply-adds.
-    b is packed by the rule of ``PACK_B``, ``PACK_MIN_ROWS`` and ``PACK_MIN_DEPTH``.
+    b is packed by the rule of ``PACK_B``, ``PACK_MIN_ROWS`` and ``PACK_MIN_DEPTH``; or
+    b is C-contiguous of shape (ceil(n / NR), k, NR), the panel layout of the (k, n)
+    matrix (``panel_width``), read as it is.  Either form gives bitwise the same c.
     Runs the compiled ``gemm_entry`` of the dtype (see the module's docstring).
     """
     _call_gemm(a, b, c, bias, init, np.int64(PACK_RULE))
@@ -602,6 +640,8 @@ if numba.config.DISABLE_JIT:
     def gemm_with(a, b, c, bias, init, pack):  # noqa: F811  (replaces the compiled one)
         """c = start + a @ b as above, computed by NumPy (pack is ignored)."""
         start = c.copy() if init == ACCUMULATE else (bias if init == BIAS else 0)
+        if b.ndim == 3:  # panel layout: back to (k, n)
+            b = b.transpose(1, 0, 2).reshape(b.shape[1], -1)[:, : c.shape[1]]
         c[...] = start + a @ b
 
     def gemm(a, b, c, bias, init):  # noqa: F811

@@ -17,14 +17,14 @@ from numba import njit, prange
 from .. import config
 from .activations import slope_argument
 from .sparse import driver_inputs
-from .epoch import (batch_sums, chunk_worker, gradient_worker, make_tasks,
-                    transpose_weights)
+from .epoch import (batch_sums, chunk_worker, gradient_worker, make_tasks, panels_size,
+                    refresh_copies)
 from .workers import call_worker
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope, tasks, X, X_csr, Y,
-                  weights, rows, l2, acts, deltas, derivs, targets, scales, chunk_sums,
+def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes, slope, tasks, X,
+                  X_csr, Y, weights, rows, l2, acts, deltas, derivs, targets, scales, chunk_sums,
                   task_squares, chunk_worker, task_worker):
     """Mean loss of the rows X[rows] plus the L2 penalty; its gradient written into grads.
 
@@ -34,6 +34,8 @@ def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope,
         Flat parameters (``fastnn.network`` layout); only read.
     params_t, grads : ndarray of shape (n_params,)
         Written: the transposed weights (workspace) and the gradient.
+    panels : ndarray of shape (epoch.panels_size(sizes, dtype),)
+        Written: the weights in panel layout (workspace, ``epoch.weight_panels``).
     sizes, widths, offsets, codes, tasks : int64 arrays; slope : scalar of the params' dtype
     or None
         As for ``epoch.train_epoch``.
@@ -60,8 +62,8 @@ def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope,
     chunk = config.CHUNK_ROWS
     micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
-    for layer in range(1, sizes.shape[0] - 1):
-        transpose_weights(params, offsets, sizes, layer, 0, sizes[layer], params_t)
+    for layer in range(sizes.shape[0] - 1):
+        refresh_copies(params, offsets, sizes, layer, 0, sizes[layer], params_t, panels)
     total_weight = dtype(0.0)
     for r in range(n_rows):  # in order: the sum does not depend on threads
         total_weight += weights[rows[r]]
@@ -79,10 +81,10 @@ def loss_and_grad(params, params_t, grads, sizes, widths, offsets, codes, slope,
                 if phase == 0:
                     c = first_chunk + i
                     chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
-                        chunk_worker, params, params_t, sizes, widths, offsets, codes, slope, X,
-                        X_csr, Y, weights, micro_rows, i * chunk, min(i * chunk + chunk, n_micro),
-                        inv_total_weight, acts, deltas, derivs, targets, scales, None, np.int64(0),
-                        micro_start)
+                        chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
+                        slope, X, X_csr, Y, weights, micro_rows, i * chunk,
+                        min(i * chunk + chunk, n_micro), inv_total_weight, acts, deltas, derivs,
+                        targets, scales, None, np.int64(0), micro_start)
                 else:
                     task_squares[i] = call_worker(task_worker, params, grads, sizes, widths,
                                                   offsets, X_csr, micro_rows, tasks[i],
@@ -116,6 +118,7 @@ class FullBatchObjective:
         self.rows = np.arange(n, dtype=np.int64)
         self.params = np.zeros(arch.n_params, dtype=dtype)
         self.params_t, self.grads = np.zeros_like(self.params), np.zeros_like(self.params)
+        self.panels = np.zeros(panels_size(arch.sizes, dtype), dtype=dtype)
         buffer_rows = min(n, config.MICRO_BATCH_ROWS)  # see loss_and_grad
         self.acts = np.zeros(buffer_rows * int(self.widths.sum()), dtype=dtype)
         self.deltas = np.zeros_like(self.acts)
@@ -125,9 +128,9 @@ class FullBatchObjective:
         self.chunk_sums = np.zeros((-(-n // config.CHUNK_ROWS), 2))
         self.task_squares = np.zeros(self.tasks.shape[0])
         self.chunk_worker = chunk_worker(
-            self.params, self.params_t, self.sizes, self.widths, self.offsets, self.codes,
-            self.slope, self.X, self.X_csr, Y, weights, self.acts, self.deltas, self.derivs,
-            self.targets, self.scales, None)
+            self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
+            self.codes, self.slope, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
+            self.derivs, self.targets, self.scales, None)
         self.task_worker = gradient_worker(self.params, self.grads, self.sizes, self.widths,
                                            self.offsets, self.X_csr, self.tasks, self.acts,
                                            self.deltas)
@@ -136,9 +139,9 @@ class FullBatchObjective:
     def __call__(self, x):
         self.params[:] = x
         self.n_calls += 1
-        loss = loss_and_grad(self.params, self.params_t, self.grads, self.sizes, self.widths,
-                             self.offsets, self.codes, self.slope, self.tasks, self.X, self.X_csr,
-                             self.Y, self.weights, self.rows, self.l2, self.acts, self.deltas,
-                             self.derivs, self.targets, self.scales, self.chunk_sums,
+        loss = loss_and_grad(self.params, self.params_t, self.panels, self.grads, self.sizes,
+                             self.widths, self.offsets, self.codes, self.slope, self.tasks, self.X,
+                             self.X_csr, self.Y, self.weights, self.rows, self.l2, self.acts,
+                             self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
                              self.task_squares, self.chunk_worker, self.task_worker)
         return float(loss), self.grads.astype(np.float64)
