@@ -8,6 +8,8 @@ forward of a prediction chunk), in float32 and float64: GFLOP/s of
   or packing its panels first (``gemm`` chooses between them by a rule on the
   vector width and the rows of a; ``rule`` says which it takes), called from a
   compiled loop;
+* ``panels``: ``gemm`` with b given in panel layout (``gemm.to_panels``), as the
+  training's forward pass reads the weights with AVX2 (``epoch.PANEL_WEIGHTS``);
 * ``blas``: ``np.dot`` into a preallocated output inside the same kind of compiled
   loop (Numba calls SciPy's BLAS ``sgemm``/``dgemm``), with BLAS on one thread.
 
@@ -66,6 +68,13 @@ def repeat_gemm(a, b, c, bias, count, pack):
 
 
 @njit(nogil=True)
+def repeat_panels(a, panels, c, bias, count):
+    init = np.int64(gemm_module.ZERO)
+    for _ in range(count):
+        gemm_module.gemm(a, panels, c, bias, init)
+
+
+@njit(nogil=True)
 def repeat_blas(a, b, c, count):
     for _ in range(count):
         np.dot(a, b, c)
@@ -92,8 +101,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     print(f"# gemm vector width {gemm_module.VECTOR_BITS} bits, tile {gemm_module.MR} x "
           f"{gemm_module.NV} vectors; BLAS on 1 thread; GFLOP/s in thread CPU time")
-    print(f"{'product':>30} {'dtype':>8} {'in place':>8} {'packed':>7} {'rule':>8} {'blas':>7} "
-          f"{'blas/gemm':>9}")
+    print(f"{'product':>30} {'dtype':>8} {'in place':>8} {'packed':>7} {'panels':>7} {'rule':>8} "
+          f"{'blas':>7} {'blas/gemm':>9}")
     results = []
     with threadpool_limits(1, user_api="blas"):
         for label, m, k, n, transposed in SHAPES:
@@ -106,14 +115,16 @@ def main(argv=None):
                 flops = 2 * m * k * n
                 in_place = gflops(lambda count: repeat_gemm(a, b, c, bias, count, False), flops)
                 packed = gflops(lambda count: repeat_gemm(a, b, c, bias, count, True), flops)
+                panels = gemm_module.to_panels(b)
+                from_panels = gflops(lambda count: repeat_panels(a, panels, c, bias, count), flops)
                 blas = gflops(lambda count: repeat_blas(a, b, c, count), flops)
                 rule = ("packed" if gemm_module.PACK_B and m >= gemm_module.PACK_MIN_ROWS
                         and k >= gemm_module.PACK_MIN_DEPTH else "in place")
-                print(f"{label:>30} {dtype:>8} {in_place:8.1f} {packed:7.1f} {rule:>8} "
-                      f"{blas:7.1f} {blas / max(in_place, packed):9.2f}")
+                print(f"{label:>30} {dtype:>8} {in_place:8.1f} {packed:7.1f} {from_panels:7.1f} "
+                      f"{rule:>8} {blas:7.1f} {blas / max(in_place, packed):9.2f}")
                 results.append(dict(product=label, dtype=dtype, m=m, k=k, n=n, rule=rule,
                                     in_place_gflops=in_place, packed_gflops=packed,
-                                    blas_gflops=blas))
+                                    panels_gflops=from_panels, blas_gflops=blas))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(vector_bits=gemm_module.VECTOR_BITS, results=results), f, indent=1)
