@@ -134,7 +134,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
-    from .kernels.epoch import PANEL_WEIGHTS, make_tasks, panels_size, refresh_copies
+    from .kernels.epoch import PANEL_WEIGHTS, make_tasks, refresh_copies, weight_copies
     from .kernels.gemm import to_panels
     from .network import layer_views
 
@@ -159,7 +159,9 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     deltas = [None] * (n_layers + 1)
     deltas[n_layers] = np.empty_like(acts[-1])
     output_delta(acts[-1], targets, codes[-1], scale, deltas[n_layers])
-    transposed = [np.ascontiguousarray(W.T) for W, _ in views]
+    # W.T as the epoch's delta propagation reads it.
+    transposed = [to_panels(W.T) if PANEL_WEIGHTS else np.ascontiguousarray(W.T)
+                  for W, _ in views]
     for layer in range(n_layers - 1, 0, -1):
         deltas[layer] = np.empty_like(acts[layer])
         dense_backward(deltas[layer + 1], transposed[layer], acts[layer], codes[layer - 1],
@@ -187,8 +189,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     opt.prepare(arch.n_params, arch.dtype)
     slots, hyper, code = opt.slots, opt.hyperparameters(), opt.code
     grads = np.zeros_like(params)
-    params_t = np.zeros_like(params)
-    panels = np.zeros(panels_size(arch.sizes, dtype), dtype=dtype)
+    params_t, panels = weight_copies(arch.sizes, arch.n_params, dtype)
     lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1
     measured = {}
     tasks = []

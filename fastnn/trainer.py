@@ -1045,8 +1045,8 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     offsets, codes = arch.offsets, arch.activation_codes  # properties: computed once here
     tasks = compiled.make_tasks(arch.sizes, sparse_input=X_csr is not None)
     dtype = params.dtype.type
-    params_t, grads = np.zeros_like(params), np.zeros_like(params)
-    panels = np.zeros(compiled.panels_size(arch.sizes, dtype), dtype=dtype)
+    grads = np.zeros_like(params)
+    params_t, panels = compiled.weight_copies(arch.sizes, params.size, dtype)
     buffer_rows = min(batch_size, config.MICRO_BATCH_ROWS)  # see train_epoch
     acts = np.zeros(buffer_rows * int(widths.sum()), dtype=dtype)
     deltas = np.zeros_like(acts)

@@ -482,7 +482,18 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             from_panels = before[:, 2:n + 2].copy()
             gemm.gemm(a, gemm.to_panels(b), from_panels, bias, init)
             assert np.array_equal(from_panels, c), (m, k, dtype, init)
-        # Training reads the weights from their panels here (several update tasks per
+        # The transposed weights are written as panels here.
+        sizes = np.array([7, 37, 29, 2], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
+        for dtype in ("float32", "float64"):
+            params = rng.standard_normal(offsets[-1]).astype(dtype)
+            params_t = epoch.weight_copies(sizes, offsets[-1], dtype)[0]
+            epoch.transpose_weights(params, offsets, sizes, 1, 8, 38, params_t)
+            epoch.transpose_weights(params, offsets, sizes, 1, 0, 8, params_t)
+            W = params[offsets[1]:offsets[1] + 37 * 29].reshape(37, 29)
+            assert np.array_equal(epoch.weight_panels(params_t, sizes, 1, True),
+                                  gemm.to_panels(np.ascontiguousarray(W.T)))
+        # Training reads W and W.T from their panels here (several update tasks per
         # layer refresh them): against the reference.
         from fastnn import Architecture, fit, init_params
         arch = Architecture((20, 300, 40, 3), ("tanh", "relu"), "softmax", "float64")
@@ -550,11 +561,9 @@ def test_pack_weights(fan_in, fan_out, row_start, row_stop, dtype):
     epoch.PANEL_WEIGHTS; the kernel is tested on every machine.)"""
     sizes = np.array([7, fan_in, fan_out, 2], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
-    nr = gemm.panel_width(dtype)
-    sizes_of = [-(-o // nr) * nr * i for i, o in zip(sizes[:-1], sizes[1:])]
     rng = generator("pack", fan_in, fan_out, row_start, row_stop, dtype)
     params = draw(rng, (offsets[-1],), dtype)
-    panels = garbage(sum(sizes_of), dtype)
+    panels = garbage(epoch.panels_size(sizes, dtype), dtype)
     epoch.pack_weights(params, offsets, sizes, 1, row_start, row_stop, panels)
     W = params[offsets[1]:offsets[1] + fan_in * fan_out].reshape(fan_in, fan_out)
     P = epoch.weight_panels(panels, sizes, 1)
@@ -564,7 +573,7 @@ def test_pack_weights(fan_in, fan_out, row_start, row_stop, dtype):
     written[:, copied] = gemm.to_panels(np.ones_like(W))[:, copied] == 1  # not the padding
     np.testing.assert_array_equal(P[written], gemm.to_panels(W)[written])
     assert np.isnan(P[~written]).all()
-    start = sizes_of[0]
+    start = epoch.panels_size(sizes[:2], dtype)  # the first layer's panels
     assert np.isnan(panels[:start]).all() and np.isnan(panels[start + P.size:]).all()
 
 

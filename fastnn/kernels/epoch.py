@@ -120,65 +120,95 @@ def copy_row(src, i, dst, k):
         dst[k, j] = src[i, j]
 
 
+#: Whether the forward pass reads the weights from a copy in panel layout
+#: (``weight_panels``), refreshed by the update tasks, and the delta propagation
+#: reads W.T in panels too (``transpose_weights`` writes them): with 256-bit
+#: vectors, as gemm packs b (``gemm.PACK_B``).  W2's forward (16-row chunks of a
+#: batch of 128, its sigmoid included) ran at 98 instead of 69 GFLOP/s float32 from
+#: the panels, for 0.11 ms of copying per batch; the 512-bit tile ran 2 % faster,
+#: less than the copy costs (docs/benchmarks.md).
+PANEL_WEIGHTS = PACK_B
+
+
+def panels_size(sizes, dtype, transposed=False):
+    """Elements of a buffer of every layer's W (or W.T) in panel layout (``weight_panels``)."""
+    nr = panel_width(dtype)
+    pairs = zip(sizes[1:], sizes[:-1]) if transposed else zip(sizes[:-1], sizes[1:])
+    return sum(-(-n // nr) * nr * k for k, n in pairs)
+
+
+def weight_copies(sizes, n_params, dtype):
+    """The drivers' workspaces (params_t, panels), zeros: W.T of every layer, in the layout
+    of the parameters or, with ``PANEL_WEIGHTS``, in panels; and the panels of W (empty
+    without ``PANEL_WEIGHTS``)."""
+    if not PANEL_WEIGHTS:
+        return np.zeros(n_params, dtype=dtype), np.zeros(0, dtype=dtype)
+    return (np.zeros(panels_size(sizes, dtype, True), dtype=dtype),
+            np.zeros(panels_size(sizes, dtype), dtype=dtype))
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def panels_start(sizes, layer, nr, transposed):
+    """Where a layer's panels start in a buffer of ``panels_size(sizes, dtype, transposed)``."""
+    start = 0
+    for l in range(layer):
+        k, n = (sizes[l + 1], sizes[l]) if transposed else (sizes[l], sizes[l + 1])
+        start += (n + nr - 1) // nr * nr * k
+    return start
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def weight_panels(panels, sizes, layer, transposed=False):
+    """View of a layer's W (fan_in, fan_out), or W.T, in a panels buffer: shape
+    (ceil(fan_out / NR), fan_in, NR), or (ceil(fan_in / NR), fan_out, NR) for W.T.
+
+    The panel layout (``gemm.panel_width``), one layer after the other, in which the
+    AVX2 code's forward pass reads W and its delta propagation W.T: each panel of NR
+    columns is contiguous.
+    """
+    nr = NV * (VECTOR_BYTES // panels.itemsize)
+    k, n = (sizes[layer + 1], sizes[layer]) if transposed else (sizes[layer], sizes[layer + 1])
+    start = panels_start(sizes, layer, nr, transposed)
+    n_panels = (n + nr - 1) // nr
+    return panels[start : start + n_panels * nr * k].reshape((n_panels, k, nr))
+
+
 @njit(**config.JIT_OPTIONS)
 def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t):
     """Copy rows [row_start, row_stop) of W_layer into columns of W_layer.T in params_t.
 
     params_t has the layout of params, each layer's block holding W.T of shape
-    (fan_out, fan_in); only weight rows (< fan_in) are copied.
+    (fan_out, fan_in); or, with ``PANEL_WEIGHTS``, it holds W.T in panel layout
+    (``weight_panels(params_t, sizes, layer, True)``).  Only weight rows (< fan_in)
+    are copied.
     """
     fan_in, fan_out = sizes[layer], sizes[layer + 1]
     W = layer_weights(params, offsets, sizes, layer)[0]
-    WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
+    # Element (j, k) of W.T goes to params_t[base + k // group * group_stride + j * ld +
+    # k % group]: one row-major block, or panels of NR columns.
+    if PANEL_WEIGHTS:
+        nr = NV * (VECTOR_BYTES // params.itemsize)
+        base = panels_start(sizes, layer, nr, True)
+        group, group_stride, ld = nr, fan_out * nr, nr
+    else:
+        base, group, group_stride, ld = offsets[layer], fan_in, 0, fan_in
     # Square blocks of one 256-bit vector's elements go through registers
-    # (transpose_block); the edges of the range element by element.
+    # (transpose_block; a block never straddles two panels, whose width it divides);
+    # the edges of the range element by element.
     row_stop = min(row_stop, fan_in)
     tile = TRANSPOSE_BYTES // params.itemsize
     k_full = row_start + (row_stop - row_start) // tile * tile
     j_full = fan_out - fan_out % tile
     for k0 in range(row_start, k_full, tile):
+        column = base + k0 // group * group_stride + k0 % group
         for j0 in range(0, j_full, tile):
-            transpose_block(W, k0 * fan_out + j0, fan_out, WT, j0 * fan_in + k0, fan_in)
+            transpose_block(W, k0 * fan_out + j0, fan_out, params_t, column + j0 * ld, ld)
         for j in range(j_full, fan_out):
             for k in range(k0, k0 + tile):
-                WT[j, k] = W[k, j]
+                params_t[base + k // group * group_stride + j * ld + k % group] = W[k, j]
     for k in range(k_full, row_stop):
         for j in range(fan_out):
-            WT[j, k] = W[k, j]
-
-
-#: Whether the forward pass reads the weights from a copy in panel layout
-#: (``weight_panels``), refreshed by the update tasks: with 256-bit vectors, as gemm
-#: packs b (``gemm.PACK_B``).  W2's forward (16-row chunks of a batch of 128, its
-#: sigmoid included) ran at 98 instead of 69 GFLOP/s float32 from the panels, for
-#: 0.11 ms of copying per batch; the 512-bit tile ran 2 % faster, less than the copy
-#: costs (docs/benchmarks.md).
-PANEL_WEIGHTS = PACK_B
-
-
-def panels_size(sizes, dtype):
-    """Elements of the buffer of every layer's weights in panel layout (``weight_panels``):
-    0 without ``PANEL_WEIGHTS``."""
-    if not PANEL_WEIGHTS:
-        return 0
-    nr = panel_width(dtype)
-    return sum(-(-fan_out // nr) * nr * fan_in for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
-
-
-@njit(inline="always", **config.JIT_OPTIONS)
-def weight_panels(panels, sizes, layer):
-    """View of a layer's weights in a panels buffer: (ceil(fan_out / NR), fan_in, NR).
-
-    The panel layout of W (``gemm.panel_width``), one layer after the other, in which
-    the forward pass reads the weights: each panel of NR columns is contiguous.
-    """
-    nr = NV * (VECTOR_BYTES // panels.itemsize)
-    start = 0
-    for l in range(layer):
-        start += (sizes[l + 1] + nr - 1) // nr * nr * sizes[l]
-    n_panels = (sizes[layer + 1] + nr - 1) // nr
-    stop = start + n_panels * nr * sizes[layer]
-    return panels[start:stop].reshape((n_panels, sizes[layer], nr))
+            params_t[base + k // group * group_stride + j * ld + k % group] = W[k, j]
 
 
 @njit(**config.JIT_OPTIONS)
@@ -217,11 +247,24 @@ if PANEL_WEIGHTS:
     def forward_weights(params, panels, offsets, sizes, layer):
         """The W the forward pass multiplies by: its panels (``PANEL_WEIGHTS``)."""
         return weight_panels(panels, sizes, layer)
+
+    @njit(inline="always", **config.JIT_OPTIONS)
+    def backward_weights(params_t, offsets, sizes, layer):
+        """The W.T the delta propagation multiplies by: its panels (``PANEL_WEIGHTS``)."""
+        return weight_panels(params_t, sizes, layer, True)
 else:
     @njit(inline="always", **config.JIT_OPTIONS)
     def forward_weights(params, panels, offsets, sizes, layer):
         """The W the forward pass multiplies by: the parameters' own (``PANEL_WEIGHTS``)."""
         return layer_weights(params, offsets, sizes, layer)[0]
+
+    @njit(inline="always", **config.JIT_OPTIONS)
+    def backward_weights(params_t, offsets, sizes, layer):
+        """The W.T the delta propagation multiplies by: (fan_out, fan_in) at the layer's
+        offset (``transpose_weights``)."""
+        fan_in, fan_out = sizes[layer], sizes[layer + 1]
+        return params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape(
+            (fan_out, fan_in))
 
 
 @njit(**config.JIT_OPTIONS)
@@ -291,8 +334,7 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
     loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
     right = count_right(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1])
     for layer in range(n_layers - 1, 0, -1):
-        fan_in, fan_out = sizes[layer], sizes[layer + 1]
-        WT = params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape((fan_out, fan_in))
+        WT = backward_weights(params_t, offsets, sizes, layer)
         delta_prev = layer_rows(deltas, widths, layer, batch_size)[r0:r1]
         saved = False
         if slope is not None:
@@ -446,10 +488,11 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     ----------
     params : ndarray of shape (n_params,)
         Flat parameters (see ``fastnn.network``), updated in place.
-    params_t, grads : ndarray of shape (n_params,)
-        Workspaces: transposed weights and gradients.
-    panels : ndarray of shape (panels_size(sizes, dtype),)
-        Workspace: the weights in panel layout (``weight_panels``), for the forward pass.
+    params_t, panels : ndarray
+        Workspaces (``weight_copies``): the transposed weights, and the weights in
+        panel layout for the forward pass (empty without ``PANEL_WEIGHTS``).
+    grads : ndarray of shape (n_params,)
+        Workspace: the gradients.
     slots : ndarray of shape (n_slots, n_params)
         Optimizer state, updated in place (see ``fastnn.optimizers``).
     sizes, widths, offsets, codes, tasks : int64 arrays

@@ -17,8 +17,8 @@ from numba import njit, prange
 from .. import config
 from .activations import slope_argument
 from .sparse import driver_inputs
-from .epoch import (batch_sums, chunk_worker, gradient_worker, make_tasks, panels_size,
-                    refresh_copies)
+from .epoch import (batch_sums, chunk_worker, gradient_worker, make_tasks, refresh_copies,
+                    weight_copies)
 from .workers import call_worker
 
 
@@ -32,10 +32,11 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     ----------
     params : ndarray of shape (n_params,)
         Flat parameters (``fastnn.network`` layout); only read.
-    params_t, grads : ndarray of shape (n_params,)
-        Written: the transposed weights (workspace) and the gradient.
-    panels : ndarray of shape (epoch.panels_size(sizes, dtype),)
-        Written: the weights in panel layout (workspace, ``epoch.weight_panels``).
+    params_t : ndarray; grads : ndarray of shape (n_params,)
+        Written: the transposed weights (workspace, ``epoch.weight_copies``) and the
+        gradient.
+    panels : ndarray
+        Written: the weights in panel layout, or empty (workspace, ``epoch.weight_copies``).
     sizes, widths, offsets, codes, tasks : int64 arrays; slope : scalar of the params' dtype
     or None
         As for ``epoch.train_epoch``.
@@ -117,8 +118,8 @@ class FullBatchObjective:
         self.tasks = make_tasks(arch.sizes, sparse_input=self.X_csr is not None)
         self.rows = np.arange(n, dtype=np.int64)
         self.params = np.zeros(arch.n_params, dtype=dtype)
-        self.params_t, self.grads = np.zeros_like(self.params), np.zeros_like(self.params)
-        self.panels = np.zeros(panels_size(arch.sizes, dtype), dtype=dtype)
+        self.grads = np.zeros_like(self.params)
+        self.params_t, self.panels = weight_copies(arch.sizes, arch.n_params, dtype)
         buffer_rows = min(n, config.MICRO_BATCH_ROWS)  # see loss_and_grad
         self.acts = np.zeros(buffer_rows * int(self.widths.sum()), dtype=dtype)
         self.deltas = np.zeros_like(self.acts)
