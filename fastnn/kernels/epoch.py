@@ -394,6 +394,21 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
+def micro_batch(rows, micro_start, micro):
+    """(rows, first chunk, first?, last?) of the micro-batch of a mini-batch's rows that
+    starts at micro_start: at most micro rows (a multiple of CHUNK_ROWS), its chunks
+    numbered from micro_start // CHUNK_ROWS within the mini-batch (``chunk_sums``)."""
+    return (rows[micro_start : micro_start + micro], micro_start // config.CHUNK_ROWS,
+            micro_start == 0, micro_start + micro >= rows.shape[0])
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def region_items(phase, n_rows, n_tasks):
+    """Iterations of a micro-batch's parallel region: its chunks (phase 0), its tasks (1)."""
+    return (n_rows + config.CHUNK_ROWS - 1) // config.CHUNK_ROWS if phase == 0 else n_tasks
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
 def batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_batch_weight):
     """(loss, accuracy) of a batch from its parts, as two floats.
 
@@ -566,16 +581,13 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
             batch_weight += weights[rows[r]]
         inv_batch_weight = one / batch_weight
         for micro_start in range(0, n_rows, micro):
-            micro_rows = rows[micro_start : micro_start + micro]
+            micro_rows, first_chunk, first, last = micro_batch(rows, micro_start, micro)
             n_micro = micro_rows.shape[0]
-            first_chunk = micro_start // chunk  # micro is a multiple of chunk
-            first, last = micro_start == 0, micro_start + micro >= n_rows
             # One prange for both passes (Numba builds three libraries per prange), whose
             # body calls the workers by address (kernels.workers): their code is compiled
             # once, not again in each of those libraries (docs/performance.md).
             for phase in range(2):
-                n_items = (n_micro + chunk - 1) // chunk if phase == 0 else tasks.shape[0]
-                for i in prange(n_items):
+                for i in prange(region_items(phase, n_micro, tasks.shape[0])):
                     if phase == 0:  # forward and backward pass of chunk i
                         c = first_chunk + i
                         chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(

@@ -17,8 +17,8 @@ from numba import njit, prange
 from .. import config
 from .activations import slope_argument
 from .sparse import driver_inputs
-from .epoch import (batch_sums, chunk_worker, gradient_worker, make_tasks, refresh_copies,
-                    weight_copies)
+from .epoch import (batch_sums, chunk_worker, gradient_worker, make_tasks, micro_batch,
+                    refresh_copies, region_items, weight_copies)
 from .workers import call_worker
 
 
@@ -72,13 +72,10 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     # Micro-batches, each with one prange for both passes (chunks, then tasks), calling
     # the workers by address, as epoch.train_epoch.
     for micro_start in range(0, n_rows, micro):
-        micro_rows = rows[micro_start : micro_start + micro]
+        micro_rows, first_chunk, first, last = micro_batch(rows, micro_start, micro)
         n_micro = micro_rows.shape[0]
-        first_chunk = micro_start // chunk  # micro is a multiple of chunk
-        first, last = micro_start == 0, micro_start + micro >= n_rows
         for phase in range(2):
-            n_items = (n_micro + chunk - 1) // chunk if phase == 0 else tasks.shape[0]
-            for i in prange(n_items):
+            for i in prange(region_items(phase, n_micro, tasks.shape[0])):
                 if phase == 0:
                     c = first_chunk + i
                     chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
