@@ -1047,20 +1047,15 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     dtype = params.dtype.type
     grads = np.zeros_like(params)
     params_t, panels = compiled.weight_copies(arch.sizes, params.size, dtype)
-    buffer_rows = min(batch_size, config.MICRO_BATCH_ROWS)  # see train_epoch
-    acts = np.zeros(buffer_rows * int(widths.sum()), dtype=dtype)
-    deltas = np.zeros_like(acts)
-    derivs = np.zeros(acts.size if arch.saves_derivatives or dropout else 0, dtype=dtype)
+    acts, deltas, derivs, targets, scales, chunk_sums, task_squares = compiled.batch_buffers(
+        widths, arch.sizes[-1], batch_size, tasks.shape[0], dtype,
+        arch.saves_derivatives or dropout is not None)
     masks = None  # the kernels' form of dropout: keep thresholds, inverted scales, seed
     if dropout is not None:
         rates, seed = dropout
         masks = (np.array([keep_threshold(rate) for rate in rates], dtype=np.uint64),
                  np.array([1.0 / (1.0 - rate) for rate in rates], dtype=dtype), np.uint64(seed))
     slope = slope_argument(codes, arch.negative_slope, dtype)
-    targets = np.zeros((buffer_rows, sizes[-1]), dtype=dtype)
-    scales = np.zeros(buffer_rows, dtype=dtype)
-    chunk_sums = np.zeros((-(-batch_size // config.CHUNK_ROWS), 2))
-    task_squares = np.zeros(tasks.shape[0])
     hyper = optimizer.hyperparameters()
 
     # The per-chunk and per-task workers, compiled on their own (kernels.workers).

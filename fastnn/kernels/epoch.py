@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange, types
 
 from .. import config
-from .gemm import NV, PACK_B, TRANSPOSE_BYTES, VECTOR_BYTES, panel_width, transpose_block
+from .gemm import PACK_B, TRANSPOSE_BYTES, panel_columns, panel_width, transpose_block
 from .activations import saves_derivative
 from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
 from .dropout import drop_rows
@@ -137,6 +137,23 @@ def panels_size(sizes, dtype, transposed=False):
     return sum(-(-n // nr) * nr * k for k, n in pairs)
 
 
+def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
+    """The drivers' batch workspaces, zeros: (acts, deltas, derivs, targets, scales,
+    chunk_sums, task_squares) for mini-batches of up to batch_size rows.
+
+    They hold rows = min(batch_size, config.MICRO_BATCH_ROWS) rows: the drivers take a
+    larger mini-batch through in micro-batches of that many (``train_epoch``).  acts,
+    deltas and derivs (empty unless with_derivs) have rows * sum(widths) elements
+    (``layer_rows``), targets shape (rows, n_outputs), scales (rows,); chunk_sums is
+    float64 (ceil(batch_size / CHUNK_ROWS), 2), task_squares float64 (n_tasks,).
+    """
+    rows = min(batch_size, config.MICRO_BATCH_ROWS)
+    acts = np.zeros(rows * int(widths.sum()), dtype=dtype)
+    return (acts, np.zeros_like(acts), np.zeros(acts.size if with_derivs else 0, dtype=dtype),
+            np.zeros((rows, n_outputs), dtype=dtype), np.zeros(rows, dtype=dtype),
+            np.zeros((-(-batch_size // config.CHUNK_ROWS), 2)), np.zeros(n_tasks))
+
+
 def weight_copies(sizes, n_params, dtype):
     """The drivers' workspaces (params_t, panels), zeros: W.T of every layer, in the layout
     of the parameters or, with ``PANEL_WEIGHTS``, in panels; and the panels of W (empty
@@ -166,7 +183,7 @@ def weight_panels(panels, sizes, layer, transposed=False):
     AVX2 code's forward pass reads W and its delta propagation W.T: each panel of NR
     columns is contiguous.
     """
-    nr = NV * (VECTOR_BYTES // panels.itemsize)
+    nr = panel_columns(panels)
     k, n = (sizes[layer + 1], sizes[layer]) if transposed else (sizes[layer], sizes[layer + 1])
     start = panels_start(sizes, layer, nr, transposed)
     n_panels = (n + nr - 1) // nr
@@ -187,7 +204,7 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
     # Element (j, k) of W.T goes to params_t[base + k // group * group_stride + j * ld +
     # k % group]: one row-major block, or panels of NR columns.
     if PANEL_WEIGHTS:
-        nr = NV * (VECTOR_BYTES // params.itemsize)
+        nr = panel_columns(params)
         base = panels_start(sizes, layer, nr, True)
         group, group_stride, ld = nr, fan_out * nr, nr
     else:
@@ -220,7 +237,7 @@ def pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
     """
     W = layer_weights(params, offsets, sizes, layer)[0]
     P = weight_panels(panels, sizes, layer)
-    nr = NV * (VECTOR_BYTES // panels.itemsize)  # a constant: the row copies are vector moves
+    nr = panel_columns(panels)  # a constant: the row copies are vector moves
     fan_out = W.shape[1]
     n_full = fan_out // nr
     for i in range(row_start, min(row_stop, W.shape[0])):
@@ -275,8 +292,7 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
 
     rows holds the indices into X (or X_csr), Y and weights of the micro-batch that
     the buffers hold (``train_epoch``), whose first row is row micro_start of the
-    mini-batch; each
-    row's delta is scaled by its weight times inv_batch_weight.  X_csr is None (X
+    mini-batch; each row's delta is scaled by its weight times inv_batch_weight.  X_csr is None (X
     dense: this specialisation compiles no sparse code) or X as CSR arrays (data,
     indices, indptr), X then having no columns and widths[0] being 0 (``layer_rows``):
     the first layer (activation in ``sparse.FIRST_LAYER_CODES``) reads its non-zeros.
@@ -288,8 +304,8 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
     this specialisation compiles no dropout code) or (thresholds, scales, seed) for
     the blocks 0..n_layers - 1 of the batch buffers (``kernels.dropout``), step the
     mini-batch's number (a row's dropout mask depends on step and its row in the
-    mini-batch, not in the micro-batch).  Returns the chunk's parts of the batch's mean loss and of
-    its accuracy, as a tuple of two floats.
+    mini-batch, not in the micro-batch).  Returns the chunk's parts of the batch's mean
+    loss and of its accuracy, as a tuple of two floats.
     """
     n_layers = sizes.shape[0] - 1
     batch_size = targets.shape[0]
@@ -436,7 +452,7 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
 
     The gradient of a micro-batch and the L2 term as ``task_gradient``; after the
     last micro-batch of the mini-batch, updates the parameters and their optimizer
-    state, and refreshes the transposed copy of the rows it changed.  Returns the
+    state, and refreshes the copies of the rows it changed (``refresh_copies``).  Returns the
     sum of squares of the task's weights before the update (0.0 when l2_scaled is 0
     or before the last micro-batch), for the penalty's value.
     """

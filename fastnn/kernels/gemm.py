@@ -394,10 +394,15 @@ def panel_width(dtype):
     P[p, i, j] = B[i, p * NR + j], the last panel's columns past n unused: each panel
     is contiguous, so the tiles read it as a stream, whatever B's width (rows of 512
     float32 fall into the same few L1 sets and cost the 256-bit tile up to half its
-    speed).  The engine keeps its weights in this layout for the forward pass
-    (``epoch.pack_weights``).
+    speed).  With AVX2 the engine keeps W and W.T in this layout (``epoch.PANEL_WEIGHTS``).
     """
     return NV * (VECTOR_BYTES // np.dtype(dtype).itemsize)
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def panel_columns(array):
+    """``panel_width`` of an array's dtype, in compiled code (a compile-time constant)."""
+    return NV * (VECTOR_BYTES // array.itemsize)
 
 
 def to_panels(B):

@@ -17,8 +17,8 @@ from numba import njit, prange
 from .. import config
 from .activations import slope_argument
 from .sparse import driver_inputs
-from .epoch import (batch_sums, chunk_worker, gradient_worker, make_tasks, micro_batch,
-                    refresh_copies, region_items, weight_copies)
+from .epoch import (batch_buffers, batch_sums, chunk_worker, gradient_worker, make_tasks,
+                    micro_batch, refresh_copies, region_items, weight_copies)
 from .workers import call_worker
 
 
@@ -117,14 +117,9 @@ class FullBatchObjective:
         self.params = np.zeros(arch.n_params, dtype=dtype)
         self.grads = np.zeros_like(self.params)
         self.params_t, self.panels = weight_copies(arch.sizes, arch.n_params, dtype)
-        buffer_rows = min(n, config.MICRO_BATCH_ROWS)  # see loss_and_grad
-        self.acts = np.zeros(buffer_rows * int(self.widths.sum()), dtype=dtype)
-        self.deltas = np.zeros_like(self.acts)
-        self.derivs = np.zeros(self.acts.size if arch.saves_derivatives else 0, dtype=dtype)
-        self.targets = np.zeros((buffer_rows, arch.sizes[-1]), dtype=dtype)
-        self.scales = np.zeros(buffer_rows, dtype=dtype)
-        self.chunk_sums = np.zeros((-(-n // config.CHUNK_ROWS), 2))
-        self.task_squares = np.zeros(self.tasks.shape[0])
+        (self.acts, self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
+         self.task_squares) = batch_buffers(self.widths, arch.sizes[-1], n, self.tasks.shape[0],
+                                            dtype, arch.saves_derivatives)
         self.chunk_worker = chunk_worker(
             self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
             self.codes, self.slope, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
