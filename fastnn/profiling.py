@@ -12,12 +12,14 @@ module estimates the split from the outside:
   (``make_tasks``).  Each time is the median over a few batches of calls, minus
   the median time of the same call on empty inputs (Numba's dispatch from Python,
   which the compiled epoch does not pay).
-* **Parallel schedule.**  Within a batch the epoch runs two parallel regions: the
-  chunks, then the update tasks.  Numba's static schedule gives each of T threads
-  floor(n / T) consecutive iterations (the last thread also the remainder); a
-  region lasts as long as its busiest thread.  ``epoch_breakdown`` adds up, batch
-  by batch, the busiest thread's kernel time per region, and splits it between
-  phases in the proportions of that thread's work.
+* **Parallel schedule.**  Within a micro-batch (``config.MICRO_BATCH_ROWS`` rows
+  of a mini-batch at a time) the epoch runs two parallel regions: the chunks, then
+  the update tasks.  Numba's static schedule gives each of T threads n // T
+  consecutive iterations, the first n % T threads one more (checked against
+  ``numba.get_thread_id`` in tests/test_profiling.py); a region lasts as long as
+  its busiest thread.  ``epoch_breakdown`` adds up, region by region, the busiest
+  thread's kernel time, and splits it between phases in the proportions of that
+  thread's work.
 * What this leaves out (starting and joining the parallel regions, threads
   waiting for each other or for the CPU, the gathering of the batch's rows, the
   loss sums, cache effects of the real sequence of calls) is the difference to
@@ -44,13 +46,17 @@ from . import config
 PEAK_N = 1024
 
 
-def _split(n_items, n_threads):
-    """Numba's static schedule: (start, stop) of each thread's consecutive iterations."""
-    if n_items <= n_threads:
-        return [(i, i + 1) for i in range(n_items)]
-    size = n_items // n_threads
-    bounds = [(t * size, (t + 1) * size) for t in range(n_threads - 1)]
-    return bounds + [((n_threads - 1) * size, n_items)]
+def static_schedule(n_items, n_threads):
+    """Numba's static schedule of a prange over n_items: (start, stop) of the
+    consecutive iterations of each thread that gets any, the first
+    n_items % n_threads threads one more than the others."""
+    size, extra = divmod(n_items, n_threads)
+    bounds, start = [], 0
+    for thread in range(min(n_threads, n_items)):
+        stop = start + size + (thread < extra)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
 
 
 def batch_sizes(n_rows, batch_size):
@@ -224,26 +230,32 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
 def epoch_breakdown(times, n_rows, batch_size, threads):
     """Estimated wall seconds per epoch of each phase, from ``kernel_times``' serial times.
 
-    Per batch: the chunk region lasts as long as its busiest thread's chunks
-    (forward + backward, split between the two in that thread's proportions); the
-    update region as long as its busiest thread's tasks (gradient scaled to the
-    batch's rows, plus update).  Returns {"forward", "backward", "gradient", "update"}.
+    Per micro-batch (``config.MICRO_BATCH_ROWS`` rows of a mini-batch at a time): the
+    chunk region lasts as long as its busiest thread's chunks (forward + backward,
+    split between the two in that thread's proportions); the update region as long
+    as its busiest thread's tasks (gradient scaled to the micro-batch's rows, plus the
+    update after the last micro-batch).  Returns {"forward", "backward", "gradient",
+    "update"}.
     """
     chunk = config.CHUNK_ROWS
     per_row_f, per_row_b = times["forward"] / chunk, times["backward"] / chunk
     phases = dict.fromkeys(("forward", "backward", "gradient", "update"), 0.0)
     full_batch = batch_sizes(n_rows, batch_size)[0]
     for rows in batch_sizes(n_rows, batch_size):
-        chunks = [min(chunk, rows - start) for start in range(0, rows, chunk)]
-        busiest = max(_split(len(chunks), threads), key=lambda r: sum(chunks[r[0]:r[1]]))
-        busy_rows = sum(chunks[busiest[0]:busiest[1]])
-        phases["forward"] += busy_rows * per_row_f
-        phases["backward"] += busy_rows * per_row_b
-        tasks = [(g * rows / full_batch, u) for g, u in times["tasks"]]
-        busiest = max(_split(len(tasks), threads),
-                      key=lambda r: sum(g + u for g, u in tasks[r[0]:r[1]]))
-        phases["gradient"] += sum(g for g, _ in tasks[busiest[0]:busiest[1]])
-        phases["update"] += sum(u for _, u in tasks[busiest[0]:busiest[1]])
+        for micro_start in range(0, rows, config.MICRO_BATCH_ROWS):
+            micro_rows = min(config.MICRO_BATCH_ROWS, rows - micro_start)
+            last = micro_start + micro_rows == rows
+            chunks = [min(chunk, micro_rows - start) for start in range(0, micro_rows, chunk)]
+            busiest = max(static_schedule(len(chunks), threads),
+                          key=lambda r: sum(chunks[r[0]:r[1]]))
+            busy_rows = sum(chunks[busiest[0]:busiest[1]])
+            phases["forward"] += busy_rows * per_row_f
+            phases["backward"] += busy_rows * per_row_b
+            tasks = [(g * micro_rows / full_batch, u if last else 0.0) for g, u in times["tasks"]]
+            busiest = max(static_schedule(len(tasks), threads),
+                          key=lambda r: sum(g + u for g, u in tasks[r[0]:r[1]]))
+            phases["gradient"] += sum(g for g, _ in tasks[busiest[0]:busiest[1]])
+            phases["update"] += sum(u for _, u in tasks[busiest[0]:busiest[1]])
     return phases
 
 
