@@ -140,7 +140,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
-    from .kernels.epoch import PANEL_WEIGHTS, make_tasks, refresh_copies, weight_copies
+    from .kernels.epoch import make_tasks, refresh_copies, weight_copies
     from .kernels.gemm import to_panels
     from .network import layer_views
 
@@ -166,7 +166,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     deltas[n_layers] = np.empty_like(acts[-1])
     output_delta(acts[-1], targets, codes[-1], scale, deltas[n_layers])
     # W.T as the epoch's delta propagation reads it.
-    transposed = [to_panels(W.T) if PANEL_WEIGHTS else np.ascontiguousarray(W.T)
+    transposed = [to_panels(np.ascontiguousarray(W.T))
                   for W, _ in views]
     for layer in range(n_layers - 1, 0, -1):
         deltas[layer] = np.empty_like(acts[layer])
@@ -176,7 +176,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     forward = backward = 0.0
     for layer, (W, b) in enumerate(views):
         a_prev, out = acts[layer][:chunk], np.empty((chunk, W.shape[1]), dtype=dtype)
-        W = to_panels(W) if PANEL_WEIGHTS else W  # as the epoch's forward pass reads it
+        W = to_panels(W)  # as the epoch's forward pass reads it
         forward += _kernel_seconds(dense_forward, (a_prev, W, b, codes[layer], out),
                                    (a_prev[:0], W, b, codes[layer], out[:0]))
     out = np.empty((chunk, arch.sizes[-1]), dtype=dtype)
@@ -195,7 +195,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     opt.prepare(arch.n_params, arch.dtype)
     slots, hyper, code = opt.slots, opt.hyperparameters(), opt.code
     grads = np.zeros_like(params)
-    params_t, panels = weight_copies(arch.sizes, arch.n_params, dtype)
+    params_t, panels = weight_copies(arch.sizes, dtype)
     lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1
     measured = {}
     tasks = []

@@ -9,7 +9,8 @@ forward of a prediction chunk), in float32 and float64: GFLOP/s of
   vector width and the rows of a; ``rule`` says which it takes), called from a
   compiled loop;
 * ``panels``: ``gemm`` with b given in panel layout (``gemm.to_panels``), as the
-  training's forward pass reads the weights with AVX2 (``epoch.PANEL_WEIGHTS``);
+  training's forward pass and delta propagation read the weights
+  (``epoch.weight_copies``);
 * ``blas``: ``np.dot`` into a preallocated output inside the same kind of compiled
   loop (Numba calls SciPy's BLAS ``sgemm``/``dgemm``), with BLAS on one thread.
 

@@ -457,7 +457,7 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
         import numpy as np
         from fastnn.kernels import epoch, gemm
         assert gemm.VECTOR_BITS == 256, gemm.VECTOR_BITS
-        assert gemm.PACK_B and epoch.PANEL_WEIGHTS
+        assert gemm.PACK_B
         rng = np.random.default_rng(0)
         shapes = [(19, 37, 117), (32, 129, 48), (37, 300, 100), (33, gemm.PANEL_KC + 3, 30)]
         starts = (gemm.ZERO, gemm.ACCUMULATE, gemm.BIAS)
@@ -482,12 +482,12 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             from_panels = before[:, 2:n + 2].copy()
             gemm.gemm(a, gemm.to_panels(b), from_panels, bias, init)
             assert np.array_equal(from_panels, c), (m, k, dtype, init)
-        # The transposed weights are written as panels here.
+        # The transposed weights in panels of the 256-bit tile's width.
         sizes = np.array([7, 37, 29, 2], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
         for dtype in ("float32", "float64"):
             params = rng.standard_normal(offsets[-1]).astype(dtype)
-            params_t = epoch.weight_copies(sizes, offsets[-1], dtype)[0]
+            params_t = epoch.weight_copies(sizes, dtype)[0]
             epoch.transpose_weights(params, offsets, sizes, 1, 8, 38, params_t)
             epoch.transpose_weights(params, offsets, sizes, 1, 0, 8, params_t)
             W = params[offsets[1]:offsets[1] + 37 * 29].reshape(37, 29)
@@ -515,8 +515,9 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
 # ---------------------------------------------------------------------------
 
 #: (fan_in, fan_out, row_start, row_stop): full 8 x 8 / 4 x 4 blocks, edges in both
-#: directions, a range that includes the bias row (row fan_in, not copied), empty ranges.
-TRANSPOSE_CASES = [(128, 128, 0, 129), (37, 21, 4, 37), (19, 10, 0, 20), (8, 8, 0, 8),
+#: directions, a range that includes the bias row (row fan_in, not copied), empty ranges;
+#: row_start a multiple of TASK_ROWS, as the update tasks' (or past the weight rows).
+TRANSPOSE_CASES = [(128, 128, 0, 129), (37, 21, 8, 37), (19, 10, 0, 20), (8, 8, 0, 8),
                    (3, 5, 0, 4), (64, 17, 32, 64), (9, 33, 9, 10), (16, 24, 8, 8)]
 
 
@@ -537,28 +538,32 @@ def test_make_tasks_cover_each_row_once(sizes):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fan_in, fan_out, row_start, row_stop", TRANSPOSE_CASES)
 def test_transpose_weights(fan_in, fan_out, row_start, row_stop, dtype):
-    """Rows [row_start, row_stop) of W land in their columns of W.T, nothing else is written."""
+    """Rows [row_start, row_stop) of W land in their columns of W.T's panels
+    (gemm.to_panels(W.T): column k of W.T is column k % NR of panel k // NR), nothing
+    else is written."""
     sizes = np.array([7, fan_in, fan_out, 2], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
     rng = generator("transpose", fan_in, fan_out, row_start, row_stop, dtype)
     params = draw(rng, (offsets[-1],), dtype)
-    params_t = garbage(offsets[-1], dtype)
+    params_t = garbage(epoch.panels_size(sizes, dtype, True), dtype)
     epoch.transpose_weights(params, offsets, sizes, 1, row_start, row_stop, params_t)
     W = params[offsets[1]:offsets[1] + fan_in * fan_out].reshape(fan_in, fan_out)
-    WT = params_t[offsets[1]:offsets[1] + fan_in * fan_out].reshape(fan_out, fan_in)
-    copied = slice(row_start, min(row_stop, fan_in))
-    np.testing.assert_array_equal(WT[:, copied], W[copied].T)
-    untouched = np.ones(offsets[-1], dtype=bool)
-    untouched[offsets[1]:offsets[1] + fan_in * fan_out].reshape(fan_out, fan_in)[:, copied] = False
-    assert np.isnan(params_t[untouched]).all()
+    nr = gemm.panel_width(dtype)
+    start = epoch.panels_size(sizes[:2], dtype, True)  # after the first layer's W.T
+    WT = params_t[start:start + -(-fan_in // nr) * fan_out * nr].reshape(-1, fan_out, nr)
+    assert WT.shape == gemm.to_panels(np.ascontiguousarray(W.T)).shape
+    copied = np.arange(row_start, min(row_stop, fan_in))
+    np.testing.assert_array_equal(WT[copied // nr, :, copied % nr], W[copied])
+    written = np.zeros(params_t.shape, dtype=bool)
+    written[start:start + WT.size].reshape(WT.shape)[copied // nr, :, copied % nr] = True
+    assert np.isnan(params_t[~written]).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fan_in, fan_out, row_start, row_stop", TRANSPOSE_CASES)
 def test_pack_weights(fan_in, fan_out, row_start, row_stop, dtype):
     """Rows [row_start, row_stop) of W land in their rows of W's panels (gemm.to_panels),
-    nothing else is written.  (The engine keeps the panels with 256-bit vectors only,
-    epoch.PANEL_WEIGHTS; the kernel is tested on every machine.)"""
+    nothing else is written."""
     sizes = np.array([7, fan_in, fan_out, 2], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
     rng = generator("pack", fan_in, fan_out, row_start, row_stop, dtype)
@@ -595,10 +600,12 @@ def test_intrinsic_kernels_without_jit(tmp_path):
         assert np.allclose(c, a @ b + bias, rtol=1e-12, atol=1e-12)
         sizes = np.array([5, 24, 16, 3], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
-        params, params_t = rng.standard_normal(offsets[-1]), np.zeros(offsets[-1])
+        params = rng.standard_normal(offsets[-1])
+        params_t = np.zeros(epoch.panels_size(sizes, "float64", True))
         epoch.transpose_weights(params, offsets, sizes, 1, 0, 25, params_t)
         W = params[offsets[1]:offsets[1] + 24 * 16].reshape(24, 16)
-        assert np.array_equal(params_t[offsets[1]:offsets[1] + 24 * 16].reshape(16, 24), W.T)
+        assert np.array_equal(epoch.weight_panels(params_t, sizes, 1, True),
+                              gemm.to_panels(np.ascontiguousarray(W.T)))
         print("ok")
     """)
     run_ok(code, NUMBA_DISABLE_JIT="1")

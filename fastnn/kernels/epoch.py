@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange, types
 
 from .. import config
-from .gemm import PACK_B, TRANSPOSE_BYTES, panel_columns, panel_width, transpose_block
+from .gemm import TRANSPOSE_BYTES, panel_columns, panel_width, transpose_block
 from .activations import saves_derivative
 from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
 from .dropout import drop_rows
@@ -120,14 +120,15 @@ def copy_row(src, i, dst, k):
         dst[k, j] = src[i, j]
 
 
-#: Whether the forward pass reads the weights from a copy in panel layout
-#: (``weight_panels``), refreshed by the update tasks, and the delta propagation
-#: reads W.T in panels too (``transpose_weights`` writes them): with 256-bit
-#: vectors, as gemm packs b (``gemm.PACK_B``).  W2's forward (16-row chunks of a
-#: batch of 128, its sigmoid included) ran at 98 instead of 69 GFLOP/s float32 from
-#: the panels, for 0.11 ms of copying per batch; the 512-bit tile ran 2 % faster,
-#: less than the copy costs (docs/benchmarks.md).
-PANEL_WEIGHTS = PACK_B
+# The forward pass reads each layer's W from a copy in panel layout
+# (``weight_panels``), which the update tasks refresh for their rows
+# (``pack_weights``), and the delta propagation reads W.T in panels too
+# (``transpose_weights`` writes them).  Read in place, a 16-row chunk's product walks
+# 48- or 24-element pieces of rows 2-4 KB apart, which share L1 sets and defeat the
+# hardware prefetchers: W2's first layer forward ran at 69 instead of 98 GFLOP/s
+# float32 with AVX2 code, and at 25 instead of 53 GFLOP/s float64 on a 16-core Intel
+# AVX-512 CPU (docs/benchmarks.md).  On the Zen 4 the 512-bit tile ran 1-4 % faster
+# from panels, about what the copies cost.
 
 
 def panels_size(sizes, dtype, transposed=False):
@@ -154,12 +155,9 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
             np.zeros((-(-batch_size // config.CHUNK_ROWS), 2)), np.zeros(n_tasks))
 
 
-def weight_copies(sizes, n_params, dtype):
-    """The drivers' workspaces (params_t, panels), zeros: W.T of every layer, in the layout
-    of the parameters or, with ``PANEL_WEIGHTS``, in panels; and the panels of W (empty
-    without ``PANEL_WEIGHTS``)."""
-    if not PANEL_WEIGHTS:
-        return np.zeros(n_params, dtype=dtype), np.zeros(0, dtype=dtype)
+def weight_copies(sizes, dtype):
+    """The drivers' workspaces (params_t, panels), zeros: W.T and W of every layer in
+    panel layout (``weight_panels``)."""
     return (np.zeros(panels_size(sizes, dtype, True), dtype=dtype),
             np.zeros(panels_size(sizes, dtype), dtype=dtype))
 
@@ -180,8 +178,8 @@ def weight_panels(panels, sizes, layer, transposed=False):
     (ceil(fan_out / NR), fan_in, NR), or (ceil(fan_in / NR), fan_out, NR) for W.T.
 
     The panel layout (``gemm.panel_width``), one layer after the other, in which the
-    AVX2 code's forward pass reads W and its delta propagation W.T: each panel of NR
-    columns is contiguous.
+    forward pass reads W and the delta propagation W.T: each panel of NR columns is
+    contiguous.
     """
     nr = panel_columns(panels)
     k, n = (sizes[layer + 1], sizes[layer]) if transposed else (sizes[layer], sizes[layer + 1])
@@ -192,40 +190,34 @@ def weight_panels(panels, sizes, layer, transposed=False):
 
 @njit(**config.JIT_OPTIONS)
 def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t):
-    """Copy rows [row_start, row_stop) of W_layer into columns of W_layer.T in params_t.
+    """Copy rows [row_start, row_stop) of W_layer into columns of W_layer.T in params_t,
+    which holds W.T in panel layout (``weight_panels(params_t, sizes, layer, True)``).
 
-    params_t has the layout of params, each layer's block holding W.T of shape
-    (fan_out, fan_in); or, with ``PANEL_WEIGHTS``, it holds W.T in panel layout
-    (``weight_panels(params_t, sizes, layer, True)``).  Only weight rows (< fan_in)
-    are copied.
+    Only weight rows (< fan_in) are copied.  row_start is a multiple of TASK_ROWS (as
+    every update task's, ``make_tasks``), so no register block straddles two panels.
     """
     fan_in, fan_out = sizes[layer], sizes[layer + 1]
     W = layer_weights(params, offsets, sizes, layer)[0]
-    # Element (j, k) of W.T goes to params_t[base + k // group * group_stride + j * ld +
-    # k % group]: one row-major block, or panels of NR columns.
-    if PANEL_WEIGHTS:
-        nr = panel_columns(params)
-        base = panels_start(sizes, layer, nr, True)
-        group, group_stride, ld = nr, fan_out * nr, nr
-    else:
-        base, group, group_stride, ld = offsets[layer], fan_in, 0, fan_in
+    WT = weight_panels(params_t, sizes, layer, True)  # element (j, k) at [k // nr, j, k % nr]
+    nr = panel_columns(params_t)
+    base = panels_start(sizes, layer, nr, True)
     # Square blocks of one 256-bit vector's elements go through registers
-    # (transpose_block; a block never straddles two panels, whose width it divides);
-    # the edges of the range element by element.
+    # (transpose_block, on params_t's flat offsets; a block never straddles two
+    # panels, whose width it divides); the edges of the range element by element.
     row_stop = min(row_stop, fan_in)
     tile = TRANSPOSE_BYTES // params.itemsize
     k_full = row_start + (row_stop - row_start) // tile * tile
     j_full = fan_out - fan_out % tile
     for k0 in range(row_start, k_full, tile):
-        column = base + k0 // group * group_stride + k0 % group
+        column = base + k0 // nr * fan_out * nr + k0 % nr  # where element (0, k0) goes
         for j0 in range(0, j_full, tile):
-            transpose_block(W, k0 * fan_out + j0, fan_out, params_t, column + j0 * ld, ld)
+            transpose_block(W, k0 * fan_out + j0, fan_out, params_t, column + j0 * nr, nr)
         for j in range(j_full, fan_out):
             for k in range(k0, k0 + tile):
-                params_t[base + k // group * group_stride + j * ld + k % group] = W[k, j]
+                WT[k // nr, j, k % nr] = W[k, j]
     for k in range(k_full, row_stop):
         for j in range(fan_out):
-            params_t[base + k // group * group_stride + j * ld + k % group] = W[k, j]
+            WT[k // nr, j, k % nr] = W[k, j]
 
 
 @njit(**config.JIT_OPTIONS)
@@ -251,37 +243,11 @@ def pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
 @njit(inline="always", **config.JIT_OPTIONS)
 def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels):
     """After rows [row_start, row_stop) of a layer changed: refresh their copies in the
-    panels of the forward pass (``PANEL_WEIGHTS``) and (layers after the first) in the
-    transposed weights of the delta propagation."""
-    if PANEL_WEIGHTS:
-        pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
+    panels of the forward pass and (layers after the first) in the transposed weights
+    of the delta propagation."""
+    pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
     if layer > 0:
         transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
-
-
-if PANEL_WEIGHTS:
-    @njit(inline="always", **config.JIT_OPTIONS)
-    def forward_weights(params, panels, offsets, sizes, layer):
-        """The W the forward pass multiplies by: its panels (``PANEL_WEIGHTS``)."""
-        return weight_panels(panels, sizes, layer)
-
-    @njit(inline="always", **config.JIT_OPTIONS)
-    def backward_weights(params_t, offsets, sizes, layer):
-        """The W.T the delta propagation multiplies by: its panels (``PANEL_WEIGHTS``)."""
-        return weight_panels(params_t, sizes, layer, True)
-else:
-    @njit(inline="always", **config.JIT_OPTIONS)
-    def forward_weights(params, panels, offsets, sizes, layer):
-        """The W the forward pass multiplies by: the parameters' own (``PANEL_WEIGHTS``)."""
-        return layer_weights(params, offsets, sizes, layer)[0]
-
-    @njit(inline="always", **config.JIT_OPTIONS)
-    def backward_weights(params_t, offsets, sizes, layer):
-        """The W.T the delta propagation multiplies by: (fan_out, fan_in) at the layer's
-        offset (``transpose_weights``)."""
-        fan_in, fan_out = sizes[layer], sizes[layer + 1]
-        return params_t[offsets[layer] : offsets[layer] + fan_in * fan_out].reshape(
-            (fan_out, fan_in))
 
 
 @njit(**config.JIT_OPTIONS)
@@ -330,7 +296,7 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
         first_dense = 1
     for layer in range(first_dense, n_layers):
         b = layer_weights(params, offsets, sizes, layer)[1]
-        W = forward_weights(params, panels, offsets, sizes, layer)
+        W = weight_panels(panels, sizes, layer)
         a_prev = layer_rows(acts, widths, layer, batch_size)[r0:r1]
         a = layer_rows(acts, widths, layer + 1, batch_size)[r0:r1]
         if slope is None:  # pruned by Numba when slope's type is None
@@ -350,7 +316,7 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
     loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
     right = count_right(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1])
     for layer in range(n_layers - 1, 0, -1):
-        WT = backward_weights(params_t, offsets, sizes, layer)
+        WT = weight_panels(params_t, sizes, layer, True)
         delta_prev = layer_rows(deltas, widths, layer, batch_size)[r0:r1]
         saved = False
         if slope is not None:
@@ -520,8 +486,8 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     params : ndarray of shape (n_params,)
         Flat parameters (see ``fastnn.network``), updated in place.
     params_t, panels : ndarray
-        Workspaces (``weight_copies``): the transposed weights, and the weights in
-        panel layout for the forward pass (empty without ``PANEL_WEIGHTS``).
+        Workspaces (``weight_copies``): the transposed weights and the weights, in
+        panel layout.
     grads : ndarray of shape (n_params,)
         Workspace: the gradients.
     slots : ndarray of shape (n_slots, n_params)

@@ -394,7 +394,8 @@ def panel_width(dtype):
     P[p, i, j] = B[i, p * NR + j], the last panel's columns past n unused: each panel
     is contiguous, so the tiles read it as a stream, whatever B's width (rows of 512
     float32 fall into the same few L1 sets and cost the 256-bit tile up to half its
-    speed).  With AVX2 the engine keeps W and W.T in this layout (``epoch.PANEL_WEIGHTS``).
+    speed).  The training engine keeps copies of W and W.T in this layout
+    (``epoch.weight_copies``).
     """
     return NV * (VECTOR_BYTES // np.dtype(dtype).itemsize)
 

@@ -116,7 +116,7 @@ class FullBatchObjective:
         self.rows = np.arange(n, dtype=np.int64)
         self.params = np.zeros(arch.n_params, dtype=dtype)
         self.grads = np.zeros_like(self.params)
-        self.params_t, self.panels = weight_copies(arch.sizes, arch.n_params, dtype)
+        self.params_t, self.panels = weight_copies(arch.sizes, dtype)
         (self.acts, self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
          self.task_squares) = batch_buffers(self.widths, arch.sizes[-1], n, self.tasks.shape[0],
                                             dtype, arch.saves_derivatives)
