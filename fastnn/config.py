@@ -114,6 +114,10 @@ MICRO_BATCH_ROWS = 256
 #: Rows that the prediction kernel takes through the layers at a time.
 PREDICT_CHUNK_ROWS = 256
 
+#: Rows from which a prediction reads the weights from a copy in panel layout
+#: (``epoch.predict_panels``); smaller ones read them in place.
+PREDICT_PANEL_ROWS = 1024
+
 #: Target number of parameters per task of the parallel gradient + update pass,
 #: and the width below which a layer's rows count as this wide (see make_tasks).
 #: Measured 2048 / 4096 / 8192 on W1 and W2: within noise of each other.  This

@@ -1150,11 +1150,12 @@ def _predict(arch, params, X, backend):
     slope = slope_argument(codes, arch.negative_slope, params.dtype.type)
     n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
     bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
+    panels = compiled.predict_panels(params, sizes, offsets, X.shape[0], X_csr is not None)
 
     def predict_range(worker):
         scratch, rows = compiled.predict_scratch(arch.sizes, X.shape[1], params.dtype)
         compiled.predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out,
-                              bounds[worker], bounds[worker + 1], scratch, rows)
+                              bounds[worker], bounds[worker + 1], scratch, rows, panels)
 
     # Rows are independent: ranges 1.. run on the process's prediction threads while
     # this thread runs range 0 (the kernel releases the GIL).

@@ -142,6 +142,23 @@ def test_sparse_and_dense_x_predict_the_same(rng):
                                   trainer.predict_output(gelu, params, X.toarray()))
 
 
+def test_sparse_prediction_from_panels(rng):
+    """A large sparse X: the first layer reads its weights in place, the second its
+    panels (epoch.predict_panels), as a dense X's prediction does."""
+    n = config.PREDICT_PANEL_ROWS + 5
+    arch, params, _, _ = make_problem(rng, (40, 300, 130, 3), ("relu", "tanh"), "softmax",
+                                      "float32", n=n)
+    X = sp.random(n, 40, density=0.1, format="csr", dtype=np.float32,
+                  random_state=np.random.RandomState(int(rng.integers(2**31))))
+    sizes = np.array(arch.sizes, dtype=np.int64)
+    panels = epoch.predict_panels(params, sizes, arch.offsets, n, True)
+    assert epoch.reads_panels(panels, sizes, 1)
+    dense = trainer.predict_output(arch, params, X.toarray())
+    np.testing.assert_allclose(trainer.predict_output(arch, params, X), dense, rtol=1e-5)
+    pieces = [trainer.predict_output(arch, params, X[i:i + 500]) for i in range(0, n, 500)]
+    np.testing.assert_array_equal(trainer.predict_output(arch, params, X), np.concatenate(pieces))
+
+
 def test_sparse_x_that_the_network_cannot_read_is_refused(rng):
     arch, params, X, Y = sparse_problem(rng, ("relu",), "softmax", 3, "float64")
     gelu = Architecture(arch.sizes, ("gelu",), "softmax", "float64")

@@ -15,6 +15,7 @@ import pytest
 from fastnn import (SGD, Adam, Architecture, Callback, DivergenceError, DivergenceWarning,
                     EarlyStopping, StopTraining, config, fit, init_params, layer_views, metrics,
                     predict_output, reference, trainer)
+from fastnn.kernels import epoch as compiled
 from fastnn.kernels.objective import FullBatchObjective
 from fastnn.schedules import ReduceOnPlateau
 from fastnn.trainer import ProgressBar
@@ -258,6 +259,25 @@ def test_predict_output_backends_agree(rng, sizes, acts, head, lr, dtype):
     assert_close(fast, ref)
     naive_out = naive.predict(layer_views(arch, params), acts, head, X.astype(dtype)[:40])
     assert_close(fast[:40], naive_out, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("acts", [("tanh", "relu"), ("leaky_relu", "gelu")])
+def test_prediction_from_panels_is_bitwise_in_place(rng, acts, dtype):
+    """From config.PREDICT_PANEL_ROWS rows on, prediction reads large layers' weights
+    from panel copies (epoch.predict_panels): the same bits as calls of fewer rows,
+    which read them in place.  leaky_relu and gelu take the kernels' other forward
+    (slope given)."""
+    n = config.PREDICT_PANEL_ROWS + 37
+    arch, params, X, _ = make_problem(rng, (300, 130, 61, 4), acts, "softmax", dtype, n=n)
+    sizes = np.array(arch.sizes, dtype=np.int64)
+    panels = compiled.predict_panels(params, sizes, arch.offsets, n, False)
+    # The first layer (at least 156 KB) from panels, the others in place.
+    assert [compiled.reads_panels(panels, sizes, layer) for layer in range(3)] == [
+        True, False, False]
+    assert compiled.predict_panels(params, sizes, arch.offsets, 500, False).size == 0
+    pieces = [predict_output(arch, params, X[i:i + 500]) for i in range(0, n, 500)]
+    np.testing.assert_array_equal(predict_output(arch, params, X), np.concatenate(pieces))
 
 
 def test_predict_output_strided_input(rng):
