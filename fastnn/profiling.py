@@ -166,8 +166,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     deltas[n_layers] = np.empty_like(acts[-1])
     output_delta(acts[-1], targets, codes[-1], scale, deltas[n_layers])
     # W.T as the epoch's delta propagation reads it.
-    transposed = [to_panels(np.ascontiguousarray(W.T))
-                  for W, _ in views]
+    transposed = [to_panels(np.ascontiguousarray(W.T)) for W, _ in views]
     for layer in range(n_layers - 1, 0, -1):
         deltas[layer] = np.empty_like(acts[layer])
         dense_backward(deltas[layer + 1], transposed[layer], acts[layer], codes[layer - 1],

@@ -276,6 +276,11 @@ def test_prediction_from_panels_is_bitwise_in_place(rng, acts, dtype):
     assert [compiled.reads_panels(panels, sizes, layer) for layer in range(3)] == [
         True, False, False]
     assert compiled.predict_panels(params, sizes, arch.offsets, 500, False).size == 0
+    # No layer that wide (the tutorial's network): no panels, whatever the rows.
+    digits = Architecture((64, 128, 128, 10), acts, "softmax", dtype)
+    assert compiled.predict_panels(init_params(digits, "normal", 0),
+                                   np.array(digits.sizes, dtype=np.int64), digits.offsets,
+                                   10**6, False) is None
     pieces = [predict_output(arch, params, X[i:i + 500]) for i in range(0, n, 500)]
     np.testing.assert_array_equal(predict_output(arch, params, X), np.concatenate(pieces))
 

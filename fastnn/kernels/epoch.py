@@ -30,6 +30,7 @@ Prediction is a serial, GIL-free kernel that the caller runs on several threads.
 
 import numpy as np
 from numba import njit, prange, types
+from numba.extending import register_jitable
 
 from .. import config
 from .gemm import TRANSPOSE_BYTES, panel_columns, panel_width, transpose_block
@@ -603,38 +604,53 @@ def predict_scratch(sizes, n_features, dtype):
             np.empty(chunk, dtype=np.int64))
 
 
-def predict_panels(params, sizes, offsets, n_rows, sparse_input):
-    """The weights for a prediction of n_rows rows (``predict_rows``): in panel layout
-    (``weight_panels``), or an empty array for fewer than ``config.PREDICT_PANEL_ROWS``
-    rows, which read W in place.
-
-    The copy costs about what one 256-row chunk's products gain from it, and the
-    gain is largest on CPUs whose rows of W a power of two of bytes apart share L1 sets
-    (docs/benchmarks.md).  Only the layers ``reads_panels`` selects are copied: with
-    sparse_input the first layer reads its weights in place
-    (``sparse.sparse_rows_forward``).
-    """
-    if n_rows < config.PREDICT_PANEL_ROWS:
-        return np.empty(0, dtype=params.dtype)
-    panels = np.empty(panels_size(sizes, params.dtype), dtype=params.dtype)
-    for layer in range(1 if sparse_input else 0, len(sizes) - 1):
-        if reads_panels(panels, sizes, layer):
-            pack_weights(params, offsets, sizes, layer, np.int64(0), sizes[layer], panels)
-    return panels
-
-
 #: Bytes of W above which a prediction's layer reads it from panels (``reads_panels``).
 PREDICT_PANEL_MIN_BYTES = 128 * 1024
 
 
+@register_jitable
+def wide_layer(sizes, layer, nr, itemsize):
+    """Whether a prediction reads a layer's W from panels of nr columns, when it has
+    them (``predict_panels``): a layer at least one panel wide whose W has more than
+    PREDICT_PANEL_MIN_BYTES.  (The tutorial's 64-128-128-10 network predicted
+    0.97-0.99x as fast from panels on the Zen 4; 784-512-512-10 1.07-1.15x.)  A plain
+    function for ``predict_panels``, compiled into ``predict_rows``."""
+    weight_bytes = sizes[layer] * sizes[layer + 1] * itemsize
+    return sizes[layer + 1] >= nr and weight_bytes > PREDICT_PANEL_MIN_BYTES
+
+
 @njit(inline="always", **config.JIT_OPTIONS)
 def reads_panels(panels, sizes, layer):
-    """Whether a prediction's layer reads its W from panels (``predict_panels``): when
-    they are given, for a layer at least one panel wide whose W has more than
-    PREDICT_PANEL_MIN_BYTES.  (The tutorial's 64-128-128-10 network predicted
-    0.97-0.99x as fast from panels on the Zen 4; 784-512-512-10 1.07-1.15x.)"""
-    return (panels.shape[0] > 0 and sizes[layer + 1] >= panel_columns(panels)
-            and sizes[layer] * sizes[layer + 1] * panels.itemsize > PREDICT_PANEL_MIN_BYTES)
+    """Whether ``predict_rows`` reads a layer's W from the panels it was given."""
+    return panels.shape[0] > 0 and wide_layer(sizes, layer, panel_columns(panels),
+                                              panels.itemsize)
+
+
+def predict_panels(params, sizes, offsets, n_rows, sparse_input):
+    """The weights for a prediction of n_rows rows (``predict_rows``): None for a
+    network with no ``wide_layer`` (every call reads W in place, and ``predict_rows``
+    compiles no code for panels), else in panel layout (``weight_panels``), or an
+    empty array for fewer than ``config.PREDICT_PANEL_ROWS`` rows, which read W in place.
+
+    With fewer rows the copy costs about what the products gain from it (784-512-512-10
+    with 256 rows: 0.97-1.01x); the gain is largest on CPUs whose rows of W a power of
+    two of bytes apart share L1 sets (docs/engine.md).  Every dense layer is copied
+    (with sparse_input the first layer reads its weights in place:
+    ``sparse.sparse_rows_forward``); ``predict_rows`` reads the copies of the layers
+    ``reads_panels`` selects (the others are small: narrower than a panel, or of 128 KB
+    or less).
+    """
+    first = 1 if sparse_input else 0
+    nr, itemsize = panel_width(params.dtype), params.itemsize
+    if not any(wide_layer(sizes, layer, nr, itemsize)
+               for layer in range(first, len(sizes) - 1)):
+        return None
+    if n_rows < config.PREDICT_PANEL_ROWS:
+        return np.empty(0, dtype=params.dtype)
+    panels = np.empty(panels_size(sizes, params.dtype), dtype=params.dtype)
+    for layer in range(first, len(sizes) - 1):
+        pack_weights(params, offsets, sizes, layer, np.int64(0), sizes[layer], panels)
+    return panels
 
 
 @njit(**config.JIT_OPTIONS)
@@ -645,7 +661,8 @@ def predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out, row_start,
     X (n_samples, n_features), out (n_samples, n_outputs) written in place; X_csr as
     for ``train_epoch`` (None, or a sparse X's CSR arrays, X then without columns);
     scratch and rows the work buffers of ``predict_scratch``; panels those of
-    ``predict_panels``: the weights in panel layout, or empty to read them in place.
+    ``predict_panels``: None or empty to read every W in place, else the weights in
+    panel layout.
     The rows go through the layers config.PREDICT_CHUNK_ROWS at a time: each chunk
     is copied into a block of scratch first, and every layer writes the next of two
     more.  So ``dense_forward`` only ever sees writable C-ordered arrays, the
@@ -676,16 +693,20 @@ def predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out, row_start,
         for layer in range(first_dense, sizes.shape[0] - 1):
             W, b = layer_weights(params, offsets, sizes, layer)
             a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
-            if not reads_panels(panels, sizes, layer):  # W in place
+            in_place = True
+            if panels is not None:  # pruned by Numba when panels' type is None
+                if reads_panels(panels, sizes, layer):  # W from its panels
+                    P = weight_panels(panels, sizes, layer)
+                    if slope is None:
+                        dense_forward(a_prev, P, b, codes[layer], a)
+                    else:
+                        forward_layer(a_prev, P, b, codes[layer], slope, a)
+                    in_place = False
+            if in_place:
                 if slope is None:  # see forward_backward_chunk
                     dense_forward(a_prev, W, b, codes[layer], a)
                 else:
                     forward_layer(a_prev, W, b, codes[layer], slope, a)
-            elif slope is None:  # W from its panels
-                dense_forward(a_prev, weight_panels(panels, sizes, layer), b, codes[layer], a)
-            else:
-                forward_layer(a_prev, weight_panels(panels, sizes, layer), b, codes[layer],
-                              slope, a)
             a_prev = a
             ping, pong = pong, ping
         for r in range(n_rows):
