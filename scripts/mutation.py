@@ -59,8 +59,8 @@ KERNEL, TWIN = "fastnn/kernels/optimizers.py", "fastnn/reference.py"
 MUTANTS = [
     # The three that survived the suite of issue 18, and their neighbours.
     Mutant("rmsprop-without-1-minus-rho", (
-        (KERNEL, "s[q] = rho * s[q] + (one - rho) * g[q] * g[q]\n            p[q] -= lr",
-         "s[q] = rho * s[q] + g[q] * g[q]\n            p[q] -= lr"),
+        (KERNEL, "s[q] = rho * s[q] + (one - rho) * g[q] * g[q]\n        p[q] -= lr",
+         "s[q] = rho * s[q] + g[q] * g[q]\n        p[q] -= lr"),
         (TWIN, "s[0] = rho * s[0] + (1 - rho) * g * g\n        p -= lr * g",
          "s[0] = rho * s[0] + g * g\n        p -= lr * g")), OPTIMIZER_TESTS),
     Mutant("nesterov-as-momentum", (
@@ -114,8 +114,8 @@ MUTANTS = [
         ("tests/test_optimizers.py",)),
     Mutant("transposed-weights-stale-on-resume", (
         ("fastnn/kernels/epoch.py",
-         "for layer in range(1, sizes.shape[0] - 1):\n        transpose",
-         "for layer in range(1, sizes.shape[0] - 1 if first_row == 0 else 1):\n        transpose"),),
+         "for layer in range(sizes.shape[0] - 1):\n        refresh_copies",
+         "for layer in range(sizes.shape[0] - 1 if first_row == 0 else 0):\n        refresh_copies"),),
         ("tests/test_resume.py",)),
     Mutant("average-rows-ignored", (
         ("fastnn/distributed.py", 'mean += (r["rows"] / total) * r["params"]',
