@@ -634,21 +634,19 @@ def predict_panels(params, sizes, offsets, n_rows, sparse_input):
 
     With fewer rows the copy costs about what the products gain from it (784-512-512-10
     with 256 rows: 0.97-1.01x); the gain is largest on CPUs whose rows of W a power of
-    two of bytes apart share L1 sets (docs/engine.md).  Every dense layer is copied
-    (with sparse_input the first layer reads its weights in place:
-    ``sparse.sparse_rows_forward``); ``predict_rows`` reads the copies of the layers
-    ``reads_panels`` selects (the others are small: narrower than a panel, or of 128 KB
-    or less).
+    two of bytes apart share L1 sets (docs/engine.md).  Only the wide layers are copied,
+    the ones ``predict_rows`` reads there (``reads_panels``); with sparse_input the
+    first layer reads its weights in place (``sparse.sparse_rows_forward``).
     """
-    first = 1 if sparse_input else 0
     nr, itemsize = panel_width(params.dtype), params.itemsize
-    if not any(wide_layer(sizes, layer, nr, itemsize)
-               for layer in range(first, len(sizes) - 1)):
+    wide = [layer for layer in range(1 if sparse_input else 0, len(sizes) - 1)
+            if wide_layer(sizes, layer, nr, itemsize)]
+    if not wide:
         return None
     if n_rows < config.PREDICT_PANEL_ROWS:
         return np.empty(0, dtype=params.dtype)
     panels = np.empty(panels_size(sizes, params.dtype), dtype=params.dtype)
-    for layer in range(first, len(sizes) - 1):
+    for layer in wide:
         pack_weights(params, offsets, sizes, layer, np.int64(0), sizes[layer], panels)
     return panels
 

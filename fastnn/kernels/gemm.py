@@ -125,6 +125,25 @@ PANEL_BYTES = 24 * 1024
 PANEL_KC = PANEL_BYTES // (NV * VECTOR_BYTES)
 
 
+def panel_width(dtype):
+    """Columns of a panel of b (NR): the wide tile's NV vectors of the dtype's elements.
+
+    The panel layout of a (k, n) matrix B is an array P of shape (ceil(n / NR), k, NR),
+    P[p, i, j] = B[i, p * NR + j], the last panel's columns past n unused: each panel
+    is contiguous, so the tiles read it as a stream, whatever B's width (rows of 512
+    float32 fall into the same few L1 sets and cost the 256-bit tile up to half its
+    speed).  The training engine keeps copies of W and W.T in this layout
+    (``epoch.weight_copies``).
+    """
+    return NV * (VECTOR_BYTES // np.dtype(dtype).itemsize)
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def panel_columns(array):
+    """``panel_width`` of an array's dtype, in compiled code (a compile-time constant)."""
+    return NV * (VECTOR_BYTES // array.itemsize)
+
+
 def _as_i64(context, builder, signature, args, index):
     """Argument ``index`` of an intrinsic converted to an LLVM i64."""
     return context.cast(builder, args[index], signature.args[index], types.int64)
@@ -353,7 +372,7 @@ def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, 
                           init):
     """The first n_wide columns of gemm (a multiple of NR), b read where it is: panel p
     of b (columns p * NR ..) starts panel_stride * p elements into b, its rows ldb apart."""
-    nr = NV * (VECTOR_BYTES // a.itemsize)
+    nr = panel_columns(a)
     for j0 in range(0, n_wide, nr):
         for i0 in range(0, m, MR):
             _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride, ldb, c,
@@ -368,7 +387,7 @@ def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init)
     block of k after the first continues the sums stored in c, so each element is
     still one chain of fused multiply-adds over k in order.
     """
-    nr = NV * (VECTOR_BYTES // a.itemsize)
+    nr = panel_columns(a)
     panel = _stack_panel(b)
     accumulate = np.int64(ACCUMULATE)
     for j0 in range(0, n_wide, nr):
@@ -387,25 +406,6 @@ def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init)
 IN_PLACE, PACKED, PACK_RULE, PANELS = 0, 1, 2, 3
 
 
-def panel_width(dtype):
-    """Columns of a panel of b (NR): the wide tile's NV vectors of the dtype's elements.
-
-    The panel layout of a (k, n) matrix B is an array P of shape (ceil(n / NR), k, NR),
-    P[p, i, j] = B[i, p * NR + j], the last panel's columns past n unused: each panel
-    is contiguous, so the tiles read it as a stream, whatever B's width (rows of 512
-    float32 fall into the same few L1 sets and cost the 256-bit tile up to half its
-    speed).  The training engine keeps copies of W and W.T in this layout
-    (``epoch.weight_copies``).
-    """
-    return NV * (VECTOR_BYTES // np.dtype(dtype).itemsize)
-
-
-@njit(inline="always", **config.JIT_OPTIONS)
-def panel_columns(array):
-    """``panel_width`` of an array's dtype, in compiled code (a compile-time constant)."""
-    return NV * (VECTOR_BYTES // array.itemsize)
-
-
 def to_panels(B):
     """B (k, n) in panel layout (``panel_width``), as a new array; the unused columns are 0."""
     k, n = B.shape
@@ -420,7 +420,7 @@ def to_panels(B):
 def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack):
     """The product of ``gemm_entry`` on 1-D views of the operands (offsets in elements)."""
     lanes = VECTOR_BYTES // a.itemsize
-    nr = NV * lanes
+    nr = panel_columns(a)
     wide_stop = n - n % nr
     panel_stride = nr  # elements from one panel of b to the next: b (k, n) row-major
     if pack == PANELS:

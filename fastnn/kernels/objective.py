@@ -36,7 +36,7 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
         Written: the transposed weights (workspace, ``epoch.weight_copies``) and the
         gradient.
     panels : ndarray
-        Written: the weights in panel layout, or empty (workspace, ``epoch.weight_copies``).
+        Written: the weights in panel layout (workspace, ``epoch.weight_copies``).
     sizes, widths, offsets, codes, tasks : int64 arrays; slope : scalar of the params' dtype
     or None
         As for ``epoch.train_epoch``.
