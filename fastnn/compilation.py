@@ -2,13 +2,16 @@
 
 Numba compiles a kernel the first time it meets a new combination of argument
 types, and loads it from its on-disk cache (``config.CACHE_PATH``) when an earlier
-process compiled it.  Three things here:
+process compiled it.  Four things here:
 
 * ``LiteralEntry``: a kernel compiled with some integer arguments as *literal*
   types, so that Numba prunes the branches for the other values: the epoch driver
   gets its optimizer code this way and compiles one update rule, not four.  From
   Python a literal cannot be asked for by a plain call, so this builds the
   signature itself and calls the compiled entry point directly;
+* ``compile_aside``: one large kernel compiled into the cache by a forked child
+  process while this one compiles the others (Numba compiles one function at a
+  time in a process, so a cold run would use one core);
 * ``compile_notice``: a context in which the first actual compilation (not a cache
   load: Numba's ``numba:compile`` event fires only then) prints one line on stderr;
 * ``warm_up``: compiles, or loads, the kernels of the common configurations (every
@@ -18,7 +21,10 @@ process compiled it.  Three things here:
 
 import contextlib
 import inspect
+import os
 import sys
+import threading
+import warnings
 
 import numba
 import numpy as np
@@ -64,6 +70,51 @@ class LiteralEntry:
             raise ValueError(f"{self.dispatcher.__name__} was compiled for literal "
                              f"arguments {self.literal_values}, called with {values}")
         return self.entry(*args)
+
+
+def can_compile_aside():
+    """Whether ``compile_aside`` forks a child: on Linux, with the disk cache on and
+    FASTNN_COMPILE_ASIDE not 0, more than one CPU for this process, and no other Python
+    thread (one holding a lock at the fork would leave the child waiting for it)."""
+    return (config.COMPILE_ASIDE and config.CACHE and sys.platform == "linux"
+            and len(os.sched_getaffinity(0)) > 1 and threading.active_count() == 1)
+
+
+def compile_aside(job):
+    """Start job() in a forked child process, which writes what it compiles to
+    Numba's disk cache, while this process goes on compiling other kernels.
+
+    Returns a function that waits for the child to end; the caller then runs job()
+    itself, which loads the kernel from the cache (or compiles it, should the child have
+    failed: the child's output is discarded, and the error is raised here).  Returns None
+    and starts nothing where ``can_compile_aside`` says no.  The child only compiles:
+    it runs no parallel region, so an OpenMP runtime the parent started does not matter,
+    and it leaves with ``os._exit``, running none of the parent's exit handlers.
+    """
+    if not can_compile_aside():
+        return None
+    with warnings.catch_warnings():  # Python 3.12+ counts BLAS's threads; none is a Python one
+        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork",
+                                category=DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            job()
+            status = 0
+        finally:
+            os._exit(status)
+
+    def wait():
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # already reaped (SIGCHLD ignored): nothing to wait for
+            pass
+
+    return wait
 
 
 def describe(arch, optimizer_name):

@@ -7,6 +7,10 @@ Environment overrides
 ---------------------
 FASTNN_CACHE=0
     Do not cache compiled kernels on disk (default: cache, see below).
+FASTNN_COMPILE_ASIDE=0
+    Compile every kernel in this process (default: a cold run on Linux with more
+    than one CPU compiles its largest kernel in a forked child process meanwhile,
+    ``compilation.compile_aside``).
 NUMBA_CACHE_DIR
     Numba's own variable: where the on-disk cache lives.  Numba takes the first
     writable directory of: NUMBA_CACHE_DIR, the package's ``__pycache__``, a
@@ -52,6 +56,7 @@ def _numba_cache_path():
 
 
 CACHE = os.environ.get("FASTNN_CACHE", "1") != "0"
+COMPILE_ASIDE = os.environ.get("FASTNN_COMPILE_ASIDE", "1") != "0"
 #: The directory under which Numba caches fastnn's kernels (NUMBA_CACHE_DIR, the
 #: package's directory for its __pycache__ folders, or a per-user one); None without
 #: a cache.

@@ -571,7 +571,6 @@ on_divergence, callbacks, progress, history, threads, catch_signals
         X, Y, weights, validation_data = _split_validation(X, Y, weights, validation_data,
                                                            validation_split)
         make = FullBatchObjective if backend == "numba" else _ReferenceObjective
-        objective = make(arch, X, Y, weights, float(l2))
     elif validation_split:
         raise ValueError("validation_split takes rows out of X, which a given objective does "
                          "not see; pass validation_data instead")
@@ -589,50 +588,52 @@ on_divergence, callbacks, progress, history, threads, catch_signals
     callbacks = [c if isinstance(c, Callback) else LambdaCallback(c) for c in callbacks]
     if progress:
         callbacks.append(ProgressBar(max_iter))
-    iterations = _LBFGSIterations(arch, params, X, Y, objective, trained, metrics,
-                                  validation_data, backend, history, callbacks,
-                                  _EarlyStopper(early_stopping, history, params))
     options = {"maxfun": int(max_fun), "maxiter": int(max_iter), "gtol": float(tol),
                **(scipy_options or {})}
     printing = backend == "numba" and any(c.prints_epochs for c in callbacks)
     blas = (threadpool_limits(limits=1, user_api="blas") if backend == "numba"
             else contextlib.nullcontext())
-    with thread_limit(threads, backend), blas, _signals_caught(catch_signals) as stop, \
-            compile_notice(describe(arch, "lbfgs"), printing):
-        iterations.stop = stop
-        for callback in callbacks:
-            callback.on_train_begin(history)
-        try:
-            result = scipy.optimize.minimize(iterations.evaluate, iterations.x,
-                                             method="L-BFGS-B", jac=True,
-                                             callback=iterations.iteration_done,
-                                             options=options)
-        except _StopIterating:
-            # Stopped from the callback: the point it was given is L-BFGS-B's last iterate.
-            result = scipy.optimize.OptimizeResult(
-                x=iterations.x, fun=iterations.loss, nit=iterations.n_iter,
-                nfev=iterations.n_evaluations, status=2, success=False,
-                message=f"STOP: {history.stop_reason}")
-        params[:] = result.x
-        if not (math.isfinite(result.fun) and np.isfinite(params).all()):
-            params[:] = iterations.finite_x
-            history.stop_reason = "diverged"
-            message = (f"training diverged: a non-finite loss or weight after "
-                       f"{iterations.n_iter} L-BFGS iteration(s); the weights of the last "
-                       f"finite iterate were kept. Rescale the inputs.")
-            if on_divergence == "raise":
-                raise DivergenceError(message)
-            warnings.warn(message, DivergenceWarning, stacklevel=2)
-        if history.stop_reason is None:
-            if result.status == 0:
-                history.stop_reason = "converged"
-            elif result.status == 2:
-                history.stop_reason = "stalled"
-            elif result.nit < max_iter:
-                history.stop_reason = "max_fun"
-        iterations.stopper.restore(params, history)
-        for callback in callbacks:
-            callback.on_train_end(history)
+    with compile_notice(describe(arch, "lbfgs"), printing):
+        if objective is None:  # compiles its workers (kernels.objective), after the checks
+            objective = make(arch, X, Y, weights, float(l2))
+        iterations = _LBFGSIterations(arch, params, X, Y, objective, trained, metrics,
+                                      validation_data, backend, history, callbacks,
+                                      _EarlyStopper(early_stopping, history, params))
+        with thread_limit(threads, backend), blas, _signals_caught(catch_signals) as stop:
+            iterations.stop = stop
+            for callback in callbacks:
+                callback.on_train_begin(history)
+            try:
+                result = scipy.optimize.minimize(iterations.evaluate, iterations.x,
+                                                 method="L-BFGS-B", jac=True,
+                                                 callback=iterations.iteration_done,
+                                                 options=options)
+            except _StopIterating:
+                # Stopped from the callback: the point it was given is L-BFGS-B's last iterate.
+                result = scipy.optimize.OptimizeResult(
+                    x=iterations.x, fun=iterations.loss, nit=iterations.n_iter,
+                    nfev=iterations.n_evaluations, status=2, success=False,
+                    message=f"STOP: {history.stop_reason}")
+            params[:] = result.x
+            if not (math.isfinite(result.fun) and np.isfinite(params).all()):
+                params[:] = iterations.finite_x
+                history.stop_reason = "diverged"
+                message = (f"training diverged: a non-finite loss or weight after "
+                           f"{iterations.n_iter} L-BFGS iteration(s); the weights of the last "
+                           f"finite iterate were kept. Rescale the inputs.")
+                if on_divergence == "raise":
+                    raise DivergenceError(message)
+                warnings.warn(message, DivergenceWarning, stacklevel=2)
+            if history.stop_reason is None:
+                if result.status == 0:
+                    history.stop_reason = "converged"
+                elif result.status == 2:
+                    history.stop_reason = "stalled"
+                elif result.nit < max_iter:
+                    history.stop_reason = "max_fun"
+            iterations.stopper.restore(params, history)
+            for callback in callbacks:
+                callback.on_train_end(history)
     result.n_iter = min(int(result.nit), int(max_iter))
     result.history = history
     return result
@@ -764,17 +765,21 @@ class LocalEpochs:
         self.n = X.shape[0]
         self.batch_size = self.n if not batch_size else min(int(batch_size), self.n)
         self.n_batches = -(-self.n // self.batch_size)
-        if backend == "numba":
+        compiling = backend == "numba"
+        if compiling:
             _check_not_forked()
-        self.run_epoch = epoch_function(backend)(arch, params, X, Y, weights, self.batch_size,
-                                                 optimizer, l2, dropout)
-        if backend == "numba":
-            # Compile (or load) the kernels now, saying so where fit prints progress.
-            printing = any(c.prints_epochs for c in callbacks)
-            with compile_notice(describe(arch, optimizer.name), printing):
+        # Compile (or load) the kernels now, saying so where fit prints progress: the
+        # workers (the chunk worker in a child process meanwhile, when it can), the
+        # prediction kernel, then the driver, which waits for that child.
+        printing = any(c.prints_epochs for c in callbacks)
+        with (compile_notice(describe(arch, optimizer.name), printing) if compiling
+              else contextlib.nullcontext()):
+            self.run_epoch = epoch_function(backend)(arch, params, X, Y, weights,
+                                                     self.batch_size, optimizer, l2, dropout)
+            if compiling:
+                _predict(arch, params, X[:1], backend)  # a view: the input is not copied
                 self.run_epoch(np.empty(0, dtype=np.int64), 0, np.zeros(1, dtype=np.int64),
                                epoch_totals(), 0.0, 0)  # an empty epoch: no rows
-                _predict(arch, params, X[:1], backend)  # a view: the input is not copied
         if catch_signals and _SCHEDULED_INTERRUPT.get() is not None:
             self.run_epoch = _interrupting(self.run_epoch, self.batch_size,
                                            _SCHEDULED_INTERRUPT.get())
@@ -1061,10 +1066,11 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     # The per-chunk and per-task workers, compiled on their own (kernels.workers).
     chunk_worker = compiled.chunk_worker(params, params_t, panels, sizes, widths, offsets, codes,
                                          slope, X, X_csr, Y, weights, acts, deltas, derivs,
-                                         targets, scales, masks)
+                                         targets, scales, masks, aside=True)
+    copy_worker = compiled.copy_worker(params, offsets, sizes, params_t, panels)
     task_worker = compiled.task_worker(params, params_t, panels, grads, optimizer.slots, sizes,
                                        widths, offsets, X_csr, tasks, optimizer.code, hyper, acts,
-                                       deltas)
+                                       deltas, copy_worker)
     train_epoch = LiteralEntry(compiled.train_epoch, ["optimizer"])
 
     def run_epoch(order, first_row, stop, totals, lr, step):
@@ -1075,7 +1081,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
             params, params_t, panels, grads, optimizer.slots, sizes, widths, offsets, codes, slope,
             tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, dtype(lr),
             dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs, targets, scales,
-            chunk_sums, task_squares, masks, chunk_worker, task_worker)
+            chunk_sums, task_squares, masks, chunk_worker, task_worker, copy_worker)
 
     return run_epoch
 

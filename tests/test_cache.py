@@ -1,5 +1,6 @@
 """Numba's on-disk cache: fastnn falls back to in-memory compilation when nothing is writable."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import fastnn
 
@@ -60,7 +62,9 @@ class Names(event.Listener):
     def on_start(self, ev):
         compiled.add(ev.data["dispatcher"].py_func.__name__)
     def on_end(self, ev):
-        pass
+        if "done" not in compiled:
+            compiled.add("done")
+            print("first compilation done", file=sys.stderr, flush=True)
 event.register("numba:compile", Names())
 from fastnn import Adam, Architecture, fit, init_params, predict_output, warm_up
 from fastnn.kernels import gemm
@@ -76,7 +80,7 @@ outputs = predict_output(arch, params, X)
 np.save(sys.argv[1], np.concatenate([params, optimizer.slots.ravel(), outputs.ravel()]))
 print("sklearn imported:", "sklearn" in sys.modules)
 print("gemm entries after:", *sorted(gemm.ENTRIES))
-print("compiled:", " ".join(sorted(compiled)))
+print("compiled:", " ".join(sorted(compiled - {"done"})))
 warm_up([("float64", "adam")], verbose=True)  # compiled by the fit: nothing left to do
 """
 
@@ -89,22 +93,29 @@ def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
     The first run compiles one update rule, Adam's, and no other, and one gemm entry,
     float64's; the second loads that entry when its first product runs.  A third
     run, with the entry's files deleted from the cache but its cached callers kept,
-    compiles the entry then and trains the same bits too.
+    compiles the entry then and trains the same bits too.  The first run compiles its
+    chunk worker in a child process where it can (more than one CPU on Linux:
+    ``compilation.compile_aside``) and loads it from the cache; a fourth run, in an empty
+    cache with FASTNN_COMPILE_ASIDE=0, compiles everything itself, to the same bits.
 
     They did not, for Adam, while its update rule let LLVM fuse either of two products
     into a multiply-add: the two compiles chose differently (see config.py).  The
-    first run says once, before its progress bar, that it compiles, and where the
-    kernels go; the second says nothing of the kind.  Neither imports scikit-learn:
+    first run says once, before its progress bar and before its first compilation
+    ends, that it compiles, and where the kernels go; the second says nothing of the kind.  Neither imports scikit-learn:
     fastnn.fit and predict_output on plain arrays do not need it.
     """
     cache = tmp_path / "cache"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
     env.pop("FASTNN_CACHE", None)
+    aside = sys.platform == "linux" and len(os.sched_getaffinity(0)) > 1
     results, errors, compiled_by_run = [], [], []
-    for run in ("fresh", "cached", "no entry"):
+    for run in ("fresh", "cached", "no entry", "in process"):
         if run == "no entry":
             for path in cache.rglob("*gemm_entry*"):
                 path.unlink()
+        if run == "in process":
+            env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache in process"),
+                       FASTNN_COMPILE_ASIDE="0")
         out = tmp_path / f"{run}.npy"
         done = subprocess.run([sys.executable, "-c", TRAIN, str(out)], env=env,
                               capture_output=True, text=True, timeout=600)
@@ -117,16 +128,24 @@ def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
         results.append(np.load(out))
         errors.append(done.stderr)
         compiled_by_run.append(set(done.stdout.split("compiled:")[1].split()))
+        compiled = compiled_by_run[-1]
         if run == "fresh":
             assert any(cache.rglob("*.nbc"))  # the second run has a cache to load
             # Compiled only what the run uses: Adam's update rule, not the other three
             # (kernels.optimizers.RULES); the workers on their own (kernels.workers).
-            compiled = set(done.stdout.split("compiled:")[1].split())
-            assert {"adam_step", "forward_backward_chunk", "update_task"} <= compiled, compiled
+            assert {"adam_step", "update_task"} <= compiled, compiled
             assert not {"sgd_step", "rmsprop_step", "adadelta_step", "optimizer_step"} & compiled
-    fresh, cached, _ = errors
-    assert fresh.count("compiling fastnn kernels") == 1
-    assert fresh.startswith(NOTICE + str(cache))  # before the progress bar's first line
+            # The chunk worker: compiled by the child and loaded here (or compiled here).
+            assert ("forward_backward_chunk" in compiled) == (not aside), compiled
+            assert any(cache.rglob("*forward_backward_chunk*.nbi"))
+        if run == "in process":
+            assert {"adam_step", "forward_backward_chunk", "update_task"} <= compiled, compiled
+    fresh, cached, _, in_process = errors
+    for cold in (fresh, in_process):
+        assert cold.count("compiling fastnn kernels") == 1
+        assert cold.startswith(NOTICE)  # before the progress bar's first line
+        assert cold.index(NOTICE) < cold.index("first compilation done")
+    assert fresh.startswith(NOTICE + str(cache))
     assert "epoch 3/3 [" in fresh  # (text mode reads the bar's carriage returns as newlines)
     assert "compiling" not in cached and "epoch 3/3 [" in cached
     # The cached run compiled nothing: every kernel came from the cache.  The last one
@@ -136,3 +155,77 @@ def test_freshly_compiled_and_cached_kernels_train_the_same_bits(tmp_path):
     assert compiled_by_run[2] <= {"impl"}
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[0], results[3])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_the_workers_compile_inside_the_compile_notice(monkeypatch, optimizer):
+    """A fit compiles its workers (here: makes the chunk worker) while the compile notice
+    listens, so that a cold run's first compilation prints it; they compiled before it
+    once, and the line came seconds late."""
+    from fastnn import trainer
+    from fastnn.kernels import epoch, objective
+
+    listening, made_inside = [], []
+
+    @contextlib.contextmanager
+    def notice(what, enabled=True, stream=None):
+        listening.append(what)
+        try:
+            yield lambda: False
+        finally:
+            listening.pop()
+
+    def spy(make):
+        def chunk_worker(*args, **kwargs):
+            made_inside.append(bool(listening))
+            return make(*args, **kwargs)
+        return chunk_worker
+
+    monkeypatch.setattr(trainer, "compile_notice", notice)
+    monkeypatch.setattr(epoch, "chunk_worker", spy(epoch.chunk_worker))
+    monkeypatch.setattr(objective, "chunk_worker", spy(objective.chunk_worker))
+    rng = np.random.default_rng(0)
+    arch = fastnn.Architecture((4, 5, 3), ("tanh",), "softmax", "float64")
+    X, Y = rng.standard_normal((20, 4)), np.eye(3)[rng.integers(0, 3, 20)]
+    params = fastnn.init_params(arch, "glorot_uniform", 0)
+    if optimizer == "lbfgs":
+        trainer.fit_lbfgs(arch, params, X, Y, max_iter=2)
+    else:
+        fastnn.fit(arch, params, X, Y, epochs=1, batch_size=8, lr=0.1, random_state=0)
+    assert made_inside == [True]
+
+
+ASIDE = """
+import os, sys, threading
+from fastnn import compilation
+os.sched_getaffinity = lambda pid: {0, 1}  # two CPUs, whatever the machine has
+marker = sys.argv[1]
+def write_pid():
+    with open(marker, "w") as f:
+        f.write(str(os.getpid()))
+wait = compilation.compile_aside(write_pid)
+print("started", wait is not None, flush=True)
+if wait is not None:
+    wait()
+    print("child wrote", open(marker).read() != str(os.getpid()), flush=True)
+    wait()  # waiting again (the child reaped) is harmless
+threading.Thread(target=threading.Event().wait, args=(60,), daemon=True).start()
+print("with a thread", compilation.compile_aside(write_pid) is not None)
+"""
+
+
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_compile_aside_forks_a_child_only_where_safe(tmp_path, setting):
+    """compile_aside runs its call in a forked child and waits for it; it starts nothing
+    with FASTNN_COMPILE_ASIDE=0, or while another Python thread runs (a lock held by it
+    at the fork could hang the child)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTNN_COMPILE_ASIDE=setting)
+    env.pop("FASTNN_CACHE", None)
+    done = subprocess.run([sys.executable, "-c", ASIDE, str(tmp_path / "marker")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    if sys.platform == "linux" and setting == "1":
+        assert done.stdout.split() == "started True child wrote True with a thread False".split()
+    else:
+        assert done.stdout.split() == "started False with a thread False".split()

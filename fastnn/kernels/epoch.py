@@ -189,7 +189,7 @@ def weight_panels(panels, sizes, layer, transposed=False):
     return panels[start : start + n_panels * nr * k].reshape((n_panels, k, nr))
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t):
     """Copy rows [row_start, row_stop) of W_layer into columns of W_layer.T in params_t,
     which holds W.T in panel layout (``weight_panels(params_t, sizes, layer, True)``).
@@ -221,7 +221,7 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
             WT[k // nr, j, k % nr] = W[k, j]
 
 
-@njit(**config.JIT_OPTIONS)
+@njit(inline="always", **config.JIT_OPTIONS)
 def pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
     """Copy rows [row_start, row_stop) of W_layer into its panels (``weight_panels``).
 
@@ -241,11 +241,15 @@ def pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
             P[n_full, i, j - n_full * nr] = W[i, j]
 
 
-@njit(inline="always", **config.JIT_OPTIONS)
+@njit(**config.JIT_OPTIONS)
 def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels):
     """After rows [row_start, row_stop) of a layer changed: refresh their copies in the
     panels of the forward pass and (layers after the first) in the transposed weights
-    of the delta propagation."""
+    of the delta propagation.
+
+    The drivers and ``update_task`` call it through its address (``copy_worker``):
+    its vector copies are compiled once, not again in each of them.
+    """
     pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
     if layer > 0:
         transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
@@ -414,12 +418,13 @@ def batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_batch_weight):
 
 @njit(**config.JIT_OPTIONS)
 def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, rows, task,
-                lr, l2_scaled, optimizer, hyper, step, acts, deltas, first, last):
+                lr, l2_scaled, optimizer, hyper, step, acts, deltas, first, last, copy_worker):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
 
     The gradient of a micro-batch and the L2 term as ``task_gradient``; after the
     last micro-batch of the mini-batch, updates the parameters and their optimizer
-    state, and refreshes the copies of the rows it changed (``refresh_copies``).  Returns the
+    state, and refreshes the copies of the rows it changed (``refresh_copies``, through
+    copy_worker: ``copy_worker``).  Returns the
     sum of squares of the task's weights before the update (0.0 when l2_scaled is 0
     or before the last micro-batch), for the penalty's value.
     """
@@ -432,7 +437,7 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     start = offsets[layer] + row_start * fan_out
     stop = offsets[layer] + row_stop * fan_out
     rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
-    refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels)
+    call_worker(copy_worker, params, offsets, sizes, layer, row_start, row_stop, params_t, panels)
     return squares
 
 
@@ -442,31 +447,39 @@ _ROWS = np.zeros(0, dtype=np.int64)
 
 
 def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y,
-                 weights, acts, deltas, derivs, targets, scales, dropout):
+                 weights, acts, deltas, derivs, targets, scales, dropout, aside=False):
     """``forward_backward_chunk`` compiled for a driver's arguments, as a ``workers.Worker``.
 
     The arguments are the driver's (``train_epoch``; ``loss_and_grad`` passes
     dropout None); the others (rows, row range, inverse batch weight, step) take
-    the types the driver gives them.
+    the types the driver gives them.  aside: compile it in a child process meanwhile
+    (``workers.Worker``); it is the largest kernel of a run (docs/performance.md).
     """
     row = np.int64(0)
     return Worker(forward_backward_chunk, (
         params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights,
         _ROWS, row, row, params.dtype.type(1), acts, deltas, derivs, targets, scales, dropout, row,
-        row))
+        row), aside)
 
 
 def task_worker(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, tasks,
-                optimizer, hyper, acts, deltas):
+                optimizer, hyper, acts, deltas, copy_worker):
     """``update_task`` compiled for ``train_epoch``'s arguments, as a ``workers.Worker``.
 
-    optimizer is the optimizer's code, compiled as a literal type (one update rule).
+    optimizer is the optimizer's code, compiled as a literal type (one update rule);
+    copy_worker the ``copy_worker`` it calls.
     """
     scalar = params.dtype.type(0)
     return Worker(update_task, (
         params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, _ROWS, tasks[0],
         scalar, scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas, True,
-        True))
+        True, copy_worker))
+
+
+def copy_worker(params, offsets, sizes, params_t, panels):
+    """``refresh_copies`` compiled for a driver's arguments, as a ``workers.Worker``."""
+    row = np.int64(0)
+    return Worker(refresh_copies, (params, offsets, sizes, row, row, row, params_t, panels))
 
 
 def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, deltas):
@@ -479,7 +492,7 @@ def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, d
 def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, slope, tasks,
                 X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, lr, l2,
                 optimizer, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,
-                task_squares, dropout, chunk_worker, task_worker):
+                task_squares, dropout, chunk_worker, task_worker, copy_worker):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
@@ -542,6 +555,9 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         a uint64 keep threshold (``NO_DROPOUT``: not dropped) and the inverted
         scale 1 / (1 - rate) in the parameters' dtype, and the run's uint64 seed
         (``fastnn.kernels.dropout``; derivs must then be allocated).
+    chunk_worker, task_worker, copy_worker : workers.Worker
+        ``forward_backward_chunk``, ``update_task`` and ``refresh_copies`` compiled
+        for these arguments (``chunk_worker``, ``task_worker``, ``copy_worker``).
 
     Returns
     -------
@@ -553,7 +569,8 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     dtype = params.dtype.type
     one = dtype(1.0)
     for layer in range(sizes.shape[0] - 1):
-        refresh_copies(params, offsets, sizes, layer, np.int64(0), sizes[layer], params_t, panels)
+        call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
+                    params_t, panels)
     batch_start = first_row
     while batch_start < n and stop[0] == 0:
         n_rows = min(batch_size, n - batch_start)
@@ -582,7 +599,7 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
                         task_squares[i] = call_worker(
                             task_worker, params, params_t, panels, grads, slots, sizes, widths,
                             offsets, X_csr, micro_rows, tasks[i], lr, l2 * inv_batch_weight,
-                            optimizer, hyper, step, acts, deltas, first, last)
+                            optimizer, hyper, step, acts, deltas, first, last, copy_worker)
         n_chunks = (n_rows + chunk - 1) // chunk
         batch_loss, batch_right = batch_sums(chunk_sums, n_chunks, task_squares, l2,
                                              inv_batch_weight)

@@ -17,15 +17,15 @@ from numba import njit, prange
 from .. import config
 from .activations import slope_argument
 from .sparse import driver_inputs
-from .epoch import (batch_buffers, batch_sums, chunk_worker, gradient_worker, make_tasks,
-                    micro_batch, refresh_copies, region_items, weight_copies)
+from .epoch import (batch_buffers, batch_sums, chunk_worker, copy_worker, gradient_worker,
+                    make_tasks, micro_batch, region_items, weight_copies)
 from .workers import call_worker
 
 
 @njit(**config.PARALLEL_OPTIONS)
 def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes, slope, tasks, X,
                   X_csr, Y, weights, rows, l2, acts, deltas, derivs, targets, scales, chunk_sums,
-                  task_squares, chunk_worker, task_worker):
+                  task_squares, chunk_worker, task_worker, copy_worker):
     """Mean loss of the rows X[rows] plus the L2 penalty; its gradient written into grads.
 
     Parameters
@@ -64,7 +64,8 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
     for layer in range(sizes.shape[0] - 1):
-        refresh_copies(params, offsets, sizes, layer, 0, sizes[layer], params_t, panels)
+        call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
+                    params_t, panels)
     total_weight = dtype(0.0)
     for r in range(n_rows):  # in order: the sum does not depend on threads
         total_weight += weights[rows[r]]
@@ -100,7 +101,8 @@ class FullBatchObjective:
     float64 of shape (n_params,) (L-BFGS-B works in float64);
     it is cast into the network's dtype, as scikit-learn's float32 MLP does, and the
     gradient is returned in float64.  ``params`` holds the last x evaluated.
-    Workspaces are allocated once here.
+    Workspaces are allocated once here, and the workers compiled (the chunk worker
+    in a child process meanwhile, when it can: ``workers.Worker``).
     """
 
     def __init__(self, arch, X, Y, weights, l2):
@@ -123,10 +125,12 @@ class FullBatchObjective:
         self.chunk_worker = chunk_worker(
             self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
             self.codes, self.slope, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
-            self.derivs, self.targets, self.scales, None)
+            self.derivs, self.targets, self.scales, None, aside=True)
         self.task_worker = gradient_worker(self.params, self.grads, self.sizes, self.widths,
                                            self.offsets, self.X_csr, self.tasks, self.acts,
                                            self.deltas)
+        self.copy_worker = copy_worker(self.params, self.offsets, self.sizes, self.params_t,
+                                       self.panels)
         self.n_calls = 0
 
     def __call__(self, x):
@@ -136,5 +140,6 @@ class FullBatchObjective:
                              self.widths, self.offsets, self.codes, self.slope, self.tasks, self.X,
                              self.X_csr, self.Y, self.weights, self.rows, self.l2, self.acts,
                              self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
-                             self.task_squares, self.chunk_worker, self.task_worker)
+                             self.task_squares, self.chunk_worker, self.task_worker,
+                             self.copy_worker)
         return float(loss), self.grads.astype(np.float64)

@@ -16,6 +16,10 @@ argument types and return type.  So a driver is compiled, and cached, for those
 exactly, and a call whose argument types differ from the worker's is a typing error
 when the driver compiles, never a call with the wrong layout at run time.
 
+A Worker made with ``aside=True`` is compiled by a forked child process into
+Numba's disk cache (``compilation.compile_aside``) while this process compiles the
+rest; its type and address are ready once the child is done (they wait for it).
+
 Under NUMBA_DISABLE_JIT a ``Worker`` holds the Python function and ``call_worker``
 calls it.
 """
@@ -26,6 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model, typeof_impl, unbox, NativeValue
 
 from .. import config
+from ..compilation import compile_aside
 
 
 class Worker:
@@ -34,22 +39,49 @@ class Worker:
     function is a Numba dispatcher (or, under NUMBA_DISABLE_JIT, a Python function);
     args are values of the types the driver will call it with (only their types are
     used; a ``numba.types.Literal`` type may stand for a value).  Compiles the
-    function for them, or loads it from the cache, once.  Holds the address of its
+    function for them, or loads it from the cache, once: right away, or with aside
+    (and the function not yet compiled for them in this process) in a child process
+    first, when ``compilation.compile_aside`` starts one.  Holds the address of its
     code: valid in this process only, so a Worker cannot be pickled.
     """
 
-    def __init__(self, function, args):
-        self.function = function
+    def __init__(self, function, args, aside=False):
+        self.function, self._waiting = function, None
         if not isinstance(function, numba.core.dispatcher.Dispatcher):
-            self.address, self.type = 0, None
+            self._address, self._type = 0, None
             return
-        argtypes = tuple(arg if isinstance(arg, types.Type) else numba.typeof(arg)
-                         for arg in args)
-        function.compile(argtypes)
-        result = function.overloads[argtypes]
-        self.address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
-        self.type = WorkerType(function.py_func.__qualname__, argtypes,
-                               result.signature.return_type)
+        self.argtypes = tuple(arg if isinstance(arg, types.Type) else numba.typeof(arg)
+                              for arg in args)
+        if aside and self.argtypes not in function.overloads:
+            self._waiting = compile_aside(lambda: function.compile(self.argtypes))
+        if self._waiting is None:
+            self._compile()
+
+    def _compile(self):
+        self.function.compile(self.argtypes)
+        result = self.function.overloads[self.argtypes]
+        self._address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+        self._type = WorkerType(self.function.py_func.__qualname__, self.argtypes,
+                                result.signature.return_type)
+
+    def _ready(self):
+        """Wait for a child compiling the function aside, then load it from the cache."""
+        if self._waiting is not None:
+            wait, self._waiting = self._waiting, None
+            wait()
+            self._compile()
+
+    @property
+    def address(self):
+        """The address of the compiled code (0 under NUMBA_DISABLE_JIT)."""
+        self._ready()
+        return self._address
+
+    @property
+    def type(self):
+        """The ``WorkerType`` (None under NUMBA_DISABLE_JIT)."""
+        self._ready()
+        return self._type
 
     def __reduce__(self):
         raise TypeError("a Worker holds a code address of this process and cannot be pickled")
