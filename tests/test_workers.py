@@ -65,3 +65,15 @@ def test_a_worker_is_not_pickled():
     assert worker.address != 0
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(worker)
+
+
+def test_a_declared_return_type_is_checked():
+    """A Worker may be given its return type (so that a driver compiles while a child
+    process compiles the worker: ``compilation.compile_aside``); a wrong one is a
+    TypeError once the code is compiled or loaded, before any call."""
+    a, rows, out = np.ones((2, 2)), np.arange(2), np.zeros(2)
+    args = (a, rows, 1.0, out, 1)
+    returns = types.Tuple((types.int64, types.float64))
+    assert Worker(scaled_row_sums, args, aside=True, returns=returns).type.return_type == returns
+    with pytest.raises(TypeError, match=r"returns .*int64, float64.*, not the declared float64"):
+        Worker(scaled_row_sums, args, aside=True, returns=types.float64).address

@@ -445,6 +445,10 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
 #: the objective's rows), an int64 array with contiguous elements.
 _ROWS = np.zeros(0, dtype=np.int64)
 
+#: forward_backward_chunk's return type, declared (and checked: ``workers.Worker``) so
+#: that a driver compiles while a child process compiles the chunk worker.
+CHUNK_RETURNS = types.UniTuple(types.float64, 2)
+
 
 def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y,
                  weights, acts, deltas, derivs, targets, scales, dropout, aside=False):
@@ -459,7 +463,7 @@ def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, slope,
     return Worker(forward_backward_chunk, (
         params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights,
         _ROWS, row, row, params.dtype.type(1), acts, deltas, derivs, targets, scales, dropout, row,
-        row), aside)
+        row), aside, CHUNK_RETURNS)
 
 
 def task_worker(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, tasks,

@@ -18,7 +18,10 @@ when the driver compiles, never a call with the wrong layout at run time.
 
 A Worker made with ``aside=True`` is compiled by a forked child process into
 Numba's disk cache (``compilation.compile_aside``) while this process compiles the
-rest; its type and address are ready once the child is done (they wait for it).
+rest; its address is ready once the child is done (asking for it waits), and so is
+its type, unless the return type was declared: then a driver can be compiled for the
+Worker meanwhile, and the declaration is checked when the code is loaded, before
+any call.
 
 Under NUMBA_DISABLE_JIT a ``Worker`` holds the Python function and ``call_worker``
 calls it.
@@ -41,17 +44,21 @@ class Worker:
     used; a ``numba.types.Literal`` type may stand for a value).  Compiles the
     function for them, or loads it from the cache, once: right away, or with aside
     (and the function not yet compiled for them in this process) in a child process
-    first, when ``compilation.compile_aside`` starts one.  Holds the address of its
-    code: valid in this process only, so a Worker cannot be pickled.
+    first, when ``compilation.compile_aside`` starts one.  returns, the function's
+    Numba return type if given, is checked against the compiled function's (a
+    TypeError if they differ).  Holds the address of its code: valid in this process
+    only, so a Worker cannot be pickled.
     """
 
-    def __init__(self, function, args, aside=False):
-        self.function, self._waiting = function, None
+    def __init__(self, function, args, aside=False, returns=None):
+        self.function, self._waiting, self._type = function, None, None
         if not isinstance(function, numba.core.dispatcher.Dispatcher):
-            self._address, self._type = 0, None
+            self._address = 0
             return
         self.argtypes = tuple(arg if isinstance(arg, types.Type) else numba.typeof(arg)
                               for arg in args)
+        if returns is not None:
+            self._type = WorkerType(function.py_func.__qualname__, self.argtypes, returns)
         if aside and self.argtypes not in function.overloads:
             self._waiting = compile_aside(lambda: function.compile(self.argtypes))
         if self._waiting is None:
@@ -60,9 +67,13 @@ class Worker:
     def _compile(self):
         self.function.compile(self.argtypes)
         result = self.function.overloads[self.argtypes]
+        compiled = WorkerType(self.function.py_func.__qualname__, self.argtypes,
+                              result.signature.return_type)
+        if self._type is not None and self._type != compiled:
+            raise TypeError(f"{compiled.function_name} returns {compiled.return_type}, not the "
+                            f"declared {self._type.return_type}")
         self._address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
-        self._type = WorkerType(self.function.py_func.__qualname__, self.argtypes,
-                                result.signature.return_type)
+        self._type = compiled
 
     def _ready(self):
         """Wait for a child compiling the function aside, then load it from the cache."""
@@ -79,8 +90,9 @@ class Worker:
 
     @property
     def type(self):
-        """The ``WorkerType`` (None under NUMBA_DISABLE_JIT)."""
-        self._ready()
+        """The ``WorkerType`` (None under NUMBA_DISABLE_JIT): declared, or once compiled."""
+        if self._type is None:
+            self._ready()
         return self._type
 
     def __reduce__(self):
