@@ -117,8 +117,8 @@ MUTANTS = [
     # one from row 0 (the compile call in trainer.LocalEpochs), which refreshes the copies.
     Mutant("weight-copies-not-refreshed-at-epoch-start", (
         ("fastnn/kernels/epoch.py",
-         "for layer in range(sizes.shape[0] - 1):\n        refresh_copies",
-         "for layer in range(0):\n        refresh_copies"),),
+         "for layer in range(sizes.shape[0] - 1):\n        call_worker(copy_worker",
+         "for layer in range(0):\n        call_worker(copy_worker"),),
         ("tests/test_resume.py",)),
     Mutant("average-rows-ignored", (
         ("fastnn/distributed.py", 'mean += (r["rows"] / total) * r["params"]',
@@ -152,6 +152,12 @@ MUTANTS = [
     Mutant("interrupt-one-batch-late", (
         ("fastnn/trainer.py", "order[:first_row + scheduled[0] * batch_size]",
          "order[:first_row + (scheduled[0] + 1) * batch_size]"),), ("tests/test_resume.py",)),
+    # The first run's compilation in two processes (compilation.compile_aside).
+    Mutant("aside-child-compiles-nothing", (
+        ("fastnn/compilation.py", "            job()\n", ""),), ("tests/test_cache.py",)),
+    Mutant("declared-return-type-unchecked", (
+        ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
+         "if False:"),), ("tests/test_workers.py",)),
 ]
 
 
