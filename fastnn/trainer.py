@@ -436,9 +436,7 @@ def fit(arch, params, X, Y, *, epochs, batch_size=None, lr=None, optimizer="sgd"
                 message = (f"training diverged: a non-finite loss or weight in epoch {epoch} "
                            f"(mean loss {loss}); the weights of epoch {kept} were kept. "
                            f"Lower the learning rate (now {lr_epoch:g}) or rescale the inputs.")
-                if on_divergence == "raise":
-                    raise DivergenceError(message)
-                warnings.warn(message, DivergenceWarning, stacklevel=2)
+                _report_divergence(message, on_divergence)
                 history.stop_reason = "diverged"
                 break
             if not done.finished:  # stopped by a signal at a batch boundary
@@ -621,9 +619,7 @@ on_divergence, callbacks, progress, history, threads, catch_signals
                 message = (f"training diverged: a non-finite loss or weight after "
                            f"{iterations.n_iter} L-BFGS iteration(s); the weights of the last "
                            f"finite iterate were kept. Rescale the inputs.")
-                if on_divergence == "raise":
-                    raise DivergenceError(message)
-                warnings.warn(message, DivergenceWarning, stacklevel=2)
+                _report_divergence(message, on_divergence)
             if history.stop_reason is None:
                 if result.status == 0:
                     history.stop_reason = "converged"
@@ -637,6 +633,14 @@ on_divergence, callbacks, progress, history, threads, catch_signals
     result.n_iter = min(int(result.nit), int(max_iter))
     result.history = history
     return result
+
+
+def _report_divergence(message, on_divergence):
+    """Raise DivergenceError(message) (on_divergence "raise"), or warn it ("stop"), as the
+    caller of fit or fit_lbfgs sees it."""
+    if on_divergence == "raise":
+        raise DivergenceError(message)
+    warnings.warn(message, DivergenceWarning, stacklevel=3)
 
 
 class _StopIterating(Exception):
