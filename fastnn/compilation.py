@@ -72,12 +72,20 @@ class LiteralEntry:
         return self.entry(*args)
 
 
+#: Modules whose native threads are not fork-safe by their own account: JAX's XLA
+#: runtime warns at every fork of a process that imported it.
+FORK_UNSAFE_MODULES = ("jax",)
+
+
 def can_compile_aside():
     """Whether ``compile_aside`` forks a child: on Linux, with the disk cache on and
-    FASTNN_COMPILE_ASIDE not 0, more than one CPU for this process, and no other Python
-    thread (one holding a lock at the fork would leave the child waiting for it)."""
+    FASTNN_COMPILE_ASIDE not 0, more than one CPU for this process, no other Python
+    thread (one holding a lock at the fork would leave the child waiting for it), and
+    none of ``FORK_UNSAFE_MODULES`` imported.  (BLAS's threads, which exist from
+    NumPy's import on, are fork-safe: OpenBLAS stops them around a fork.)"""
     return (config.COMPILE_ASIDE and config.CACHE and sys.platform == "linux"
-            and len(os.sched_getaffinity(0)) > 1 and threading.active_count() == 1)
+            and len(os.sched_getaffinity(0)) > 1 and threading.active_count() == 1
+            and not any(name in sys.modules for name in FORK_UNSAFE_MODULES))
 
 
 def compile_aside(job):

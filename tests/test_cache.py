@@ -210,6 +210,9 @@ if wait is not None:
     wait()
     print("child wrote", open(marker).read() != str(os.getpid()), flush=True)
     wait()  # waiting again (the child reaped) is harmless
+sys.modules["jax"] = type(sys)("jax")  # stands for JAX (not a test dependency)
+print("with jax", compilation.compile_aside(write_pid) is not None)
+del sys.modules["jax"]
 threading.Thread(target=threading.Event().wait, args=(60,), daemon=True).start()
 print("with a thread", compilation.compile_aside(write_pid) is not None)
 """
@@ -218,14 +221,16 @@ print("with a thread", compilation.compile_aside(write_pid) is not None)
 @pytest.mark.parametrize("setting", ["1", "0"])
 def test_compile_aside_forks_a_child_only_where_safe(tmp_path, setting):
     """compile_aside runs its call in a forked child and waits for it; it starts nothing
-    with FASTNN_COMPILE_ASIDE=0, or while another Python thread runs (a lock held by it
-    at the fork could hang the child)."""
+    with FASTNN_COMPILE_ASIDE=0, while another Python thread runs (a lock held by it at
+    the fork could hang the child), or once JAX is imported (its threads are not
+    fork-safe; it warns at every fork)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTNN_COMPILE_ASIDE=setting)
     env.pop("FASTNN_CACHE", None)
     done = subprocess.run([sys.executable, "-c", ASIDE, str(tmp_path / "marker")], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     if sys.platform == "linux" and setting == "1":
-        assert done.stdout.split() == "started True child wrote True with a thread False".split()
+        assert done.stdout.split() == ("started True child wrote True with jax False "
+                                       "with a thread False").split()
     else:
-        assert done.stdout.split() == "started False with a thread False".split()
+        assert done.stdout.split() == "started False with jax False with a thread False".split()
