@@ -12,6 +12,12 @@ interval (degree 6 in float32, 11 in float64: relative error 2e-8 and 2e-17 with
 the coefficients rounded, below half an ulp; Taylor needs degrees 7 and 13) and
 ``2**n`` built directly in the exponent bits.  The accuracy against ``np.exp`` is measured in the tests.
 
+tanh, which Numba also lowers to a scalar libm call (15.5 ns per element, against
+0.4 ns for the vectorised sigmoid), is ``fast_tanh``: (1 - t) / (1 + t) with
+t = fast_exp(-2|z|) and z's sign, and near 0, where 1 - t would cancel, the odd
+Taylor series z (1 - z**2 / 3 + 2 z**4 / 15 - ...): 6 terms for |z| < 0.3 in float32,
+13 in float64 (the next term is below half an ulp there).
+
 Activations and their derivatives
 ---------------------------------
 The first five codes (identity, sigmoid, tanh, relu, softmax) run fused inside the
@@ -134,6 +140,44 @@ def _fast_exp_overload(x):
     return None
 
 
+def fast_tanh(x):
+    """tanh(x) for a float32 or float64 scalar inside compiled code."""
+    return math.tanh(x)
+
+
+def _tanh_impl(float_type, small, coefficients):
+    small, one, two = float_type(small), float_type(1.0), float_type(2.0)
+    c = tuple(float_type(v) for v in coefficients)
+
+    def impl(x):
+        x2 = x * x
+        p = c[-1]
+        for k in range(len(c) - 2, -1, -1):  # Horner in x**2; the tuple loop is unrolled
+            p = p * x2 + c[k]
+        t = fast_exp(-two * abs(x))  # in (0, 1]; 0 for large |x|, NaN for NaN
+        r = (one - t) / (one + t)
+        r = r if x >= 0 else -r
+        return x * p if abs(x) < small else r  # both computed: the loop stays vectorised
+
+    return impl
+
+
+#: tanh's Taylor coefficients (of z, z**3, z**5, ...): 2**2n (2**2n - 1) B_2n / (2n)!.
+_TANH_TAYLOR = (1.0, -0.3333333333333333, 0.13333333333333333, -0.05396825396825397,
+                0.021869488536155203, -0.008863235529902197, 0.003592128036572481,
+                -0.0014558343870513183, 0.000590027440945586, -0.00023912911424355248,
+                9.691537956929451e-05, -3.927832388331683e-05, 1.5918905069328964e-05)
+
+
+@overload(fast_tanh, jit_options=dict(fastmath=set(config.FASTMATH)))
+def _fast_tanh_overload(x):
+    if x == types.float32:
+        return _tanh_impl(np.float32, 0.3, _TANH_TAYLOR[:6])
+    if x == types.float64:
+        return _tanh_impl(np.float64, 0.3, _TANH_TAYLOR)
+    return None
+
+
 @njit(inline="always", **config.JIT_OPTIONS)
 def sigmoid(z, one):
     """Logistic function, stable for large |z|: only exp of a non-positive number is taken.
@@ -160,7 +204,7 @@ def activate_rows(out, activation):
     elif activation == TANH:
         for i in range(n_rows):
             for j in range(width):
-                out[i, j] = np.tanh(out[i, j])
+                out[i, j] = fast_tanh(out[i, j])
     elif activation == RELU:
         zero = out.dtype.type(0.0)
         for i in range(n_rows):
