@@ -155,6 +155,9 @@ MUTANTS = [
     # The first run's compilation in two processes (compilation.compile_aside).
     Mutant("aside-child-compiles-nothing", (
         ("fastnn/compilation.py", "            job()\n", ""),), ("tests/test_cache.py",)),
+    Mutant("tanh-without-its-taylor-branch", (
+        ("fastnn/kernels/activations.py", "return x * p if abs(x) < small else r", "return r"),),
+        ("tests/test_kernels.py",)),
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
