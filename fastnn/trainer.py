@@ -775,9 +775,8 @@ class LocalEpochs:
         # Compile (or load) the kernels now, saying so where fit prints progress: the
         # workers (the chunk worker in a child process meanwhile, when it can), the
         # prediction kernel, then the driver, which waits for that child.
-        printing = any(c.prints_epochs for c in callbacks)
-        with (compile_notice(describe(arch, optimizer.name), printing) if compiling
-              else contextlib.nullcontext()):
+        printing = compiling and any(c.prints_epochs for c in callbacks)
+        with compile_notice(describe(arch, optimizer.name), printing):
             self.run_epoch = epoch_function(backend)(arch, params, X, Y, weights,
                                                      self.batch_size, optimizer, l2, dropout)
             if compiling:
@@ -1067,7 +1066,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     slope = slope_argument(codes, arch.negative_slope, dtype)
     hyper = optimizer.hyperparameters()
 
-    # The per-chunk and per-task workers, compiled on their own (kernels.workers).
+    # The per-chunk, per-task and copy workers, compiled on their own (kernels.workers).
     chunk_worker = compiled.chunk_worker(params, params_t, panels, sizes, widths, offsets, codes,
                                          slope, X, X_csr, Y, weights, acts, deltas, derivs,
                                          targets, scales, masks, aside=True)

@@ -20,10 +20,10 @@ at a time: the tasks add each micro-batch's gradient to the sums of the ones bef
 those of one pass) and update after the last.  Each micro-batch's activations and
 deltas are thus still in cache when the tasks read them: a full batch of 1617
 float64 rows has 7.7 MB of them.  Compile time: the driver calls the
-per-chunk and per-task workers through their addresses (``kernels.workers``), so
-their code is compiled once, not again in each of the libraries a ``prange``
-builds; ``chunk_worker``, ``task_worker`` and ``gradient_worker`` compile them for a
-run's arguments.
+per-chunk and per-task workers, and the refresh of the weight copies, through their
+addresses (``kernels.workers``), so their code is compiled once, not again in each
+of the libraries a ``prange`` builds; ``chunk_worker``, ``task_worker``,
+``gradient_worker`` and ``copy_worker`` compile them for a run's arguments.
 See docs/performance.md, "Start-up".
 Prediction is a serial, GIL-free kernel that the caller runs on several threads.
 """
