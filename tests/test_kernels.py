@@ -398,10 +398,12 @@ def test_gemm_starts(shape, init, pack, dtype):
     assert_close(c, expected, dtype=dtype)
     np.testing.assert_array_equal(wide[:, :2], before[:, :2])
     np.testing.assert_array_equal(wide[:, n + 2:], before[:, n + 2:])
-    # b given in panel layout: bitwise the same c.
-    from_panels = before[:, 2:n + 2].copy()
-    gemm.gemm(a, gemm.to_panels(b), from_panels, bias, code)
-    np.testing.assert_array_equal(from_panels, c)
+    # b given in panel layout, or as the (1, k, n) view the forward pass passes for a
+    # layer it reads in place (epoch.forward_weights): bitwise the same c.
+    for b3 in (gemm.to_panels(b), b.reshape(1, k, n)):
+        from_3d = before[:, 2:n + 2].copy()
+        gemm.gemm(a, b3, from_3d, bias, code)
+        np.testing.assert_array_equal(from_3d, c)
 
 
 @pytest.mark.parametrize("m, k, n, pack", [(11, 23, 53, False), (33, gemm.PANEL_KC + 3, 30, True)])
@@ -459,7 +461,8 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
         assert gemm.VECTOR_BITS == 256, gemm.VECTOR_BITS
         assert gemm.PACK_B
         rng = np.random.default_rng(0)
-        shapes = [(19, 37, 117), (32, 129, 48), (37, 300, 100), (33, gemm.PANEL_KC + 3, 30)]
+        shapes = [(19, 37, 117), (32, 129, 48), (37, 300, 100), (33, gemm.PANEL_KC + 3, 30),
+                  (13, 40, 24)]  # n = NR of float32: its (1, k, n) view is one panel
         starts = (gemm.ZERO, gemm.ACCUMULATE, gemm.BIAS)
         for (m, k, n), (dtype, tol), init in itertools.product(
                 shapes, (("float32", 1e-4), ("float64", 1e-12)), starts):
@@ -479,9 +482,10 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             assert np.array_equal(c, in_place), (m, k, dtype, init)
             assert np.array_equal(wide[:, :2], before[:, :2])
             assert np.array_equal(wide[:, n + 2:], before[:, n + 2:])
-            from_panels = before[:, 2:n + 2].copy()
-            gemm.gemm(a, gemm.to_panels(b), from_panels, bias, init)
-            assert np.array_equal(from_panels, c), (m, k, dtype, init)
+            for b3 in (gemm.to_panels(b), b.reshape(1, k, n)):  # see test_gemm_starts
+                from_3d = before[:, 2:n + 2].copy()
+                gemm.gemm(a, b3, from_3d, bias, init)
+                assert np.array_equal(from_3d, c), (m, k, dtype, init, b3.shape)
         # The transposed weights in panels of the 256-bit tile's width.
         sizes = np.array([7, 37, 29, 2], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
@@ -493,11 +497,16 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             W = params[offsets[1]:offsets[1] + 37 * 29].reshape(37, 29)
             assert np.array_equal(epoch.weight_panels(params_t, sizes, 1, True),
                                   gemm.to_panels(np.ascontiguousarray(W.T)))
-        # Training reads W and W.T from their panels here (several update tasks per
+        # Training reads the first layer's W from its panels (a wide layer: 168 KB),
+        # the others in place, and every W.T from panels (several update tasks per
         # layer refresh them): against the reference.
         from fastnn import Architecture, fit, init_params
-        arch = Architecture((20, 300, 40, 3), ("tanh", "relu"), "softmax", "float64")
-        X = rng.standard_normal((120, 20))
+        arch = Architecture((70, 300, 40, 3), ("tanh", "relu"), "softmax", "float64")
+        sizes = np.array(arch.sizes, dtype=np.int64)
+        panels = epoch.weight_copies(sizes, "float64")[1]
+        assert [epoch.reads_panels(panels, sizes, layer) for layer in range(3)] == [
+            True, False, False]
+        X = rng.standard_normal((120, 70))
         Y = np.eye(3)[rng.integers(0, 3, 120)]
         params = init_params(arch, "glorot_uniform", 0)
         expected = params.copy()

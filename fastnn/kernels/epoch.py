@@ -121,9 +121,9 @@ def copy_row(src, i, dst, k):
         dst[k, j] = src[i, j]
 
 
-# The forward pass reads each layer's W from a copy in panel layout
-# (``weight_panels``), which the update tasks refresh for their rows
-# (``pack_weights``), and the delta propagation reads W.T in panels too
+# The forward pass reads each wide layer's W (``wide_layer``) from a copy in panel
+# layout (``weight_panels``), which the update tasks refresh for their rows
+# (``pack_weights``), and the delta propagation reads every W.T in panels
 # (``transpose_weights`` writes them).  Read in place, a 16-row chunk's product walks
 # 48- or 24-element pieces of rows 2-4 KB apart, which share L1 sets and defeat the
 # hardware prefetchers: W2's first layer forward ran at 69 instead of 98 GFLOP/s
@@ -189,6 +189,46 @@ def weight_panels(panels, sizes, layer, transposed=False):
     return panels[start : start + n_panels * nr * k].reshape((n_panels, k, nr))
 
 
+#: Bytes of W above which the forward pass reads a layer from panels (``wide_layer``).
+PANEL_MIN_BYTES = 128 * 1024
+
+
+@register_jitable
+def wide_layer(sizes, layer, nr, itemsize):
+    """Whether the forward pass (training and prediction) reads a layer's W from panels
+    of nr columns: a layer at least one panel wide whose W has more than
+    PANEL_MIN_BYTES.  Smaller layers stay in cache and read W in place; their copy
+    would cost the update tasks more than it saves (the tutorial's 64-128-128-10
+    network trained 1.07x faster in place on the Zen 4, and predicted 0.97-0.99x as
+    fast from panels; 784-512-512-10 predicted 1.07-1.15x faster from panels).  A
+    plain function for ``predict_panels``, compiled into the kernels."""
+    weight_bytes = sizes[layer] * sizes[layer + 1] * itemsize
+    return sizes[layer + 1] >= nr and weight_bytes > PANEL_MIN_BYTES
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def reads_panels(panels, sizes, layer):
+    """Whether the forward pass reads a layer's W from the panels it was given (an empty
+    array: none; ``predict_panels``)."""
+    return panels.shape[0] > 0 and wide_layer(sizes, layer, panel_columns(panels),
+                                              panels.itemsize)
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def forward_weights(params, offsets, sizes, layer, panels):
+    """A layer's W as the forward pass reads it, a 3-D C-contiguous array for ``gemm``:
+    its panels (``weight_panels``) when ``reads_panels``, else W in place as a
+    (1, fan_in, fan_out) view.  Both have one type, so the forward compiles one call
+    of each dense kernel.  panels None (prediction without panels, pruned by Numba
+    when its type is None): in place."""
+    W = layer_weights(params, offsets, sizes, layer)[0]
+    P = W.reshape((1, W.shape[0], W.shape[1]))
+    if panels is not None:
+        if reads_panels(panels, sizes, layer):
+            P = weight_panels(panels, sizes, layer)
+    return P
+
+
 @njit(inline="always", **config.JIT_OPTIONS)
 def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t):
     """Copy rows [row_start, row_stop) of W_layer into columns of W_layer.T in params_t,
@@ -250,7 +290,8 @@ def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t,
     The drivers and ``update_task`` call it through its address (``copy_worker``):
     its vector copies are compiled once, not again in each of them.
     """
-    pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
+    if reads_panels(panels, sizes, layer):
+        pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
     if layer > 0:
         transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
 
@@ -301,7 +342,7 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
         first_dense = 1
     for layer in range(first_dense, n_layers):
         b = layer_weights(params, offsets, sizes, layer)[1]
-        W = weight_panels(panels, sizes, layer)
+        W = forward_weights(params, offsets, sizes, layer, panels)
         a_prev = layer_rows(acts, widths, layer, batch_size)[r0:r1]
         a = layer_rows(acts, widths, layer + 1, batch_size)[r0:r1]
         if slope is None:  # pruned by Numba when slope's type is None
@@ -625,28 +666,6 @@ def predict_scratch(sizes, n_features, dtype):
             np.empty(chunk, dtype=np.int64))
 
 
-#: Bytes of W above which a prediction's layer reads it from panels (``reads_panels``).
-PREDICT_PANEL_MIN_BYTES = 128 * 1024
-
-
-@register_jitable
-def wide_layer(sizes, layer, nr, itemsize):
-    """Whether a prediction reads a layer's W from panels of nr columns, when it has
-    them (``predict_panels``): a layer at least one panel wide whose W has more than
-    PREDICT_PANEL_MIN_BYTES.  (The tutorial's 64-128-128-10 network predicted
-    0.97-0.99x as fast from panels on the Zen 4; 784-512-512-10 1.07-1.15x.)  A plain
-    function for ``predict_panels``, compiled into ``predict_rows``."""
-    weight_bytes = sizes[layer] * sizes[layer + 1] * itemsize
-    return sizes[layer + 1] >= nr and weight_bytes > PREDICT_PANEL_MIN_BYTES
-
-
-@njit(inline="always", **config.JIT_OPTIONS)
-def reads_panels(panels, sizes, layer):
-    """Whether ``predict_rows`` reads a layer's W from the panels it was given."""
-    return panels.shape[0] > 0 and wide_layer(sizes, layer, panel_columns(panels),
-                                              panels.itemsize)
-
-
 def predict_panels(params, sizes, offsets, n_rows, sparse_input):
     """The weights for a prediction of n_rows rows (``predict_rows``): None for a
     network with no ``wide_layer`` (every call reads W in place, and ``predict_rows``
@@ -710,22 +729,13 @@ def predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out, row_start,
             ping, pong = pong, ping
             first_dense = 1
         for layer in range(first_dense, sizes.shape[0] - 1):
-            W, b = layer_weights(params, offsets, sizes, layer)
+            b = layer_weights(params, offsets, sizes, layer)[1]
+            W = forward_weights(params, offsets, sizes, layer, panels)
             a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
-            in_place = True
-            if panels is not None:  # pruned by Numba when panels' type is None
-                if reads_panels(panels, sizes, layer):  # W from its panels
-                    P = weight_panels(panels, sizes, layer)
-                    if slope is None:
-                        dense_forward(a_prev, P, b, codes[layer], a)
-                    else:
-                        forward_layer(a_prev, P, b, codes[layer], slope, a)
-                    in_place = False
-            if in_place:
-                if slope is None:  # see forward_backward_chunk
-                    dense_forward(a_prev, W, b, codes[layer], a)
-                else:
-                    forward_layer(a_prev, W, b, codes[layer], slope, a)
+            if slope is None:  # see forward_backward_chunk
+                dense_forward(a_prev, W, b, codes[layer], a)
+            else:
+                forward_layer(a_prev, W, b, codes[layer], slope, a)
             a_prev = a
             ping, pong = pong, ping
         for r in range(n_rows):

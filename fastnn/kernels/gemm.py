@@ -529,7 +529,7 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack):
     strides."""
     if not all(isinstance(t, types.Array) for t in (a, b, c, bias)):
         return None
-    panels = b.ndim == 3  # b in panel layout: gemm_entry's PANELS
+    nr = panel_width(str(a.dtype))
     ensure_entry(a.dtype)  # compiled with its first caller, inside the compile notice
     sig = types.void(a, b, c, bias, init, pack)
 
@@ -544,8 +544,10 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack):
                       for stride in cgutils.unpack_tuple(builder, a_arr.strides, 2))
         ldb = builder.sdiv(cgutils.unpack_tuple(builder, b_arr.strides, b.ndim)[b.ndim - 2],
                            item)
-        pack = (ir.Constant(i64, PANELS) if panels
-                else _as_i64(context, builder, signature, args, 5))
+        pack = _as_i64(context, builder, signature, args, 5)
+        if b.ndim == 3:  # panels (rows NR apart), or a (1, k, n) view of b in place
+            pack = builder.select(builder.icmp_signed("==", ldb, ir.Constant(i64, nr)),
+                                  ir.Constant(i64, PANELS), ir.Constant(i64, PACK_RULE))
         ldc = builder.sdiv(cgutils.unpack_tuple(builder, c_arr.strides, 2)[0], item)
         pointer = context.get_value_type(a.dtype).as_pointer()
         entry_type = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, pointer,
@@ -571,7 +573,11 @@ def gemm(a, b, c, bias, init):
     Every element of c is one sum over p = 0..k-1 in order, fused multiply-adds.
     b is packed by the rule of ``PACK_B``, ``PACK_MIN_ROWS`` and ``PACK_MIN_DEPTH``; or
     b is C-contiguous of shape (ceil(n / NR), k, NR), the panel layout of the (k, n)
-    matrix (``panel_width``), read as it is.  Either form gives bitwise the same c.
+    matrix (``panel_width``), read as it is; or b is a (1, k, n) C-contiguous view of
+    the (k, n) matrix, which that rule applies to (a caller that reads some matrices
+    from panels and others in place passes both as 3-D arrays of one type, and so
+    compiles one call: ``epoch.forward_weights``; a (1, k, NR) view is read as one
+    panel, the same memory).  Every form gives bitwise the same c.
     Runs the compiled ``gemm_entry`` of the dtype (see the module's docstring).
     """
     _call_gemm(a, b, c, bias, init, np.int64(PACK_RULE))
