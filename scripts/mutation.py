@@ -158,6 +158,10 @@ MUTANTS = [
     Mutant("tanh-without-its-taylor-branch", (
         ("fastnn/kernels/activations.py", "return x * p if abs(x) < small else r", "return r"),),
         ("tests/test_kernels.py",)),
+    Mutant("expm1-without-its-taylor-branch", (
+        ("fastnn/kernels/activations.py",
+         "return x * p if abs(x) < small else fast_exp(x) - one", "return fast_exp(x) - one"),),
+        ("tests/test_kernels.py",)),
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
