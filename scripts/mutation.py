@@ -162,6 +162,9 @@ MUTANTS = [
         ("fastnn/kernels/activations.py",
          "return x * p if abs(x) < small else fast_exp(x) - one", "return fast_exp(x) - one"),),
         ("tests/test_kernels.py",)),
+    Mutant("log1p-without-its-range-reduction", (
+        ("fastnn/kernels/activations.py", "big = x > sqrt2_minus_1", "big = x > one"),),
+        ("tests/test_kernels.py",)),
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
