@@ -140,8 +140,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
-    from .kernels.epoch import make_tasks, refresh_copies, weight_copies
-    from .kernels.gemm import to_panels
+    from .kernels.epoch import make_tasks, refresh_copies, weight_copies, wide_layer
+    from .kernels.gemm import panel_width, to_panels
     from .network import layer_views
 
     dtype = np.dtype(arch.dtype)
@@ -175,7 +175,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     forward = backward = 0.0
     for layer, (W, b) in enumerate(views):
         a_prev, out = acts[layer][:chunk], np.empty((chunk, W.shape[1]), dtype=dtype)
-        W = to_panels(W)  # as the epoch's forward pass reads it
+        if wide_layer(arch.sizes, layer, panel_width(dtype), dtype.itemsize):
+            W = to_panels(W)  # as the epoch's forward pass reads it
         forward += _kernel_seconds(dense_forward, (a_prev, W, b, codes[layer], out),
                                    (a_prev[:0], W, b, codes[layer], out[:0]))
     out = np.empty((chunk, arch.sizes[-1]), dtype=dtype)

@@ -591,6 +591,30 @@ def test_pack_weights(fan_in, fan_out, row_start, row_stop, dtype):
     assert np.isnan(panels[:start]).all() and np.isnan(panels[start + P.size:]).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_copies_keep_panels_only_for_wide_layers(dtype):
+    """The forward pass reads W from panels only for wide layers (epoch.wide_layer):
+    a network without one gets no panel buffer (None: its kernels compile no panel
+    code), one with a wide layer the whole buffer, and the update tasks refresh the
+    panels of the wide layers only."""
+    digits = np.array([64, 128, 128, 10], dtype=np.int64)
+    params_t, panels = epoch.weight_copies(digits, dtype)
+    assert panels is None and params_t.size == epoch.panels_size(digits, dtype, True)
+    sizes = np.array([300, 130, 61, 4], dtype=np.int64)  # the first layer: 156 KB or more
+    params_t, panels = epoch.weight_copies(sizes, dtype)
+    assert panels.size == epoch.panels_size(sizes, dtype)
+    assert [epoch.reads_panels(panels, sizes, layer) for layer in range(3)] == [True, False,
+                                                                               False]
+    offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
+    params = draw(generator("copies", dtype), (offsets[-1],), dtype)
+    for layer in range(3):
+        epoch.refresh_copies(params, offsets, sizes, layer, 0, sizes[layer] + 1, params_t, panels)
+    W0 = params[:300 * 130].reshape(300, 130)
+    np.testing.assert_array_equal(epoch.weight_panels(panels, sizes, 0), gemm.to_panels(W0))
+    start = epoch.panels_size(sizes[:2], dtype)
+    assert not panels[start:].any()  # the narrow layers' panels: never written
+
+
 def test_intrinsic_kernels_without_jit(tmp_path):
     """Under NUMBA_DISABLE_JIT, gemm and transpose_weights fall back to Python and agree.
 

@@ -157,10 +157,14 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
 
 
 def weight_copies(sizes, dtype):
-    """The drivers' workspaces (params_t, panels), zeros: W.T and W of every layer in
-    panel layout (``weight_panels``)."""
+    """The drivers' workspaces (params_t, panels), zeros: W.T of every layer in panel
+    layout (``weight_panels``), and W of every layer in panel layout, or None for a
+    network without a ``wide_layer`` (its forward pass reads every W in place, and the
+    kernels given None compile no code for panels)."""
+    nr, itemsize = panel_width(dtype), np.dtype(dtype).itemsize
+    wide = any(wide_layer(sizes, layer, nr, itemsize) for layer in range(len(sizes) - 1))
     return (np.zeros(panels_size(sizes, dtype, True), dtype=dtype),
-            np.zeros(panels_size(sizes, dtype), dtype=dtype))
+            np.zeros(panels_size(sizes, dtype), dtype=dtype) if wide else None)
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -219,14 +223,16 @@ def forward_weights(params, offsets, sizes, layer, panels):
     """A layer's W as the forward pass reads it, a 3-D C-contiguous array for ``gemm``:
     its panels (``weight_panels``) when ``reads_panels``, else W in place as a
     (1, fan_in, fan_out) view.  Both have one type, so the forward compiles one call
-    of each dense kernel.  panels None (prediction without panels, pruned by Numba
-    when its type is None): in place."""
-    W = layer_weights(params, offsets, sizes, layer)[0]
-    P = W.reshape((1, W.shape[0], W.shape[1]))
+    of each dense kernel.  panels None (a network without wide layers, or a
+    prediction without panels; pruned by Numba when its type is None): in place."""
+    fan_in, fan_out = sizes[layer], sizes[layer + 1]
+    source, start, n_panels, width = params, offsets[layer], 1, fan_out
     if panels is not None:
         if reads_panels(panels, sizes, layer):
-            P = weight_panels(panels, sizes, layer)
-    return P
+            width = panel_columns(panels)
+            source, start = panels, panels_start(sizes, layer, width, False)
+            n_panels = (fan_out + width - 1) // width
+    return source[start : start + n_panels * fan_in * width].reshape((n_panels, fan_in, width))
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -290,8 +296,9 @@ def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t,
     The drivers and ``update_task`` call it through its address (``copy_worker``):
     its vector copies are compiled once, not again in each of them.
     """
-    if reads_panels(panels, sizes, layer):
-        pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
+    if panels is not None:  # pruned by Numba when panels' type is None
+        if reads_panels(panels, sizes, layer):
+            pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
     if layer > 0:
         transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
 
@@ -544,9 +551,9 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     ----------
     params : ndarray of shape (n_params,)
         Flat parameters (see ``fastnn.network``), updated in place.
-    params_t, panels : ndarray
-        Workspaces (``weight_copies``): the transposed weights and the weights, in
-        panel layout.
+    params_t : ndarray; panels : ndarray or None
+        Workspaces (``weight_copies``): the transposed weights and the weights of the
+        wide layers, in panel layout (panels None: no wide layer).
     grads : ndarray of shape (n_params,)
         Workspace: the gradients.
     slots : ndarray of shape (n_slots, n_params)

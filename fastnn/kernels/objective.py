@@ -35,8 +35,9 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     params_t : ndarray; grads : ndarray of shape (n_params,)
         Written: the transposed weights (workspace, ``epoch.weight_copies``) and the
         gradient.
-    panels : ndarray
-        Written: the weights in panel layout (workspace, ``epoch.weight_copies``).
+    panels : ndarray or None
+        Written: the wide layers' weights in panel layout (workspace,
+        ``epoch.weight_copies``; None without a wide layer).
     sizes, widths, offsets, codes, tasks : int64 arrays; slope : scalar of the params' dtype
     or None
         As for ``epoch.train_epoch``.
