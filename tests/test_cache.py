@@ -234,3 +234,56 @@ def test_compile_aside_forks_a_child_only_where_safe(tmp_path, setting):
                                        "with a thread False").split()
     else:
         assert done.stdout.split() == "started False with jax False with a thread False".split()
+
+
+OLDER_CALLER = """
+import sys
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+import fastnn.kernels  # registers the gemm symbols with LLVM
+
+symbol, through_cell = sys.argv[1], sys.argv[2] == "cell"
+
+
+@intrinsic
+def older_gemm_call(typingctx, x):
+    # What an older fastnn compiled into gemm's callers: a call of the float64 entry,
+    # directly or through a cell, with its 13 arguments (zeros here).
+    def codegen(context, builder, signature, args):
+        i64, pointer = ir.IntType(64), ir.IntType(8).as_pointer()
+        entry_type = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, pointer,
+                                                     i64, pointer] + [i64] * 5)
+        if through_cell:
+            cell = ir.GlobalVariable(builder.module, entry_type.as_pointer(), symbol)
+            entry = builder.load(cell)
+        else:
+            entry = ir.Function(builder.module, entry_type, symbol)
+        null, zero = ir.Constant(pointer, None), ir.Constant(i64, 0)
+        builder.call(entry, [null, zero, zero, null, zero, null, zero, null] + [zero] * 5)
+        return context.get_dummy_value()
+    return types.void(x), codegen
+
+
+@njit
+def caller(x):
+    older_gemm_call(x)
+
+
+caller(1.0)
+print("ran on")
+"""
+
+
+@pytest.mark.parametrize("symbol, kind", [("fastnn_gemm_float64", "call"),
+                                          ("fastnn_gemm_address_float64", "cell")])
+def test_kernels_of_an_older_fastnn_stop_with_a_message(tmp_path, symbol, kind):
+    """Callers that an older fastnn compiled into Numba's cache name the gemm entry by
+    an older symbol (gemm.entry_symbol): they reach a message and an abort, never a
+    product that reads its arguments with another meaning (the cell of fastnn 0.1.0 at
+    c55ec4f read every 3-D b as panels; now a (1, k, n) b is W in place)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    result = subprocess.run([sys.executable, "-c", OLDER_CALLER, symbol, kind], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "ran on" not in result.stdout
+    assert "compiled by an older fastnn" in result.stderr

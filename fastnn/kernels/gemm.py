@@ -457,10 +457,17 @@ def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, ini
 def entry_symbol(dtype):
     """The symbol of the cell that holds the address of a Numba float type's gemm entry.
 
-    Not the entry's former symbol, ``fastnn_gemm_<dtype>``, which callers compiled by an
-    older fastnn call directly and which now names ``_stale_cache``: such a cache stops
-    with a message rather than jumping into the cell."""
-    return f"fastnn_gemm_address_{dtype}"
+    Callers compiled by an older fastnn name the entry otherwise, and those names now
+    lead to ``_stale_cache``, so that such a cache stops with a message rather than
+    computing wrong products: ``fastnn_gemm_<dtype>`` (the entry itself, called
+    directly) and ``fastnn_gemm_address_<dtype>`` (a cell, from callers that read every
+    3-D b as panels; a (1, k, n) view of b in place is now read as such).  Rename the
+    cell again when what a caller passes means something new."""
+    return f"fastnn_gemm_cell_{dtype}"
+
+
+#: The symbols of ``entry_symbol``'s older callers, by kind: called, or read as a cell.
+_STALE_ENTRIES, _STALE_CELLS = "fastnn_gemm_{}", "fastnn_gemm_address_{}"
 
 
 #: The C type of an entry: gemm_entry's arguments, pointers as void *.
@@ -515,12 +522,14 @@ def _stale_cache(name, *args):
 _CELLS = {name: ctypes.c_void_p() for name in ("float32", "float64")}
 _FIRST_CALLS = {name: _ENTRY_CTYPE(functools.partial(_first_call, name)) for name in _CELLS}
 _STALE_CALLS = {name: _ENTRY_CTYPE(functools.partial(_stale_cache, name)) for name in _CELLS}
+_STALE_CALL_CELLS = {name: ctypes.c_void_p(ctypes.cast(call, ctypes.c_void_p).value)
+                     for name, call in _STALE_CALLS.items()}
 if not numba.config.DISABLE_JIT:
     for _name, _cell in _CELLS.items():
         _cell.value = ctypes.cast(_FIRST_CALLS[_name], ctypes.c_void_p).value
         llvm.add_symbol(entry_symbol(_name), ctypes.addressof(_cell))
-        llvm.add_symbol(f"fastnn_gemm_{_name}", ctypes.cast(_STALE_CALLS[_name],
-                                                           ctypes.c_void_p).value)
+        llvm.add_symbol(_STALE_ENTRIES.format(_name), _STALE_CALL_CELLS[_name].value)
+        llvm.add_symbol(_STALE_CELLS.format(_name), ctypes.addressof(_STALE_CALL_CELLS[_name]))
 
 
 @intrinsic
