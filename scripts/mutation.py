@@ -165,6 +165,9 @@ MUTANTS = [
     Mutant("log1p-without-its-range-reduction", (
         ("fastnn/kernels/activations.py", "big = x > sqrt2_minus_1", "big = x > one"),),
         ("tests/test_kernels.py",)),
+    Mutant("normal-cdf-tail-without-its-reflection", (
+        ("fastnn/kernels/activations.py", "tail = tail if u > 0 else 1.0 - tail", "tail = tail"),),
+        ("tests/test_kernels.py",)),
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),

@@ -59,8 +59,12 @@ but for leaky_relu's default slope, 0.01):
 * softplus(z) = max(z, 0) + log1p(exp(-|z|)), softplus'(z) = sigmoid(z);
 * silu(z) = z * sigmoid(z) (swish), silu'(z) = s * (1 + z * (1 - s)), s = sigmoid(z).
 
-exp, expm1 and tanh go through ``fast_exp``, log1p through ``fast_log1p`` (vectorised);
-erfc, for gelu, is libm's (a scalar call, 12-15 ns per element, exact to an ulp).
+exp, expm1 and tanh go through ``fast_exp``, log1p through ``fast_log1p`` (vectorised).
+gelu's Phi(z) is ``normal_cdf``: in float32 it is computed in float64 (an erf series
+below |z| = 0.707; else exp(-z**2 / 2) times a polynomial fitted to erfc's remaining
+factor), within 0.53 ulp, 2.9 ns per gelu against 12.5 with libm's erfc; float64 keeps
+libm's erfc (a scalar call, 15 ns per element, exact to an ulp), as a float64 fit to an
+ulp would take 30 terms or more.
 """
 
 import math
@@ -263,6 +267,55 @@ def _fast_log1p_overload(x):
     return None
 
 
+def normal_cdf(z):
+    """Phi(z), the standard normal distribution function, for a float32 or float64 scalar
+    inside compiled code: 0.5 * erfc(-z / sqrt(2))."""
+    return 0.5 * math.erfc(-z * 0.7071067811865476)
+
+
+#: erf's Taylor coefficients (of u, u**3, u**5, ...): 2 / sqrt(pi) (-1)**n / (n! (2n + 1)).
+_ERF_TAYLOR = tuple(2 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1))
+                    for n in range(9))
+
+#: erfc(u) exp(u**2) (1 + u) on 0.5 <= u <= 10, as a polynomial in
+#: x = (2 t - _ERFC_T_SUM) / _ERFC_T_SPAN, t = 1 / (1 + u) (x in [-1, 1]): the least-squares
+#: Chebyshev fit of degree 10 at 400 Chebyshev nodes, against 40-digit values (mpmath),
+#: in monomial form; relative error 2.2e-9.
+_ERFC_TAIL = (0.7922251446073252, 0.16118865542349822, -0.02495106811238065,
+              -0.008252448027003867, 0.003678515081052557, -8.36871128178455e-05,
+              -0.0004137242518723523, 0.0001630766669193017, -3.297142114619061e-06,
+              -2.3299473489663793e-05, 7.64883442537841e-06)
+_ERFC_T_SUM, _ERFC_T_SPAN = 1 / 11 + 1 / 1.5, 1 / 1.5 - 1 / 11
+
+
+def _normal_cdf_float32(z):
+    # In float64, so that u = -z / sqrt(2) and exp(-u**2) keep the tail's relative
+    # accuracy (float32 u**2 would lose about 2 u**2 ulp).
+    u = -np.float64(z) * 0.7071067811865476
+    a, u2 = abs(u), u * u
+    p = _ERF_TAYLOR[-1]
+    for k in range(len(_ERF_TAYLOR) - 2, -1, -1):  # erf(u) = u p(u**2), |u| < 0.5
+        p = p * u2 + _ERF_TAYLOR[k]
+    small = 0.5 - 0.5 * u * p
+    t = 1.0 / (1.0 + a)
+    x = (2.0 * t - _ERFC_T_SUM) / _ERFC_T_SPAN
+    g = _ERFC_TAIL[-1]
+    for k in range(len(_ERFC_TAIL) - 2, -1, -1):
+        g = g * x + _ERFC_TAIL[k]
+    tail = 0.5 * fast_exp(-u2) * g * t  # 0.5 erfc(|u|)
+    tail = tail if u > 0 else 1.0 - tail  # erfc(-a) = 2 - erfc(a)
+    return np.float32(small if a < 0.5 else tail)  # both computed: vectorised
+
+
+@overload(normal_cdf, inline="always", jit_options=dict(fastmath=set(config.FASTMATH)))
+def _normal_cdf_overload(z):
+    if z == types.float32:
+        return _normal_cdf_float32
+    if z == types.float64:
+        return normal_cdf  # libm's erfc (a scalar call)
+    return None
+
+
 @njit(inline="always", **config.JIT_OPTIONS)
 def sigmoid(z, one):
     """Logistic function, stable for large |z|: only exp of a non-positive number is taken.
@@ -397,12 +450,11 @@ def _activate_and_derivative(out, activation, deriv):
     zero, one, half = dtype(0.0), dtype(1.0), dtype(0.5)
     keep = deriv.shape[0] > 0
     if activation == GELU:
-        inv_sqrt2 = dtype(0.7071067811865476)
         inv_sqrt_2pi = dtype(0.3989422804014327)
         for i in range(n_rows):
             for j in range(width):
                 z = out[i, j]
-                phi = half * dtype(math.erfc(-z * inv_sqrt2))  # Phi(z), accurate for z << 0
+                phi = normal_cdf(z)  # accurate for z << 0
                 out[i, j] = z * phi
                 if keep:
                     deriv[i, j] = phi + z * inv_sqrt_2pi * fast_exp(-half * z * z)
