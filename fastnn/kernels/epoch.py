@@ -158,8 +158,9 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
 
 def weight_copies(sizes, dtype):
     """The drivers' workspaces (params_t, panels), zeros: W.T of every layer in panel
-    layout (``weight_panels``), and W of every layer in panel layout, or None for a
-    network without a ``wide_layer`` (its forward pass reads every W in place, and the
+    layout (``weight_panels``), and a buffer with room for every layer's W in panel
+    layout, of which the update tasks fill the ``wide_layer`` ones; or None for a
+    network without a wide layer (its forward pass reads every W in place, and the
     kernels given None compile no code for panels)."""
     nr, itemsize = panel_width(dtype), np.dtype(dtype).itemsize
     wide = any(wide_layer(sizes, layer, nr, itemsize) for layer in range(len(sizes) - 1))
@@ -203,8 +204,9 @@ def wide_layer(sizes, layer, nr, itemsize):
     of nr columns: a layer at least one panel wide whose W has more than
     PANEL_MIN_BYTES.  Smaller layers stay in cache and read W in place; their copy
     would cost the update tasks more than it saves (the tutorial's 64-128-128-10
-    network trained 1.07x faster in place on the Zen 4, and predicted 0.97-0.99x as
-    fast from panels; 784-512-512-10 predicted 1.07-1.15x faster from panels).  A
+    network trained 1.02-1.08x faster in place, native and AVX2 code on the Zen 4, and
+    predicted 0.97-0.99x as fast from panels; 784-512-512-10 predicted 1.07-1.15x
+    faster from panels).  A
     plain function for ``predict_panels``, compiled into the kernels."""
     weight_bytes = sizes[layer] * sizes[layer + 1] * itemsize
     return sizes[layer + 1] >= nr and weight_bytes > PANEL_MIN_BYTES
