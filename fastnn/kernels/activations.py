@@ -101,6 +101,17 @@ def _bits_to_float(typingctx, bits):
     return sig, codegen
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def horner(coefficients, x):
+    """coefficients[0] + coefficients[1] x + ... + coefficients[-1] x**(n - 1), by Horner's
+    rule; coefficients a tuple of x's float type (a constant in the callers below, so
+    the loop is unrolled and the callers' loops stay vectorised)."""
+    p = coefficients[-1]
+    for k in range(len(coefficients) - 2, -1, -1):
+        p = p * x + coefficients[k]
+    return p
+
+
 def fast_exp(x):
     """exp(x) for a float32 or float64 scalar inside compiled code; 0 below the normal range."""
     return math.exp(x)
@@ -118,9 +129,7 @@ def _exp_impl(float_type, int_type, mantissa_bits, bias, lo, hi, coefficients):
         xc = min(max(x, lo), hi)
         n = np.floor(xc * log2e + half)  # np.floor keeps the float type; math.floor gives int
         r = (xc - n * ln2_hi) - n * ln2_lo
-        p = c[-1]
-        for k in range(len(c) - 2, -1, -1):  # Horner; the tuple loop is unrolled
-            p = p * r + c[k]
+        p = horner(c, r)
         # n is converted to the integer of the float's width (int32 for float32: one
         # vector conversion instead of two to int64 and a narrowing); Numba computes the
         # sum and shift in int64, which LLVM narrows back, given the final cast.
@@ -163,9 +172,7 @@ def _tanh_impl(float_type, small, coefficients):
 
     def impl(x):
         x2 = x * x
-        p = c[-1]
-        for k in range(len(c) - 2, -1, -1):  # Horner in x**2; the tuple loop is unrolled
-            p = p * x2 + c[k]
+        p = horner(c, x2)
         t = fast_exp(-two * abs(x))  # in (0, 1]; 0 for large |x|, NaN for NaN
         r = (one - t) / (one + t)
         r = r if x >= 0 else -r
@@ -200,9 +207,7 @@ def _expm1_impl(float_type, small, coefficients):
     c = tuple(float_type(v) for v in coefficients)
 
     def impl(x):
-        p = c[-1]
-        for k in range(len(c) - 2, -1, -1):  # Horner; the tuple loop is unrolled
-            p = p * x + c[k]
+        p = horner(c, x)
         return x * p if abs(x) < small else fast_exp(x) - one  # both computed: vectorised
 
     return impl
@@ -244,9 +249,7 @@ def _log1p_impl(float_type, coefficients):
         f = (x - one) * half if big else x
         s = f / (two + f)
         z = s * s
-        p = c[-1]
-        for k in range(len(c) - 2, -1, -1):  # Horner in s**2; the tuple loop is unrolled
-            p = p * z + c[k]
+        p = horner(c, z)
         half_f2 = half * f * f
         correction = half_f2 - s * (half_f2 + z * p)
         return ln2_hi + ((f + ln2_lo) - correction) if big else f - correction  # both: vectorised
@@ -293,16 +296,11 @@ def _normal_cdf_float32(z):
     # accuracy (float32 u**2 would lose about 2 u**2 ulp).
     u = -np.float64(z) * 0.7071067811865476
     a, u2 = abs(u), u * u
-    p = _ERF_TAYLOR[-1]
-    for k in range(len(_ERF_TAYLOR) - 2, -1, -1):  # erf(u) = u p(u**2), |u| < 0.5
-        p = p * u2 + _ERF_TAYLOR[k]
+    p = horner(_ERF_TAYLOR, u2)  # erf(u) = u p(u**2), |u| < 0.5
     small = 0.5 - 0.5 * u * p
     t = 1.0 / (1.0 + a)
     x = (2.0 * t - _ERFC_T_SUM) / _ERFC_T_SPAN
-    g = _ERFC_TAIL[-1]
-    for k in range(len(_ERFC_TAIL) - 2, -1, -1):
-        g = g * x + _ERFC_TAIL[k]
-    tail = 0.5 * fast_exp(-u2) * g * t  # 0.5 erfc(|u|)
+    tail = 0.5 * fast_exp(-u2) * horner(_ERFC_TAIL, x) * t  # 0.5 erfc(|u|)
     tail = tail if u > 0 else 1.0 - tail  # erfc(-a) = 2 - erfc(a)
     return np.float32(small if a < 0.5 else tail)  # both computed: vectorised
 
