@@ -162,10 +162,9 @@ def weight_copies(sizes, dtype):
     layout, of which the update tasks fill the ``wide_layer`` ones; or None for a
     network without a wide layer (its forward pass reads every W in place, and the
     kernels given None compile no code for panels)."""
-    nr, itemsize = panel_width(dtype), np.dtype(dtype).itemsize
-    wide = any(wide_layer(sizes, layer, nr, itemsize) for layer in range(len(sizes) - 1))
     return (np.zeros(panels_size(sizes, dtype, True), dtype=dtype),
-            np.zeros(panels_size(sizes, dtype), dtype=dtype) if wide else None)
+            np.zeros(panels_size(sizes, dtype), dtype=dtype) if wide_layers(sizes, dtype)
+            else None)
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -210,6 +209,15 @@ def wide_layer(sizes, layer, nr, itemsize):
     plain function for ``predict_panels``, compiled into the kernels."""
     weight_bytes = sizes[layer] * sizes[layer + 1] * itemsize
     return sizes[layer + 1] >= nr and weight_bytes > PANEL_MIN_BYTES
+
+
+def wide_layers(sizes, dtype, sparse_input=False):
+    """The layers whose W the forward pass reads from panels (``wide_layer``), in order;
+    with sparse_input not the first, which reads its weights in place
+    (``sparse.sparse_rows_forward``)."""
+    nr, itemsize = panel_width(dtype), np.dtype(dtype).itemsize
+    return [layer for layer in range(1 if sparse_input else 0, len(sizes) - 1)
+            if wide_layer(sizes, layer, nr, itemsize)]
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -687,9 +695,7 @@ def predict_panels(params, sizes, offsets, n_rows, sparse_input):
     the ones ``predict_rows`` reads there (``reads_panels``); with sparse_input the
     first layer reads its weights in place (``sparse.sparse_rows_forward``).
     """
-    nr, itemsize = panel_width(params.dtype), params.itemsize
-    wide = [layer for layer in range(1 if sparse_input else 0, len(sizes) - 1)
-            if wide_layer(sizes, layer, nr, itemsize)]
+    wide = wide_layers(sizes, params.dtype, sparse_input)
     if not wide:
         return None
     if n_rows < config.PREDICT_PANEL_ROWS:
