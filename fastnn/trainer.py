@@ -1054,7 +1054,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     tasks = compiled.make_tasks(arch.sizes, sparse_input=X_csr is not None)
     dtype = params.dtype.type
     grads = np.zeros_like(params)
-    params_t, panels = compiled.weight_copies(arch.sizes, dtype)
+    params_t, panels = compiled.weight_copies(arch.sizes, dtype, X_csr is not None)
     acts, deltas, derivs, targets, scales, chunk_sums, task_squares = compiled.batch_buffers(
         widths, arch.sizes[-1], batch_size, tasks.shape[0], dtype,
         arch.saves_derivatives or dropout is not None)

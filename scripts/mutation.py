@@ -117,8 +117,10 @@ MUTANTS = [
     # one from row 0 (the compile call in trainer.LocalEpochs), which refreshes the copies.
     Mutant("weight-copies-not-refreshed-at-epoch-start", (
         ("fastnn/kernels/epoch.py",
-         "for layer in range(sizes.shape[0] - 1):\n        call_worker(copy_worker",
-         "for layer in range(0):\n        call_worker(copy_worker"),),
+         "for layer in range(sizes.shape[0] - 1):\n        if has_copies(X_csr, layer):\n"
+         "            call_worker(copy_worker",
+         "for layer in range(0):\n        if has_copies(X_csr, layer):\n"
+         "            call_worker(copy_worker"),),
         ("tests/test_resume.py",)),
     Mutant("average-rows-ignored", (
         ("fastnn/distributed.py", 'mean += (r["rows"] / total) * r["params"]',
@@ -168,6 +170,9 @@ MUTANTS = [
     Mutant("normal-cdf-tail-without-its-reflection", (
         ("fastnn/kernels/activations.py", "tail = tail if u > 0 else 1.0 - tail", "tail = tail"),),
         ("tests/test_kernels.py",)),
+    Mutant("no-copies-refreshed-on-sparse-x", (
+        ("fastnn/kernels/epoch.py", "    return layer > 0 or X_csr is None", "    return X_csr is None"),),
+        ("tests/test_sparse.py",)),
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),

@@ -24,8 +24,8 @@ NETWORKS = [(("relu", "tanh"), "softmax", 3), (("sigmoid",), "sigmoid", 2),
 
 
 def sparse_problem(rng, activations, head, n_outputs, dtype, n=57, n_features=40,
-                   density=0.1):
-    sizes = (n_features, 11, 6)[: len(activations) + 1] + (n_outputs,)
+                   density=0.1, hidden=(11, 6)):
+    sizes = (n_features, *hidden)[: len(activations) + 1] + (n_outputs,)
     arch, params, _, Y = make_problem(rng, sizes, activations, head, dtype, n=n)
     X = sp.random(n, n_features, density=density, format="csr", dtype=np.float64,
                   random_state=np.random.RandomState(int(rng.integers(2**31))))
@@ -114,6 +114,25 @@ def test_epochs_on_sparse_x_equal_the_numpy_twin_on_dense_x(rng, activations, he
     run_twin = trainer.fit(arch, twin, X.toarray(), Y, backend="numpy", **settings)
     np.testing.assert_allclose(compiled, twin, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(run.loss, run_twin.loss, rtol=1e-9)
+    assert not np.array_equal(compiled, params)  # it trained
+
+
+def test_a_wide_first_layer_on_sparse_x_keeps_no_panels(rng):
+    """The sparse first layer reads its W in place, so it gets no panel copy: a network
+    whose only wide layer (``epoch.wide_layers``) is the first has no panel buffer, and
+    one with a wide second layer trains as the NumPy twin on dense X (its second layer
+    read from panels that the update tasks keep fresh)."""
+    only_first = np.array([300, 130, 61, 4], dtype=np.int64)  # the first layer: 156 KB or more
+    assert epoch.weight_copies(only_first, np.float64)[1] is not None
+    assert epoch.weight_copies(only_first, np.float64, sparse_input=True)[1] is None
+    arch, params, X, Y = sparse_problem(rng, ("relu", "tanh"), "softmax", 3, "float64", n=70,
+                                        n_features=300, density=0.05, hidden=(130, 130))
+    assert epoch.wide_layers(arch.sizes, np.float64, sparse_input=True) == [1]
+    settings = dict(epochs=3, batch_size=16, lr=0.05, random_state=3)
+    compiled, twin = params.copy(), params.copy()
+    trainer.fit(arch, compiled, X, Y, **settings)
+    trainer.fit(arch, twin, X.toarray(), Y, backend="numpy", **settings)
+    np.testing.assert_allclose(compiled, twin, rtol=1e-9, atol=1e-9)
     assert not np.array_equal(compiled, params)  # it trained
 
 

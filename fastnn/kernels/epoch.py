@@ -156,15 +156,15 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
             np.zeros((-(-batch_size // config.CHUNK_ROWS), 2)), np.zeros(n_tasks))
 
 
-def weight_copies(sizes, dtype):
+def weight_copies(sizes, dtype, sparse_input=False):
     """The drivers' workspaces (params_t, panels), zeros: W.T of every layer in panel
     layout (``weight_panels``), and a buffer with room for every layer's W in panel
-    layout, of which the update tasks fill the ``wide_layer`` ones; or None for a
-    network without a wide layer (its forward pass reads every W in place, and the
+    layout, of which the update tasks fill the ones ``wide_layers`` lists; or None for
+    a network without such a layer (its forward pass reads every W in place, and the
     kernels given None compile no code for panels)."""
     return (np.zeros(panels_size(sizes, dtype, True), dtype=dtype),
-            np.zeros(panels_size(sizes, dtype), dtype=dtype) if wide_layers(sizes, dtype)
-            else None)
+            np.zeros(panels_size(sizes, dtype), dtype=dtype)
+            if wide_layers(sizes, dtype, sparse_input) else None)
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -295,6 +295,14 @@ def pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
                 P[p, i, j] = W[i, p * nr + j]
         for j in range(n_full * nr, fan_out):
             P[n_full, i, j - n_full * nr] = W[i, j]
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def has_copies(X_csr, layer):
+    """Whether a layer's W has copies for ``refresh_copies`` to refresh: W.T (every
+    layer but the first) or panels, which a first layer fed a sparse X (X_csr not None)
+    never has, as ``sparse.sparse_rows_forward`` reads its W in place."""
+    return layer > 0 or X_csr is None
 
 
 @njit(**config.JIT_OPTIONS)
@@ -495,7 +503,9 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     start = offsets[layer] + row_start * fan_out
     stop = offsets[layer] + row_stop * fan_out
     rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
-    call_worker(copy_worker, params, offsets, sizes, layer, row_start, row_stop, params_t, panels)
+    if has_copies(X_csr, layer):
+        call_worker(copy_worker, params, offsets, sizes, layer, row_start, row_stop, params_t,
+                    panels)
     return squares
 
 
@@ -631,8 +641,9 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     dtype = params.dtype.type
     one = dtype(1.0)
     for layer in range(sizes.shape[0] - 1):
-        call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
-                    params_t, panels)
+        if has_copies(X_csr, layer):
+            call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
+                        params_t, panels)
     batch_start = first_row
     while batch_start < n and stop[0] == 0:
         n_rows = min(batch_size, n - batch_start)

@@ -18,7 +18,7 @@ from .. import config
 from .activations import slope_argument
 from .sparse import driver_inputs
 from .epoch import (batch_buffers, batch_sums, chunk_worker, copy_worker, gradient_worker,
-                    make_tasks, micro_batch, region_items, weight_copies)
+                    has_copies, make_tasks, micro_batch, region_items, weight_copies)
 from .workers import call_worker
 
 
@@ -65,8 +65,9 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
     for layer in range(sizes.shape[0] - 1):
-        call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
-                    params_t, panels)
+        if has_copies(X_csr, layer):
+            call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
+                        params_t, panels)
     total_weight = dtype(0.0)
     for r in range(n_rows):  # in order: the sum does not depend on threads
         total_weight += weights[rows[r]]
@@ -119,7 +120,7 @@ class FullBatchObjective:
         self.rows = np.arange(n, dtype=np.int64)
         self.params = np.zeros(arch.n_params, dtype=dtype)
         self.grads = np.zeros_like(self.params)
-        self.params_t, self.panels = weight_copies(arch.sizes, dtype)
+        self.params_t, self.panels = weight_copies(arch.sizes, dtype, self.X_csr is not None)
         (self.acts, self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
          self.task_squares) = batch_buffers(self.widths, arch.sizes[-1], n, self.tasks.shape[0],
                                             dtype, arch.saves_derivatives)
