@@ -39,7 +39,7 @@ from .checks import (as_input, check_backend, check_batch_size, check_choice, ch
                      check_dropout_rate, check_epochs, check_l2, check_params, check_weights,
                      is_sparse)
 from .kernels import epoch as compiled
-from .kernels.activations import slope_argument
+from .kernels.activations import unfused_argument
 from .kernels.dropout import keep_threshold
 from .kernels.objective import FullBatchObjective
 from .kernels.sparse import check_first_layer, driver_inputs, sparse_readable
@@ -1063,12 +1063,12 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         rates, seed = dropout
         masks = (np.array([keep_threshold(rate) for rate in rates], dtype=np.uint64),
                  np.array([1.0 / (1.0 - rate) for rate in rates], dtype=dtype), np.uint64(seed))
-    slope = slope_argument(codes, arch.negative_slope, dtype)
+    unfused = unfused_argument(codes, arch.negative_slope, dtype)
     hyper = optimizer.hyperparameters()
 
     # The per-chunk, per-task and copy workers, compiled on their own (kernels.workers).
     chunk_worker = compiled.chunk_worker(params, params_t, panels, sizes, widths, offsets, codes,
-                                         slope, X, X_csr, Y, weights, acts, deltas, derivs,
+                                         unfused, X, X_csr, Y, weights, acts, deltas, derivs,
                                          targets, scales, masks, aside=True)
     copy_worker = compiled.copy_worker(params, offsets, sizes, params_t, panels)
     task_worker = compiled.task_worker(params, params_t, panels, grads, optimizer.slots, sizes,
@@ -1081,10 +1081,10 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         order = np.ascontiguousarray(order, dtype=np.int64)  # the compiled type
         _ENGINE_PID = _ENGINE_PID or os.getpid()
         return train_epoch(
-            params, params_t, panels, grads, optimizer.slots, sizes, widths, offsets, codes, slope,
-            tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, dtype(lr),
-            dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs, targets, scales,
-            chunk_sums, task_squares, masks, chunk_worker, task_worker, copy_worker)
+            params, params_t, panels, grads, optimizer.slots, sizes, widths, offsets, codes,
+            unfused, tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size,
+            dtype(lr), dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs, targets,
+            scales, chunk_sums, task_squares, masks, chunk_worker, task_worker, copy_worker)
 
     return run_epoch
 
@@ -1156,14 +1156,14 @@ def _predict(arch, params, X, backend):
     if not params.flags.writeable:  # the specialisation training compiles: writable
         params = params.copy()
     offsets, codes = arch.offsets, arch.activation_codes
-    slope = slope_argument(codes, arch.negative_slope, params.dtype.type)
+    unfused = unfused_argument(codes, arch.negative_slope, params.dtype.type)
     n_workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // config.PREDICT_CHUNK_ROWS)))
     bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(np.int64)
     panels = compiled.predict_panels(params, sizes, offsets, X.shape[0], X_csr is not None)
 
     def predict_range(worker):
         scratch, rows = compiled.predict_scratch(arch.sizes, X.shape[1], params.dtype)
-        compiled.predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out,
+        compiled.predict_rows(params, sizes, offsets, codes, unfused, X, X_csr, out,
                               bounds[worker], bounds[worker + 1], scratch, rows, panels)
 
     # Rows are independent: ranges 1.. run on the process's prediction threads while

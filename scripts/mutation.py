@@ -171,7 +171,8 @@ MUTANTS = [
         ("fastnn/kernels/activations.py", "tail = tail if u > 0 else 1.0 - tail", "tail = tail"),),
         ("tests/test_kernels.py",)),
     Mutant("no-copies-refreshed-on-sparse-x", (
-        ("fastnn/kernels/epoch.py", "    return layer > 0 or X_csr is None", "    return X_csr is None"),),
+        ("fastnn/kernels/epoch.py", "    return layer > 0 or X_csr is None",
+         "    return X_csr is None"),),
         ("tests/test_sparse.py",)),
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",

@@ -23,7 +23,7 @@ import pytest
 from fastnn import FastMLPClassifier, Sequential, load, reference, trainer
 from fastnn.cli.options import build_parser
 from fastnn.kernels import layers
-from fastnn.kernels.activations import saves_derivative
+from fastnn.kernels.activations import saves_derivative, unfused_argument
 from fastnn.models import Dense
 from fastnn.network import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, Architecture, init_params
 
@@ -47,11 +47,12 @@ def kernel_values(name, z, slope=0.2):
     a_prev, W, b = np.ascontiguousarray(z[:, None]), np.ones((1, 1), z.dtype), np.zeros(1, z.dtype)
     a, deriv = np.empty_like(a_prev), np.empty_like(a_prev)
     saved = np.empty_like(a_prev)
+    unfused = unfused_argument([code], slope, dtype)
     if saves_derivative(code):
-        layers.forward_layer_saving(a_prev, W, b, code, a, saved)
+        layers.forward_layer_saving(a_prev, W, b, code, unfused, a, saved)
     else:
-        layers.forward_layer(a_prev, W, b, code, dtype(slope), a)
-    layers.backward_layer(np.ones_like(a), W, a, code, dtype(slope), saved, deriv)
+        layers.forward_layer(a_prev, W, b, code, unfused, a)
+    layers.backward_layer(np.ones_like(a), W, a, code, unfused, saved, deriv)
     return a[:, 0], deriv[:, 0]
 
 
@@ -123,14 +124,15 @@ def test_layer_kernels_match_twins(name, dtype):
     W = np.ascontiguousarray(rng.standard_normal((17, 33)) / 4, dtype=dtype)
     b = np.ascontiguousarray(rng.standard_normal(33), dtype=dtype)
     slope = np.dtype(dtype).type(0.1)
+    unfused = unfused_argument([code], slope, np.dtype(dtype).type)
     out, expected = np.full((7, 33), np.nan, dtype), np.empty((7, 33), dtype)
     deriv, expected_deriv = np.full((7, 33), np.nan, dtype), np.empty((7, 33), dtype)
     if saves_derivative(code):
-        layers.forward_layer_saving(a_prev, W, b, code, out, deriv)
+        layers.forward_layer_saving(a_prev, W, b, code, unfused, out, deriv)
         reference.forward_layer_saving(a_prev, W, b, code, expected, expected_deriv)
         assert_close(deriv, expected_deriv)
     else:
-        layers.forward_layer(a_prev, W, b, code, slope, out)
+        layers.forward_layer(a_prev, W, b, code, unfused, out)
         reference.forward_layer(a_prev, W, b, code, slope, expected)
     assert_close(out, expected)
     delta = np.ascontiguousarray(rng.standard_normal((7, 33)), dtype=dtype)
@@ -138,7 +140,7 @@ def test_layer_kernels_match_twins(name, dtype):
     back, expected_back = np.full((7, 7), np.nan, dtype), np.empty((7, 7), dtype)
     a_hidden = np.ascontiguousarray(out[:, :7])
     saved = np.ascontiguousarray(deriv[:, :7]) if saves_derivative(code) else a_hidden[:0]
-    layers.backward_layer(delta, WT, a_hidden, code, slope, saved, back)
+    layers.backward_layer(delta, WT, a_hidden, code, unfused, saved, back)
     reference.backward_layer(delta, WT, a_hidden, code, slope, saved, expected_back)
     assert_close(back, expected_back)
 
@@ -177,6 +179,36 @@ def test_training_matches_reference_and_threads(name, dtype):
     assert np.abs(runs["t1"] - runs["numpy"]).max() <= TRAINING_RTOL[dtype] * scale
     out = trainer.predict_output(arch, runs["t1"], X)
     assert_close(out, reference.predict_proba(arch, runs["t1"], X.astype(dtype)))
+
+
+@pytest.mark.parametrize("hidden", [("elu", "gelu", "leaky_relu"), ("tanh", "selu", "softplus"),
+                                    ("silu", "relu", "elu")])
+def test_networks_that_mix_activations_train_as_the_reference(hidden):
+    """Each network compiles the kernels of its own set of activations only
+    (``activations.unfused_argument``): a mix of several, fused ones among them."""
+    rng = np.random.default_rng(seed_of(f"mixed {hidden}"))
+    arch, params, X, Y = make_problem(rng, (6, 13, 11, 9, 4), hidden, "softmax", n=41)
+    arch = Architecture(arch.sizes, arch.activations, arch.head, arch.dtype, negative_slope=0.1)
+    compiled, twin = params.copy(), params.copy()
+    trainer.fit(arch, compiled, X, Y, epochs=3, batch_size=16, random_state=1)
+    trainer.fit(arch, twin, X, Y, epochs=3, batch_size=16, random_state=1, backend="numpy")
+    np.testing.assert_allclose(compiled, twin, rtol=1e-9, atol=1e-9)
+    assert_close(trainer.predict_output(arch, compiled, X),
+                 reference.predict_proba(arch, compiled, X))
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_only_the_activations_named_are_compiled(name):
+    """The kernels apply only the activations their ``unfused`` argument names: Numba
+    prunes the others' code, so an activation left out of it leaves z as it is."""
+    code = ACTIVATION_CODES[name]
+    others = [c for c in (ACTIVATION_CODES[n] for n in NEW) if c != code]
+    z = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
+    W, b, out = np.eye(4), np.zeros(4), z.copy()
+    layers.forward_layer(z, W, b, code, unfused_argument(others, 0.1, np.float64), out)
+    np.testing.assert_array_equal(out, z)
+    layers.forward_layer(z, W, b, code, unfused_argument([code], 0.1, np.float64), out)
+    assert not np.array_equal(out, z)
 
 
 def test_front_ends_take_every_name(tmp_path):

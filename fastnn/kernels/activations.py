@@ -382,15 +382,24 @@ def multiply_derivative_rows(delta, a, activation):
                     delta[i, j] = zero
 
 
-def slope_argument(codes, negative_slope, dtype):
-    """The compiled drivers' ``slope`` argument for a network with these activation codes.
+def unfused_argument(codes, negative_slope, dtype):
+    """The compiled kernels' ``unfused`` argument for a network with these activation codes.
 
-    leaky_relu's negative slope in dtype, or None when every code is one that the
-    dense kernels apply themselves (codes 0..SOFTMAX, see ``fused``): the drivers
-    then call those kernels directly, and Numba prunes their ``slope is None``
-    branches while compiling, so such a run compiles none of the other activations.
+    None when every code is one that the dense kernels apply themselves (codes
+    0..SOFTMAX, see ``fused``): the drivers then call those kernels directly, and
+    Numba prunes their ``unfused is None`` branches while compiling, so such a run
+    compiles none of the other activations.  Otherwise the tuple (slope, leaky_relu,
+    elu, selu, gelu, softplus, silu): leaky_relu's negative slope in dtype, then True
+    for each of those six activations that codes has and None for the others.  The
+    kernels below branch on each of these as an argument, which Numba prunes when it
+    is None: a run compiles the loops of its own activations only (all six cost a
+    cold run about 2 s more than leaky_relu alone).
     """
-    return None if max(codes) <= SOFTMAX else dtype(negative_slope)
+    if max(codes) <= SOFTMAX:
+        return None
+    present = set(int(code) for code in codes)
+    return (dtype(negative_slope),) + tuple(True if code in present else None
+                                           for code in range(LEAKY_RELU, SILU + 1))
 
 
 @njit(**config.JIT_OPTIONS)
@@ -406,48 +415,47 @@ def saves_derivative(activation):
 
 
 @njit(**config.JIT_OPTIONS)
-def activate(out, activation, slope):
+def activate(out, activation, unfused):
     """out = act(out) in place, shape (n_rows, width), for the codes after SOFTMAX.
 
-    slope is leaky_relu's negative slope (ignored by the others), in out's dtype.
+    unfused as ``unfused_argument`` gives it: the activations compiled, and leaky_relu's
+    slope in out's dtype.
     """
-    n_rows, width = out.shape
-    dtype = out.dtype.type
-    zero, one = dtype(0.0), dtype(1.0)
-    if activation == LEAKY_RELU:
-        for i in range(n_rows):
-            for j in range(width):
-                z = out[i, j]
-                out[i, j] = z if z > zero else slope * z
-    elif activation == ELU or activation == SELU:
-        alpha = dtype(ELU_ALPHA) if activation == ELU else dtype(SELU_ALPHA)
-        scale = one if activation == ELU else dtype(SELU_LAMBDA)
-        for i in range(n_rows):
-            for j in range(width):
-                z = out[i, j]
-                out[i, j] = scale * (z if z > zero else alpha * fast_expm1(z))
-    else:
-        deriv = out[:0]  # no derivative wanted: the loop below writes none
-        _activate_and_derivative(out, activation, deriv)
+    _activate_and_derivative(out, activation, out[:0], *unfused)  # no derivative wanted
 
 
 @njit(**config.JIT_OPTIONS)
-def activate_saving_derivative(out, activation, deriv):
+def activate_saving_derivative(out, activation, deriv, unfused):
     """out = act(out) and deriv = act'(out) from the same z, for gelu, softplus and silu.
 
-    out (n_rows, width) holds z and is overwritten; deriv (n_rows, width) is written.
+    out (n_rows, width) holds z and is overwritten; deriv (n_rows, width) is written;
+    unfused as for ``activate``.
     """
-    _activate_and_derivative(out, activation, deriv)
+    _activate_and_derivative(out, activation, deriv, *unfused)
 
 
 @njit(**config.JIT_OPTIONS)
-def _activate_and_derivative(out, activation, deriv):
-    """gelu, softplus or silu of out in place; their derivative into deriv when it has rows."""
+def _activate_and_derivative(out, activation, deriv, slope, leaky_relu, elu, selu, gelu, softplus,
+                             silu):
+    """act(out) in place, and for gelu, softplus and silu act' into deriv when it has rows.
+
+    Each activation's loop sits under a branch on its argument of ``unfused_argument``'s
+    tuple (True or None), which Numba prunes, loop and all, when it is None.
+    """
     n_rows, width = out.shape
     dtype = out.dtype.type
     zero, one, half = dtype(0.0), dtype(1.0), dtype(0.5)
     keep = deriv.shape[0] > 0
-    if activation == GELU:
+    if leaky_relu is not None and activation == LEAKY_RELU:
+        for i in range(n_rows):
+            for j in range(width):
+                z = out[i, j]
+                out[i, j] = z if z > zero else slope * z
+    if elu is not None and activation == ELU:
+        _elu_rows(out, one, dtype(ELU_ALPHA))
+    if selu is not None and activation == SELU:
+        _elu_rows(out, dtype(SELU_LAMBDA), dtype(SELU_ALPHA))
+    if gelu is not None and activation == GELU:
         inv_sqrt_2pi = dtype(0.3989422804014327)
         for i in range(n_rows):
             for j in range(width):
@@ -456,7 +464,7 @@ def _activate_and_derivative(out, activation, deriv):
                 out[i, j] = z * phi
                 if keep:
                     deriv[i, j] = phi + z * inv_sqrt_2pi * fast_exp(-half * z * z)
-    elif activation == SOFTPLUS:
+    if softplus is not None and activation == SOFTPLUS:
         for i in range(n_rows):
             for j in range(width):
                 z = out[i, j]
@@ -465,7 +473,7 @@ def _activate_and_derivative(out, activation, deriv):
                 if keep:
                     s = one / (one + t)
                     deriv[i, j] = s if z >= zero else t * s
-    elif activation == SILU:
+    if silu is not None and activation == SILU:
         for i in range(n_rows):
             for j in range(width):
                 z = out[i, j]
@@ -476,23 +484,50 @@ def _activate_and_derivative(out, activation, deriv):
 
 
 @njit(**config.JIT_OPTIONS)
-def multiply_derivative_from_output(delta, a, activation, slope):
-    """delta *= act'(z) written with a = act(z), for leaky_relu, elu and selu; (n_rows, width)."""
-    n_rows, width = delta.shape
+def _elu_rows(out, scale, alpha):
+    """out = scale * elu_alpha(out) in place: elu (scale 1, alpha 1) and selu."""
+    zero = out.dtype.type(0.0)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            z = out[i, j]
+            out[i, j] = scale * (z if z > zero else alpha * fast_expm1(z))
+
+
+@njit(**config.JIT_OPTIONS)
+def multiply_derivative_from_output(delta, a, activation, unfused):
+    """delta *= act'(z) written with a = act(z), for leaky_relu, elu and selu; (n_rows, width).
+
+    unfused as for ``activate``."""
+    _multiply_derivative_from_output(delta, a, activation, *unfused)
+
+
+@njit(**config.JIT_OPTIONS)
+def _multiply_derivative_from_output(delta, a, activation, slope, leaky_relu, elu, selu, gelu,
+                                     softplus, silu):
+    """``multiply_derivative_from_output`` with unfused's entries as arguments (see
+    ``_activate_and_derivative``)."""
     dtype = delta.dtype.type
-    zero, one = dtype(0.0), dtype(1.0)
-    if activation == LEAKY_RELU:
-        for i in range(n_rows):
-            for j in range(width):
+    one = dtype(1.0)
+    if leaky_relu is not None and activation == LEAKY_RELU:
+        zero = dtype(0.0)
+        for i in range(delta.shape[0]):
+            for j in range(delta.shape[1]):
                 delta[i, j] *= one if a[i, j] > zero else slope
-    elif activation == ELU or activation == SELU:
-        # a = lambda alpha (exp(z) - 1) for z <= 0, so lambda alpha exp(z) = a + lambda alpha
-        scale = one if activation == ELU else dtype(SELU_LAMBDA)
-        alpha = dtype(ELU_ALPHA) if activation == ELU else dtype(SELU_ALPHA)
-        shift = scale * alpha
-        for i in range(n_rows):
-            for j in range(width):
-                delta[i, j] *= scale if a[i, j] > zero else a[i, j] + shift
+    # a = lambda alpha (exp(z) - 1) for z <= 0, so lambda alpha exp(z) = a + lambda alpha
+    if elu is not None and activation == ELU:
+        _multiply_elu_derivative(delta, a, one, dtype(ELU_ALPHA))
+    if selu is not None and activation == SELU:
+        _multiply_elu_derivative(delta, a, dtype(SELU_LAMBDA), dtype(SELU_ALPHA))
+
+
+@njit(**config.JIT_OPTIONS)
+def _multiply_elu_derivative(delta, a, scale, alpha):
+    """delta *= scale * elu_alpha'(z) from a = scale * elu_alpha(z): elu and selu."""
+    zero = delta.dtype.type(0.0)
+    shift = scale * alpha
+    for i in range(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            delta[i, j] *= scale if a[i, j] > zero else a[i, j] + shift
 
 
 @njit(**config.JIT_OPTIONS)

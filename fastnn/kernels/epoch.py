@@ -322,7 +322,7 @@ def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t,
 
 
 @njit(**config.JIT_OPTIONS)
-def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, codes, slope, X,
+def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, codes, unfused, X,
                            X_csr, Y, weights, rows, r0, r1, inv_batch_weight, acts, deltas,
                            derivs, targets, scales, dropout, step, micro_start):
     """Forward and backward pass of rows [r0, r1): fills their activations and deltas.
@@ -333,9 +333,11 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
     dense: this specialisation compiles no sparse code) or X as CSR arrays (data,
     indices, indptr), X then having no columns and widths[0] being 0 (``layer_rows``):
     the first layer (activation in ``sparse.FIRST_LAYER_CODES``) reads its non-zeros.
-    slope is leaky_relu's, or None when every layer's activation is one the dense
-    kernels apply themselves (``activations.slope_argument``): this specialisation
-    then calls them directly and compiles none of the other activations' code;
+    unfused is None when every layer's activation is one the dense kernels apply
+    themselves (``activations.unfused_argument``): this specialisation then calls
+    them directly and compiles none of the other activations' code; else it names
+    the others that the network has (only their code is compiled) and holds
+    leaky_relu's slope;
     derivs (the layout of acts, or empty) receives the derivatives that gelu,
     softplus and silu layers save, and dropped layers.  dropout is None (no dropout:
     this specialisation compiles no dropout code) or (thresholds, scales, seed) for
@@ -351,10 +353,10 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
         copy_row(X, rows[r], x, r)
         copy_row(Y, rows[r], targets, r)
         scales[r] = weights[rows[r]] * inv_batch_weight
-    if slope is None:  # only the fused activations, so drop_rows never reads it
+    if unfused is None:  # only the fused activations, so drop_rows never reads it
         drop_slope = params.dtype.type(0.0)
     else:
-        drop_slope = slope
+        drop_slope = unfused[0]
     if dropout is not None:
         if dropout[0][0] < NO_DROPOUT:  # the inputs: no derivative
             drop_rows(x[r0:r1], x[r0:r0], 0, drop_slope, dropout[0][0], dropout[1][0],
@@ -370,13 +372,13 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
         W = forward_weights(params, offsets, sizes, layer, panels)
         a_prev = layer_rows(acts, widths, layer, batch_size)[r0:r1]
         a = layer_rows(acts, widths, layer + 1, batch_size)[r0:r1]
-        if slope is None:  # pruned by Numba when slope's type is None
+        if unfused is None:  # pruned by Numba when unfused's type is None
             dense_forward(a_prev, W, b, codes[layer], a)
         elif saves_derivative(codes[layer]):
-            forward_layer_saving(a_prev, W, b, codes[layer], a,
+            forward_layer_saving(a_prev, W, b, codes[layer], unfused, a,
                                  layer_rows(derivs, widths, layer + 1, batch_size)[r0:r1])
         else:
-            forward_layer(a_prev, W, b, codes[layer], slope, a)
+            forward_layer(a_prev, W, b, codes[layer], unfused, a)
         if dropout is not None:
             if layer + 1 < n_layers and dropout[0][layer + 1] < NO_DROPOUT:
                 drop_rows(a, layer_rows(derivs, widths, layer + 1, batch_size)[r0:r1],
@@ -390,7 +392,7 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
         WT = weight_panels(params_t, sizes, layer, True)
         delta_prev = layer_rows(deltas, widths, layer, batch_size)[r0:r1]
         saved = False
-        if slope is not None:
+        if unfused is not None:
             saved = saves_derivative(codes[layer - 1])
         if dropout is not None:
             if dropout[0][layer] < NO_DROPOUT:
@@ -398,12 +400,12 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
         if saved:  # the derivative written by the forward pass
             backward_layer_saved(delta, WT, layer_rows(derivs, widths, layer, batch_size)[r0:r1],
                                  delta_prev)
-        elif slope is None:
+        elif unfused is None:
             dense_backward(delta, WT, layer_rows(acts, widths, layer, batch_size)[r0:r1],
                            codes[layer - 1], delta_prev)
         else:
             backward_layer(delta, WT, layer_rows(acts, widths, layer, batch_size)[r0:r1],
-                           codes[layer - 1], slope, delta_prev[:0], delta_prev)
+                           codes[layer - 1], unfused, delta_prev[:0], delta_prev)
         delta = delta_prev
     return loss, right
 
@@ -518,7 +520,7 @@ _ROWS = np.zeros(0, dtype=np.int64)
 CHUNK_RETURNS = types.UniTuple(types.float64, 2)
 
 
-def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y,
+def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, unfused, X, X_csr, Y,
                  weights, acts, deltas, derivs, targets, scales, dropout, aside=False):
     """``forward_backward_chunk`` compiled for a driver's arguments, as a ``workers.Worker``.
 
@@ -529,7 +531,7 @@ def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, slope,
     """
     row = np.int64(0)
     return Worker(forward_backward_chunk, (
-        params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights,
+        params, params_t, panels, sizes, widths, offsets, codes, unfused, X, X_csr, Y, weights,
         _ROWS, row, row, params.dtype.type(1), acts, deltas, derivs, targets, scales, dropout, row,
         row), aside, CHUNK_RETURNS)
 
@@ -561,8 +563,8 @@ def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, d
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, slope, tasks,
-                X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, lr, l2,
+def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused,
+                tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, lr, l2,
                 optimizer, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,
                 task_squares, dropout, chunk_worker, task_worker, copy_worker):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
@@ -582,9 +584,10 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         Layer widths, the batch buffers' block widths (sizes, with 0 for the input
         when X is sparse: ``layer_rows``), block offsets, activation codes and the
         update tasks (``make_tasks``).
-    slope : scalar of the parameters' dtype, or None
-        leaky_relu's negative slope; None when every activation is fused into the
-        dense kernels (``activations.slope_argument``: compiles no other activation).
+    unfused : tuple or None
+        ``activations.unfused_argument``: None when every activation is fused into
+        the dense kernels (compiles no other activation), else the other activations
+        the network has (only theirs are compiled) and leaky_relu's negative slope.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
     X_csr : None, or a sparse X as CSR arrays (data, indices, indptr)
         (``sparse.csr_arrays``), X then of shape (n_samples, 0): the first layer reads
@@ -665,7 +668,7 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
                         c = first_chunk + i
                         chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
                             chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
-                            slope, X, X_csr, Y, weights, micro_rows, i * chunk,
+                            unfused, X, X_csr, Y, weights, micro_rows, i * chunk,
                             min(i * chunk + chunk, n_micro), inv_batch_weight, acts, deltas,
                             derivs, targets, scales, dropout, step, micro_start)
                     else:  # gradient (and after the last micro-batch, update) of task i
@@ -718,7 +721,7 @@ def predict_panels(params, sizes, offsets, n_rows, sparse_input):
 
 
 @njit(**config.JIT_OPTIONS)
-def predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out, row_start, row_stop,
+def predict_rows(params, sizes, offsets, codes, unfused, X, X_csr, out, row_start, row_stop,
                  scratch, rows, panels):
     """out[row_start:row_stop] = network output for those rows of X, serially.
 
@@ -758,10 +761,10 @@ def predict_rows(params, sizes, offsets, codes, slope, X, X_csr, out, row_start,
             b = layer_weights(params, offsets, sizes, layer)[1]
             W = forward_weights(params, offsets, sizes, layer, panels)
             a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
-            if slope is None:  # see forward_backward_chunk
+            if unfused is None:  # see forward_backward_chunk
                 dense_forward(a_prev, W, b, codes[layer], a)
             else:
-                forward_layer(a_prev, W, b, codes[layer], slope, a)
+                forward_layer(a_prev, W, b, codes[layer], unfused, a)
             a_prev = a
             ping, pong = pong, ping
         for r in range(n_rows):

@@ -18,27 +18,29 @@ from .dense import dense_backward, dense_forward
 
 
 @njit(**config.JIT_OPTIONS)
-def forward_layer(a_prev, W, b, activation, slope, out):
-    """out = act(a_prev @ W + b); shapes as for ``dense_forward``, slope leaky_relu's."""
+def forward_layer(a_prev, W, b, activation, unfused, out):
+    """out = act(a_prev @ W + b); shapes as for ``dense_forward``, unfused as
+    ``activations.unfused_argument`` gives it (the activations compiled, and
+    leaky_relu's slope)."""
     if fused(activation):
         dense_forward(a_prev, W, b, activation, out)
     else:
         dense_forward(a_prev, W, b, IDENTITY, out)
-        activate(out, activation, slope)
+        activate(out, activation, unfused)
 
 
 @njit(**config.JIT_OPTIONS)
-def forward_layer_saving(a_prev, W, b, activation, out, deriv):
+def forward_layer_saving(a_prev, W, b, activation, unfused, out, deriv):
     """out = act(z) and deriv = act'(z), z = a_prev @ W + b, for gelu, softplus and silu.
 
     deriv (n, fan_out) is written; the backward pass multiplies by it (``backward_layer``).
     """
     dense_forward(a_prev, W, b, IDENTITY, out)
-    activate_saving_derivative(out, activation, deriv)
+    activate_saving_derivative(out, activation, deriv, unfused)
 
 
 @njit(**config.JIT_OPTIONS)
-def backward_layer(delta, WT, a_prev, activation, slope, deriv, out):
+def backward_layer(delta, WT, a_prev, activation, unfused, deriv, out):
     """out = (delta @ WT) * act'(z_prev): the delta of the previous layer.
 
     Shapes as for ``dense_backward``.  act' comes from a_prev, the previous layer's
@@ -52,7 +54,7 @@ def backward_layer(delta, WT, a_prev, activation, slope, deriv, out):
         backward_layer_saved(delta, WT, deriv, out)
     else:
         dense_backward(delta, WT, a_prev, IDENTITY, out)
-        multiply_derivative_from_output(out, a_prev, activation, slope)
+        multiply_derivative_from_output(out, a_prev, activation, unfused)
 
 
 @njit(**config.JIT_OPTIONS)

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import config
-from .activations import slope_argument
+from .activations import unfused_argument
 from .sparse import driver_inputs
 from .epoch import (batch_buffers, batch_sums, chunk_worker, copy_worker, gradient_worker,
                     has_copies, make_tasks, micro_batch, region_items, weight_copies)
@@ -23,9 +23,9 @@ from .workers import call_worker
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes, slope, tasks, X,
-                  X_csr, Y, weights, rows, l2, acts, deltas, derivs, targets, scales, chunk_sums,
-                  task_squares, chunk_worker, task_worker, copy_worker):
+def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes, unfused,
+                  tasks, X, X_csr, Y, weights, rows, l2, acts, deltas, derivs, targets, scales,
+                  chunk_sums, task_squares, chunk_worker, task_worker, copy_worker):
     """Mean loss of the rows X[rows] plus the L2 penalty; its gradient written into grads.
 
     Parameters
@@ -38,8 +38,7 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     panels : ndarray or None
         Written: the wide layers' weights in panel layout (workspace,
         ``epoch.weight_copies``; None without a wide layer).
-    sizes, widths, offsets, codes, tasks : int64 arrays; slope : scalar of the params' dtype
-    or None
+    sizes, widths, offsets, codes, tasks : int64 arrays; unfused : tuple or None
         As for ``epoch.train_epoch``.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
     X_csr : None or a sparse X's CSR arrays, as for ``epoch.train_epoch``
@@ -83,7 +82,7 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
                     c = first_chunk + i
                     chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
                         chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
-                        slope, X, X_csr, Y, weights, micro_rows, i * chunk,
+                        unfused, X, X_csr, Y, weights, micro_rows, i * chunk,
                         min(i * chunk + chunk, n_micro), inv_total_weight, acts, deltas, derivs,
                         targets, scales, None, np.int64(0), micro_start)
                 else:
@@ -115,7 +114,7 @@ class FullBatchObjective:
         self.sizes = np.array(arch.sizes, dtype=np.int64)
         self.X, self.X_csr, self.widths = driver_inputs(arch, X)
         self.offsets, self.codes = arch.offsets, arch.activation_codes
-        self.slope = slope_argument(self.codes, arch.negative_slope, dtype)
+        self.unfused = unfused_argument(self.codes, arch.negative_slope, dtype)
         self.tasks = make_tasks(arch.sizes, sparse_input=self.X_csr is not None)
         self.rows = np.arange(n, dtype=np.int64)
         self.params = np.zeros(arch.n_params, dtype=dtype)
@@ -126,7 +125,7 @@ class FullBatchObjective:
                                             dtype, arch.saves_derivatives)
         self.chunk_worker = chunk_worker(
             self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
-            self.codes, self.slope, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
+            self.codes, self.unfused, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
             self.derivs, self.targets, self.scales, None, aside=True)
         self.task_worker = gradient_worker(self.params, self.grads, self.sizes, self.widths,
                                            self.offsets, self.X_csr, self.tasks, self.acts,
@@ -139,8 +138,8 @@ class FullBatchObjective:
         self.params[:] = x
         self.n_calls += 1
         loss = loss_and_grad(self.params, self.params_t, self.panels, self.grads, self.sizes,
-                             self.widths, self.offsets, self.codes, self.slope, self.tasks, self.X,
-                             self.X_csr, self.Y, self.weights, self.rows, self.l2, self.acts,
+                             self.widths, self.offsets, self.codes, self.unfused, self.tasks,
+                             self.X, self.X_csr, self.Y, self.weights, self.rows, self.l2, self.acts,
                              self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
                              self.task_squares, self.chunk_worker, self.task_worker,
                              self.copy_worker)
