@@ -174,6 +174,10 @@ MUTANTS = [
         ("fastnn/kernels/epoch.py", "    return layer > 0 or X_csr is None",
          "    return X_csr is None"),),
         ("tests/test_sparse.py",)),
+    Mutant("every-unfused-activation-compiled", (
+        ("fastnn/kernels/activations.py", "tuple(True if code in present else None",
+         "tuple(True if code in present or True else None"),),
+        ("tests/test_activations.py",)),
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
