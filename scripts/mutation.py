@@ -117,10 +117,8 @@ MUTANTS = [
     # one from row 0 (the compile call in trainer.LocalEpochs), which refreshes the copies.
     Mutant("weight-copies-not-refreshed-at-epoch-start", (
         ("fastnn/kernels/epoch.py",
-         "for layer in range(sizes.shape[0] - 1):\n        if has_copies(X_csr, layer):\n"
-         "            call_worker(copy_worker",
-         "for layer in range(0):\n        if has_copies(X_csr, layer):\n"
-         "            call_worker(copy_worker"),),
+         "for layer in range(sizes.shape[0] - 1):\n        if has_copies(X_csr, layer):",
+         "for layer in range(0):\n        if has_copies(X_csr, layer):"),),
         ("tests/test_resume.py",)),
     Mutant("average-rows-ignored", (
         ("fastnn/distributed.py", 'mean += (r["rows"] / total) * r["params"]',

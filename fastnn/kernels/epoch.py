@@ -305,6 +305,16 @@ def has_copies(X_csr, layer):
     return layer > 0 or X_csr is None
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_worker):
+    """Refresh every layer's copies (``refresh_copies``, through copy_worker), as the
+    drivers do before their first batch: the weights may have changed since."""
+    for layer in range(sizes.shape[0] - 1):
+        if has_copies(X_csr, layer):
+            call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
+                        params_t, panels)
+
+
 @njit(**config.JIT_OPTIONS)
 def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels):
     """After rows [row_start, row_stop) of a layer changed: refresh their copies in the
@@ -643,10 +653,7 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
     one = dtype(1.0)
-    for layer in range(sizes.shape[0] - 1):
-        if has_copies(X_csr, layer):
-            call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
-                        params_t, panels)
+    refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_worker)
     batch_start = first_row
     while batch_start < n and stop[0] == 0:
         n_rows = min(batch_size, n - batch_start)

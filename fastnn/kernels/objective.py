@@ -18,7 +18,7 @@ from .. import config
 from .activations import unfused_argument
 from .sparse import driver_inputs
 from .epoch import (batch_buffers, batch_sums, chunk_worker, copy_worker, gradient_worker,
-                    has_copies, make_tasks, micro_batch, region_items, weight_copies)
+                    make_tasks, micro_batch, refresh_all_copies, region_items, weight_copies)
 from .workers import call_worker
 
 
@@ -63,10 +63,7 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     chunk = config.CHUNK_ROWS
     micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
-    for layer in range(sizes.shape[0] - 1):
-        if has_copies(X_csr, layer):
-            call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
-                        params_t, panels)
+    refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_worker)
     total_weight = dtype(0.0)
     for r in range(n_rows):  # in order: the sum does not depend on threads
         total_weight += weights[rows[r]]
