@@ -52,7 +52,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import READ_ERRORS
-from .network import NEGATIVE_SLOPE, Architecture
+from .network import NEGATIVE_SLOPE, Architecture, aligned_zeros
 from .optimizers import make_optimizer
 
 FORMAT = "fastnn-model"
@@ -213,7 +213,9 @@ def load(path):
         detail = f"key {exc} missing" if isinstance(exc, KeyError) else str(exc)
         raise ValueError(f"{path}: not a valid fastnn model file ({detail})") from exc
     arrays = {name[len(_ARRAY_PREFIX):]: np.array(array, copy=True) for name, array in stored.items()}
-    return Model(arch, np.array(params, copy=True), metadata, arrays)
+    copy = aligned_zeros(arch.n_params, arch.dtype)  # aligned as init_params's
+    copy[:] = params
+    return Model(arch, copy, metadata, arrays)
 
 
 def _sha256(array):

@@ -157,6 +157,27 @@ class Architecture:
         return int(self.offsets[-1])
 
 
+#: Bytes of a cache line: every buffer ``aligned_zeros`` gives starts on one.
+CACHE_LINE_BYTES = 64
+
+
+def aligned_zeros(size, dtype):
+    """A 1-D array of size zeros of dtype whose first element starts a cache line.
+
+    NumPy aligns a large array to 16 bytes only.  Rows and panels whose width is a
+    multiple of 64 bytes then start inside a line: each 512-bit load of them
+    straddles two, and where two update tasks on different cores write parts of one
+    panel row of W.T, they write the same line (false sharing).  The parameters,
+    gradients, optimizer state and the drivers' workspaces are allocated here
+    (docs/benchmarks.md: 2-3 % on the tutorial's network).  The array is a view of
+    a buffer one line longer.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    buffer = np.zeros(size + CACHE_LINE_BYTES // itemsize, dtype=dtype)
+    start = (-buffer.ctypes.data % CACHE_LINE_BYTES) // itemsize
+    return buffer[start : start + size]
+
+
 def layer_views(arch, flat):
     """Per-layer views ``[(W_0, b_0), ...]`` into a flat buffer (no copies).
 
@@ -204,7 +225,7 @@ def init_params(arch, init="normal", random_state=None):
     if init not in INITIALIZERS:
         raise ValueError(f"unknown initializer {init!r}; choose from {list(INITIALIZERS)}")
     rng = as_random_state(random_state)
-    params = np.zeros(arch.n_params, dtype=arch.dtype)
+    params = aligned_zeros(arch.n_params, arch.dtype)
     factor = 2.0 if arch.n_layers > 1 and set(arch.activations) == {"sigmoid"} else 6.0
     for W, b in layer_views(arch, params):
         fan_in, fan_out = W.shape

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from .network import aligned_zeros
+
 #: Kernel code of each update rule.
 OPTIMIZER_CODES = {"sgd": 0, "rmsprop": 1, "adam": 2, "adadelta": 3}
 
@@ -76,7 +78,7 @@ class Optimizer:
         """Allocate zero state for n_params parameters, or check the state already held."""
         shape = (self.n_slots, n_params)
         if self.slots is None:
-            self.slots = np.zeros(shape, dtype=dtype)
+            self.slots = aligned_zeros(self.n_slots * n_params, dtype).reshape(shape)
             self.iterations = 0
         elif self.slots.shape != shape or self.slots.dtype != np.dtype(dtype):
             raise ValueError(f"{self.name} state has shape {self.slots.shape} and dtype "

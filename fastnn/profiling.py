@@ -142,7 +142,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
                           output_delta, param_grad)
     from .kernels.epoch import make_tasks, refresh_copies, weight_copies, wide_layer
     from .kernels.gemm import panel_width, to_panels
-    from .network import layer_views
+    from .network import aligned_zeros, layer_views
 
     dtype = np.dtype(arch.dtype)
     cast = dtype.type
@@ -194,7 +194,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     opt = copy.deepcopy(optimizer)
     opt.prepare(arch.n_params, arch.dtype)
     slots, hyper, code = opt.slots, opt.hyperparameters(), opt.code
-    grads = np.zeros_like(params)
+    grads = aligned_zeros(params.size, params.dtype)
     params_t, panels = weight_copies(arch.sizes, dtype)
     lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1
     measured = {}

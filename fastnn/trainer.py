@@ -44,7 +44,7 @@ from .kernels.dropout import keep_threshold
 from .kernels.objective import FullBatchObjective
 from .kernels.sparse import check_first_layer, driver_inputs, sparse_readable
 from .metrics import RUNNING_METRICS, check_metrics, scores
-from .network import as_random_state
+from .network import aligned_zeros, as_random_state
 from .optimizers import Optimizer, make_optimizer
 from .schedules import improvement, make_schedule
 
@@ -1053,7 +1053,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     offsets, codes = arch.offsets, arch.activation_codes  # properties: computed once here
     tasks = compiled.make_tasks(arch.sizes, sparse_input=X_csr is not None)
     dtype = params.dtype.type
-    grads = np.zeros_like(params)
+    grads = aligned_zeros(params.size, params.dtype)
     params_t, panels = compiled.weight_copies(arch.sizes, dtype, X_csr is not None)
     acts, deltas, derivs, targets, scales, chunk_sums, task_squares = compiled.batch_buffers(
         widths, arch.sizes[-1], batch_size, tasks.shape[0], dtype,

@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from fastnn.network import Architecture, as_random_state, init_params, layer_views
+from fastnn import model_io
+from fastnn.kernels import epoch
+from fastnn.network import (CACHE_LINE_BYTES, Architecture, aligned_zeros, as_random_state,
+                            init_params, layer_views)
+from fastnn.optimizers import make_optimizer
 
 
 def test_layer_views_share_the_flat_buffer():
@@ -15,6 +19,37 @@ def test_layer_views_share_the_flat_buffer():
     W1[0, 0] = -1.0
     assert params[arch.offsets[1]] == -1.0
     assert b0[0] == params[3 * 5]  # the bias is the last row of the layer's block
+
+
+def starts_a_line(array):
+    return array.ctypes.data % CACHE_LINE_BYTES == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_aligned_zeros_start_a_cache_line(dtype):
+    # Many sizes, kept alive together: NumPy's own arrays start 16 bytes into a line
+    # for some of them, so a plain np.zeros fails here.
+    arrays = [aligned_zeros(size, dtype) for size in range(1, 3000, 7)]
+    for size, array in zip(range(1, 3000, 7), arrays):
+        assert starts_a_line(array) and array.shape == (size,) and array.dtype == dtype
+        assert array.flags.c_contiguous and array.flags.writeable and not array.any()
+
+
+def test_parameters_and_workspaces_start_a_cache_line(tmp_path):
+    sizes = (64, 256, 256, 10)  # wide layers: weight_copies gives panels too
+    for dtype in ("float32", "float64"):
+        arch = Architecture(sizes, "sigmoid", "softmax", dtype)
+        params = [init_params(arch, random_state=seed) for seed in range(8)]
+        path = tmp_path / f"{dtype}.fastnn"
+        model_io.save(path, arch, params[0])
+        loaded = model_io.load(path).params
+        assert np.array_equal(loaded, params[0])
+        adam = make_optimizer("adam")
+        adam.prepare(arch.n_params, dtype)
+        params_t, panels = epoch.weight_copies(sizes, dtype)
+        buffers = [*params, loaded, adam.slots, params_t, panels,
+                   *epoch.batch_buffers(np.array(sizes), 10, 64, 8, dtype, True)[:5]]
+        assert all(starts_a_line(buffer) for buffer in buffers)
 
 
 @pytest.mark.parametrize("kwargs, message", [

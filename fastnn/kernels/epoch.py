@@ -33,6 +33,7 @@ from numba import njit, prange, types
 from numba.extending import register_jitable
 
 from .. import config
+from ..network import aligned_zeros
 from .gemm import TRANSPOSE_BYTES, panel_columns, panel_width, transpose_block
 from .activations import saves_derivative
 from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
@@ -150,10 +151,12 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
     float64 (ceil(batch_size / CHUNK_ROWS), 2), task_squares float64 (n_tasks,).
     """
     rows = min(batch_size, config.MICRO_BATCH_ROWS)
-    acts = np.zeros(rows * int(widths.sum()), dtype=dtype)
-    return (acts, np.zeros_like(acts), np.zeros(acts.size if with_derivs else 0, dtype=dtype),
-            np.zeros((rows, n_outputs), dtype=dtype), np.zeros(rows, dtype=dtype),
-            np.zeros((-(-batch_size // config.CHUNK_ROWS), 2)), np.zeros(n_tasks))
+    size = rows * int(widths.sum())
+    return (aligned_zeros(size, dtype), aligned_zeros(size, dtype),
+            aligned_zeros(size if with_derivs else 0, dtype),
+            aligned_zeros(rows * n_outputs, dtype).reshape(rows, n_outputs),
+            aligned_zeros(rows, dtype), np.zeros((-(-batch_size // config.CHUNK_ROWS), 2)),
+            np.zeros(n_tasks))
 
 
 def weight_copies(sizes, dtype, sparse_input=False):
@@ -162,8 +165,8 @@ def weight_copies(sizes, dtype, sparse_input=False):
     layout, of which the update tasks fill the ones ``wide_layers`` lists; or None for
     a network without such a layer (its forward pass reads every W in place, and the
     kernels given None compile no code for panels)."""
-    return (np.zeros(panels_size(sizes, dtype, True), dtype=dtype),
-            np.zeros(panels_size(sizes, dtype), dtype=dtype)
+    return (aligned_zeros(panels_size(sizes, dtype, True), dtype),
+            aligned_zeros(panels_size(sizes, dtype), dtype)
             if wide_layers(sizes, dtype, sparse_input) else None)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import config
+from ..network import aligned_zeros
 from .activations import unfused_argument
 from .sparse import driver_inputs
 from .epoch import (batch_buffers, batch_sums, chunk_worker, copy_worker, gradient_worker,
@@ -114,8 +115,8 @@ class FullBatchObjective:
         self.unfused = unfused_argument(self.codes, arch.negative_slope, dtype)
         self.tasks = make_tasks(arch.sizes, sparse_input=self.X_csr is not None)
         self.rows = np.arange(n, dtype=np.int64)
-        self.params = np.zeros(arch.n_params, dtype=dtype)
-        self.grads = np.zeros_like(self.params)
+        self.params = aligned_zeros(arch.n_params, dtype)
+        self.grads = aligned_zeros(arch.n_params, dtype)
         self.params_t, self.panels = weight_copies(arch.sizes, dtype, self.X_csr is not None)
         (self.acts, self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
          self.task_squares) = batch_buffers(self.widths, arch.sizes[-1], n, self.tasks.shape[0],
