@@ -179,6 +179,9 @@ MUTANTS = [
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
+    Mutant("exp-scale-from-a-shifter-too-small", (
+        ("fastnn/kernels/activations.py", "    shifter = float_type(1.5 * 2.0 ** mantissa_bits)",
+         "    shifter = float_type(2.0 ** mantissa_bits)"),), ("tests/test_kernels.py",)),
     Mutant("buffers-left-unaligned", (
         ("fastnn/network.py", "    start = (-buffer.ctypes.data % CACHE_LINE_BYTES) // itemsize",
          "    start = 0"),), ("tests/test_network.py",)),

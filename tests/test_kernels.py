@@ -447,7 +447,8 @@ def run_ok(code, **env_changes):
 def test_gemm_vector_width_follows_numba_target(tmp_path):
     """With Numba compiling for an AVX2-only CPU (haswell), gemm uses 256-bit vectors.
 
-    Runs in a subprocess with its own cache directory.  This is also where the packed
+    Runs in a subprocess with its own cache directory, NUMBA_CPU_FEATURES empty: else
+    Numba adds the host's features (AVX-512 here) to the CPU name's.  This is also where the packed
     path is tested on a machine with AVX-512, whose gemm compiles no packing: on
     shapes with full and partial tiles, packed ones (k over one and several blocks of
     PANEL_KC rows) included, in both dtypes and every start, c a column block of a
@@ -514,9 +515,28 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
         fit(arch, expected, X, Y, epochs=3, batch_size=32, lr=0.1, random_state=1,
             backend="numpy")
         assert np.abs(params - expected).max() < 1e-9 * np.abs(expected).max()
+        # fast_exp builds 2**n from float bits, not by a float-to-int conversion
+        # (AVX2 has none for float64): its accuracy and edges in AVX2 code.
+        from numba import njit
+        from fastnn.kernels.activations import fast_exp
+
+        @njit
+        def exp_all(x, out):
+            for i in range(x.shape[0]):
+                out[i] = fast_exp(x[i])
+
+        for dtype, lo, hi, bound in (("float32", -87, 88, 2e-7), ("float64", -708, 709, 5e-16)):
+            x = np.concatenate([np.linspace(lo, hi, 20_001), np.arange(lo, hi + 1)]).astype(dtype)
+            y = np.empty_like(x)
+            exp_all(x, y)
+            exact = np.exp(x.astype(np.float64))
+            assert (np.abs(y - exact) / exact).max() < bound, dtype
+            edges = np.array([-np.inf, 2.0 * lo, np.nan, 2.0 * hi, np.inf], dtype=dtype)
+            exp_all(edges, y[:5])
+            np.testing.assert_array_equal(y[:5], [0, 0, np.nan, np.inf, np.inf])
         print("ok")
     """)
-    run_ok(code, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_FEATURES=None)
+    run_ok(code, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_FEATURES="")
 
 
 # ---------------------------------------------------------------------------

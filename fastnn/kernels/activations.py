@@ -101,6 +101,22 @@ def _bits_to_float(typingctx, bits):
     return sig, codegen
 
 
+@intrinsic
+def _float_to_bits(typingctx, value):
+    """Reinterpret the bits of a float32 as int32, or of a float64 as int64."""
+    if value == types.float32:
+        sig, ll_type = types.int32(types.float32), ir.IntType(32)
+    elif value == types.float64:
+        sig, ll_type = types.int64(types.float64), ir.IntType(64)
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ll_type)
+
+    return sig, codegen
+
+
 @njit(inline="always", **config.JIT_OPTIONS)
 def horner(coefficients, x):
     """coefficients[0] + coefficients[1] x + ... + coefficients[-1] x**(n - 1), by Horner's
@@ -123,6 +139,7 @@ def _exp_impl(float_type, int_type, mantissa_bits, bias, lo, hi, coefficients):
     ln2_lo = float_type(1.4286068203094173e-06)
     lo, hi, half, zero = float_type(lo), float_type(hi), float_type(0.5), float_type(0.0)
     inf = float_type(np.inf)
+    shifter = float_type(1.5 * 2.0 ** mantissa_bits)
     c = tuple(float_type(v) for v in coefficients)
 
     def impl(x):
@@ -130,10 +147,13 @@ def _exp_impl(float_type, int_type, mantissa_bits, bias, lo, hi, coefficients):
         n = np.floor(xc * log2e + half)  # np.floor keeps the float type; math.floor gives int
         r = (xc - n * ln2_hi) - n * ln2_lo
         p = horner(c, r)
-        # n is converted to the integer of the float's width (int32 for float32: one
-        # vector conversion instead of two to int64 and a narrowing); Numba computes the
-        # sum and shift in int64, which LLVM narrows back, given the final cast.
-        scale = _bits_to_float(int_type((int_type(n) + bias) << mantissa_bits))
+        # 2**n, built from the bits of n + shifter, an exact sum whose low mantissa
+        # bits hold n (two's complement): plus the bias and shifted into the exponent
+        # field, the bits above n's fall off.  Converting n to an integer would do
+        # the same, but AVX2 has no float64 -> int64 instruction: LLVM made it four
+        # scalar conversions, half of a float64 sigmoid's time (docs/benchmarks.md).
+        # Numba computes the sum and shift in int64, narrowed by the final cast.
+        scale = _bits_to_float(int_type((_float_to_bits(n + shifter) + bias) << mantissa_bits))
         y = zero if x < lo else p * scale
         y = inf if x > hi else y
         return y if x == x else x  # NaN stays NaN, so divergence is still detected
