@@ -22,7 +22,11 @@ every shape; rerun this on a new CPU before changing that or the packing rule
 (``docs/benchmarks`` records both).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/gemm_vs_blas.py
-    NUMBA_CPU_NAME=haswell NUMBA_CACHE_DIR=/tmp/numba-haswell python scripts/gemm_vs_blas.py
+    NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES= NUMBA_CACHE_DIR=/tmp/numba-avx2 \
+        python scripts/gemm_vs_blas.py
+
+(AVX2 code on an AVX-512 machine: NUMBA_CPU_FEATURES must be set, empty for the CPU
+name's own features; unset, Numba adds the host's, AVX-512 included.)
 """
 
 import argparse

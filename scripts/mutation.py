@@ -182,6 +182,9 @@ MUTANTS = [
     Mutant("exp-scale-from-a-shifter-too-small", (
         ("fastnn/kernels/activations.py", "    shifter = float_type(1.5 * 2.0 ** mantissa_bits)",
          "    shifter = float_type(2.0 ** mantissa_bits)"),), ("tests/test_kernels.py",)),
+    Mutant("partial-tile-loads-b-unmasked-to-its-end", (
+        ("fastnn/kernels/gemm.py", "                    whole = builder.sub(k, rows_at_end)",
+         "                    whole = k"),), ("tests/test_kernels.py",)),
     Mutant("buffers-left-unaligned", (
         ("fastnn/network.py", "    start = (-buffer.ctypes.data % CACHE_LINE_BYTES) // itemsize",
          "    start = 0"),), ("tests/test_network.py",)),

@@ -444,6 +444,49 @@ def run_ok(code, **env_changes):
     assert result.stdout.strip() == "ok"
 
 
+GUARDED_GEMM = textwrap.dedent("""
+    import ctypes, itertools, mmap
+    import numpy as np
+    from fastnn.kernels import gemm
+
+    # b ends where an inaccessible page starts: a read past it kills the process.
+    libc = ctypes.CDLL(None)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    page = mmap.PAGESIZE
+    memory = mmap.mmap(-1, 9 * page)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    assert libc.mprotect(start + 8 * page, page, 0) == 0  # PROT_NONE
+    rng = np.random.default_rng(0)
+    for dtype, (m, k, n), extra in itertools.product(
+            ("float32", "float64"), [(9, 1, 1), (8, 3, 2), (17, 7, 10), (5, 2, 30), (16, 128, 10)],
+            (0, 3)):
+        item = np.dtype(dtype).itemsize
+        ldb = n + extra  # b a (k, n) block of a wider array: its last row ends at the guard
+        size = (k - 1) * ldb + n
+        b_flat = np.frombuffer(memory, dtype, size, 8 * page - size * item)
+        b_flat[:] = rng.standard_normal(size)
+        b = np.lib.stride_tricks.as_strided(b_flat, (1, k, n), (0, ldb * item, item))
+        a = rng.standard_normal((m, k)).astype(dtype)
+        c = np.zeros((m, n), dtype)
+        gemm.gemm(a, b, c, c[0], np.int64(gemm.ZERO))
+        expected = a.astype(np.float64) @ b[0].astype(np.float64)
+        assert np.abs(c - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max()), (m, k, n)
+    print("ok")
+""")
+
+
+@pytest.mark.parametrize("target", ["native", "avx2"])
+def test_gemm_never_reads_past_b(target, tmp_path):
+    """A tile of partial columns loads b's rows in whole vectors, reading into the
+    next row, except at b's end: a b placed against an inaccessible page (a read past
+    it would crash the child process) gives the right product, in native and AVX2
+    code."""
+    env = dict(NUMBA_CACHE_DIR=str(tmp_path))
+    if target == "avx2":
+        env.update(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="")
+    run_ok(GUARDED_GEMM, **env)
+
+
 def test_gemm_vector_width_follows_numba_target(tmp_path):
     """With Numba compiling for an AVX2-only CPU (haswell), gemm uses 256-bit vectors.
 

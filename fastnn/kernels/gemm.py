@@ -252,6 +252,22 @@ def _make_tile_kernel(rows, vectors, partial_columns):
             is_bias = builder.icmp_signed("==", init, ir.Constant(i64, BIAS))
             is_acc = builder.icmp_signed("==", init, ir.Constant(i64, ACCUMULATE))
 
+            zero, one = ir.Constant(i64, 0), ir.Constant(i64, 1)
+
+            def k_steps(start, stop, masked):
+                """The rank-1 updates of rows start..stop - 1 of b into the accumulators."""
+                with cgutils.for_range_slice(builder, start, stop, one, inc=True) as (p, _):
+                    b_row = builder.add(b_off, builder.mul(p, ldb))
+                    b_vecs = [load(b_ptr, builder.add(b_row, ir.Constant(i64, v * lanes)), v,
+                                   masked) for v in range(vectors)]
+                    step = builder.mul(p, a_cs)
+                    for r in range(rows):
+                        a_val = splat(builder.load(builder.gep(a_ptr, [builder.add(a_rows[r],
+                                                                                  step)])))
+                        for v in range(vectors):
+                            builder.store(builder.call(fma, [a_val, b_vecs[v],
+                                                             builder.load(acc[r][v])]), acc[r][v])
+
             def emit(masked):
                 with builder.if_else(is_acc) as (from_c, other):
                     with from_c:
@@ -270,18 +286,23 @@ def _make_tile_kernel(rows, vectors, partial_columns):
                                 with from_zero:
                                     for r in range(rows):
                                         builder.store(zero_vec, acc[r][v])
-                with cgutils.for_range(builder, k) as loop:
-                    p = loop.index
-                    b_row = builder.add(b_off, builder.mul(p, ldb))
-                    b_vecs = [load(b_ptr, builder.add(b_row, ir.Constant(i64, v * lanes)), v,
-                                   masked) for v in range(vectors)]
-                    step = builder.mul(p, a_cs)
-                    for r in range(rows):
-                        a_val = splat(builder.load(builder.gep(a_ptr, [builder.add(a_rows[r],
-                                                                                  step)])))
-                        for v in range(vectors):
-                            builder.store(builder.call(fma, [a_val, b_vecs[v],
-                                                             builder.load(acc[r][v])]), acc[r][v])
+                if masked:
+                    # Rows of b whose whole vectors lie inside b are loaded unmasked (AVX2's
+                    # masked load costs twice a plain one): their lanes past ncols read
+                    # the next row, and only feed accumulator lanes that are never stored.
+                    # The last rows, whose vectors could reach past b's end, are masked.
+                    past = ir.Constant(i64, vectors * lanes)
+                    past = builder.sub(past, ncols)  # lanes read past the tile's columns
+                    no_stride = builder.icmp_signed("<", ldb, one)  # (k = 1 callers pass 0)
+                    stride = builder.select(no_stride, one, ldb)
+                    rows_at_end = builder.sdiv(builder.add(past, builder.sub(stride, one)), stride)
+                    whole = builder.sub(k, rows_at_end)
+                    whole = builder.select(no_stride, zero, whole)
+                    whole = builder.select(builder.icmp_signed("<", whole, zero), zero, whole)
+                    k_steps(zero, whole, False)
+                    k_steps(whole, k, True)
+                else:
+                    k_steps(zero, k, False)
                 for r in range(rows):
                     with cgutils.if_likely(builder,
                                            builder.icmp_signed("<", ir.Constant(i64, r), mr)):
