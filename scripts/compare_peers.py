@@ -107,6 +107,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastnn
 from fastnn import Architecture, fit, init_params, layer_views, predict_output
+from fastnn.kernels.gemm import numba_target
 
 SEED = 0
 TUTORIAL_EPOCHS = 1500
@@ -631,8 +632,10 @@ def environment():
                 blas=[{k: lib.get(k) for k in ("internal_api", "version", "architecture",
                                                "num_threads", "filepath")}
                       for lib in threadpool_info() if lib.get("user_api") == "blas"],
+                numba_target=numba_target(),
                 env={k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                     "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
+                                                    "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES",
                                                     "XLA_FLAGS")})
     for name in OPTIONAL.values():
         if importlib.util.find_spec(name):

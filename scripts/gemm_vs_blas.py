@@ -104,8 +104,11 @@ def main(argv=None):
     parser.add_argument("--json", help="write the results to this path")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    print(f"# gemm vector width {gemm_module.VECTOR_BITS} bits, tile {gemm_module.MR} x "
-          f"{gemm_module.NV} vectors; BLAS on 1 thread; GFLOP/s in thread CPU time")
+    target = gemm_module.numba_target()
+    print(f"# Numba target CPU {target['cpu']}, AVX-512 instructions "
+          f"{'allowed' if target['avx512'] else 'not allowed'}; gemm vector width "
+          f"{gemm_module.VECTOR_BITS} bits, tile {gemm_module.MR} x {gemm_module.NV} vectors; "
+          f"BLAS on 1 thread; GFLOP/s in thread CPU time")
     print(f"{'product':>30} {'dtype':>8} {'in place':>8} {'packed':>7} {'panels':>7} {'rule':>8} "
           f"{'blas':>7} {'blas/gemm':>9}")
     results = []
@@ -132,7 +135,8 @@ def main(argv=None):
                                     panels_gflops=from_panels, blas_gflops=blas))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(vector_bits=gemm_module.VECTOR_BITS, results=results), f, indent=1)
+            json.dump(dict(vector_bits=gemm_module.VECTOR_BITS, numba_target=target,
+                           results=results), f, indent=1)
 
 
 if __name__ == "__main__":

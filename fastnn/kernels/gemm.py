@@ -105,6 +105,22 @@ def _target_vector_bits():
 VECTOR_BITS = _target_vector_bits()
 VECTOR_BYTES = VECTOR_BITS // 8
 
+
+def numba_target():
+    """dict(cpu, avx512, vector_bits): the CPU Numba compiles for, whether its code may
+    use AVX-512 instructions, and the gemm tile's vector width, for benchmark records.
+
+    Numba adds the host's features to a ``NUMBA_CPU_NAME`` unless ``NUMBA_CPU_FEATURES``
+    is set: ``NUMBA_CPU_NAME=haswell`` alone on an AVX-512 host gives 256-bit tiles in
+    AVX-512 code (avx512 True); AVX2-only code also needs ``NUMBA_CPU_FEATURES=``
+    (empty: the named CPU's own features).
+    """
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        features = llvm.get_host_cpu_features().flatten()
+    return dict(cpu=numba.config.CPU_NAME or "host", avx512="+avx512f" in features.split(","),
+                vector_bits=VECTOR_BITS)
+
 #: Microkernel shapes: (rows, vectors of columns) for the wide and the narrow tile.
 #: The accumulators (rows x vectors) plus the vectors of b loaded per step must fit
 #: in the register file: 32 registers with AVX-512, 16 with AVX2.
