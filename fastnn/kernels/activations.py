@@ -85,36 +85,22 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_LAMBDA = 1.0507009873554804934193349852946
 
 
-@intrinsic
-def _bits_to_float(typingctx, bits):
-    """Reinterpret the bits of an int32 as float32, or of an int64 as float64."""
-    if bits == types.int32:
-        sig, ll_type = types.float32(types.int32), ir.FloatType()
-    elif bits == types.int64:
-        sig, ll_type = types.float64(types.int64), ir.DoubleType()
-    else:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ll_type)
-
-    return sig, codegen
+#: The other type of the same width, for ``_same_bits``.
+_SAME_WIDTH = {types.float32: types.int32, types.float64: types.int64,
+               types.int32: types.float32, types.int64: types.float64}
 
 
 @intrinsic
-def _float_to_bits(typingctx, value):
-    """Reinterpret the bits of a float32 as int32, or of a float64 as int64."""
-    if value == types.float32:
-        sig, ll_type = types.int32(types.float32), ir.IntType(32)
-    elif value == types.float64:
-        sig, ll_type = types.int64(types.float64), ir.IntType(64)
-    else:
+def _same_bits(typingctx, value):
+    """value's bits as the other type of its width: float32 <-> int32, float64 <-> int64."""
+    target = _SAME_WIDTH.get(value)
+    if target is None:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ll_type)
+        return builder.bitcast(args[0], context.get_value_type(target))
 
-    return sig, codegen
+    return target(value), codegen
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -153,7 +139,7 @@ def _exp_impl(float_type, int_type, mantissa_bits, bias, lo, hi, coefficients):
         # the same, but AVX2 has no float64 -> int64 instruction: LLVM made it four
         # scalar conversions, half of a float64 sigmoid's time (docs/benchmarks.md).
         # Numba computes the sum and shift in int64, narrowed by the final cast.
-        scale = _bits_to_float(int_type((_float_to_bits(n + shifter) + bias) << mantissa_bits))
+        scale = _same_bits(int_type((_same_bits(n + shifter) + bias) << mantissa_bits))
         y = zero if x < lo else p * scale
         y = inf if x > hi else y
         return y if x == x else x  # NaN stays NaN, so divergence is still detected
