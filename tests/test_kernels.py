@@ -19,7 +19,7 @@ import pytest
 from numba import njit
 from scipy.special import expit
 
-from fastnn import kernels, reference
+from fastnn import config, kernels, reference
 from fastnn.kernels import epoch, gemm
 from fastnn.kernels.activations import fast_exp, fast_expm1, fast_log1p, fast_tanh, normal_cdf
 from fastnn.network import ACTIVATION_CODES
@@ -606,6 +606,22 @@ def test_make_tasks_cover_each_row_once(sizes):
         np.testing.assert_array_equal(ranges[1:, 0], ranges[:-1, 1])
         assert np.all((ranges[:-1, 1] - ranges[:-1, 0]) % epoch.TASK_ROWS == 0)
         assert np.all(ranges[:, 1] > ranges[:, 0])
+
+
+@pytest.mark.parametrize("sizes", [(64, 128, 128, 10), (784, 512, 512, 10), (784, 1024, 10),
+                                   (3, 5, 1), (2049, 4096, 7), (100, 300, 48, 256, 16, 10)])
+def test_make_tasks_spread_the_narrow_layers(sizes):
+    """Tasks of layers at least TASK_MIN_WIDTH wide come in layer and row order; the k
+    tasks of each narrower layer are spread over all n: any first p tasks hold k p / n
+    of them, within one, so no thread's run of tasks gets all of those cheap ones."""
+    tasks = epoch.make_tasks(np.array(sizes))
+    narrow = [layer for layer, fan_out in enumerate(sizes[1:]) if fan_out < config.TASK_MIN_WIDTH]
+    wide = tasks[~np.isin(tasks[:, 0], narrow)]
+    np.testing.assert_array_equal(wide, wide[np.lexsort((wide[:, 1], wide[:, 0]))])
+    first_p = np.arange(1, len(tasks) + 1)
+    for layer in narrow:
+        held = np.cumsum(tasks[:, 0] == layer)
+        assert np.all(np.abs(held - held[-1] * first_p / len(tasks)) <= 1), (layer, tasks)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
