@@ -45,6 +45,12 @@ same dtype and threads; > 1 means fastnn is faster), achieved GFLOP/s, % of
 fastnn's per-epoch times come from its own ``History.epoch_seconds``; every other
 system is timed around each epoch call by ``time_calls``.
 
+``--rounds R`` (default 1) measures every system of a row R times, alternating (fastnn,
+then each peer, then fastnn again ...), and reports the median of the R medians (the
+"1500 ep" column: the median of the R totals).  A machine that slows down for a few
+minutes, as shared virtual machines do, then spoils one round of every system instead
+of one system's only measurement.
+
 FLOP count, per sample, for layers l = 1..L with fan_in_l x fan_out_l weights::
 
     forward            2 * sum_{l=1..L} fan_in_l * fan_out_l
@@ -74,6 +80,7 @@ From the repository root, with the project's virtual environment::
 
     python scripts/compare_peers.py --quick                     # smoke test, seconds
     python scripts/compare_peers.py --json results.json         # the full comparison
+    python scripts/compare_peers.py --rounds 3                  # medians of 3 alternating rounds
     python scripts/compare_peers.py --workloads W1,infer --threads 1 --systems fastnn,torch
     python scripts/machine_peak.py --json peak.json && \
         python scripts/compare_peers.py --peak-json peak.json    # % of each dtype's ceiling
@@ -564,14 +571,38 @@ def load_peaks(path):
     return {(r["dtype"], r["threads"]): r["gemm_gflops"] for r in results}
 
 
-def run_block(wl, dtype, threads, systems, peak):
+def median_of_rounds(results, flops):
+    """One row from the (row, labels) results of a system's rounds: the median of their
+    medians (and of their 1500-epoch totals), flops per epoch or prediction for its
+    GFLOP/s; every round's seconds are kept.  A round that failed makes the row that
+    error."""
+    failed = [row for row, _ in results if "error" in row]
+    if failed:
+        return failed[0], None
+    rows = [row for row, _ in results]
+    row = dict(rows[-1], rounds=len(rows), seconds=[s for r in rows for s in r["seconds"]],
+               round_medians=[r["median_s"] for r in rows])
+    row["median_s"] = statistics.median(row["round_medians"])
+    row["gflops"] = flops / row["median_s"] / 1e9
+    if "total_1500_s" in row:
+        row["total_1500_s"] = statistics.median(r["total_1500_s"] for r in rows)
+    return row, results[-1][1]
+
+
+def run_block(wl, dtype, threads, systems, peak, rounds=1):
     """Rows of every system for one workload, dtype and thread count, with ratios to fastnn.
 
-    peak: the GFLOP/s ceiling for this dtype and thread count (None: no % column).
+    peak: the GFLOP/s ceiling for this dtype and thread count (None: no % column);
+    rounds: how many times each system is measured, the systems alternating
+    (``median_of_rounds``).
     """
+    results = {system: [] for system in systems}
+    for _ in range(rounds):
+        for system in systems:
+            results[system].append(measure(system, wl, dtype, threads))
     rows, reference_labels = [], None
     for system in systems:
-        row, labels = measure(system, wl, dtype, threads)
+        row, labels = median_of_rounds(results[system], wl.flops)
         if system == "fastnn":
             reference_labels = labels
         if wl.predict_only and labels is not None and reference_labels is not None:
@@ -658,12 +689,17 @@ def parse_args(argv=None):
                         help="one ceiling in GFLOP/s for every row's %% peak column")
     parser.add_argument("--peak-json", help="scripts/machine_peak.py's JSON: each row's %% peak "
                         "against the GEMM ceiling of its dtype and thread count")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each system this many times, alternating, and report "
+                             "the median of the rounds (default 1)")
     parser.add_argument("--jax-child", help=argparse.SUPPRESS)  # internal: see jax_child
     parser.add_argument("--json", help="write all results to this path")
     args = parser.parse_args(argv)
     args.workloads = args.workloads.split(",")
     args.systems = args.systems.split(",")
     args.threads = [int(t) for t in args.threads.split(",")]
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     for value, allowed in ((args.workloads, DEFAULT_COUNTS), (args.systems, SYSTEMS)):
         unknown = set(value) - set(allowed)
         if unknown:
@@ -690,6 +726,8 @@ def main(argv=None):
         print("note: jax:", jax_threads_note())
     if args.quick:
         print("note: --quick is a smoke test; its timings are not measurements")
+    if args.rounds > 1:
+        print(f"note: every row is the median of {args.rounds} rounds, the systems alternating")
 
     counts = QUICK_COUNTS if args.quick else DEFAULT_COUNTS
     results = []
@@ -702,7 +740,7 @@ def main(argv=None):
                 if args.peak_json and peak is None:
                     print(f"note: {args.peak_json} has no ceiling for {dtype} on {threads} "
                           "thread(s)")
-                rows += run_block(wl, dtype, threads, systems, peak)
+                rows += run_block(wl, dtype, threads, systems, peak, args.rounds)
         print_table(wl, rows, bool(args.peak_gflops or peaks))
         results += rows
 
@@ -715,7 +753,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(environment=env, skipped=skipped, quick=args.quick,
-                           peak_gflops=args.peak_gflops, peaks_from=args.peak_json,
+                           rounds=args.rounds, peak_gflops=args.peak_gflops, peaks_from=args.peak_json,
                            results=results), f, indent=1)
         print(f"\nwrote {args.json}")
 
