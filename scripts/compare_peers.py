@@ -753,8 +753,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(environment=env, skipped=skipped, quick=args.quick,
-                           rounds=args.rounds, peak_gflops=args.peak_gflops, peaks_from=args.peak_json,
-                           results=results), f, indent=1)
+                           rounds=args.rounds, peak_gflops=args.peak_gflops,
+                           peaks_from=args.peak_json, results=results), f, indent=1)
         print(f"\nwrote {args.json}")
 
 

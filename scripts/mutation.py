@@ -189,7 +189,8 @@ MUTANTS = [
         ("fastnn/network.py", "    start = (-buffer.ctypes.data % CACHE_LINE_BYTES) // itemsize",
          "    start = 0"),), ("tests/test_network.py",)),
     Mutant("narrow-layer-tasks-in-layer-order", (
-        ("fastnn/kernels/epoch.py", "for tasks in [in_order] + narrow for i, task in enumerate(tasks)]",
+        ("fastnn/kernels/epoch.py",
+         "for tasks in [in_order] + narrow for i, task in enumerate(tasks)]",
          "for tasks in [in_order] + narrow for i, task in enumerate(tasks)]\n"
          "    placed = [(0, task) for tasks in [in_order] + narrow for task in tasks]"),),
         ("tests/test_kernels.py",)),

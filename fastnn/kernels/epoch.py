@@ -79,7 +79,8 @@ def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.T
     """
     in_order, narrow = [], []
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if sparse_input and layer == 0:
+        sparse_first = sparse_input and layer == 0
+        if sparse_first:
             rows = max(TASK_ROWS, -(-fan_in // config.SPARSE_INPUT_TASKS))
         else:
             rows = max(TASK_ROWS, -(-params_per_task // max(fan_out, min_width)))
@@ -87,7 +88,7 @@ def make_tasks(sizes, params_per_task=config.PARAMS_PER_TASK, min_width=config.T
         starts = list(range(0, fan_in, rows))
         stops = starts[1:] + [fan_in + 1]
         layer_tasks = [(layer, start, stop) for start, stop in zip(starts, stops)]
-        if fan_out < min_width and not (sparse_input and layer == 0):
+        if fan_out < min_width and not sparse_first:
             narrow.append(layer_tasks)
         else:
             in_order.extend(layer_tasks)
