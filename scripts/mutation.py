@@ -156,7 +156,7 @@ MUTANTS = [
     Mutant("aside-child-compiles-nothing", (
         ("fastnn/compilation.py", "            job()\n", ""),), ("tests/test_cache.py",)),
     Mutant("tanh-without-its-taylor-branch", (
-        ("fastnn/kernels/activations.py", "return x * p if abs(x) < small else r", "return r"),),
+        ("fastnn/kernels/activations.py", "return taylor if abs(x) < small else r", "return r"),),
         ("tests/test_kernels.py",)),
     Mutant("expm1-without-its-taylor-branch", (
         ("fastnn/kernels/activations.py",
@@ -179,6 +179,9 @@ MUTANTS = [
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
+    Mutant("pade-exp-one-degree-short", (
+        ("fastnn/kernels/activations.py", "_PADE_EXP_FLOAT64 = _pade_exp(6)",
+         "_PADE_EXP_FLOAT64 = _pade_exp(5)"),), ("tests/test_kernels.py",)),
     Mutant("exp-scale-from-a-shifter-too-small", (
         ("fastnn/kernels/activations.py", "    shifter = float_type(1.5 * 2.0 ** mantissa_bits)",
          "    shifter = float_type(2.0 ** mantissa_bits)"),), ("tests/test_kernels.py",)),

@@ -12,19 +12,30 @@ interval (degree 6 in float32, 11 in float64: relative error 2e-8 and 2e-17 with
 the coefficients rounded, below half an ulp; Taylor needs degrees 7 and 13) and
 ``2**n`` built directly in the exponent bits.  The accuracy against ``np.exp`` is measured in the tests.
 
+sigmoid and tanh divide by 1 + exp(-|z|) or 1 + exp(-2|z|) anyway, so they take exp
+as a ratio, ``exp_ratio``: (p, q) with exp(x) = p / q.  In float32 that is
+(fast_exp(x), 1).  In float64 it is 2**n P(r) and P(-r), P(r) / P(-r) exp's [6/6] Pade
+approximant (error below 2e-19 on that interval), and sigmoid(z) = q / (q + p) or
+p / (q + p): the same one division, and instead of 11 dependent multiply-adds, two
+short chains in r**2 (3 and 2 steps).  With 256-bit vectors the float64 polynomial was
+the limit: its chain's latency, not the arithmetic (measured 2.1 ns per sigmoid
+against 1.0 with 512-bit vectors, twice the elements per instruction); the ratio
+takes AVX2 code from 2.1 to 1.45 ns, and 512-bit code from 1.04 to 0.99.  A float32
+ratio (the [3/3] approximant) was no faster than its 7-term polynomial.
+
 tanh, which Numba also lowers to a scalar libm call (15.5 ns per element, against
 0.4 ns for the vectorised sigmoid), is ``fast_tanh``: (1 - t) / (1 + t) with
-t = fast_exp(-2|z|) and z's sign, and near 0, where 1 - t would cancel, the odd
-Taylor series z (1 - z**2 / 3 + 2 z**4 / 15 - ...): 6 terms for |z| < 0.3 in float32,
-13 in float64 (the next term is below half an ulp there).  expm1, for elu and selu
-(libm's: 9 ns per element), is ``fast_expm1`` the same way: fast_exp(x) - 1, and its
-Taylor series x (1 + x / 2 + x**2 / 6 + ...) for |x| < 0.35 (8 terms in float32, 13
-in float64); 0.49 / 1.33 ns per elu in float32 / float64.  Its overload is inlined
-into the loop (``inline="always"``): compiled apart, the float64 body is too large for
-LLVM to inline, and the call keeps the loop scalar.  log1p, for softplus (libm's:
-23-29 ns per element), is ``fast_log1p`` on [0, 1]: 1 + x = 2**k (1 + f) with k = 0
-or 1, and log1p(f) = 2 atanh(f / (2 + f)), an odd series (5 and 11 terms), in
-fdlibm's arrangement; 0.93 / 2.2 ns per softplus.
+t = exp(-2|z|) (as p / q: (q - p) / (q + p)) and z's sign, and near 0, where 1 - t
+would cancel, the odd Taylor series z (1 - z**2 / 3 + 2 z**4 / 15 - ...): 6 terms for
+|z| < 0.3 in float32, 13 in float64 (the next term is below half an ulp there).
+expm1, for elu and selu (libm's: 9 ns per element), is ``fast_expm1`` the same way:
+fast_exp(x) - 1, and its Taylor series x (1 + x / 2 + x**2 / 6 + ...) for |x| < 0.35
+(8 terms in float32, 13 in float64); 0.49 / 1.33 ns per elu in float32 / float64.  Its
+overload is inlined into the loop (``inline="always"``): compiled apart, the float64
+body is too large for LLVM to inline, and the call keeps the loop scalar.  log1p, for
+softplus (libm's: 23-29 ns per element), is ``fast_log1p`` on [0, 1]:
+1 + x = 2**k (1 + f) with k = 0 or 1, and log1p(f) = 2 atanh(f / (2 + f)), an odd
+series (5 and 11 terms), in fdlibm's arrangement; 0.93 / 2.2 ns per softplus.
 
 Activations and their derivatives
 ---------------------------------
@@ -68,6 +79,7 @@ ulp would take 30 terms or more.
 """
 
 import math
+from fractions import Fraction
 
 import numpy as np
 from llvmlite import ir
@@ -119,20 +131,21 @@ def fast_exp(x):
     return math.exp(x)
 
 
-def _exp_impl(float_type, int_type, mantissa_bits, bias, lo, hi, coefficients):
+def _range_reduction(float_type, int_type, mantissa_bits, bias, lo):
+    """The reduction of exp's argument, for one float type: a compiled x -> (r, 2**n) with
+    x = n ln 2 + r, n an integer and |r| <= ln(2) / 2, for x raised to lo if below.  The
+    caller keeps x below exp's overflow (exp_ratio's x <= 0 needs no clamp there)."""
     log2e = float_type(1.4426950408889634)
     ln2_hi = float_type(0.693145751953125)  # ln 2 split in two so that n * ln2_hi is exact
     ln2_lo = float_type(1.4286068203094173e-06)
-    lo, hi, half, zero = float_type(lo), float_type(hi), float_type(0.5), float_type(0.0)
-    inf = float_type(np.inf)
+    lo, half = float_type(lo), float_type(0.5)
     shifter = float_type(1.5 * 2.0 ** mantissa_bits)
-    c = tuple(float_type(v) for v in coefficients)
 
-    def impl(x):
-        xc = min(max(x, lo), hi)
+    @njit(inline="always", fastmath=set(config.FASTMATH), error_model="numpy")
+    def reduce(x):
+        xc = max(x, lo)
         n = np.floor(xc * log2e + half)  # np.floor keeps the float type; math.floor gives int
         r = (xc - n * ln2_hi) - n * ln2_lo
-        p = horner(c, r)
         # 2**n, built from the bits of n + shifter, an exact sum whose low mantissa
         # bits hold n (two's complement): plus the bias and shifted into the exponent
         # field, the bits above n's fall off.  Converting n to an integer would do
@@ -140,10 +153,27 @@ def _exp_impl(float_type, int_type, mantissa_bits, bias, lo, hi, coefficients):
         # scalar conversions, half of a float64 sigmoid's time (docs/benchmarks.md).
         # Numba computes the sum and shift in int64, narrowed by the final cast.
         scale = _same_bits(int_type((_same_bits(n + shifter) + bias) << mantissa_bits))
-        y = zero if x < lo else p * scale
+        return r, scale
+
+    return reduce
+
+
+#: Each float type's (type, integer of its width, mantissa bits, exponent bias, and the
+#: range of x outside which exp(x) is 0 (below the normal numbers) or inf).
+_FORMATS = {types.float32: (np.float32, np.int32, 23, 127, -87.33, 88.0),
+            types.float64: (np.float64, np.int64, 52, 1023, -708.39, 709.0)}
+
+
+def _exp_impl(float_type, int_type, mantissa_bits, bias, lo, hi, coefficients):
+    reduce = _range_reduction(float_type, int_type, mantissa_bits, bias, lo)
+    lo, hi, zero, inf = float_type(lo), float_type(hi), float_type(0.0), float_type(np.inf)
+    c = tuple(float_type(v) for v in coefficients)
+
+    def impl(x):
+        r, scale = reduce(min(x, hi))
+        y = zero if x < lo else horner(c, r) * scale
         y = inf if x > hi else y
         return y if x == x else x  # NaN stays NaN, so divergence is still detected
-
 
     return impl
 
@@ -161,9 +191,57 @@ _EXP_FLOAT64 = (1.0, 1.0, 0.5000000000000019, 0.1666666666666668, 0.041666666666
 @overload(fast_exp, jit_options=dict(fastmath=set(config.FASTMATH)))
 def _fast_exp_overload(x):
     if x == types.float32:
-        return _exp_impl(np.float32, np.int32, 23, 127, -87.33, 88.0, _EXP_FLOAT32)
+        return _exp_impl(*_FORMATS[x], _EXP_FLOAT32)
     if x == types.float64:
-        return _exp_impl(np.float64, np.int64, 52, 1023, -708.39, 709.0, _EXP_FLOAT64)
+        return _exp_impl(*_FORMATS[x], _EXP_FLOAT64)
+    return None
+
+
+def exp_ratio(x):
+    """(p, q) with exp(x) = p / q, for a float32 or float64 scalar x <= 0 (or NaN) inside
+    compiled code; p is 0 below the normal range and NaN for NaN.
+
+    float32: (fast_exp(x), 1).  float64: 2**n P(r) and P(-r), P(r) / P(-r) the [6/6]
+    Pade approximant of exp(r) (see the module's docstring).  The callers divide anyway
+    (sigmoid, tanh), so the ratio costs no second division.
+    """
+    return math.exp(x), 1.0
+
+
+def _pade_exp(n):
+    """Numerator coefficients of exp's [n/n] Pade approximant P(r) / P(-r), lowest first:
+    (2n - k)! n! / ((2n)! k! (n - k)!), exactly, rounded to float64."""
+    f = math.factorial
+    return tuple(float(Fraction(f(2 * n - k) * f(n), f(2 * n) * f(k) * f(n - k)))
+                 for k in range(n + 1))
+
+
+_PADE_EXP_FLOAT64 = _pade_exp(6)
+
+
+def _exp_ratio_float64():
+    reduce = _range_reduction(*_FORMATS[types.float64][:5])
+    lo, zero = np.float64(_FORMATS[types.float64][4]), np.float64(0.0)
+    even, odd = _PADE_EXP_FLOAT64[0::2], _PADE_EXP_FLOAT64[1::2]
+
+    def impl(x):
+        r, scale = reduce(x)
+        r2 = r * r
+        e = horner(even, r2)  # P(r) = e + o, P(-r) = e - o
+        o = r * horner(odd, r2)
+        p = zero if x < lo else (e + o) * scale
+        return (p if x == x else x), e - o  # NaN stays NaN
+
+    return impl
+
+
+@overload(exp_ratio, inline="always", jit_options=dict(fastmath=set(config.FASTMATH)))
+def _exp_ratio_overload(x):
+    if x == types.float32:
+        one = np.float32(1.0)
+        return lambda x: (fast_exp(x), one)
+    if x == types.float64:
+        return _exp_ratio_float64()
     return None
 
 
@@ -173,16 +251,15 @@ def fast_tanh(x):
 
 
 def _tanh_impl(float_type, small, coefficients):
-    small, one, two = float_type(small), float_type(1.0), float_type(2.0)
+    small, two = float_type(small), float_type(2.0)
     c = tuple(float_type(v) for v in coefficients)
 
     def impl(x):
-        x2 = x * x
-        p = horner(c, x2)
-        t = fast_exp(-two * abs(x))  # in (0, 1]; 0 for large |x|, NaN for NaN
-        r = (one - t) / (one + t)
+        taylor = x * horner(c, x * x)
+        p, q = exp_ratio(-two * abs(x))  # t = p / q in (0, 1]; 0 for large |x|, NaN for NaN
+        r = (q - p) / (q + p)  # (1 - t) / (1 + t)
         r = r if x >= 0 else -r
-        return x * p if abs(x) < small else r  # both computed: the loop stays vectorised
+        return taylor if abs(x) < small else r  # both computed: the loop stays vectorised
 
     return impl
 
@@ -321,14 +398,16 @@ def _normal_cdf_overload(z):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def sigmoid(z, one):
-    """Logistic function, stable for large |z|: only exp of a non-positive number is taken.
+def sigmoid(z):
+    """Logistic function, stable for large |z|: only exp of a non-positive number is taken."""
+    p, q = exp_ratio(-abs(z))
+    return sigmoid_from_exp(z, p, q)
 
-    one is 1 in the dtype of z, so that float32 stays float32.
-    """
-    t = fast_exp(-abs(z))
-    s = one / (one + t)
-    return s if z >= 0 else t * s
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def sigmoid_from_exp(z, p, q):
+    """sigmoid(z) from exp(-|z|) = p / q: 1 / (1 + t) for z >= 0, else t / (1 + t)."""
+    return (q if z >= 0 else p) / (q + p)
 
 
 @njit(**config.JIT_OPTIONS)
@@ -339,10 +418,9 @@ def activate_rows(out, activation):
     """
     n_rows, width = out.shape
     if activation == SIGMOID:
-        one = out.dtype.type(1.0)
         for i in range(n_rows):
             for j in range(width):
-                out[i, j] = sigmoid(out[i, j], one)
+                out[i, j] = sigmoid(out[i, j])
     elif activation == TANH:
         for i in range(n_rows):
             for j in range(width):
@@ -477,13 +555,12 @@ def _activate_and_derivative(out, activation, deriv, slope, leaky_relu, elu, sel
                 t = fast_exp(-abs(z))
                 out[i, j] = max(z, zero) + fast_log1p(t)
                 if keep:
-                    s = one / (one + t)
-                    deriv[i, j] = s if z >= zero else t * s
+                    deriv[i, j] = sigmoid_from_exp(z, t, one)
     if silu is not None and activation == SILU:
         for i in range(n_rows):
             for j in range(width):
                 z = out[i, j]
-                s = sigmoid(z, one)
+                s = sigmoid(z)
                 out[i, j] = z * s
                 if keep:
                     deriv[i, j] = s * (one + z * (one - s))
