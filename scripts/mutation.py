@@ -179,6 +179,13 @@ MUTANTS = [
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
+    Mutant("delta-panels-without-their-partial-panel", (
+        ("fastnn/kernels/epoch.py", "            for j in range(width - full * nr):",
+         "            for j in range(0):"),), ("tests/test_kernels.py",)),
+    Mutant("delta-panels-of-hidden-layers-not-stored", (
+        ("fastnn/kernels/epoch.py",
+         "        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1)\n", ""),),
+        ("tests/test_kernels.py",)),
     Mutant("pade-exp-one-degree-short", (
         ("fastnn/kernels/activations.py", "_PADE_EXP_FLOAT64 = _pade_exp(6)",
          "_PADE_EXP_FLOAT64 = _pade_exp(5)"),), ("tests/test_kernels.py",)),

@@ -543,23 +543,32 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             W = params[offsets[1]:offsets[1] + 37 * 29].reshape(37, 29)
             assert np.array_equal(epoch.weight_panels(params_t, sizes, 1, True),
                                   gemm.to_panels(np.ascontiguousarray(W.T)))
-        # Training reads the first layer's W from its panels (a wide layer: 168 KB),
+        # Training reads the first layer's W from its panels (a wide layer: 146 KB),
         # the others in place, and every W.T from panels (several update tasks per
-        # layer refresh them): against the reference.
+        # layer refresh them); the weight gradient reads the first layer's deltas
+        # (rows of 2080 bytes, the last of 22 panels partial) from their copy in
+        # panels: against the reference, and with 1 and 2 threads, in batches of 32
+        # rows and of 300 (micro-batches of 256 and 44 rows).
         from fastnn import Architecture, fit, init_params
-        arch = Architecture((70, 300, 40, 3), ("tanh", "relu"), "softmax", "float64")
+        arch = Architecture((70, 260, 40, 3), ("tanh", "relu"), "softmax", "float64")
         sizes = np.array(arch.sizes, dtype=np.int64)
         panels = epoch.weight_copies(sizes, "float64")[1]
         assert [epoch.reads_panels(panels, sizes, layer) for layer in range(3)] == [
             True, False, False]
-        X = rng.standard_normal((120, 70))
-        Y = np.eye(3)[rng.integers(0, 3, 120)]
-        params = init_params(arch, "glorot_uniform", 0)
-        expected = params.copy()
-        fit(arch, params, X, Y, epochs=3, batch_size=32, lr=0.1, random_state=1)
-        fit(arch, expected, X, Y, epochs=3, batch_size=32, lr=0.1, random_state=1,
-            backend="numpy")
-        assert np.abs(params - expected).max() < 1e-9 * np.abs(expected).max()
+        assert [epoch.deltas_in_panels(w, 8) for w in arch.sizes[1:]] == [True, False, False]
+        X = rng.standard_normal((600, 70))
+        Y = np.eye(3)[rng.integers(0, 3, 600)]
+        for batch_size in (32, 300):
+            params = init_params(arch, "glorot_uniform", 0)
+            expected, two_threads = params.copy(), params.copy()
+            fit(arch, params, X, Y, epochs=2, batch_size=batch_size, lr=0.1, random_state=1,
+                threads=1)
+            fit(arch, two_threads, X, Y, epochs=2, batch_size=batch_size, lr=0.1,
+                random_state=1, threads=2)
+            fit(arch, expected, X, Y, epochs=2, batch_size=batch_size, lr=0.1, random_state=1,
+                backend="numpy")
+            assert np.abs(params - expected).max() < 1e-9 * np.abs(expected).max()
+            assert np.array_equal(params, two_threads)
         # fast_exp builds 2**n from float bits, not by a float-to-int conversion
         # (AVX2 has none for float64): its accuracy and edges in AVX2 code.
         from numba import njit

@@ -145,7 +145,7 @@ def dense_backward(delta, WT, a_prev, activation, out):
 
 
 @njit(**config.JIT_OPTIONS)
-def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False):
+def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, delta_b=None):
     """Rows [row_start, row_stop) of a layer's (fan_in + 1, fan_out) gradient block.
 
     Row k < fan_in is a_prev[:, k] @ delta (weights), row fan_in is delta summed over
@@ -153,12 +153,18 @@ def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False):
     fan_out) written in place, or added to with accumulate: each element's sum then
     continues from out, so gradients summed over consecutive row blocks are bitwise
     the gradient of their rows in one call.  Rows are summed in their order 0..n-1.
+    delta_b, if given, is delta as the weights' product reads it (a 3-D array for
+    ``gemm``: delta in panel layout, or a (1, n, fan_out) view; same bits).
     """
     fan_in = a_prev.shape[1]
     weight_stop = min(row_stop, fan_in)
     if weight_stop > row_start:
-        gemm(a_prev[:, row_start:weight_stop].T, delta, out[: weight_stop - row_start], out[0],
-             np.int64(ACCUMULATE if accumulate else ZERO))
+        start = np.int64(ACCUMULATE if accumulate else ZERO)
+        c = out[: weight_stop - row_start]
+        if delta_b is None:  # pruned by Numba when delta_b is omitted
+            gemm(a_prev[:, row_start:weight_stop].T, delta, c, out[0], start)
+        else:
+            gemm(a_prev[:, row_start:weight_stop].T, delta_b, c, out[0], start)
     if row_stop > fan_in:
         bias = out[fan_in - row_start]
         if not accumulate:

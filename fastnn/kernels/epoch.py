@@ -36,7 +36,7 @@ from numba.extending import register_jitable
 
 from .. import config
 from ..network import aligned_zeros
-from .gemm import TRANSPOSE_BYTES, panel_columns, panel_width, transpose_block
+from .gemm import PACK_B, TRANSPOSE_BYTES, panel_columns, panel_width, transpose_block
 from .activations import saves_derivative
 from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
 from .dropout import drop_rows
@@ -142,6 +142,65 @@ def copy_row(src, i, dst, k):
         dst[k, j] = src[i, j]
 
 
+# With 256-bit tiles the weight gradient reads the deltas of wide layers from a copy in
+# panel layout that the chunks write next to them (``delta_operand``,
+# ``store_delta_panels``).  Read in place, the gradient's tiles walk pieces of rows
+# 2 KB or more apart (512 float32 columns), which share L1 sets: AVX2 code on the Zen 4
+# ran W2's update tasks at 91-98 instead of 102-106 GFLOP/s float32 and 32-34 instead of
+# 48-52 float64, and the W2 epoch took 0.451 instead of 0.461 s float32 and 1.02
+# instead of 1.30 s float64 with 1 thread.  With rows of 1 KB (the tutorial network in
+# float64) the copy gained nothing, and with 512 bytes (in float32) it cost 2 %; the
+# 512-bit tile reads the deltas in place as fast (docs/benchmarks.md).
+DELTA_PANEL_MIN_BYTES = 2048
+
+
+@register_jitable
+def deltas_in_panels(width, itemsize):
+    """Whether the weight gradient reads a block of deltas width wide from panels."""
+    return PACK_B and width * itemsize >= DELTA_PANEL_MIN_BYTES
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def delta_operand(deltas, widths, layer, batch_size, n_rows):
+    """Block ``layer`` of a deltas buffer, its first n_rows rows, as the weight gradient's
+    product reads it, a 3-D C-contiguous array for ``gemm``: its copy in panel layout,
+    (ceil(width / NR), n_rows, NR), for a block ``deltas_in_panels``; else the rows in
+    place as a (1, n_rows, width) view.  Same bits either way.
+
+    The copies follow the row-layout blocks (``layer_rows``) in the buffer, each with
+    room for the buffer's batch_size rows.
+    """
+    width = widths[layer]
+    if deltas_in_panels(width, deltas.itemsize):  # a constant False with 512-bit tiles
+        nr = panel_columns(deltas)
+        start = batch_size * leading_sum(widths, widths.shape[0])
+        for l in range(1, layer):
+            if deltas_in_panels(widths[l], deltas.itemsize):
+                start += batch_size * ((widths[l] + nr - 1) // nr * nr)
+        n_panels = (width + nr - 1) // nr
+        return deltas[start : start + n_panels * n_rows * nr].reshape((n_panels, n_rows, nr))
+    start = batch_size * leading_sum(widths, layer)
+    return deltas[start : start + n_rows * width].reshape((1, n_rows, width))
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1):
+    """Copy rows [r0, r1) of block ``layer`` of a deltas buffer into its panel layout,
+    where ``delta_operand`` reads them (nothing to do for blocks it reads in place)."""
+    width = widths[layer]
+    if deltas_in_panels(width, deltas.itemsize):
+        nr = panel_columns(deltas)
+        delta = layer_rows(deltas, widths, layer, batch_size)
+        panels = delta_operand(deltas, widths, layer, batch_size, n_rows)
+        full = width // nr
+        for r in range(r0, r1):
+            for p in range(full):
+                for j in range(nr):  # a constant count: vector copies
+                    panels[p, r, j] = delta[r, p * nr + j]
+            for j in range(width - full * nr):
+                panels[full, r, j] = delta[r, full * nr + j]
+
+
 # The forward pass reads each wide layer's W (``wide_layer``) from a copy in panel
 # layout (``weight_panels``), which the update tasks refresh for their rows
 # (``pack_weights``), and the delta propagation reads every W.T in panels
@@ -165,14 +224,18 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
     chunk_sums, task_squares) for mini-batches of up to batch_size rows.
 
     They hold rows = min(batch_size, config.MICRO_BATCH_ROWS) rows: the drivers take a
-    larger mini-batch through in micro-batches of that many (``train_epoch``).  acts,
-    deltas and derivs (empty unless with_derivs) have rows * sum(widths) elements
-    (``layer_rows``), targets shape (rows, n_outputs), scales (rows,); chunk_sums is
-    float64 (ceil(batch_size / CHUNK_ROWS), 2), task_squares float64 (n_tasks,).
+    larger mini-batch through in micro-batches of that many (``train_epoch``).  acts
+    and derivs (empty unless with_derivs) have rows * sum(widths) elements
+    (``layer_rows``), deltas as many plus, with 256-bit tiles, room for the copies in
+    panel layout of its wide blocks (``delta_operand``); targets shape
+    (rows, n_outputs), scales (rows,); chunk_sums is float64
+    (ceil(batch_size / CHUNK_ROWS), 2), task_squares float64 (n_tasks,).
     """
     rows = min(batch_size, config.MICRO_BATCH_ROWS)
     size = rows * int(widths.sum())
-    return (aligned_zeros(size, dtype), aligned_zeros(size, dtype),
+    nr, itemsize = panel_width(dtype), np.dtype(dtype).itemsize
+    panels = sum(-(-int(w) // nr) * nr for w in widths[1:] if deltas_in_panels(w, itemsize))
+    return (aligned_zeros(size, dtype), aligned_zeros(size + rows * panels, dtype),
             aligned_zeros(size if with_derivs else 0, dtype),
             aligned_zeros(rows * n_outputs, dtype).reshape(rows, n_outputs),
             aligned_zeros(rows, dtype), np.zeros((-(-batch_size // config.CHUNK_ROWS), 2)),
@@ -421,6 +484,8 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
     output = layer_rows(acts, widths, n_layers, batch_size)[r0:r1]
     loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
     right = count_right(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1])
+    n_rows = rows.shape[0]
+    store_delta_panels(deltas, widths, n_layers, batch_size, n_rows, r0, r1)
     for layer in range(n_layers - 1, 0, -1):
         WT = weight_panels(params_t, sizes, layer, True)
         delta_prev = layer_rows(deltas, widths, layer, batch_size)[r0:r1]
@@ -439,6 +504,7 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
         else:
             backward_layer(delta, WT, layer_rows(acts, widths, layer, batch_size)[r0:r1],
                            codes[layer - 1], unfused, delta_prev[:0], delta_prev)
+        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1)
         delta = delta_prev
     return loss, right
 
@@ -473,7 +539,8 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
             dense = False
     if dense:
         param_grad(layer_rows(acts, widths, layer, batch_size)[:n_rows], delta, row_start,
-                   row_stop, out, not first)
+                   row_stop, out, not first,
+                   delta_operand(deltas, widths, layer + 1, batch_size, n_rows))
     squares = 0.0
     if last and l2_scaled != 0:
         weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
@@ -648,8 +715,8 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         Optimizer code and constants; mini-batches done before this call.  The
         code is compiled as a literal (``compilation.LiteralEntry``): one
         specialisation per optimizer, holding its update rule only.
-    acts, deltas : ndarray of shape (batch_size * sum(widths),)
-        Batch buffers (see ``layer_rows``).
+    acts, deltas : ndarray of shape (batch_size * sum(widths),), deltas longer with copies
+        Batch buffers (see ``layer_rows``, ``batch_buffers``).
     derivs : ndarray of shape (batch_size * sum(widths),) or (0,)
         Batch buffer of saved derivatives; empty when no layer saves one
         (``activations.saves_derivative``).

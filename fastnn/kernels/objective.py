@@ -49,8 +49,8 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
         The rows making up the batch (all rows, for L-BFGS).
     l2 : scalar of the parameters' dtype
         scikit-learn's alpha: 0.5 * l2 * sum(W**2) over the rows' total weight is added.
-    acts, deltas, derivs : ndarray of shape (n_rows * sum(widths),) (derivs may be empty, as
-    for ``epoch.train_epoch``); targets (n_rows, n_outputs);
+    acts, deltas, derivs : ndarray of shape (n_rows * sum(widths),) (deltas longer, derivs
+    possibly empty, as for ``epoch.train_epoch``); targets (n_rows, n_outputs);
     scales (n_rows,); chunk_sums float64 (ceil(n_rows / CHUNK_ROWS), 2); task_squares
     float64 (n_tasks,)
         Workspaces.
