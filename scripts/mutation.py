@@ -186,6 +186,9 @@ MUTANTS = [
         ("fastnn/kernels/epoch.py",
          "        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1)\n", ""),),
         ("tests/test_kernels.py",)),
+    Mutant("exp-clamp-turns-nan-into-a-number", (
+        ("fastnn/kernels/activations.py", "        xc = lo if x < lo else x\n",
+         "        xc = x if x > lo else lo\n"),), ("tests/test_kernels.py",)),
     Mutant("pade-exp-one-degree-short", (
         ("fastnn/kernels/activations.py", "_PADE_EXP_FLOAT64 = _pade_exp(6)",
          "_PADE_EXP_FLOAT64 = _pade_exp(5)"),), ("tests/test_kernels.py",)),
