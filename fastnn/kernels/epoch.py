@@ -156,7 +156,11 @@ DELTA_PANEL_MIN_BYTES = 2048
 
 @register_jitable
 def deltas_in_panels(width, itemsize):
-    """Whether the weight gradient reads a block of deltas width wide from panels."""
+    """Whether the weight gradient reads a block of deltas width wide from panels.
+
+    The compiled callers test PACK_B first: Numba prunes a branch on a global constant
+    (not on a function's result), so the 512-bit code compiles none of this.
+    """
     return PACK_B and width * itemsize >= DELTA_PANEL_MIN_BYTES
 
 
@@ -171,7 +175,7 @@ def delta_operand(deltas, widths, layer, batch_size, n_rows):
     room for the buffer's batch_size rows.
     """
     width = widths[layer]
-    if deltas_in_panels(width, deltas.itemsize):  # a constant False with 512-bit tiles
+    if PACK_B and deltas_in_panels(width, deltas.itemsize):
         nr = panel_columns(deltas)
         start = batch_size * leading_sum(widths, widths.shape[0])
         for l in range(1, layer):
@@ -188,7 +192,7 @@ def store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1):
     """Copy rows [r0, r1) of block ``layer`` of a deltas buffer into its panel layout,
     where ``delta_operand`` reads them (nothing to do for blocks it reads in place)."""
     width = widths[layer]
-    if deltas_in_panels(width, deltas.itemsize):
+    if PACK_B and deltas_in_panels(width, deltas.itemsize):
         nr = panel_columns(deltas)
         delta = layer_rows(deltas, widths, layer, batch_size)
         panels = delta_operand(deltas, widths, layer, batch_size, n_rows)
@@ -538,9 +542,12 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
                               row_stop, out, not first)
             dense = False
     if dense:
-        param_grad(layer_rows(acts, widths, layer, batch_size)[:n_rows], delta, row_start,
-                   row_stop, out, not first,
-                   delta_operand(deltas, widths, layer + 1, batch_size, n_rows))
+        a_prev = layer_rows(acts, widths, layer, batch_size)[:n_rows]
+        if PACK_B:  # pruned with 512-bit tiles, which read every delta in place
+            param_grad(a_prev, delta, row_start, row_stop, out, not first,
+                       delta_operand(deltas, widths, layer + 1, batch_size, n_rows))
+        else:
+            param_grad(a_prev, delta, row_start, row_stop, out, not first)
     squares = 0.0
     if last and l2_scaled != 0:
         weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
