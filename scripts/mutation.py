@@ -179,9 +179,9 @@ MUTANTS = [
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
-    Mutant("delta-panels-without-their-partial-panel", (
-        ("fastnn/kernels/epoch.py", "            for j in range(width - full * nr):",
-         "            for j in range(0):"),), ("tests/test_kernels.py",)),
+    Mutant("panel-copies-without-their-partial-panel", (
+        ("fastnn/kernels/epoch.py", "        for j in range(n_full * nr, n):",
+         "        for j in range(0):"),), ("tests/test_kernels.py",)),
     Mutant("delta-panels-of-hidden-layers-not-stored", (
         ("fastnn/kernels/epoch.py",
          "        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1)\n", ""),),

@@ -811,6 +811,12 @@ EXP_UNDERFLOW = {"float32": -87.33, "float64": -708.39}
 EXTENDED_LONG_DOUBLE = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 
 
+@njit
+def ratio_all(x, p, q):
+    for i in range(x.shape[0]):
+        p[i], q[i] = exp_ratio(x[i])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_exp_ratio_accuracy(dtype):
     """p / q against exp in long double, on exp_ratio's domain x <= 0, the quotient taken
@@ -833,12 +839,6 @@ def test_exp_ratio_accuracy(dtype):
     ratio_all(special, p, q)
     np.testing.assert_array_equal(p, [0, 0, 0, np.nan])
     assert np.all(q[:3] > 0)
-
-
-@njit
-def ratio_all(x, p, q):
-    for i in range(x.shape[0]):
-        p[i], q[i] = exp_ratio(x[i])
 
 
 @pytest.mark.parametrize("dtype, max_ulp", [("float32", 2.5), ("float64", 2.75)])

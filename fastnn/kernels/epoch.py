@@ -142,6 +142,22 @@ def copy_row(src, i, dst, k):
         dst[k, j] = src[i, j]
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def copy_rows_to_panels(src, row_start, row_stop, P):
+    """Copy rows [row_start, row_stop) of src (k, n) into P, the same matrix in panel
+    layout (ceil(n / NR), k, NR) (``gemm.panel_width``); P's columns past n are never
+    written (nor read by gemm)."""
+    nr = panel_columns(P)  # a constant: the row copies are vector moves
+    n = src.shape[1]
+    n_full = n // nr
+    for i in range(row_start, row_stop):
+        for p in range(n_full):
+            for j in range(nr):
+                P[p, i, j] = src[i, p * nr + j]
+        for j in range(n_full * nr, n):
+            P[n_full, i, j - n_full * nr] = src[i, j]
+
+
 # With 256-bit tiles the weight gradient reads the deltas of wide layers from a copy in
 # panel layout that the chunks write next to them (``delta_operand``,
 # ``store_delta_panels``).  Read in place, the gradient's tiles walk pieces of rows
@@ -191,18 +207,9 @@ def delta_operand(deltas, widths, layer, batch_size, n_rows):
 def store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1):
     """Copy rows [r0, r1) of block ``layer`` of a deltas buffer into its panel layout,
     where ``delta_operand`` reads them (nothing to do for blocks it reads in place)."""
-    width = widths[layer]
-    if PACK_B and deltas_in_panels(width, deltas.itemsize):
-        nr = panel_columns(deltas)
-        delta = layer_rows(deltas, widths, layer, batch_size)
-        panels = delta_operand(deltas, widths, layer, batch_size, n_rows)
-        full = width // nr
-        for r in range(r0, r1):
-            for p in range(full):
-                for j in range(nr):  # a constant count: vector copies
-                    panels[p, r, j] = delta[r, p * nr + j]
-            for j in range(width - full * nr):
-                panels[full, r, j] = delta[r, full * nr + j]
+    if PACK_B and deltas_in_panels(widths[layer], deltas.itemsize):
+        copy_rows_to_panels(layer_rows(deltas, widths, layer, batch_size), r0, r1,
+                            delta_operand(deltas, widths, layer, batch_size, n_rows))
 
 
 # The forward pass reads each wide layer's W (``wide_layer``) from a copy in panel
@@ -375,16 +382,8 @@ def pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
     never written (nor read by gemm).
     """
     W = layer_weights(params, offsets, sizes, layer)[0]
-    P = weight_panels(panels, sizes, layer)
-    nr = panel_columns(panels)  # a constant: the row copies are vector moves
-    fan_out = W.shape[1]
-    n_full = fan_out // nr
-    for i in range(row_start, min(row_stop, W.shape[0])):
-        for p in range(n_full):
-            for j in range(nr):
-                P[p, i, j] = W[i, p * nr + j]
-        for j in range(n_full * nr, fan_out):
-            P[n_full, i, j - n_full * nr] = W[i, j]
+    copy_rows_to_panels(W, row_start, min(row_stop, W.shape[0]),
+                        weight_panels(panels, sizes, layer))
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
