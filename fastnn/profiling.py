@@ -9,7 +9,9 @@ module estimates the split from the outside:
   ``optimizer_step``, ``refresh_copies``) is called from Python on the model's
   real shapes: forward and backward on chunks of ``config.CHUNK_ROWS`` rows, the
   gradient on a whole mini-batch, the update on each task's parameter range
-  (``make_tasks``).  Each time is the median over a few batches of calls, minus
+  (``make_tasks``).  As in the epoch, plain SGD without L2 steps the weight rows
+  inside the gradient's product (``param_grad``'s w and lr), so its gradient phase
+  includes that step and the update phase holds the bias row's step and the copies.  Each time is the median over a few batches of calls, minus
   the median time of the same call on empty inputs (Numba's dispatch from Python,
   which the compiled epoch does not pay).
 * **Parallel schedule.**  Within a micro-batch (``config.MICRO_BATCH_ROWS`` rows
@@ -143,6 +145,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     from .kernels.epoch import make_tasks, refresh_copies, weight_copies, wide_layer
     from .kernels.gemm import panel_width, to_panels
     from .network import aligned_zeros, layer_views
+    from .optimizers import OPTIMIZER_CODES
 
     dtype = np.dtype(arch.dtype)
     cast = dtype.type
@@ -194,6 +197,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     opt = copy.deepcopy(optimizer)
     opt.prepare(arch.n_params, arch.dtype)
     slots, hyper, code = opt.slots, opt.hyperparameters(), opt.code
+    sgd_in_product = code == OPTIMIZER_CODES["sgd"] and slots.shape[0] == 0 and not l2  # update_task
     grads = aligned_zeros(params.size, params.dtype)
     params_t, panels = weight_copies(arch.sizes, dtype)
     lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1
@@ -208,11 +212,19 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
             stop = int(offsets[layer]) + row_stop * fan_out
             block = grads[start:stop].reshape(row_stop - row_start, fan_out)
             a_prev, delta = acts[layer], deltas[layer + 1]
-            gradient = _kernel_seconds(param_grad, (a_prev, delta, row_start, row_stop, block),
-                                       (a_prev, delta, 0, 0, block[:0]))
+            step_start = start
+            if sgd_in_product:
+                w = params[start:stop].reshape(block.shape)
+                gradient = _kernel_seconds(
+                    param_grad, (a_prev, delta, row_start, row_stop, block, False, None, w, lr),
+                    (a_prev, delta, 0, 0, block[:0], False, None, w[:0], lr))
+                step_start = int(offsets[layer]) + max(row_start, fan_in) * fan_out
+            else:
+                gradient = _kernel_seconds(param_grad, (a_prev, delta, row_start, row_stop,
+                                                        block), (a_prev, delta, 0, 0, block[:0]))
             update = _kernel_seconds(
-                optimizer_step, (params, grads, slots, start, stop, code, hyper, lr, step),
-                (params, grads, slots, start, start, code, hyper, lr, step))
+                optimizer_step, (params, grads, slots, step_start, stop, code, hyper, lr, step),
+                (params, grads, slots, stop, stop, code, hyper, lr, step))
             if l2:
                 weight_stop = int(offsets[layer]) + min(row_stop, fan_in) * fan_out
                 update += _kernel_seconds(add_l2, (grads, params, start, weight_stop, l2_scaled),
@@ -375,7 +387,7 @@ def report_lines(p):
     ]
     notes = {"forward": "dense_forward, chunks of rows in parallel",
              "backward": "output_delta + count_right + dense_backward",
-             "gradient": "param_grad, tasks in parallel",
+             "gradient": "param_grad (+ plain SGD's step), tasks in parallel",
              "update": "optimizer_step (+ add_l2) + W.T refresh",
              "shuffle": "permutation draw"}
     for name, seconds in p["phases_s"].items():

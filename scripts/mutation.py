@@ -95,10 +95,11 @@ MUTANTS = [
         ("fastnn/kernels/gemm.py", "    for j0 in range(wide_stop, n, lanes):",
          "    for j0 in range(wide_stop + lanes, n, lanes):"),), ("tests/test_kernels.py",)),
     Mutant("gemm-partial-row-tile-one-short", (
-        ("fastnn/kernels/gemm.py", "k, min(MR, m - i0), nr, init)",
-         "k, min(MR - 1, m - i0), nr, init)"),), ("tests/test_kernels.py",)),
+        ("fastnn/kernels/gemm.py", "k, min(MR, m - i0), nr, init, lr)",
+         "k, min(MR - 1, m - i0), nr, init, lr)"),), ("tests/test_kernels.py",)),
     Mutant("gemm-packed-blocks-restart", (
-        ("fastnn/kernels/gemm.py", "start = init if p0 == 0 else accumulate", "start = init"),),
+        ("fastnn/kernels/gemm.py", "start = init - sgd if p0 == 0 else np.int64(ACCUMULATE)",
+         "start = init - sgd"),),
         ("tests/test_kernels.py",)),
     Mutant("gemm-packed-panel-row-short", (
         ("fastnn/kernels/gemm.py", "_pack_panel(b, p0 * ldb + j0, ldb, panel, kc)",
@@ -186,6 +187,17 @@ MUTANTS = [
         ("fastnn/kernels/epoch.py",
          "        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1)\n", ""),),
         ("tests/test_kernels.py",)),
+    Mutant("sgd-step-in-product-rounded-once", (
+        ("fastnn/kernels/gemm.py",
+         '_SGD_FLAGS = tuple(sorted(config.UPDATE_JIT_OPTIONS["fastmath"]))',
+         "_SGD_FLAGS = ()"),), ("tests/test_kernels.py",)),
+    Mutant("sgd-step-in-product-forgets-the-bias-row", (
+        ("fastnn/kernels/epoch.py",
+         "        start = offsets[layer] + max(row_start, fan_in) * fan_out\n",
+         "        start = stop\n"),), ("tests/test_reference.py", "tests/test_kernels.py")),
+    Mutant("sgd-step-on-every-block-of-k", (
+        ("fastnn/kernels/gemm.py", "            if p0 + kc == k:\n                start += sgd\n",
+         "            start += sgd\n"),), ("tests/test_kernels.py",)),
     Mutant("exp-clamp-turns-nan-into-a-number", (
         ("fastnn/kernels/activations.py", "        xc = lo if x < lo else x\n",
          "        xc = x if x > lo else lo\n"),), ("tests/test_kernels.py",)),

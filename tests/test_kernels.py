@@ -271,6 +271,51 @@ def test_param_grad(shape, rows, dtype):
     assert_close(out, expected)
 
 
+#: A learning rate that is not a power of two: lr * g is rounded, so a product and
+#: difference fused into one multiply-add would show.
+SGD_LR = 0.0137
+
+
+@pytest.mark.parametrize("accumulate", [False, True], ids=["first", "accumulate"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, rows", PARAM_GRAD_CASES)
+def test_param_grad_with_sgd_step(shape, rows, dtype, accumulate):
+    """The update tasks' plain SGD step inside the weight gradient's product (w, lr) is
+    bitwise param_grad then the separate step (kernels.optimizer_step), and the twin's.
+
+    The bias row is still written to out (the task steps it apart) and w's bias row
+    is left alone; with lr 0 w is not touched and out holds the gradient.
+    """
+    n, fan_in, fan_out = shape
+    row_start, row_stop = rows
+    weights = max(0, min(row_stop, fan_in) - row_start)
+    rng = generator("grad-sgd", shape, rows, dtype, accumulate)
+    a_prev = draw(rng, (n, fan_in), dtype)
+    delta = draw(rng, (n, fan_out), dtype)
+    start = draw(rng, (row_stop - row_start, fan_out), dtype)
+    w_start = draw(rng, start.shape, dtype)
+    lr = np.dtype(dtype).type(SGD_LR)
+    grads, stepped = start.copy(), w_start.copy()
+    kernels.param_grad(a_prev, delta, row_start, row_stop, grads, accumulate)
+    flat = stepped[:weights].reshape(-1)  # a copy when weights is 0: nothing to step
+    kernels.optimizer_step(flat, grads[:weights].reshape(-1).copy(), np.zeros((0, flat.size), dtype),
+                           0, flat.size, SGD().code, np.zeros(3), lr, 1)
+    stepped[:weights] = flat.reshape(weights, fan_out)
+    out, w = start.copy(), w_start.copy()
+    kernels.param_grad(a_prev, delta, row_start, row_stop, out, accumulate, None, w, lr)
+    np.testing.assert_array_equal(w, stepped)  # the bias row (if any) included: unchanged
+    np.testing.assert_array_equal(out[weights:], grads[weights:])
+    expected_out, expected_w = start.copy(), w_start.copy()
+    reference.param_grad(a_prev, delta, row_start, row_stop, expected_out, accumulate,
+                         expected_w, lr)
+    assert_close(w, expected_w)
+    out, w = start.copy(), w_start.copy()
+    kernels.param_grad(a_prev, delta, row_start, row_stop, out, accumulate, None, w,
+                       np.dtype(dtype).type(0))
+    np.testing.assert_array_equal(out, grads)
+    np.testing.assert_array_equal(w, w_start)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("parts", [(1, 1), (16, 240, 256, 77), (5, 1, 300), (256, 256, 256)])
 def test_param_grad_summed_over_row_blocks_is_bitwise_one_call(parts, dtype):
@@ -407,6 +452,33 @@ def test_gemm_starts(shape, init, pack, dtype):
         np.testing.assert_array_equal(from_3d, c)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("init", ["zero", "accumulate"])
+@pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=shape_id)
+def test_gemm_sgd(shape, init, dtype):
+    """gemm_sgd: w -= lr * (start + a @ b) on full and partial tiles, w and c column
+    blocks of wider arrays (w's columns outside it left as they were), bitwise gemm's
+    sum then NumPy's w - lr * c (a rounded product, then a rounded difference); with
+    lr 0, gemm's c and w untouched."""
+    m, k, n = shape
+    rng = generator("gemm-sgd", shape, init, dtype)
+    a, b = draw(rng, (m, k), dtype), draw(rng, (k, n), dtype)
+    c_wide, wide = draw(rng, (m, n + 7), dtype), draw(rng, (m, n + 7), dtype)
+    before = wide.copy()
+    code = {"zero": gemm.ZERO, "accumulate": gemm.ACCUMULATE}[init]
+    lr = np.dtype(dtype).type(SGD_LR)
+    c_start = c_wide[:, 2:n + 2].copy()
+    summed = c_start.copy()
+    gemm.gemm(a, b, summed, np.zeros(n, dtype), code)
+    gemm.gemm_sgd(a, b, c_wide[:, 2:n + 2], wide[:, 2:n + 2], code, lr)
+    np.testing.assert_array_equal(wide[:, 2:n + 2], before[:, 2:n + 2] - lr * summed)
+    np.testing.assert_array_equal(wide[:, :2], before[:, :2])
+    np.testing.assert_array_equal(wide[:, n + 2:], before[:, n + 2:])
+    gemm.gemm_sgd(a, b, c_start, wide[:, 2:n + 2], code, np.dtype(dtype).type(0))
+    np.testing.assert_array_equal(c_start, summed)
+    np.testing.assert_array_equal(wide[:, 2:n + 2], before[:, 2:n + 2] - lr * summed)
+
+
 @pytest.mark.parametrize("m, k, n, pack", [(11, 23, 53, False), (33, gemm.PANEL_KC + 3, 30, True)])
 def test_gemm_sums_in_order(m, k, n, pack):
     """Each element is one chain of fused multiply-adds over k in order, in float64.
@@ -532,6 +604,12 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
                 from_3d = before[:, 2:n + 2].copy()
                 gemm.gemm(a, b3, from_3d, bias, init)
                 assert np.array_equal(from_3d, c), (m, k, dtype, init, b3.shape)
+            if init != gemm.BIAS:  # the SGD step on the last block of k (see test_gemm_sgd)
+                lr = np.dtype(dtype).type(0.0137)
+                w = wide.copy()
+                gemm.gemm_sgd(a, b, before.copy()[:, 2:n + 2], w[:, 2:n + 2], init, lr)
+                assert np.array_equal(w[:, 2:n + 2], wide[:, 2:n + 2] - lr * c), (m, k, dtype)
+                assert np.array_equal(w[:, :2], wide[:, :2])
         # The transposed weights in panels of the 256-bit tile's width.
         sizes = np.array([7, 37, 29, 2], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)

@@ -19,7 +19,7 @@ from numba import njit
 from .. import config
 from ..network import LOSS_CODES
 from .activations import activate_rows, fast_exp, multiply_derivative_rows, SIGMOID, SOFTMAX
-from .gemm import ACCUMULATE, BIAS, ZERO, gemm
+from .gemm import ACCUMULATE, BIAS, ZERO, gemm, gemm_sgd
 
 #: The head's code for an identity head trained with the poisson loss (``network.LOSS_CODES``).
 POISSON = LOSS_CODES["poisson"]
@@ -144,8 +144,18 @@ def dense_backward(delta, WT, a_prev, activation, out):
     multiply_derivative_rows(out, a_prev, activation)
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def _weight_product(a, b, c, start, w, lr):
+    """c = start + a @ b, or with w given and lr non-zero, w -= lr * (start + a @ b)."""
+    if w is None:  # pruned by Numba when w's type is None
+        gemm(a, b, c, c[0], start)
+    else:
+        gemm_sgd(a, b, c, w[: c.shape[0]], start, lr)
+
+
 @njit(**config.JIT_OPTIONS)
-def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, delta_b=None):
+def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, delta_b=None, w=None,
+               lr=0.0):
     """Rows [row_start, row_stop) of a layer's (fan_in + 1, fan_out) gradient block.
 
     Row k < fan_in is a_prev[:, k] @ delta (weights), row fan_in is delta summed over
@@ -155,6 +165,11 @@ def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, delta_
     the gradient of their rows in one call.  Rows are summed in their order 0..n-1.
     delta_b, if given, is delta as the weights' product reads it (a 3-D array for
     ``gemm``: delta in panel layout, or a (1, n, fan_out) view; same bits).
+    w, the same rows of the layer's parameter block (out's shape), with lr non-zero (a
+    scalar of the dtype): the weight rows take a plain SGD step, w -= lr * gradient,
+    applied by the product tile by tile (``gemm.gemm_sgd``; bitwise this function
+    then ``optimizers.sgd_step``), and out's weight rows are scratch; the bias row is
+    written to out as without w.
     """
     fan_in = a_prev.shape[1]
     weight_stop = min(row_stop, fan_in)
@@ -162,9 +177,9 @@ def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, delta_
         start = np.int64(ACCUMULATE if accumulate else ZERO)
         c = out[: weight_stop - row_start]
         if delta_b is None:  # pruned by Numba when delta_b is omitted
-            gemm(a_prev[:, row_start:weight_stop].T, delta, c, out[0], start)
+            _weight_product(a_prev[:, row_start:weight_stop].T, delta, c, start, w, lr)
         else:
-            gemm(a_prev[:, row_start:weight_stop].T, delta_b, c, out[0], start)
+            _weight_product(a_prev[:, row_start:weight_stop].T, delta_b, c, start, w, lr)
     if row_stop > fan_in:
         bias = out[fan_in - row_start]
         if not accumulate:

@@ -41,7 +41,7 @@ from .activations import saves_derivative
 from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
 from .dropout import drop_rows
 from .layers import backward_layer, backward_layer_saved, forward_layer, forward_layer_saving
-from .optimizers import add_l2, rule_step
+from .optimizers import SGD, add_l2, rule_step
 from .sparse import sparse_param_grad, sparse_rows_forward
 from .workers import Worker, call_worker
 
@@ -514,7 +514,7 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
 
 @njit(inline="always", **config.JIT_OPTIONS)
 def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled, acts,
-                  deltas, first, last):
+                  deltas, first, last, sgd_lr):
     """Gradient rows of one update task (see ``make_tasks``) plus the L2 term, in place.
 
     Sums over the micro-batch's rows (rows: their indices into X, as for
@@ -524,7 +524,10 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
     ``dense.param_grad``).  After the last, adds l2_scaled (the L2 penalty over the
     batch's weight) times the task's weights (not biases).  Returns the sum of
     squares of those weights (0.0 when l2_scaled is 0 or this is not the last
-    micro-batch), for the penalty's value.
+    micro-batch), for the penalty's value.  sgd_lr, a scalar of the dtype: 0, or
+    (``update_task``) the learning rate of a plain SGD step that the weight rows of a
+    dense layer then take inside the product (``dense.param_grad``'s w and lr),
+    instead of being written to grads.
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
     n_rows = rows.shape[0]
@@ -542,11 +545,12 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
             dense = False
     if dense:
         a_prev = layer_rows(acts, widths, layer, batch_size)[:n_rows]
+        w = params[start:stop].reshape((row_stop - row_start, fan_out))
         if PACK_B:  # pruned with 512-bit tiles, which read every delta in place
             param_grad(a_prev, delta, row_start, row_stop, out, not first,
-                       delta_operand(deltas, widths, layer + 1, batch_size, n_rows))
+                       delta_operand(deltas, widths, layer + 1, batch_size, n_rows), w, sgd_lr)
         else:
-            param_grad(a_prev, delta, row_start, row_stop, out, not first)
+            param_grad(a_prev, delta, row_start, row_stop, out, not first, None, w, sgd_lr)
     squares = 0.0
     if last and l2_scaled != 0:
         weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
@@ -601,16 +605,29 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     copy_worker: ``copy_worker``).  Returns the
     sum of squares of the task's weights before the update (0.0 when l2_scaled is 0
     or before the last micro-batch), for the penalty's value.
+
+    Plain SGD without L2 (the tutorial's update) steps the weight rows inside the
+    gradient's product (``task_gradient``'s sgd_lr), tile by tile: with 2 threads a
+    separate step's writes, to lines the other core read in the batch's passes, each
+    wait for that core's copy to be invalidated (docs/benchmarks.md).  Same bits.
     """
+    layer, row_start, row_stop = task[0], task[1], task[2]
+    # (slots are empty for SGD without momentum; a sparse first layer's gradient is
+    # not a dense product.)
+    in_product = (last and optimizer == SGD and slots.shape[0] == 0 and l2_scaled == 0
+                  and (X_csr is None or layer > 0))
     squares = task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled,
-                            acts, deltas, first, last)
+                            acts, deltas, first, last,
+                            lr if in_product else params.dtype.type(0.0))
     if not last:
         return squares
-    layer, row_start, row_stop = task[0], task[1], task[2]
-    fan_out = sizes[layer + 1]
+    fan_in, fan_out = sizes[layer], sizes[layer + 1]
     start = offsets[layer] + row_start * fan_out
     stop = offsets[layer] + row_stop * fan_out
-    rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
+    if in_product:  # only the bias row is left to step
+        start = offsets[layer] + max(row_start, fan_in) * fan_out
+    if start < stop:
+        rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
     if has_copies(X_csr, layer):
         call_worker(copy_worker, params, offsets, sizes, layer, row_start, row_stop, params_t,
                     panels)
@@ -665,7 +682,8 @@ def copy_worker(params, offsets, sizes, params_t, panels):
 def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, deltas):
     """``task_gradient`` compiled for ``objective.loss_and_grad``'s arguments, as a Worker."""
     return Worker(task_gradient, (params, grads, sizes, widths, offsets, X_csr, _ROWS, tasks[0],
-                                  params.dtype.type(0), acts, deltas, True, True))
+                                  params.dtype.type(0), acts, deltas, True, True,
+                                  params.dtype.type(0)))
 
 
 @njit(**config.PARALLEL_OPTIONS)

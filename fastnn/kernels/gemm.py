@@ -1,8 +1,9 @@
 """Register-tiled matrix product, the core of every dense-layer kernel.
 
 ``gemm(a, b, c, bias, init)`` computes ``c = start + a @ b``, where ``start`` is 0,
-``c`` itself or ``bias`` broadcast over the rows.  It follows the BLIS plan, reduced
-to what a dense layer's shapes need:
+``c`` itself or ``bias`` broadcast over the rows; ``gemm_sgd`` takes that sum as a
+gradient and applies a plain SGD step to weights with it, tile by tile, instead of
+storing it.  It follows the BLIS plan, reduced to what a dense layer's shapes need:
 
 * The microkernel holds an ``MR x NR`` tile of ``c`` in vector registers for the
   whole sum over k: each step loads ``NV`` vectors of one row of ``b`` and, for each
@@ -75,6 +76,9 @@ from .. import config
 
 #: How gemm starts each tile of c: from zeros, from c's current values, from the bias.
 ZERO, ACCUMULATE, BIAS = 0, 1, 2
+#: Added to ZERO or ACCUMULATE (``gemm_sgd``): the finished tile is not stored in c but
+#: taken as a gradient, w -= lr * tile, in the array passed as the bias.
+SGD_STEP = 4
 
 
 def _target_vector_bits():
@@ -175,17 +179,27 @@ def _vector_at(builder, ptr, index, vector_type):
     return builder.bitcast(builder.gep(ptr, [index]), vector_type.as_pointer())
 
 
+#: Fast-math flags of the SGD step's product and difference: those of the update rules
+#: (``config.UPDATE_JIT_OPTIONS``), without "contract", so that they are rounded apart
+#: as in ``optimizers.sgd_step``.  Numba adds the kernel's own flags (with "contract")
+#: only to float instructions that have none.
+_SGD_FLAGS = tuple(sorted(config.UPDATE_JIT_OPTIONS["fastmath"]))
+
+
 def _make_tile_kernel(rows, vectors, partial_columns):
     """An intrinsic computing one (<= rows) x (<= vectors * lanes) tile of c.
 
     Signature (all offsets and strides in elements, int64)::
 
         tile(a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
-             k, mr, ncols, init)
+             k, mr, ncols, init, lr)
 
     c[c_off + r * ldc + j] = start + sum_p a[a_off + r * a_rs + p * a_cs] * b[b_off + p * ldb + j]
     for r < mr (<= rows), j < ncols, p = 0..k-1 in order; start is 0, c's value or
-    bias[bias_off + j] for init ZERO, ACCUMULATE, BIAS.  ncols is vectors * lanes, or
+    bias[bias_off + j] for init ZERO, ACCUMULATE, BIAS.  With SGD_STEP added to ZERO or
+    ACCUMULATE, that sum t is not stored in c: w = bias (the array, at c's offsets)
+    becomes w - lr * t, a product and a difference each rounded (``sgd_step``'s
+    arithmetic); lr is a float64 holding a value of the dtype.  ncols is vectors * lanes, or
     fewer (masked loads and stores) when partial_columns; the code for the partial
     case is only generated then.  Arrays are passed for their data pointers; their
     shapes are not read.
@@ -193,11 +207,11 @@ def _make_tile_kernel(rows, vectors, partial_columns):
 
     @intrinsic
     def tile(typingctx, a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
-             k, mr, ncols, init):
+             k, mr, ncols, init, lr):
         if not all(isinstance(t, types.Array) for t in (a, b, c, bias)):
             return None
         sig = types.void(a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
-                         k, mr, ncols, init)
+                         k, mr, ncols, init, lr)
 
         def codegen(context, builder, signature, args):
             argtys = signature.args
@@ -265,8 +279,11 @@ def _make_tile_kernel(rows, vectors, partial_columns):
             c_rows = [builder.add(c_off, builder.mul(r, ldc)) for r in row_ids]
             acc = [[cgutils.alloca_once(builder, vty) for _ in range(vectors)] for _ in range(rows)]
 
-            is_bias = builder.icmp_signed("==", init, ir.Constant(i64, BIAS))
-            is_acc = builder.icmp_signed("==", init, ir.Constant(i64, ACCUMULATE))
+            sgd = builder.icmp_signed(">=", init, ir.Constant(i64, SGD_STEP))
+            start_mode = builder.and_(init, ir.Constant(i64, SGD_STEP - 1))
+            is_bias = builder.icmp_signed("==", start_mode, ir.Constant(i64, BIAS))
+            is_acc = builder.icmp_signed("==", start_mode, ir.Constant(i64, ACCUMULATE))
+            lr_value = context.cast(builder, args[16], argtys[16], argtys[0].dtype)
 
             zero, one = ir.Constant(i64, 0), ir.Constant(i64, 1)
 
@@ -319,12 +336,26 @@ def _make_tile_kernel(rows, vectors, partial_columns):
                     k_steps(whole, k, True)
                 else:
                     k_steps(zero, k, False)
-                for r in range(rows):
-                    with cgutils.if_likely(builder,
-                                           builder.icmp_signed("<", ir.Constant(i64, r), mr)):
-                        for v in range(vectors):
-                            index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
-                            store(builder.load(acc[r][v]), c_ptr, index, v, masked)
+                with builder.if_else(sgd) as (step, plain):
+                    with step:  # w -= lr * tile, w at c's offsets in the bias argument
+                        rate = splat(lr_value)
+                        for r in range(rows):
+                            with cgutils.if_likely(
+                                    builder, builder.icmp_signed("<", ir.Constant(i64, r), mr)):
+                                for v in range(vectors):
+                                    index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
+                                    w = load(bias_ptr, index, v, masked)
+                                    change = builder.fmul(rate, builder.load(acc[r][v]),
+                                                          flags=_SGD_FLAGS)
+                                    store(builder.fsub(w, change, flags=_SGD_FLAGS), bias_ptr,
+                                          index, v, masked)
+                    with plain:
+                        for r in range(rows):
+                            with cgutils.if_likely(
+                                    builder, builder.icmp_signed("<", ir.Constant(i64, r), mr)):
+                                for v in range(vectors):
+                                    index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
+                                    store(builder.load(acc[r][v]), c_ptr, index, v, masked)
 
             if not partial_columns:
                 emit(False)
@@ -406,35 +437,38 @@ def _pack_panel(typingctx, b, b_off, ldb, panel, kc):
 
 @njit(**config.JIT_OPTIONS)
 def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k, n_wide,
-                          init):
+                          init, lr):
     """The first n_wide columns of gemm (a multiple of NR), b read where it is: panel p
     of b (columns p * NR ..) starts panel_stride * p elements into b, its rows ldb apart."""
     nr = panel_columns(a)
     for j0 in range(0, n_wide, nr):
         for i0 in range(0, m, MR):
             _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride, ldb, c,
-                       i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0), nr, init)
+                       i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0), nr, init, lr)
 
 
 @njit(**config.JIT_OPTIONS)
-def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init):
+def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init, lr):
     """The first n_wide columns of gemm (a multiple of NR), b packed panel by panel.
 
     Each panel of b is copied PANEL_KC rows at a time into a stack buffer; every
     block of k after the first continues the sums stored in c, so each element is
-    still one chain of fused multiply-adds over k in order.
+    still one chain of fused multiply-adds over k in order.  An SGD_STEP applies to
+    the last block only (the others store their sums in c).
     """
     nr = panel_columns(a)
     panel = _stack_panel(b)
-    accumulate = np.int64(ACCUMULATE)
+    sgd = init & SGD_STEP
     for j0 in range(0, n_wide, nr):
         for p0 in range(0, k, PANEL_KC):
             kc = min(PANEL_KC, k - p0)
             _pack_panel(b, p0 * ldb + j0, ldb, panel, kc)
-            start = init if p0 == 0 else accumulate
+            start = init - sgd if p0 == 0 else np.int64(ACCUMULATE)
+            if p0 + kc == k:
+                start += sgd
             for i0 in range(0, m, MR):
                 _wide_tile(a, i0 * a_rs + p0 * a_cs, a_rs, a_cs, panel, 0, nr, c,
-                           i0 * ldc + j0, ldc, bias, j0, kc, min(MR, m - i0), nr, start)
+                           i0 * ldc + j0, ldc, bias, j0, kc, min(MR, m - i0), nr, start, lr)
 
 
 #: gemm_entry's pack argument: read b in place, pack its panels, or apply the packing
@@ -454,7 +488,7 @@ def to_panels(B):
 
 
 @njit(**config.JIT_OPTIONS)
-def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack):
+def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr):
     """The product of ``gemm_entry`` on 1-D views of the operands (offsets in elements)."""
     lanes = VECTOR_BYTES // a.itemsize
     nr = panel_columns(a)
@@ -465,30 +499,31 @@ def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack):
     elif pack == PACK_RULE:
         pack = PACKED if m >= PACK_MIN_ROWS and k >= PACK_MIN_DEPTH else IN_PLACE
     if PACK_B and pack == PACKED and wide_stop > 0:  # a constant False: not compiled
-        _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, wide_stop, init)
+        _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, wide_stop, init, lr)
     else:
         _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k,
-                              wide_stop, init)
+                              wide_stop, init, lr)
     for j0 in range(wide_stop, n, lanes):
         for i0 in range(0, m, MR_NARROW):
             _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr, ldb, c,
                          i0 * ldc + j0, ldc, bias, j0, k, min(MR_NARROW, m - i0),
-                         min(lanes, n - j0), init)
+                         min(lanes, n - j0), init, lr)
 
 
-def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, init, pack):
+def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, init, pack, lr):
     """c = start + a @ b on raw pointers: the function compiled once per dtype.
 
     a_ptr, b_ptr, c_ptr, bias_ptr point at the first element of a (m, k), b (k, n),
-    c (m, n) and bias (n,); a_rs, a_cs, ldb, ldc are strides in elements (a's rows
-    and columns, b's and c's rows); init as for ``gemm``, pack one of IN_PLACE,
-    PACKED, PACK_RULE, or PANELS (b in panel layout, ldb not read).
+    c (m, n) and bias (n,), or with SGD_STEP in init at w (m, n, rows ldc apart, as
+    c's); a_rs, a_cs, ldb, ldc are strides in elements (a's rows and columns, b's and
+    c's rows); init as for ``gemm`` or ``gemm_sgd``, pack one of IN_PLACE, PACKED,
+    PACK_RULE, or PANELS (b in panel layout, ldb not read); lr (float64) for SGD_STEP.
     """
     if m == 0 or n == 0:
         return
     a, b = numba.carray(a_ptr, 1), numba.carray(b_ptr, 1)  # only their data pointers are read
     c, bias = numba.carray(c_ptr, 1), numba.carray(bias_ptr, 1)
-    _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack)
+    _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr)
 
 
 def entry_symbol(dtype):
@@ -497,20 +532,21 @@ def entry_symbol(dtype):
     Callers compiled by an older fastnn name the entry otherwise, and those names now
     lead to ``_stale_cache``, so that such a cache stops with a message rather than
     computing wrong products: ``fastnn_gemm_<dtype>`` (the entry itself, called
-    directly) and ``fastnn_gemm_address_<dtype>`` (a cell, from callers that read every
-    3-D b as panels; a (1, k, n) view of b in place is now read as such).  Rename the
+    directly), ``fastnn_gemm_address_<dtype>`` (a cell, from callers that read every
+    3-D b as panels; a (1, k, n) view of b in place is now read as such) and
+    ``fastnn_gemm_cell_<dtype>`` (a cell, from callers that passed no lr).  Rename the
     cell again when what a caller passes means something new."""
-    return f"fastnn_gemm_cell_{dtype}"
+    return f"fastnn_gemm_lr_cell_{dtype}"
 
 
-#: The symbols of ``entry_symbol``'s older callers, by kind: called, or read as a cell.
-_STALE_ENTRIES, _STALE_CELLS = "fastnn_gemm_{}", "fastnn_gemm_address_{}"
+#: The symbols of ``entry_symbol``'s older callers: called, or read as a cell.
+_STALE_ENTRIES, _STALE_CELLS = "fastnn_gemm_{}", ("fastnn_gemm_address_{}", "fastnn_gemm_cell_{}")
 
 
 #: The C type of an entry: gemm_entry's arguments, pointers as void *.
 _ENTRY_CTYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                 ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                                ctypes.c_void_p, *[ctypes.c_int64] * 5)
+                                ctypes.c_void_p, *[ctypes.c_int64] * 5, ctypes.c_double)
 
 #: The compiled entries (Numba cfuncs) by dtype name, as ``ensure_entry`` makes them.
 ENTRIES = {}
@@ -526,7 +562,7 @@ def ensure_entry(dtype):
             pointer = types.CPointer(getattr(types, name))
             signature = types.void(pointer, types.int64, types.int64, pointer, types.int64,
                                    pointer, types.int64, pointer, types.int64, types.int64,
-                                   types.int64, types.int64, types.int64)
+                                   types.int64, types.int64, types.int64, types.float64)
             ENTRIES[name] = numba.cfunc(signature, **config.JIT_OPTIONS)(gemm_entry)
             _CELLS[name].value = ENTRIES[name].address
     return ENTRIES[name]
@@ -566,18 +602,19 @@ if not numba.config.DISABLE_JIT:
         _cell.value = ctypes.cast(_FIRST_CALLS[_name], ctypes.c_void_p).value
         llvm.add_symbol(entry_symbol(_name), ctypes.addressof(_cell))
         llvm.add_symbol(_STALE_ENTRIES.format(_name), _STALE_CALL_CELLS[_name].value)
-        llvm.add_symbol(_STALE_CELLS.format(_name), ctypes.addressof(_STALE_CALL_CELLS[_name]))
+        for _stale in _STALE_CELLS:
+            llvm.add_symbol(_stale.format(_name), ctypes.addressof(_STALE_CALL_CELLS[_name]))
 
 
 @intrinsic
-def _call_gemm(typingctx, a, b, c, bias, init, pack):
+def _call_gemm(typingctx, a, b, c, bias, init, pack, lr):
     """Call the gemm entry of a's dtype (through its cell) with the operands' pointers and
     strides."""
     if not all(isinstance(t, types.Array) for t in (a, b, c, bias)):
         return None
     nr = panel_width(str(a.dtype))
     ensure_entry(a.dtype)  # compiled with its first caller, inside the compile notice
-    sig = types.void(a, b, c, bias, init, pack)
+    sig = types.void(a, b, c, bias, init, pack, lr)
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
@@ -597,14 +634,16 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack):
         ldc = builder.sdiv(cgutils.unpack_tuple(builder, c_arr.strides, 2)[0], item)
         pointer = context.get_value_type(a.dtype).as_pointer()
         entry_type = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, pointer,
-                                                     i64, pointer, i64, i64, i64, i64, i64])
+                                                     i64, pointer, i64, i64, i64, i64, i64,
+                                                     ir.DoubleType()])
         cell = builder.module.globals.get(entry_symbol(a.dtype))
         if cell is None:  # declared once per module, defined by the registered symbol
             cell = ir.GlobalVariable(builder.module, entry_type.as_pointer(),
                                      entry_symbol(a.dtype))
         builder.call(builder.load(cell), [a_arr.data, a_rs, a_cs, b_arr.data, ldb, c_arr.data, ldc,
                              bias_arr.data, m, n, k,
-                             _as_i64(context, builder, signature, args, 4), pack])
+                             _as_i64(context, builder, signature, args, 4), pack,
+                             context.cast(builder, args[6], signature.args[6], types.float64)])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -626,7 +665,25 @@ def gemm(a, b, c, bias, init):
     panel, the same memory).  Every form gives bitwise the same c.
     Runs the compiled ``gemm_entry`` of the dtype (see the module's docstring).
     """
-    _call_gemm(a, b, c, bias, init, np.int64(PACK_RULE))
+    _call_gemm(a, b, c, bias, init, np.int64(PACK_RULE), 0.0)
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def gemm_sgd(a, b, c, w, init, lr):
+    """w -= lr * (start + a @ b), with start 0 or c for init ZERO or ACCUMULATE: a plain
+    SGD step applied from the registers, tile by tile, as each tile of the sum is done;
+    with lr 0, c = start + a @ b as ``gemm`` (one call for a caller that does either).
+
+    w must have c's shape and row stride (rows of the parameters whose gradient c would
+    hold: the tiles address w at c's offsets); lr a scalar of the dtype.  c is not written
+    (or, when b is packed in blocks of k, holds the sums of the blocks before the
+    last).  Each w is bitwise ``gemm`` then ``optimizers.sgd_step``'s w - lr * g: an
+    update task's weight rows are written while the next tile computes, not in a loop
+    after the product, which with 2 threads waits for the other core's copies of those
+    lines to be invalidated (docs/benchmarks.md).
+    """
+    step = SGD_STEP if lr != 0 else 0  # without SGD_STEP the tiles do not read w
+    _call_gemm(a, b, c, w, init + step, np.int64(PACK_RULE), lr)
 
 
 @njit(**config.JIT_OPTIONS)
@@ -636,7 +693,7 @@ def gemm_with(a, b, c, bias, init, pack):
     Both give bitwise the same c; the 512-bit code has no packed path and reads b in
     place either way.  The tests and scripts/gemm_vs_blas.py use it to measure both.
     """
-    _call_gemm(a, b, c, bias, init, np.int64(PACKED if pack else IN_PLACE))
+    _call_gemm(a, b, c, bias, init, np.int64(PACKED if pack else IN_PLACE), 0.0)
 
 
 #: Side of the square blocks ``transpose_block`` moves: the elements of a 256-bit vector.
@@ -705,6 +762,11 @@ if numba.config.DISABLE_JIT:
     def gemm(a, b, c, bias, init):  # noqa: F811
         """c = start + a @ b as above, computed by NumPy."""
         gemm_with(a, b, c, bias, init, False)
+
+    def gemm_sgd(a, b, c, w, init, lr):  # noqa: F811
+        """w -= lr * (start + a @ b) as above, the sum computed by NumPy (into c)."""
+        gemm_with(a, b, c, c, init, False)
+        w -= lr * c
 
     def transpose_block(src, src_off, lds, dst, dst_off, ldd):  # noqa: F811
         """The block transpose above, element by element (src and dst contiguous)."""

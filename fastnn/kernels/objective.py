@@ -86,7 +86,8 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
                 else:
                     task_squares[i] = call_worker(task_worker, params, grads, sizes, widths,
                                                   offsets, X_csr, micro_rows, tasks[i],
-                                                  l2 * inv_total_weight, acts, deltas, first, last)
+                                                  l2 * inv_total_weight, acts, deltas, first, last,
+                                                  params.dtype.type(0.0))  # no SGD step
     n_chunks = (n_rows + chunk - 1) // chunk
     return batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_total_weight)[0]
 
