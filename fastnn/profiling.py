@@ -11,9 +11,10 @@ module estimates the split from the outside:
   gradient on a whole mini-batch, the update on each task's parameter range
   (``make_tasks``).  As in the epoch, plain SGD without L2 steps the weight rows
   inside the gradient's product (``param_grad``'s w and lr), so its gradient phase
-  includes that step and the update phase holds the bias row's step and the copies.  Each time is the median over a few batches of calls, minus
-  the median time of the same call on empty inputs (Numba's dispatch from Python,
-  which the compiled epoch does not pay).
+  includes that step and the update phase holds the bias row's step and the copies.
+  Each time is the median over a few batches of calls, minus the median time of the
+  same call on empty inputs (Numba's dispatch from Python, which the compiled epoch
+  does not pay).
 * **Parallel schedule.**  Within a micro-batch (``config.MICRO_BATCH_ROWS`` rows
   of a mini-batch at a time) the epoch runs two parallel regions: the chunks, then
   the update tasks.  Numba's static schedule gives each of T threads n // T
@@ -197,7 +198,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     opt = copy.deepcopy(optimizer)
     opt.prepare(arch.n_params, arch.dtype)
     slots, hyper, code = opt.slots, opt.hyperparameters(), opt.code
-    sgd_in_product = code == OPTIMIZER_CODES["sgd"] and slots.shape[0] == 0 and not l2  # update_task
+    # As update_task: plain SGD without L2 steps the weights inside the gradient's product.
+    sgd_in_product = code == OPTIMIZER_CODES["sgd"] and slots.shape[0] == 0 and not l2
     grads = aligned_zeros(params.size, params.dtype)
     params_t, panels = weight_copies(arch.sizes, dtype)
     lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1

@@ -298,8 +298,9 @@ def test_param_grad_with_sgd_step(shape, rows, dtype, accumulate):
     grads, stepped = start.copy(), w_start.copy()
     kernels.param_grad(a_prev, delta, row_start, row_stop, grads, accumulate)
     flat = stepped[:weights].reshape(-1)  # a copy when weights is 0: nothing to step
-    kernels.optimizer_step(flat, grads[:weights].reshape(-1).copy(), np.zeros((0, flat.size), dtype),
-                           0, flat.size, SGD().code, np.zeros(3), lr, 1)
+    kernels.optimizer_step(flat, grads[:weights].reshape(-1).copy(),
+                           np.zeros((0, flat.size), dtype), 0, flat.size, SGD().code,
+                           np.zeros(3), lr, 1)
     stepped[:weights] = flat.reshape(weights, fan_out)
     out, w = start.copy(), w_start.copy()
     kernels.param_grad(a_prev, delta, row_start, row_stop, out, accumulate, None, w, lr)

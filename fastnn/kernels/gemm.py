@@ -199,9 +199,9 @@ def _make_tile_kernel(rows, vectors, partial_columns):
     bias[bias_off + j] for init ZERO, ACCUMULATE, BIAS.  With SGD_STEP added to ZERO or
     ACCUMULATE, that sum t is not stored in c: w = bias (the array, at c's offsets)
     becomes w - lr * t, a product and a difference each rounded (``sgd_step``'s
-    arithmetic); lr is a float64 holding a value of the dtype.  ncols is vectors * lanes, or
-    fewer (masked loads and stores) when partial_columns; the code for the partial
-    case is only generated then.  Arrays are passed for their data pointers; their
+    arithmetic); lr is a float64 holding a value of the dtype.  ncols is vectors *
+    lanes, or fewer (masked loads and stores) when partial_columns; the code for the
+    partial case is only generated then.  Arrays are passed for their data pointers; their
     shapes are not read.
     """
 
@@ -336,26 +336,26 @@ def _make_tile_kernel(rows, vectors, partial_columns):
                     k_steps(whole, k, True)
                 else:
                     k_steps(zero, k, False)
+                def store_tile(ptr, value):
+                    """Store value(r, v, index) at ptr + index for the tile's rows < mr."""
+                    for r in range(rows):
+                        with cgutils.if_likely(builder,
+                                               builder.icmp_signed("<", ir.Constant(i64, r), mr)):
+                            for v in range(vectors):
+                                index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
+                                store(value(r, v, index), ptr, index, v, masked)
+
+                def stepped(r, v, index):  # w - lr * sum, w at c's offsets in bias
+                    change = builder.fmul(rate, builder.load(acc[r][v]), flags=_SGD_FLAGS)
+                    return builder.fsub(load(bias_ptr, index, v, masked), change,
+                                        flags=_SGD_FLAGS)
+
                 with builder.if_else(sgd) as (step, plain):
-                    with step:  # w -= lr * tile, w at c's offsets in the bias argument
+                    with step:
                         rate = splat(lr_value)
-                        for r in range(rows):
-                            with cgutils.if_likely(
-                                    builder, builder.icmp_signed("<", ir.Constant(i64, r), mr)):
-                                for v in range(vectors):
-                                    index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
-                                    w = load(bias_ptr, index, v, masked)
-                                    change = builder.fmul(rate, builder.load(acc[r][v]),
-                                                          flags=_SGD_FLAGS)
-                                    store(builder.fsub(w, change, flags=_SGD_FLAGS), bias_ptr,
-                                          index, v, masked)
+                        store_tile(bias_ptr, stepped)
                     with plain:
-                        for r in range(rows):
-                            with cgutils.if_likely(
-                                    builder, builder.icmp_signed("<", ir.Constant(i64, r), mr)):
-                                for v in range(vectors):
-                                    index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
-                                    store(builder.load(acc[r][v]), c_ptr, index, v, masked)
+                        store_tile(c_ptr, lambda r, v, index: builder.load(acc[r][v]))
 
             if not partial_columns:
                 emit(False)
