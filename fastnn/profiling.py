@@ -143,10 +143,10 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
-    from .kernels.epoch import make_tasks, refresh_copies, weight_copies, wide_layer
+    from .kernels.epoch import (make_tasks, refresh_copies, sgd_in_product, weight_copies,
+                                wide_layer)
     from .kernels.gemm import panel_width, to_panels
     from .network import aligned_zeros, layer_views
-    from .optimizers import OPTIMIZER_CODES
 
     dtype = np.dtype(arch.dtype)
     cast = dtype.type
@@ -198,8 +198,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     opt = copy.deepcopy(optimizer)
     opt.prepare(arch.n_params, arch.dtype)
     slots, hyper, code = opt.slots, opt.hyperparameters(), opt.code
-    # As update_task: plain SGD without L2 steps the weights inside the gradient's product.
-    sgd_in_product = code == OPTIMIZER_CODES["sgd"] and slots.shape[0] == 0 and not l2
+    in_product = sgd_in_product(code, slots.shape[0], l2)  # as update_task does
     grads = aligned_zeros(params.size, params.dtype)
     params_t, panels = weight_copies(arch.sizes, dtype)
     lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1
@@ -215,7 +214,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
             block = grads[start:stop].reshape(row_stop - row_start, fan_out)
             a_prev, delta = acts[layer], deltas[layer + 1]
             step_start = start
-            if sgd_in_product:
+            if in_product:
                 w = params[start:stop].reshape(block.shape)
                 gradient = _kernel_seconds(
                     param_grad, (a_prev, delta, row_start, row_stop, block, False, None, w, lr),

@@ -512,6 +512,15 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
     return loss, right
 
 
+@register_jitable
+def sgd_in_product(optimizer, n_slots, l2):
+    """Whether the update tasks step a dense layer's weight rows inside the gradient's
+    product (``task_gradient``'s sgd_lr, ``gemm.gemm_sgd``): plain SGD (no momentum,
+    so no optimizer slots) without an L2 term.  Compiled code and ``fastnn.profiling``
+    both ask it."""
+    return optimizer == SGD and n_slots == 0 and l2 == 0
+
+
 @njit(inline="always", **config.JIT_OPTIONS)
 def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled, acts,
                   deltas, first, last, sgd_lr):
@@ -612,9 +621,8 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     wait for that core's copy to be invalidated (docs/benchmarks.md).  Same bits.
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
-    # (slots are empty for SGD without momentum; a sparse first layer's gradient is
-    # not a dense product.)
-    in_product = (last and optimizer == SGD and slots.shape[0] == 0 and l2_scaled == 0
+    # (a sparse first layer's gradient is not a dense product)
+    in_product = (last and sgd_in_product(optimizer, slots.shape[0], l2_scaled)
                   and (X_csr is None or layer > 0))
     squares = task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled,
                             acts, deltas, first, last,

@@ -345,14 +345,16 @@ def _make_tile_kernel(rows, vectors, partial_columns):
                                 index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
                                 store(value(r, v, index), ptr, index, v, masked)
 
-                def stepped(r, v, index):  # w - lr * sum, w at c's offsets in bias
-                    change = builder.fmul(rate, builder.load(acc[r][v]), flags=_SGD_FLAGS)
-                    return builder.fsub(load(bias_ptr, index, v, masked), change,
-                                        flags=_SGD_FLAGS)
-
                 with builder.if_else(sgd) as (step, plain):
                     with step:
                         rate = splat(lr_value)
+
+                        def stepped(r, v, index):  # w - lr * sum, w at c's offsets in bias
+                            change = builder.fmul(rate, builder.load(acc[r][v]),
+                                                  flags=_SGD_FLAGS)
+                            return builder.fsub(load(bias_ptr, index, v, masked), change,
+                                                flags=_SGD_FLAGS)
+
                         store_tile(bias_ptr, stepped)
                     with plain:
                         store_tile(c_ptr, lambda r, v, index: builder.load(acc[r][v]))
