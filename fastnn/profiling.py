@@ -143,8 +143,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
-    from .kernels.epoch import (make_tasks, refresh_copies, sgd_in_product, weight_copies,
-                                wide_layer)
+    from .kernels.epoch import (make_tasks, propagates_through_w, refresh_copies,
+                                sgd_in_product, weight_copies, wide_layer)
     from .kernels.gemm import panel_width, to_panels
     from .network import aligned_zeros, layer_views
 
@@ -157,6 +157,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     views = layer_views(arch, params)
     rows = min(batch_size, X.shape[0])
     chunk = min(config.CHUNK_ROWS, rows)
+    through_w = propagates_through_w(batch_size)
 
     # Activations and deltas of the first batch's rows, as the epoch holds them.
     acts = [np.ascontiguousarray(X[:rows], dtype=dtype)]
@@ -169,7 +170,6 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     deltas = [None] * (n_layers + 1)
     deltas[n_layers] = np.empty_like(acts[-1])
     output_delta(acts[-1], targets, codes[-1], scale, deltas[n_layers])
-    # W.T as the epoch's delta propagation reads it.
     transposed = [to_panels(np.ascontiguousarray(W.T)) for W, _ in views]
     for layer in range(n_layers - 1, 0, -1):
         deltas[layer] = np.empty_like(acts[layer])
@@ -191,16 +191,21 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     for layer in range(n_layers - 1, 0, -1):
         delta, a_prev = deltas[layer + 1][:chunk], acts[layer][:chunk]
         out = np.empty((chunk, arch.sizes[layer]), dtype=dtype)
+        WT = transposed[layer]  # as the epoch's delta propagation reads W (delta_product)
+        if through_w:
+            W = views[layer][0]
+            WT = (W, np.empty((W.shape[1], chunk), dtype=dtype),
+                  np.empty((W.shape[0], chunk), dtype=dtype))
         backward += _kernel_seconds(
-            dense_backward, (delta, transposed[layer], a_prev, codes[layer - 1], out),
-            (delta[:0], transposed[layer], a_prev[:0], codes[layer - 1], out[:0]))
+            dense_backward, (delta, WT, a_prev, codes[layer - 1], out),
+            (delta[:0], WT, a_prev[:0], codes[layer - 1], out[:0]))
 
     opt = copy.deepcopy(optimizer)
     opt.prepare(arch.n_params, arch.dtype)
     slots, hyper, code = opt.slots, opt.hyperparameters(), opt.code
     in_product = sgd_in_product(code, slots.shape[0], l2)  # as update_task does
     grads = aligned_zeros(params.size, params.dtype)
-    params_t, panels = weight_copies(arch.sizes, dtype)
+    params_t, panels = weight_copies(arch.sizes, dtype, through_w=through_w)
     lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1
     measured = {}
     tasks = []
@@ -389,7 +394,7 @@ def report_lines(p):
     notes = {"forward": "dense_forward, chunks of rows in parallel",
              "backward": "output_delta + count_right + dense_backward",
              "gradient": "param_grad (+ plain SGD's step), tasks in parallel",
-             "update": "optimizer_step (+ add_l2) + W.T refresh",
+             "update": "optimizer_step (+ add_l2) + copies of W refreshed",
              "shuffle": "permutation draw"}
     for name, seconds in p["phases_s"].items():
         lines.append(f"    {name:<9} {seconds * ms:9.3f} ms {100 * seconds / epoch:5.1f} %  "

@@ -1054,10 +1054,11 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     tasks = compiled.make_tasks(arch.sizes, sparse_input=X_csr is not None)
     dtype = params.dtype.type
     grads = aligned_zeros(params.size, params.dtype)
-    params_t, panels = compiled.weight_copies(arch.sizes, dtype, X_csr is not None)
+    through_w = compiled.propagates_through_w(batch_size)
+    params_t, panels = compiled.weight_copies(arch.sizes, dtype, X_csr is not None, through_w)
     acts, deltas, derivs, targets, scales, chunk_sums, task_squares = compiled.batch_buffers(
         widths, arch.sizes[-1], batch_size, tasks.shape[0], dtype,
-        arch.saves_derivatives or dropout is not None)
+        arch.saves_derivatives or dropout is not None, through_w)
     masks = None  # the kernels' form of dropout: keep thresholds, inverted scales, seed
     if dropout is not None:
         rates, seed = dropout

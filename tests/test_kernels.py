@@ -225,6 +225,66 @@ def test_dense_backward(shape, name, dtype):
     assert_close(out, expected)
     if name == "relu":
         assert (out[a_prev == 0] == 0).all()
+    # Through W in place (dense.delta_product's second form), scratch full of NaN:
+    # the same sums in the same order, so bitwise the same; and from W.T in panels.
+    through_w = garbage((n, fan_in), dtype)
+    scratch = (W, garbage((fan_out, n), dtype), garbage((fan_in, n), dtype))
+    kernels.dense_backward(delta, scratch, a_prev, code, through_w)
+    np.testing.assert_array_equal(through_w, out)
+    from_panels = garbage((n, fan_in), dtype)
+    kernels.dense_backward(delta, gemm.to_panels(WT), a_prev, code, from_panels)
+    np.testing.assert_array_equal(from_panels, out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (8, 8), (16, 10), (16, 128), (33, 7),
+                                   (19, 117)], ids=shape_id)
+def test_transpose(shape, dtype):
+    """gemm.transpose: whole 256-bit blocks and edges in both directions, src a block of
+    rows of a wider array (its rows further apart than its width)."""
+    rng = generator("transpose", shape, dtype)
+    m, n = shape
+    wide = draw(rng, (m, n + 5), dtype)
+    dst = garbage((n, m), dtype)
+    gemm.transpose(wide[:, 2:n + 2], dst)
+    np.testing.assert_array_equal(dst, wide[:, 2:n + 2].T)
+
+
+def test_deltas_propagate_through_w_only_for_small_batches():
+    """The rule of epoch.propagates_through_w, and the workspaces it gives: no W.T, and
+    the scratch of the transposes at the end of the deltas buffer."""
+    limit = epoch.THROUGH_W_MAX_ROWS
+    assert epoch.propagates_through_w(limit) and not epoch.propagates_through_w(limit + 1)
+    sizes = np.array([64, 128, 96, 10], dtype=np.int64)
+    assert epoch.weight_copies(sizes, "float32", through_w=True)[0] is None
+    assert epoch.weight_copies(sizes, "float32")[0].size == epoch.panels_size(sizes, "float32",
+                                                                              True)
+    plain = epoch.batch_buffers(sizes, 10, 64, 8, "float32", False)[1]
+    with_scratch = epoch.batch_buffers(sizes, 10, 64, 8, "float32", False, True)[1]
+    assert epoch.scratch_width(sizes) == 2 * 128
+    assert with_scratch.size == plain.size + 64 * 2 * 128
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_training_through_w_is_bitwise_training_through_w_t(dtype, monkeypatch):
+    """Mini-batches of 27 rows (a partial chunk; a last batch of 19) trained with 2
+    threads through W in place and, with the rule's limit set to 0, through W.T: the
+    same weights, bitwise.  gelu saves its derivative, tanh is fused, and the second
+    hidden layer's output is dropped: the chunk's three backward paths."""
+    from fastnn import Architecture, init_params, trainer
+
+    rng = generator("through W", dtype)
+    arch = Architecture((7, 37, 29, 18, 3), ("gelu", "tanh", "sigmoid"), "softmax", dtype)
+    X = draw(rng, (100, 7), dtype)
+    Y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 100)]
+    runs = []
+    for limit in (epoch.THROUGH_W_MAX_ROWS, 0):
+        monkeypatch.setattr(epoch, "THROUGH_W_MAX_ROWS", limit)
+        params = init_params(arch, "glorot_uniform", 3)
+        trainer.fit(arch, params, X, Y, epochs=2, batch_size=27, lr=0.1, random_state=1,
+                    threads=2, dropout=(0.0, 0.0, 0.2, 0.0), dropout_seed=5)
+        runs.append(params)
+    assert runs[0].tobytes() == runs[1].tobytes()
 
 
 # ---------------------------------------------------------------------------
@@ -580,8 +640,10 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
         assert gemm.PACK_B
         assert gemm.numba_target() == dict(cpu="haswell", avx512=False, vector_bits=256)
         rng = np.random.default_rng(0)
+        assert gemm.TWO_VECTOR_TILE  # columns past the panels: 117 and 16 take it
         shapes = [(19, 37, 117), (32, 129, 48), (37, 300, 100), (33, gemm.PANEL_KC + 3, 30),
-                  (13, 40, 24)]  # n = NR of float32: its (1, k, n) view is one panel
+                  (13, 40, 24),  # n = NR of float32: its (1, k, n) view is one panel
+                  (130, 128, 16)]  # the delta propagation through W of a 16-row chunk
         starts = (gemm.ZERO, gemm.ACCUMULATE, gemm.BIAS)
         for (m, k, n), (dtype, tol), init in itertools.product(
                 shapes, (("float32", 1e-4), ("float64", 1e-12)), starts):
@@ -611,6 +673,17 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
                 gemm.gemm_sgd(a, b, before.copy()[:, 2:n + 2], w[:, 2:n + 2], init, lr)
                 assert np.array_equal(w[:, 2:n + 2], wide[:, 2:n + 2] - lr * c), (m, k, dtype)
                 assert np.array_equal(w[:, :2], wide[:, :2])
+        # The delta propagation through W (two-vector tiles in float32) is bitwise the
+        # product from W.T.
+        from fastnn.kernels.dense import delta_product
+        for dtype in ("float32", "float64"):
+            W = rng.standard_normal((130, 37)).astype(dtype)
+            delta = rng.standard_normal((16, 37)).astype(dtype)
+            from_copy, through_w = np.empty((16, 130), dtype), np.empty((16, 130), dtype)
+            delta_product(delta, gemm.to_panels(np.ascontiguousarray(W.T)), from_copy)
+            delta_product(delta, (W, np.empty((37, 16), dtype), np.empty((130, 16), dtype)),
+                          through_w)
+            assert np.array_equal(from_copy, through_w), dtype
         # The transposed weights in panels of the 256-bit tile's width.
         sizes = np.array([7, 37, 29, 2], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)

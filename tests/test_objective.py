@@ -51,9 +51,13 @@ def test_gradient_matches_central_differences(rng, activations, head, n_outputs)
     assert_close(grad, numeric, tol=FD_TOL)
 
 
-def test_bitwise_the_same_with_one_and_two_threads(rng):
-    objective, _, params, *_ = objective_and_data(rng, ("tanh", "relu"), "softmax", 3,
-                                                  "float32", n=301)
+@pytest.mark.parametrize("n", [301, 41])
+def test_bitwise_the_same_with_one_and_two_threads(n):
+    """With 41 rows the objective propagates the deltas through W, with 301 through
+    W.T (``epoch.propagates_through_w``)."""
+    objective, _, params, *_ = objective_and_data(np.random.default_rng(5), ("tanh", "relu"),
+                                                  "softmax", 3, "float32", n=n)
+    assert (objective.params_t is None) == (n == 41)
     results = []
     for threads in (1, 2):
         with trainer.thread_limit(threads, "numba"):

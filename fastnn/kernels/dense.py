@@ -14,12 +14,13 @@ compile in a run, at no measured cost in speed (docs/performance.md, "Start-up")
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core.extending import overload
 
 from .. import config
 from ..network import LOSS_CODES
 from .activations import activate_rows, fast_exp, multiply_derivative_rows, SIGMOID, SOFTMAX
-from .gemm import ACCUMULATE, BIAS, ZERO, gemm, gemm_sgd
+from .gemm import ACCUMULATE, BIAS, ZERO, gemm, gemm_sgd, transpose
 
 #: The head's code for an identity head trained with the poisson loss (``network.LOSS_CODES``).
 POISSON = LOSS_CODES["poisson"]
@@ -131,16 +132,56 @@ def count_right(p, y, activation, scale):
     return right
 
 
+def delta_product(delta, WT, out):
+    """out = delta @ W.T: the product of the delta propagation, in one of two forms.
+
+    delta (n, fan_out), out (n, fan_in) with contiguous rows, written.  WT is either
+    W.T, (fan_out, fan_in), as ``gemm`` reads b (the epoch driver keeps a copy in
+    panel layout); or a tuple (W, delta_t, out_t): W (fan_in, fan_out) itself, read
+    in place, and scratch arrays delta_t (fan_out, n) and out_t (fan_in, n) with
+    contiguous rows.  Then out.T = W @ delta.T: delta is transposed into delta_t,
+    the product written to out_t and transposed into out.  Each element is the same
+    sum in the same order with the same fused multiply-adds (their two factors
+    swapped), so both forms give bitwise the same out; the second needs no W.T,
+    which the update tasks would refresh after every step (``epoch.propagates_through_w``).
+    (This Python body runs under NUMBA_DISABLE_JIT; compiled code uses the overload.)
+    """
+    if isinstance(WT, tuple):
+        W, delta_t, out_t = WT
+        transpose(delta, delta_t)
+        gemm(W, delta_t, out_t, out_t[0], ZERO)
+        transpose(out_t, out)
+    elif out.shape[0] > 0:
+        gemm(delta, WT, out, out[0], ZERO)
+
+
+@overload(delta_product, inline="always", jit_options=config.JIT_OPTIONS)
+def _delta_product_overload(delta, WT, out):
+    if isinstance(WT, types.BaseTuple):
+        def through_w(delta, WT, out):
+            W, delta_t, out_t = WT
+            if out.shape[0] > 0:
+                transpose(delta, delta_t)
+                gemm(W, delta_t, out_t, out_t[0], np.int64(ZERO))
+                transpose(out_t, out)
+        return through_w
+
+    def through_copy(delta, WT, out):
+        if out.shape[0] > 0:
+            gemm(delta, WT, out, out[0], np.int64(ZERO))
+    return through_copy
+
+
 @njit(inline="always", **config.JIT_OPTIONS)
 def dense_backward(delta, WT, a_prev, activation, out):
-    """out = (delta @ WT) * act'(a_prev), the delta of the previous layer, fused.
+    """out = (delta @ W.T) * act'(a_prev), the delta of the previous layer, fused.
 
-    delta (n, fan_out); WT (fan_out, fan_in) the transposed weights, C-contiguous
-    (the epoch driver keeps this copy up to date); a_prev (n, fan_in) the previous
-    layer's output, from which the derivative is computed; out (n, fan_in) written.
+    delta (n, fan_out); WT the transposed weights (fan_out, fan_in), C-contiguous
+    (the epoch driver keeps this copy up to date), or W read in place with two
+    scratch arrays (``delta_product``); a_prev (n, fan_in) the previous layer's
+    output, from which the derivative is computed; out (n, fan_in) written.
     """
-    if out.shape[0] > 0:
-        gemm(delta, WT, out, out[0], np.int64(ZERO))
+    delta_product(delta, WT, out)
     multiply_derivative_rows(out, a_prev, activation)
 
 

@@ -32,7 +32,7 @@ from fractions import Fraction
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import register_jitable
+from numba.extending import overload, register_jitable
 
 from .. import config
 from ..network import aligned_zeros
@@ -230,7 +230,7 @@ def panels_size(sizes, dtype, transposed=False):
     return sum(-(-n // nr) * nr * k for k, n in pairs)
 
 
-def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
+def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs, through_w=False):
     """The drivers' batch workspaces, zeros: (acts, deltas, derivs, targets, scales,
     chunk_sums, task_squares) for mini-batches of up to batch_size rows.
 
@@ -238,7 +238,9 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
     larger mini-batch through in micro-batches of that many (``train_epoch``).  acts
     and derivs (empty unless with_derivs) have rows * sum(widths) elements
     (``layer_rows``), deltas as many plus, with 256-bit tiles, room for the copies in
-    panel layout of its wide blocks (``delta_operand``); targets shape
+    panel layout of its wide blocks (``delta_operand``), plus, with through_w
+    (``propagates_through_w``), rows * ``scratch_width(widths)`` elements at its end
+    for the transposes of the delta propagation (``weights_with_scratch``); targets shape
     (rows, n_outputs), scales (rows,); chunk_sums is float64
     (ceil(batch_size / CHUNK_ROWS), 2), task_squares float64 (n_tasks,).
     """
@@ -246,6 +248,8 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
     size = rows * int(widths.sum())
     nr, itemsize = panel_width(dtype), np.dtype(dtype).itemsize
     panels = sum(-(-int(w) // nr) * nr for w in widths[1:] if deltas_in_panels(w, itemsize))
+    if through_w:
+        panels += scratch_width(widths)
     return (aligned_zeros(size, dtype), aligned_zeros(size + rows * panels, dtype),
             aligned_zeros(size if with_derivs else 0, dtype),
             aligned_zeros(rows * n_outputs, dtype).reshape(rows, n_outputs),
@@ -253,15 +257,47 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs):
             np.zeros(n_tasks))
 
 
-def weight_copies(sizes, dtype, sparse_input=False):
+def weight_copies(sizes, dtype, sparse_input=False, through_w=False):
     """The drivers' workspaces (params_t, panels), zeros: W.T of every layer in panel
-    layout (``weight_panels``), and a buffer with room for every layer's W in panel
-    layout, of which the update tasks fill the ones ``wide_layers`` lists; or None for
-    a network without such a layer (its forward pass reads every W in place, and the
-    kernels given None compile no code for panels)."""
-    return (aligned_zeros(panels_size(sizes, dtype, True), dtype),
+    layout (``weight_panels``), or None with through_w (``propagates_through_w``; the
+    kernels given None compile no code for W.T); and a buffer with room for every
+    layer's W in panel layout, of which the update tasks fill the ones ``wide_layers``
+    lists, or None for a network without such a layer (its forward pass reads every W
+    in place, and the kernels given None compile no code for panels)."""
+    return (None if through_w else aligned_zeros(panels_size(sizes, dtype, True), dtype),
             aligned_zeros(panels_size(sizes, dtype), dtype)
             if wide_layers(sizes, dtype, sparse_input) else None)
+
+
+#: Mini-batches of at most this many rows propagate the deltas through W read in
+#: place (``dense.delta_product``'s second form); larger ones through W.T, a copy in
+#: panel layout that the update tasks refresh after every step.  The refresh costs
+#: per step, the other form's transposes per row; and with several threads the
+#: refresh writes lines that the other cores read, each write waiting for their
+#: copies to be invalidated.  On the tutorial's network, 64 rows trained 3-6 %
+#: faster through W with 2 threads and 0.5-1 % slower with 1; 128 rows equal with 2
+#: threads and 2 % slower with 1 (docs/benchmarks.md).
+THROUGH_W_MAX_ROWS = 64
+
+
+def propagates_through_w(batch_size):
+    """Whether the drivers propagate the deltas of mini-batches of batch_size rows
+    through W itself, with no W.T (``THROUGH_W_MAX_ROWS``): a rule on the batch's size,
+    not on the thread count, so a run compiles one form whatever its threads.  Either
+    way every delta is the same sum in the same order: the weights are bitwise the
+    same."""
+    return batch_size <= THROUGH_W_MAX_ROWS
+
+
+@register_jitable
+def scratch_width(widths):
+    """Elements per batch row of the scratch of the transposes (``backward_weights``):
+    twice the widest layer after the input, room for a layer's delta and the
+    previous one's."""
+    widest = 0
+    for l in range(1, len(widths)):
+        widest = max(widest, widths[l])
+    return 2 * widest
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -323,6 +359,46 @@ def reads_panels(panels, sizes, layer):
     array: none; ``predict_panels``)."""
     return panels.shape[0] > 0 and wide_layer(sizes, layer, panel_columns(panels),
                                               panels.itemsize)
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0, r1):
+    """(W in place, delta_t (fan_out, n), out_t (fan_in, n)), n = r1 - r0: the second form
+    of ``dense.delta_product``'s WT for rows [r0, r1), its scratch arrays on the rows'
+    own part of the end of deltas (``batch_buffers``; batch_size is the rows the
+    buffers hold)."""
+    width, n = scratch_width(sizes), r1 - r0
+    fan_in, fan_out = sizes[layer], sizes[layer + 1]
+    start = deltas.shape[0] - (batch_size - r0) * width
+    middle = start + fan_out * n
+    return (layer_weights(params, offsets, sizes, layer)[0],
+            deltas[start:middle].reshape((fan_out, n)),
+            deltas[middle : middle + fan_in * n].reshape((fan_in, n)))
+
+
+def backward_weights(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1):
+    """A layer's weights as the delta propagation of rows [r0, r1) reads them, the WT of
+    ``dense.delta_product``: W.T in panels (``weight_panels``), or with params_t None
+    (``weight_copies``) W in place with scratch (``weights_with_scratch``).  The two
+    have different types, so compiled code takes the overload of params_t's type.
+    """
+    if params_t is None:
+        return weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0, r1)
+    return weight_panels(params_t, sizes, layer, True)
+
+
+@overload(backward_weights, inline="always", jit_options=config.JIT_OPTIONS)
+def _backward_weights_overload(params, params_t, offsets, sizes, layer, deltas, batch_size, r0,
+                               r1):
+    if isinstance(params_t, types.NoneType):
+        def through_w(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1):
+            return weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0,
+                                        r1)
+        return through_w
+
+    def through_copy(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1):
+        return weight_panels(params_t, sizes, layer, True)
+    return through_copy
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -388,9 +464,10 @@ def pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
 
 @njit(inline="always", **config.JIT_OPTIONS)
 def has_copies(X_csr, layer):
-    """Whether a layer's W has copies for ``refresh_copies`` to refresh: W.T (every
-    layer but the first) or panels, which a first layer fed a sparse X (X_csr not None)
-    never has, as ``sparse.sparse_rows_forward`` reads its W in place."""
+    """Whether a layer's W may have copies for ``refresh_copies`` to refresh: W.T
+    (every layer but the first, unless the drivers propagate through W) or panels,
+    which a first layer fed a sparse X (X_csr not None) never has, as
+    ``sparse.sparse_rows_forward`` reads its W in place."""
     return layer > 0 or X_csr is None
 
 
@@ -408,7 +485,7 @@ def refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_wor
 def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels):
     """After rows [row_start, row_stop) of a layer changed: refresh their copies in the
     panels of the forward pass and (layers after the first) in the transposed weights
-    of the delta propagation.
+    of the delta propagation (params_t None: there are none).
 
     The drivers and ``update_task`` call it through its address (``copy_worker``):
     its vector copies are compiled once, not again in each of them.
@@ -416,8 +493,9 @@ def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t,
     if panels is not None:  # pruned by Numba when panels' type is None
         if reads_panels(panels, sizes, layer):
             pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
-    if layer > 0:
-        transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
+    if params_t is not None:  # pruned by Numba when params_t's type is None
+        if layer > 0:
+            transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
 
 
 @njit(**config.JIT_OPTIONS)
@@ -490,7 +568,8 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
     n_rows = rows.shape[0]
     store_delta_panels(deltas, widths, n_layers, batch_size, n_rows, r0, r1)
     for layer in range(n_layers - 1, 0, -1):
-        WT = weight_panels(params_t, sizes, layer, True)
+        WT = backward_weights(params, params_t, offsets, sizes, layer, deltas, batch_size, r0,
+                              r1)
         delta_prev = layer_rows(deltas, widths, layer, batch_size)[r0:r1]
         saved = False
         if unfused is not None:
@@ -705,9 +784,10 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     ----------
     params : ndarray of shape (n_params,)
         Flat parameters (see ``fastnn.network``), updated in place.
-    params_t : ndarray; panels : ndarray or None
+    params_t : ndarray or None; panels : ndarray or None
         Workspaces (``weight_copies``): the transposed weights and the weights of the
-        wide layers, in panel layout (panels None: no wide layer).
+        wide layers, in panel layout (params_t None: the deltas propagate through W
+        in place, ``propagates_through_w``; panels None: no wide layer).
     grads : ndarray of shape (n_params,)
         Workspace: the gradients.
     slots : ndarray of shape (n_slots, n_params)

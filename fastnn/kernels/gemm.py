@@ -26,7 +26,8 @@ storing it.  It follows the BLIS plan, reduced to what a dense layer's shapes ne
   unaligned vectors.
 * Edges: a tile with fewer than ``MR`` rows reads the last valid row of a again for
   the missing ones and does not store them; columns left of a multiple of NR go
-  through a one-vector microkernel (``MR_NARROW`` rows), whose last vector uses
+  (with 256-bit vectors, after tiles of two vectors while two remain:
+  ``TWO_VECTOR_TILE``) through a one-vector microkernel (``MR_NARROW`` rows), whose last vector uses
   masked loads and stores, so a 10-wide output layer wastes at most one vector's
   lanes per row.
 
@@ -130,6 +131,16 @@ def numba_target():
 #: in the register file: 32 registers with AVX-512, 16 with AVX2.
 MR, NV = (8, 3) if VECTOR_BITS == 512 else (4, 3)
 MR_NARROW = 8
+
+#: With 256-bit vectors, columns past the wide panels go through an MR x 2-vector tile
+#: while two whole vectors remain, then the narrow tile: per step of k it loads 2
+#: vectors of b and broadcasts MR elements of a for 2 MR multiply-adds, against 1
+#: and 8 for 8.  The delta propagation through W (``dense.delta_product``) is a
+#: product 16 columns wide, the rows of a chunk, two float32 vectors: AVX2 code ran
+#: it 1.12-1.13x faster on 128 x 128 and 512 x 512 weights (docs/benchmarks.md).
+#: The 512-bit code has no such tile: the tutorial's network measured no faster
+#: with it.
+TWO_VECTOR_TILE = VECTOR_BITS == 256
 
 #: Packing rule (measured in docs/benchmarks.md): with 256-bit vectors the wide
 #: panels of b are packed when a has PACK_MIN_ROWS rows or more and b has
@@ -376,6 +387,7 @@ def _make_tile_kernel(rows, vectors, partial_columns):
 
 
 _wide_tile = _make_tile_kernel(MR, NV, partial_columns=False)
+_two_vector_tile = _make_tile_kernel(MR, 2, partial_columns=False)
 _narrow_tile = _make_tile_kernel(MR_NARROW, 1, partial_columns=True)
 
 
@@ -505,7 +517,15 @@ def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr):
     else:
         _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k,
                               wide_stop, init, lr)
-    for j0 in range(wide_stop, n, lanes):
+    two_stop = wide_stop
+    if TWO_VECTOR_TILE:  # a constant: the 512-bit code compiles none of this
+        two_stop += (n - wide_stop) // (2 * lanes) * 2 * lanes
+        for j0 in range(wide_stop, two_stop, 2 * lanes):
+            for i0 in range(0, m, MR):
+                _two_vector_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr,
+                                 ldb, c, i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0),
+                                 2 * lanes, init, lr)
+    for j0 in range(two_stop, n, lanes):
         for i0 in range(0, m, MR_NARROW):
             _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr, ldb, c,
                          i0 * ldc + j0, ldc, bias, j0, k, min(MR_NARROW, m - i0),
@@ -748,6 +768,28 @@ def transpose_block(typingctx, src, src_off, lds, dst, dst_off, ldd):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def transpose(src, dst):
+    """dst = src.T, for src (m, n) and dst (n, m) with contiguous rows (any row strides).
+
+    Square blocks of one 256-bit vector's elements go through registers
+    (``transpose_block``), the edges element by element.
+    """
+    m, n = src.shape
+    lds, ldd = src.strides[0] // src.itemsize, dst.strides[0] // dst.itemsize
+    tile = TRANSPOSE_BYTES // src.itemsize
+    m_full, n_full = m - m % tile, n - n % tile
+    for i0 in range(0, m_full, tile):
+        for j0 in range(0, n_full, tile):
+            transpose_block(src, i0 * lds + j0, lds, dst, j0 * ldd + i0, ldd)
+        for j in range(n_full, n):
+            for i in range(i0, i0 + tile):
+                dst[j, i] = src[i, j]
+    for i in range(m_full, m):
+        for j in range(n):
+            dst[j, i] = src[i, j]
 
 
 if numba.config.DISABLE_JIT:

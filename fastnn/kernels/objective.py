@@ -19,7 +19,8 @@ from ..network import aligned_zeros
 from .activations import unfused_argument
 from .sparse import driver_inputs
 from .epoch import (batch_buffers, batch_sums, chunk_worker, copy_worker, gradient_worker,
-                    make_tasks, micro_batch, refresh_all_copies, region_items, weight_copies)
+                    make_tasks, micro_batch, propagates_through_w, refresh_all_copies,
+                    region_items, weight_copies)
 from .workers import call_worker
 
 
@@ -33,9 +34,9 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     ----------
     params : ndarray of shape (n_params,)
         Flat parameters (``fastnn.network`` layout); only read.
-    params_t : ndarray; grads : ndarray of shape (n_params,)
-        Written: the transposed weights (workspace, ``epoch.weight_copies``) and the
-        gradient.
+    params_t : ndarray or None; grads : ndarray of shape (n_params,)
+        Written: the transposed weights (workspace, ``epoch.weight_copies``; None
+        where ``epoch.propagates_through_w``) and the gradient.
     panels : ndarray or None
         Written: the wide layers' weights in panel layout (workspace,
         ``epoch.weight_copies``; None without a wide layer).
@@ -118,10 +119,12 @@ class FullBatchObjective:
         self.rows = np.arange(n, dtype=np.int64)
         self.params = aligned_zeros(arch.n_params, dtype)
         self.grads = aligned_zeros(arch.n_params, dtype)
-        self.params_t, self.panels = weight_copies(arch.sizes, dtype, self.X_csr is not None)
+        through_w = propagates_through_w(n)
+        self.params_t, self.panels = weight_copies(arch.sizes, dtype, self.X_csr is not None,
+                                                  through_w)
         (self.acts, self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
          self.task_squares) = batch_buffers(self.widths, arch.sizes[-1], n, self.tasks.shape[0],
-                                            dtype, arch.saves_derivatives)
+                                            dtype, arch.saves_derivatives, through_w)
         self.chunk_worker = chunk_worker(
             self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
             self.codes, self.unfused, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
