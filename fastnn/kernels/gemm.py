@@ -26,8 +26,8 @@ storing it.  It follows the BLIS plan, reduced to what a dense layer's shapes ne
   unaligned vectors.
 * Edges: a tile with fewer than ``MR`` rows reads the last valid row of a again for
   the missing ones and does not store them; columns left of a multiple of NR go
-  (with 256-bit vectors, after tiles of two vectors while two remain:
-  ``TWO_VECTOR_TILE``) through a one-vector microkernel (``MR_NARROW`` rows), whose last vector uses
+  (after tiles of two vectors while two remain, except in 512-bit float32 code:
+  ``TWO_VECTOR_FLOAT32``) through a one-vector microkernel (``MR_NARROW`` rows), whose last vector uses
   masked loads and stores, so a 10-wide output layer wastes at most one vector's
   lanes per row.
 
@@ -132,15 +132,17 @@ def numba_target():
 MR, NV = (8, 3) if VECTOR_BITS == 512 else (4, 3)
 MR_NARROW = 8
 
-#: With 256-bit vectors, columns past the wide panels go through an MR x 2-vector tile
-#: while two whole vectors remain, then the narrow tile: per step of k it loads 2
-#: vectors of b and broadcasts MR elements of a for 2 MR multiply-adds, against 1
-#: and 8 for 8.  The delta propagation through W (``dense.delta_product``) is a
-#: product 16 columns wide, the rows of a chunk, two float32 vectors: AVX2 code ran
-#: it 1.12-1.13x faster on 128 x 128 and 512 x 512 weights (docs/benchmarks.md).
-#: The 512-bit code has no such tile: the tutorial's network measured no faster
-#: with it.
-TWO_VECTOR_TILE = VECTOR_BITS == 256
+#: Columns past the wide panels go through an MR x 2-vector tile while two whole
+#: vectors remain, then the narrow tile: per step of k it loads 2 vectors of b and
+#: broadcasts MR elements of a for 2 MR multiply-adds, against 1 and 8 for 8.  The
+#: delta propagation through W (``dense.delta_product``) is a product 16 columns
+#: wide, the rows of a chunk: two vectors of float32 with 256 bits, of float64 with
+#: 512, which ran 1.12-1.13x (AVX2 code, float32) and 1.05-1.13x (AVX-512, float64)
+#: faster so on 128 x 128 and 512 x 512 weights.  In 512-bit float32 code (16 columns:
+#: one vector) the tutorial's network trained 1 % slower with the tile, so that code
+#: has none (docs/benchmarks.md): float64 code always has it, float32 code with
+#: 256-bit vectors.
+TWO_VECTOR_FLOAT32 = VECTOR_BITS == 256
 
 #: Packing rule (measured in docs/benchmarks.md): with 256-bit vectors the wide
 #: panels of b are packed when a has PACK_MIN_ROWS rows or more and b has
@@ -518,7 +520,7 @@ def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr):
         _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k,
                               wide_stop, init, lr)
     two_stop = wide_stop
-    if TWO_VECTOR_TILE:  # a constant: the 512-bit code compiles none of this
+    if a.itemsize == 8 or TWO_VECTOR_FLOAT32:  # constants of the compiled code
         two_stop += (n - wide_stop) // (2 * lanes) * 2 * lanes
         for j0 in range(wide_stop, two_stop, 2 * lanes):
             for i0 in range(0, m, MR):
