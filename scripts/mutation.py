@@ -92,8 +92,8 @@ MUTANTS = [
         ("fastnn/kernels/activations.py", "delta[i, j] *= one - a[i, j] * a[i, j]",
          "delta[i, j] *= one - a[i, j]"),), ("tests/test_kernels.py",)),
     Mutant("gemm-narrow-columns-skipped", (
-        ("fastnn/kernels/gemm.py", "    for j0 in range(wide_stop, n, lanes):",
-         "    for j0 in range(wide_stop + lanes, n, lanes):"),), ("tests/test_kernels.py",)),
+        ("fastnn/kernels/gemm.py", "    for j0 in range(two_stop, n, lanes):",
+         "    for j0 in range(two_stop + lanes, n, lanes):"),), ("tests/test_kernels.py",)),
     Mutant("gemm-partial-row-tile-one-short", (
         ("fastnn/kernels/gemm.py", "k, min(MR, m - i0), nr, init, lr)",
          "k, min(MR - 1, m - i0), nr, init, lr)"),), ("tests/test_kernels.py",)),
@@ -198,6 +198,19 @@ MUTANTS = [
     Mutant("sgd-step-on-every-block-of-k", (
         ("fastnn/kernels/gemm.py", "            if p0 + kc == k:\n                start += sgd\n",
          "            start += sgd\n"),), ("tests/test_kernels.py",)),
+    Mutant("through-w-scratch-arrays-overlap", (
+        ("fastnn/kernels/epoch.py", "    middle = start + fan_out * n\n",
+         "    middle = start + fan_in * n\n"),), ("tests/test_kernels.py",)),
+    Mutant("through-w-for-one-row-more", (
+        ("fastnn/kernels/epoch.py", "    return batch_size <= THROUGH_W_MAX_ROWS",
+         "    return batch_size <= THROUGH_W_MAX_ROWS + 1"),), ("tests/test_kernels.py",)),
+    Mutant("transpose-forgets-the-last-edge-row", (
+        ("fastnn/kernels/gemm.py", "    for i in range(m_full, m):\n        for j in range(n):\n",
+         "    for i in range(m_full, m - 1):\n        for j in range(n):\n"),),
+        ("tests/test_kernels.py",)),
+    Mutant("two-vector-tiles-over-a-single-vector", (
+        ("fastnn/kernels/gemm.py", "two_stop += (n - wide_stop) // (2 * lanes) * 2 * lanes",
+         "two_stop += (n - wide_stop) // lanes * lanes"),), ("tests/test_kernels.py",)),
     Mutant("exp-clamp-turns-nan-into-a-number", (
         ("fastnn/kernels/activations.py", "        xc = lo if x < lo else x\n",
          "        xc = x if x > lo else lo\n"),), ("tests/test_kernels.py",)),

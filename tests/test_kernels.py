@@ -270,11 +270,12 @@ def test_training_through_w_is_bitwise_training_through_w_t(dtype, monkeypatch):
     """Mini-batches of 27 rows (a partial chunk; a last batch of 19) trained with 2
     threads through W in place and, with the rule's limit set to 0, through W.T: the
     same weights, bitwise.  gelu saves its derivative, tanh is fused, and the second
-    hidden layer's output is dropped: the chunk's three backward paths."""
+    hidden layer's output is dropped: the chunk's three backward paths; one layer
+    widens (19 -> 37), so its delta_t is the smaller scratch array."""
     from fastnn import Architecture, init_params, trainer
 
     rng = generator("through W", dtype)
-    arch = Architecture((7, 37, 29, 18, 3), ("gelu", "tanh", "sigmoid"), "softmax", dtype)
+    arch = Architecture((7, 19, 37, 18, 3), ("gelu", "tanh", "sigmoid"), "softmax", dtype)
     X = draw(rng, (100, 7), dtype)
     Y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 100)]
     runs = []

@@ -155,7 +155,7 @@ def delta_product(delta, WT, out):
         gemm(delta, WT, out, out[0], ZERO)
 
 
-@overload(delta_product, inline="always", jit_options=config.JIT_OPTIONS)
+@overload(delta_product, jit_options=config.JIT_OPTIONS)
 def _delta_product_overload(delta, WT, out):
     if isinstance(WT, types.BaseTuple):
         def through_w(delta, WT, out):

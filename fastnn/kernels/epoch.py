@@ -387,7 +387,7 @@ def backward_weights(params, params_t, offsets, sizes, layer, deltas, batch_size
     return weight_panels(params_t, sizes, layer, True)
 
 
-@overload(backward_weights, inline="always", jit_options=config.JIT_OPTIONS)
+@overload(backward_weights, jit_options=config.JIT_OPTIONS)
 def _backward_weights_overload(params, params_t, offsets, sizes, layer, deltas, batch_size, r0,
                                r1):
     if isinstance(params_t, types.NoneType):

@@ -772,12 +772,14 @@ def transpose_block(typingctx, src, src_off, lds, dst, dst_off, ldd):
     return sig, codegen
 
 
-@njit(inline="always", **config.JIT_OPTIONS)
+@njit(**config.JIT_OPTIONS)
 def transpose(src, dst):
     """dst = src.T, for src (m, n) and dst (n, m) with contiguous rows (any row strides).
 
     Square blocks of one 256-bit vector's elements go through registers
-    (``transpose_block``), the edges element by element.
+    (``transpose_block``), the edges element by element.  Not inlined: compiled once,
+    not again in each caller (inlined, the delta propagation through W cost the
+    default command line's first run about 1 s more of compiling).
     """
     m, n = src.shape
     lds, ldd = src.strides[0] // src.itemsize, dst.strides[0] // dst.itemsize
