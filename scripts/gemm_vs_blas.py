@@ -1,8 +1,9 @@
 """fastnn's gemm against single-threaded BLAS on the products a training epoch runs.
 
 For each product of the W1 and W2 networks (forward and delta propagation on a
-chunk of ``config.CHUNK_ROWS`` rows, weight gradient on a whole mini-batch, the
-forward of a prediction chunk), in float32 and float64: GFLOP/s of
+chunk of ``config.CHUNK_ROWS`` rows, the latter also through W as small batches run
+it, weight gradient on a whole mini-batch, the forward of a prediction chunk), in
+float32 and float64: GFLOP/s of
 
 * ``in place`` and ``packed``: ``fastnn.kernels.gemm.gemm_with`` reading b in place
   or packing its panels first (``gemm`` chooses between them by a rule on the
@@ -53,6 +54,7 @@ SHAPES = [
     ("W1 forward 128->128", CHUNK, 128, 128, False),
     ("W1 forward 128->10", CHUNK, 128, 10, False),
     ("W1 backward 128->128", CHUNK, 128, 128, False),
+    ("W1 backward through W 128->128", 128, 128, CHUNK, False),  # dense.delta_product
     ("W1 gradient 64x128x128", 128, 64, 128, True),
     ("W1 gradient task 32x64x128", 32, 64, 128, True),
     ("W1a gradient task 32x1617x128", 32, 1617, 128, True),
