@@ -180,6 +180,19 @@ def deltas_in_panels(width, itemsize):
     return PACK_B and width * itemsize >= DELTA_PANEL_MIN_BYTES
 
 
+@register_jitable
+def delta_panel_columns(widths, stop, nr, itemsize):
+    """Columns per batch row of the panel copies of blocks 1..stop - 1 of a deltas
+    buffer: each block that ``deltas_in_panels``, rounded up to whole panels of nr.
+    Where block stop's copy starts after the row-layout blocks (``delta_operand``),
+    and with stop = len(widths) the room all copies take (``batch_buffers``)."""
+    columns = 0
+    for l in range(1, stop):
+        if deltas_in_panels(widths[l], itemsize):
+            columns += (widths[l] + nr - 1) // nr * nr
+    return columns
+
+
 @njit(inline="always", **config.JIT_OPTIONS)
 def delta_operand(deltas, widths, layer, batch_size, n_rows):
     """Block ``layer`` of a deltas buffer, its first n_rows rows, as the weight gradient's
@@ -193,10 +206,8 @@ def delta_operand(deltas, widths, layer, batch_size, n_rows):
     width = widths[layer]
     if PACK_B and deltas_in_panels(width, deltas.itemsize):
         nr = panel_columns(deltas)
-        start = batch_size * leading_sum(widths, widths.shape[0])
-        for l in range(1, layer):
-            if deltas_in_panels(widths[l], deltas.itemsize):
-                start += batch_size * ((widths[l] + nr - 1) // nr * nr)
+        start = batch_size * (leading_sum(widths, widths.shape[0])
+                              + delta_panel_columns(widths, layer, nr, deltas.itemsize))
         n_panels = (width + nr - 1) // nr
         return deltas[start : start + n_panels * n_rows * nr].reshape((n_panels, n_rows, nr))
     start = batch_size * leading_sum(widths, layer)
@@ -238,19 +249,20 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs, th
     larger mini-batch through in micro-batches of that many (``train_epoch``).  acts
     and derivs (empty unless with_derivs) have rows * sum(widths) elements
     (``layer_rows``), deltas as many plus, with 256-bit tiles, room for the copies in
-    panel layout of its wide blocks (``delta_operand``), plus, with through_w
-    (``propagates_through_w``), rows * ``scratch_width(widths)`` elements at its end
-    for the transposes of the delta propagation (``weights_with_scratch``); targets shape
-    (rows, n_outputs), scales (rows,); chunk_sums is float64
+    panel layout of its wide blocks (``delta_operand``, ``delta_panel_columns``),
+    plus, with through_w (``propagates_through_w``), rows * ``scratch_width(widths)``
+    elements at its end for the transposes of the delta propagation
+    (``weights_with_scratch``); targets shape (rows, n_outputs), scales (rows,);
+    chunk_sums is float64
     (ceil(batch_size / CHUNK_ROWS), 2), task_squares float64 (n_tasks,).
     """
     rows = min(batch_size, config.MICRO_BATCH_ROWS)
     size = rows * int(widths.sum())
     nr, itemsize = panel_width(dtype), np.dtype(dtype).itemsize
-    panels = sum(-(-int(w) // nr) * nr for w in widths[1:] if deltas_in_panels(w, itemsize))
+    extra = delta_panel_columns(widths, len(widths), nr, itemsize)  # per row, after the blocks
     if through_w:
-        panels += scratch_width(widths)
-    return (aligned_zeros(size, dtype), aligned_zeros(size + rows * panels, dtype),
+        extra += scratch_width(widths)
+    return (aligned_zeros(size, dtype), aligned_zeros(size + rows * extra, dtype),
             aligned_zeros(size if with_derivs else 0, dtype),
             aligned_zeros(rows * n_outputs, dtype).reshape(rows, n_outputs),
             aligned_zeros(rows, dtype), np.zeros((-(-batch_size // config.CHUNK_ROWS), 2)),

@@ -27,8 +27,8 @@ storing it.  It follows the BLIS plan, reduced to what a dense layer's shapes ne
 * Edges: a tile with fewer than ``MR`` rows reads the last valid row of a again for
   the missing ones and does not store them; columns left of a multiple of NR go
   (after tiles of two vectors while two remain, except in 512-bit float32 code:
-  ``TWO_VECTOR_FLOAT32``) through a one-vector microkernel (``MR_NARROW`` rows), whose last vector uses
-  masked loads and stores, so a 10-wide output layer wastes at most one vector's
+  ``TWO_VECTOR_FLOAT32``) through a one-vector microkernel (``MR_NARROW`` rows),
+  whose last vector uses masked loads and stores, so a 10-wide output layer wastes at most one vector's
   lanes per row.
 
 Compiled once per dtype.  The product itself is not compiled into its callers:
