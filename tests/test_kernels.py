@@ -265,15 +265,16 @@ def test_deltas_propagate_through_w_only_for_small_batches():
     assert with_scratch.size == plain.size + 64 * 2 * 128
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_training_through_w_is_bitwise_training_through_w_t(dtype, monkeypatch):
+def test_training_through_w_is_bitwise_training_through_w_t(monkeypatch):
     """Mini-batches of 27 rows (a partial chunk; a last batch of 19) trained with 2
     threads through W in place and, with the rule's limit set to 0, through W.T: the
-    same weights, bitwise.  gelu saves its derivative, tanh is fused, and the second
+    same weights, bitwise (float32; test_dense_backward checks both forms of the
+    kernel in both dtypes).  gelu saves its derivative, tanh is fused, and the second
     hidden layer's output is dropped: the chunk's three backward paths; one layer
     widens (19 -> 37), so its delta_t is the smaller scratch array."""
     from fastnn import Architecture, init_params, trainer
 
+    dtype = "float32"
     rng = generator("through W", dtype)
     arch = Architecture((7, 19, 37, 18, 3), ("gelu", "tanh", "sigmoid"), "softmax", dtype)
     X = draw(rng, (100, 7), dtype)
@@ -696,19 +697,21 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             W = params[offsets[1]:offsets[1] + 37 * 29].reshape(37, 29)
             assert np.array_equal(epoch.weight_panels(params_t, sizes, 1, True),
                                   gemm.to_panels(np.ascontiguousarray(W.T)))
-        # Training reads the first layer's W from its panels (a wide layer: 146 KB),
-        # the others in place, and every W.T from panels (several update tasks per
-        # layer refresh them); the weight gradient reads the first layer's deltas
-        # (rows of 2080 bytes, the last of 22 panels partial) from their copy in
-        # panels: against the reference, and with 1 and 2 threads, in batches of 32
-        # rows and of 300 (micro-batches of 256 and 44 rows).
+        # Training reads the first two layers' W from their panels (wide layers: 146
+        # and 534 KB), the head's in place, and every W.T from panels (several update
+        # tasks per layer refresh them); the weight gradient reads the two hidden
+        # layers' deltas (rows of 2080 and 2056 bytes, the last of 22 panels partial)
+        # from their copies in panels, the second's after the first's
+        # (``delta_panel_columns``): against the reference, and with 1 and 2 threads,
+        # in batches of 32 rows (through W: no W.T) and of 300 (micro-batches of 256
+        # and 44 rows).
         from fastnn import Architecture, fit, init_params
-        arch = Architecture((70, 260, 40, 3), ("tanh", "relu"), "softmax", "float64")
+        arch = Architecture((70, 260, 257, 3), ("tanh", "relu"), "softmax", "float64")
         sizes = np.array(arch.sizes, dtype=np.int64)
         panels = epoch.weight_copies(sizes, "float64")[1]
         assert [epoch.reads_panels(panels, sizes, layer) for layer in range(3)] == [
-            True, False, False]
-        assert [epoch.deltas_in_panels(w, 8) for w in arch.sizes[1:]] == [True, False, False]
+            True, True, False]
+        assert [epoch.deltas_in_panels(w, 8) for w in arch.sizes[1:]] == [True, True, False]
         X = rng.standard_normal((600, 70))
         Y = np.eye(3)[rng.integers(0, 3, 600)]
         for batch_size in (32, 300):
