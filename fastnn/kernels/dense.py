@@ -132,49 +132,44 @@ def count_right(p, y, activation, scale):
     return right
 
 
-@njit(**config.JIT_OPTIONS)
-def product_through_w(delta, W, delta_t, out_t, out):
-    """out = delta @ W.T as out.T = W @ delta.T: delta transposed into delta_t (fan_out,
-    n), the product written to out_t (fan_in, n), transposed into out (n, fan_in).
-    Compiled once, not inlined into its callers (see ``gemm.transpose``)."""
-    if out.shape[0] > 0:
-        transpose(delta, delta_t)
-        gemm(W, delta_t, out_t, out_t[0], np.int64(ZERO))
-        transpose(out_t, out)
-
-
-@njit(inline="always", **config.JIT_OPTIONS)
-def product_from_copy(delta, WT, out):
-    """out = delta @ WT, WT the copy of W.T that the epoch driver keeps."""
-    if out.shape[0] > 0:
-        gemm(delta, WT, out, out[0], np.int64(ZERO))
-
-
 def delta_product(delta, WT, out):
     """out = delta @ W.T: the product of the delta propagation, in one of two forms.
 
     delta (n, fan_out), out (n, fan_in) with contiguous rows, written.  WT is either
     W.T, (fan_out, fan_in), as ``gemm`` reads b (the epoch driver keeps a copy in
-    panel layout: ``product_from_copy``); or a tuple (W, delta_t, out_t): W (fan_in,
-    fan_out) itself, read in place, and scratch arrays delta_t (fan_out, n) and out_t
-    (fan_in, n) with contiguous rows (``product_through_w``).  Each element is the
-    same sum in the same order with the same fused multiply-adds (their two factors
+    panel layout); or a tuple (W, delta_t, out_t): W (fan_in, fan_out) itself, read
+    in place, and scratch arrays delta_t (fan_out, n) and out_t (fan_in, n) with
+    contiguous rows.  Then out.T = W @ delta.T: delta is transposed into delta_t,
+    the product written to out_t and transposed into out.  Each element is the same
+    sum in the same order with the same fused multiply-adds (their two factors
     swapped), so both forms give bitwise the same out; the second needs no W.T,
     which the update tasks would refresh after every step (``epoch.propagates_through_w``).
-    Compiled code takes the overload of WT's type (this body runs under
-    NUMBA_DISABLE_JIT).
+    (This Python body runs under NUMBA_DISABLE_JIT; compiled code uses the overload.)
     """
     if isinstance(WT, tuple):
-        product_through_w(delta, *WT, out)
-    else:
-        product_from_copy(delta, WT, out)
+        W, delta_t, out_t = WT
+        transpose(delta, delta_t)
+        gemm(W, delta_t, out_t, out_t[0], ZERO)
+        transpose(out_t, out)
+    elif out.shape[0] > 0:
+        gemm(delta, WT, out, out[0], ZERO)
 
 
-@overload(delta_product, inline="always", jit_options=config.JIT_OPTIONS)
+@overload(delta_product, jit_options=config.JIT_OPTIONS)
 def _delta_product_overload(delta, WT, out):
     if isinstance(WT, types.BaseTuple):
-        return lambda delta, WT, out: product_through_w(delta, WT[0], WT[1], WT[2], out)
-    return lambda delta, WT, out: product_from_copy(delta, WT, out)
+        def through_w(delta, WT, out):
+            W, delta_t, out_t = WT
+            if out.shape[0] > 0:
+                transpose(delta, delta_t)
+                gemm(W, delta_t, out_t, out_t[0], np.int64(ZERO))
+                transpose(out_t, out)
+        return through_w
+
+    def through_copy(delta, WT, out):
+        if out.shape[0] > 0:
+            gemm(delta, WT, out, out[0], np.int64(ZERO))
+    return through_copy
 
 
 @njit(inline="always", **config.JIT_OPTIONS)

@@ -303,7 +303,7 @@ def propagates_through_w(batch_size):
 
 @register_jitable
 def scratch_width(widths):
-    """Elements per batch row of the scratch of the transposes (``weights_with_scratch``):
+    """Elements per batch row of the scratch of the transposes (``backward_weights``):
     twice the widest layer after the input, room for a layer's delta and the
     previous one's."""
     widest = 0
