@@ -103,13 +103,13 @@ UPDATE_JIT_OPTIONS = dict(JIT_OPTIONS, fastmath=set(FASTMATH - {"contract"}))
 PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 
 #: Rows of a mini-batch that one parallel task processes in the forward and
-#: backward passes.  Fixed, so results never depend on the thread count.  Like
-#: PREDICT_CHUNK_ROWS it is compiled into the kernels as a constant: after changing
-#: it, clear Numba's cache (see the README).  Measured 8 / 16 / 32 rows: 16 best on W1.
+#: backward passes; networks too large for a core's cache take twice as many
+#: (``kernels.epoch.chunk_rows``).  Fixed, so results never depend on the thread
+#: count.  Measured 8 / 16 / 32 rows: 16 best on W1.
 CHUNK_ROWS = 16
 
 #: Rows of a mini-batch that the epoch takes through the forward and backward passes
-#: and into the gradient sums at a time (a multiple of CHUNK_ROWS): a larger
+#: and into the gradient sums at a time (a multiple of 2 * CHUNK_ROWS): a larger
 #: mini-batch is trained in micro-batches of this many rows, its gradient summed over
 #: them and the weights updated after the last, so that each micro-batch's
 #: activations and deltas are still in cache when its gradient reads them.  The

@@ -7,7 +7,7 @@ module estimates the split from the outside:
 * **Kernel timings.**  Each serial kernel the epoch calls (``dense_forward``,
   ``output_delta``, ``count_right``, ``dense_backward``, ``param_grad``, ``add_l2``,
   ``optimizer_step``, ``refresh_copies``) is called from Python on the model's
-  real shapes: forward and backward on chunks of ``config.CHUNK_ROWS`` rows, the
+  real shapes: forward and backward on chunks of the run's rows (``chunk_rows``), the
   gradient on a whole mini-batch, the update on each task's parameter range
   (``make_tasks``).  As in the epoch, plain SGD without L2 steps the weight rows
   inside the gradient's product (``param_grad``'s w and lr), so its gradient phase
@@ -135,15 +135,15 @@ def _kernel_seconds(fn, args, empty_args):
 def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     """Serial seconds of each kernel call of an epoch, on the model's shapes.
 
-    Returns {"forward": s per CHUNK_ROWS-row chunk through all layers, "backward":
-    the same for the output delta and the backward passes, "tasks": [(gradient s
-    for a full batch, min(batch_size, n_rows) rows, update s) per task of
-    ``make_tasks``]}.  Works on copies:
+    Returns {"chunk_rows": the epoch's rows per chunk (``chunk_rows``), "forward": s per
+    chunk of them through all layers, "backward": the same for the output delta and
+    the backward passes, "tasks": [(gradient s for a full batch, min(batch_size,
+    n_rows) rows, update s) per task of ``make_tasks``]}.  Works on copies:
     the model's parameters and optimizer state are not touched.
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
-    from .kernels.epoch import (make_tasks, propagates_through_w, refresh_copies,
+    from .kernels.epoch import (chunk_rows, make_tasks, propagates_through_w, refresh_copies,
                                 sgd_in_product, weight_copies, wide_layer)
     from .kernels.gemm import panel_width, to_panels
     from .network import aligned_zeros, layer_views
@@ -156,7 +156,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     params = params.copy()
     views = layer_views(arch, params)
     rows = min(batch_size, X.shape[0])
-    chunk = min(config.CHUNK_ROWS, rows)
+    run_chunk = chunk_rows(arch.sizes, batch_size, dtype)
+    chunk = min(run_chunk, rows)
     through_w = propagates_through_w(batch_size)
 
     # Activations and deltas of the first batch's rows, as the epoch holds them.
@@ -241,8 +242,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
                 (params, offsets, sizes, layer, row_start, row_start, params_t, panels))
             measured[key] = (gradient, update)
         tasks.append(measured[key])
-    return {"forward": forward * config.CHUNK_ROWS / chunk,
-            "backward": backward * config.CHUNK_ROWS / chunk, "tasks": tasks}
+    return {"chunk_rows": run_chunk, "forward": forward * run_chunk / chunk,
+            "backward": backward * run_chunk / chunk, "tasks": tasks}
 
 
 def epoch_breakdown(times, n_rows, batch_size, threads):
@@ -255,7 +256,7 @@ def epoch_breakdown(times, n_rows, batch_size, threads):
     update after the last micro-batch).  Returns {"forward", "backward", "gradient",
     "update"}.
     """
-    chunk = config.CHUNK_ROWS
+    chunk = times["chunk_rows"]
     per_row_f, per_row_b = times["forward"] / chunk, times["backward"] / chunk
     phases = dict.fromkeys(("forward", "backward", "gradient", "update"), 0.0)
     full_batch = batch_sizes(n_rows, batch_size)[0]
@@ -364,7 +365,7 @@ def report(model, X_train, Y_train, settings, epoch_seconds, compile_s, compile_
     return {
         "threads": threads, "dtype": model.dtype, "rows": n_fit, "validation_rows": n_val,
         "batch_size": min(batch, n_fit),
-        "batches": len(batch_sizes(n_fit, batch)), "chunk_rows": config.CHUNK_ROWS,
+        "batches": len(batch_sizes(n_fit, batch)), "chunk_rows": times["chunk_rows"],
         "compile_s": compile_s, "compile_source": compile_source,
         "epochs_measured": len(epoch_seconds), "epoch_s": epoch,
         "first_epoch_s": epoch_seconds[0],

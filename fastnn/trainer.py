@@ -1055,6 +1055,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     dtype = params.dtype.type
     grads = aligned_zeros(params.size, params.dtype)
     through_w = compiled.propagates_through_w(batch_size)
+    chunk = compiled.chunk_rows(arch.sizes, batch_size, dtype)
     params_t, panels = compiled.weight_copies(arch.sizes, dtype, X_csr is not None, through_w)
     acts, deltas, derivs, targets, scales, chunk_sums, task_squares = compiled.batch_buffers(
         widths, arch.sizes[-1], batch_size, tasks.shape[0], dtype,
@@ -1084,8 +1085,9 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         return train_epoch(
             params, params_t, panels, grads, optimizer.slots, sizes, widths, offsets, codes,
             unfused, tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size,
-            dtype(lr), dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs, targets,
-            scales, chunk_sums, task_squares, masks, chunk_worker, task_worker, copy_worker)
+            chunk, dtype(lr), dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs,
+            targets, scales, chunk_sums, task_squares, masks, chunk_worker, task_worker,
+            copy_worker)
 
     return run_epoch
 

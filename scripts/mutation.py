@@ -207,6 +207,13 @@ MUTANTS = [
     Mutant("through-w-for-one-row-more", (
         ("fastnn/kernels/epoch.py", "    return batch_size <= THROUGH_W_MAX_ROWS",
          "    return batch_size <= THROUGH_W_MAX_ROWS + 1"),), ("tests/test_kernels.py",)),
+    Mutant("large-chunks-numbered-as-small-ones", (
+        ("fastnn/kernels/epoch.py", "micro_start + micro], micro_start // chunk,",
+         "micro_start + micro], micro_start // config.CHUNK_ROWS,"),),
+        ("tests/test_kernels.py",)),
+    Mutant("large-chunks-from-one-byte-less", (
+        ("fastnn/kernels/epoch.py", "    if weight_bytes > LARGE_WEIGHT_BYTES and",
+         "    if weight_bytes >= LARGE_WEIGHT_BYTES and"),), ("tests/test_kernels.py",)),
     Mutant("transpose-forgets-the-last-edge-row", (
         ("fastnn/kernels/gemm.py", "    for i in range(m_full, m):\n        for j in range(n):\n",
          "    for i in range(m_full, m - 1):\n        for j in range(n):\n"),),

@@ -289,6 +289,46 @@ def test_training_through_w_is_bitwise_training_through_w_t(monkeypatch):
     assert runs[0].tobytes() == runs[1].tobytes()
 
 
+def test_large_networks_take_larger_chunks():
+    """The rule of epoch.chunk_rows: twice the rows for networks with more weights than
+    LARGE_WEIGHT_BYTES, while a micro-batch keeps MIN_LARGE_CHUNKS such chunks."""
+    small, large = config.CHUNK_ROWS, epoch.LARGE_CHUNK_ROWS
+    enough = epoch.MIN_LARGE_CHUNKS * large
+    assert epoch.chunk_rows((784, 512, 512, 10), 128, "float32") == large
+    assert epoch.chunk_rows((784, 512, 512, 10), 10**6, "float64") == large  # micro-batches
+    assert epoch.chunk_rows((784, 512, 512, 10), enough - 1, "float32") == small
+    assert epoch.chunk_rows((64, 128, 128, 10), 1617, "float64") == small  # the tutorial's
+    # 512 x 256 weights: 1 MiB in float64 (not more than the limit), 0.5 in float32
+    assert epoch.chunk_rows((512, 256), enough, "float64") == small
+    assert epoch.chunk_rows((512, 257), enough, "float64") == large
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_in_larger_chunks_gives_the_same_weights(monkeypatch, dtype):
+    """Mini-batches of 300 rows (micro-batches of 256 and 44; a last batch of 150)
+    trained with 2 threads in chunks of config.CHUNK_ROWS rows and, with
+    LARGE_WEIGHT_BYTES set to 0, of LARGE_CHUNK_ROWS (the last chunk of each micro-batch
+    partial): bitwise the same weights, as every row's arithmetic is the same; the
+    loss, summed chunk by chunk, within rounding."""
+    from fastnn import Architecture, init_params, trainer
+
+    rng = generator("larger chunks", dtype)
+    arch = Architecture((20, 45, 33, 3), ("sigmoid", "tanh"), "softmax", dtype)
+    X = draw(rng, (450, 20), dtype)
+    Y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 450)]
+    runs = []
+    for limit in (epoch.LARGE_WEIGHT_BYTES, 0):
+        monkeypatch.setattr(epoch, "LARGE_WEIGHT_BYTES", limit)
+        assert epoch.chunk_rows(arch.sizes, 300, dtype) == (epoch.LARGE_CHUNK_ROWS if limit == 0
+                                                            else config.CHUNK_ROWS)
+        params = init_params(arch, "glorot_uniform", 3)
+        history = trainer.fit(arch, params, X, Y, epochs=2, batch_size=300, lr=0.1,
+                              random_state=1, threads=2)
+        runs.append((params, history.history["loss"]))
+    assert runs[0][0].tobytes() == runs[1][0].tobytes()
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-12)
+
+
 # ---------------------------------------------------------------------------
 # param_grad
 # ---------------------------------------------------------------------------

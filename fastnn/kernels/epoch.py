@@ -4,8 +4,9 @@ Work split (never depends on the thread count, so results are bitwise identical
 with 1, 2 or N threads):
 
 1. Forward and backward passes: the mini-batch is cut into fixed chunks of
-   ``config.CHUNK_ROWS`` rows; ``prange`` runs the chunks, each writing only its own
-   rows of the activation and delta buffers.
+   ``config.CHUNK_ROWS`` rows, twice that for networks too large for a core's cache
+   (``chunk_rows``); ``prange`` runs the chunks, each writing only its own rows of
+   the activation and delta buffers.
 2. Gradient and update: each layer's (fan_in + 1, fan_out) parameter block is cut
    into fixed row ranges (the ``tasks`` table built by ``make_tasks``); ``prange``
    runs the tasks, each summing over all rows of the batch in order 0..n-1, then
@@ -254,7 +255,8 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs, th
     elements at its end for the transposes of the delta propagation
     (``weights_with_scratch``); targets shape (rows, n_outputs), scales (rows,);
     chunk_sums is float64
-    (ceil(batch_size / CHUNK_ROWS), 2), task_squares float64 (n_tasks,).
+    (ceil(batch_size / CHUNK_ROWS), 2) (room for chunks of ``chunk_rows`` rows, at least
+    CHUNK_ROWS), task_squares float64 (n_tasks,).
     """
     rows = min(batch_size, config.MICRO_BATCH_ROWS)
     size = rows * int(widths.sum())
@@ -299,6 +301,34 @@ def propagates_through_w(batch_size):
     way every delta is the same sum in the same order: the weights are bitwise the
     same."""
     return batch_size <= THROUGH_W_MAX_ROWS
+
+
+#: A network whose weights (every layer's W) take more bytes than this is larger than
+#: a core's L2 cache (1-2 MiB on the CPUs measured): each chunk of the forward and
+#: backward passes streams them from farther away.  Its chunks hold LARGE_CHUNK_ROWS
+#: rows, half the traffic per row: 784-512-512-10 (2.6 MB in float32, batch 128)
+#: trained 8-10 % faster with 1 and 2 threads on the Intel AVX-512 machine, native and
+#: AVX2 code; 64 rows gained 3-4 % more but would leave 2 chunks per batch for every
+#: thread count (docs/benchmarks.md).
+LARGE_WEIGHT_BYTES = 1 << 20
+LARGE_CHUNK_ROWS = 2 * config.CHUNK_ROWS
+
+#: ... as long as a micro-batch still has this many chunks for the threads to share.
+MIN_LARGE_CHUNKS = 4
+
+
+def chunk_rows(sizes, batch_size, dtype):
+    """Rows per chunk of the forward and backward passes for mini-batches of batch_size
+    rows: LARGE_CHUNK_ROWS for a network with more than LARGE_WEIGHT_BYTES of weights
+    whose micro-batches hold MIN_LARGE_CHUNKS of them, else ``config.CHUNK_ROWS``.  A
+    rule on the shapes, not on the thread count; and every row's arithmetic is the
+    same in a chunk of either size, so the weights do not depend on it (the loss is
+    summed chunk by chunk, so its last bits may)."""
+    weight_bytes = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * np.dtype(dtype).itemsize
+    micro = min(batch_size, config.MICRO_BATCH_ROWS)
+    if weight_bytes > LARGE_WEIGHT_BYTES and micro >= MIN_LARGE_CHUNKS * LARGE_CHUNK_ROWS:
+        return LARGE_CHUNK_ROWS
+    return config.CHUNK_ROWS
 
 
 @register_jitable
@@ -659,18 +689,19 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def micro_batch(rows, micro_start, micro):
+def micro_batch(rows, micro_start, micro, chunk):
     """(rows, first chunk, first?, last?) of the micro-batch of a mini-batch's rows that
-    starts at micro_start: at most micro rows (a multiple of CHUNK_ROWS), its chunks
-    numbered from micro_start // CHUNK_ROWS within the mini-batch (``chunk_sums``)."""
-    return (rows[micro_start : micro_start + micro], micro_start // config.CHUNK_ROWS,
+    starts at micro_start: at most micro rows (a multiple of the chunk rows), its
+    chunks numbered from micro_start // chunk within the mini-batch (``chunk_sums``)."""
+    return (rows[micro_start : micro_start + micro], micro_start // chunk,
             micro_start == 0, micro_start + micro >= rows.shape[0])
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def region_items(phase, n_rows, n_tasks):
-    """Iterations of a micro-batch's parallel region: its chunks (phase 0), its tasks (1)."""
-    return (n_rows + config.CHUNK_ROWS - 1) // config.CHUNK_ROWS if phase == 0 else n_tasks
+def region_items(phase, n_rows, n_tasks, chunk):
+    """Iterations of a micro-batch's parallel region: its chunks of chunk rows (phase 0),
+    its tasks (1)."""
+    return (n_rows + chunk - 1) // chunk if phase == 0 else n_tasks
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -787,8 +818,8 @@ def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, d
 
 @njit(**config.PARALLEL_OPTIONS)
 def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused,
-                tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, lr, l2,
-                optimizer, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,
+                tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, chunk, lr,
+                l2, optimizer, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,
                 task_squares, dropout, chunk_worker, task_worker, copy_worker):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
@@ -831,6 +862,8 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         of each batch's accuracy (``count_right``, before the update) times its weight.
         The epoch's mean loss is totals[0] / totals[1], its accuracy totals[2] / totals[1].
     batch_size : int
+    chunk : int
+        Rows per chunk of the forward and backward passes (``chunk_rows``).
     lr, l2 : scalars of the parameters' dtype
         Learning rate; L2 penalty (scikit-learn's alpha: 0.5 * l2 * sum(W**2) divided by
         the batch's weight, its number of rows without sample weights, is added to
@@ -845,7 +878,7 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         Batch buffer of saved derivatives; empty when no layer saves one
         (``activations.saves_derivative``).
     targets : ndarray of shape (batch_size, n_outputs); scales : ndarray of shape (batch_size,)
-    chunk_sums : float64 ndarray of shape (ceil(batch_size / CHUNK_ROWS), 2)
+    chunk_sums : float64 ndarray of shape (at least ceil(batch_size / chunk), 2)
         Each chunk's part of the batch's mean loss and accuracy.
     task_squares : float64 ndarray of shape (n_tasks,)
     dropout : None or (thresholds, scales, seed)
@@ -863,7 +896,6 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     int: where in order the next batch starts (n_epoch_rows when the epoch is done).
     """
     n = order.shape[0]
-    chunk = config.CHUNK_ROWS
     micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
     one = dtype(1.0)
@@ -878,13 +910,14 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
             batch_weight += weights[rows[r]]
         inv_batch_weight = one / batch_weight
         for micro_start in range(0, n_rows, micro):
-            micro_rows, first_chunk, first, last = micro_batch(rows, micro_start, micro)
+            micro_rows, first_chunk, first, last = micro_batch(rows, micro_start, micro,
+                                                               chunk)
             n_micro = micro_rows.shape[0]
             # One prange for both passes (Numba builds three libraries per prange), whose
             # body calls the workers by address (kernels.workers): their code is compiled
             # once, not again in each of those libraries (docs/performance.md).
             for phase in range(2):
-                for i in prange(region_items(phase, n_micro, tasks.shape[0])):
+                for i in prange(region_items(phase, n_micro, tasks.shape[0], chunk)):
                     if phase == 0:  # forward and backward pass of chunk i
                         c = first_chunk + i
                         chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(

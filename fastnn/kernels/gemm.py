@@ -28,8 +28,8 @@ storing it.  It follows the BLIS plan, reduced to what a dense layer's shapes ne
   the missing ones and does not store them; columns left of a multiple of NR go
   (after tiles of two vectors while two remain, except in 512-bit float32 code:
   ``TWO_VECTOR_FLOAT32``) through a one-vector microkernel (``MR_NARROW`` rows),
-  whose last vector uses masked loads and stores, so a 10-wide output layer wastes at most one vector's
-  lanes per row.
+  whose last vector uses masked loads and stores, so a 10-wide output layer wastes at
+  most one vector's lanes per row.
 
 Compiled once per dtype.  The product itself is not compiled into its callers:
 ``gemm_entry`` is compiled, once per dtype, as a C-callable function (a Numba

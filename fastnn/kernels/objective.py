@@ -1,8 +1,8 @@
 """The full-batch loss and gradient, with no update: what L-BFGS (``solver="lbfgs"``) evaluates.
 
 The work is the epoch driver's (``fastnn.kernels.epoch``) on one batch holding every
-row, without the optimizer step: forward and backward passes on fixed chunks of
-``config.CHUNK_ROWS`` rows (``forward_backward_chunk``), then each update task's
+row, without the optimizer step: forward and backward passes on fixed chunks of rows
+(``epoch.chunk_rows``; ``forward_backward_chunk``), then each update task's
 gradient rows summed over all rows in order plus the L2 term (``epoch.task_gradient``).
 The split never depends on the thread count, so the result is bitwise the same with
 1 or N threads.  The NumPy twin is ``fastnn.reference.loss_and_grad``.
@@ -19,15 +19,15 @@ from ..network import aligned_zeros
 from .activations import unfused_argument
 from .sparse import driver_inputs
 from .epoch import (batch_buffers, batch_sums, chunk_worker, copy_worker, gradient_worker,
-                    make_tasks, micro_batch, propagates_through_w, refresh_all_copies,
+                    chunk_rows, make_tasks, micro_batch, propagates_through_w, refresh_all_copies,
                     region_items, weight_copies)
 from .workers import call_worker
 
 
 @njit(**config.PARALLEL_OPTIONS)
 def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes, unfused,
-                  tasks, X, X_csr, Y, weights, rows, l2, acts, deltas, derivs, targets, scales,
-                  chunk_sums, task_squares, chunk_worker, task_worker, copy_worker):
+                  tasks, X, X_csr, Y, weights, rows, chunk, l2, acts, deltas, derivs, targets,
+                  scales, chunk_sums, task_squares, chunk_worker, task_worker, copy_worker):
     """Mean loss of the rows X[rows] plus the L2 penalty; its gradient written into grads.
 
     Parameters
@@ -48,11 +48,13 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
         Sample weights (ones for none).
     rows : int64 ndarray of shape (n_rows,)
         The rows making up the batch (all rows, for L-BFGS).
+    chunk : int
+        Rows per chunk of the forward and backward passes (``epoch.chunk_rows``).
     l2 : scalar of the parameters' dtype
         scikit-learn's alpha: 0.5 * l2 * sum(W**2) over the rows' total weight is added.
     acts, deltas, derivs : ndarray of shape (n_rows * sum(widths),) (deltas longer, derivs
     possibly empty, as for ``epoch.train_epoch``); targets (n_rows, n_outputs);
-    scales (n_rows,); chunk_sums float64 (ceil(n_rows / CHUNK_ROWS), 2); task_squares
+    scales (n_rows,); chunk_sums float64 (at least ceil(n_rows / chunk), 2); task_squares
     float64 (n_tasks,)
         Workspaces.
 
@@ -62,7 +64,6 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     runs in a fixed order.
     """
     n_rows = rows.shape[0]
-    chunk = config.CHUNK_ROWS
     micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
     refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_worker)
@@ -73,10 +74,10 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     # Micro-batches, each with one prange for both passes (chunks, then tasks), calling
     # the workers by address, as epoch.train_epoch.
     for micro_start in range(0, n_rows, micro):
-        micro_rows, first_chunk, first, last = micro_batch(rows, micro_start, micro)
+        micro_rows, first_chunk, first, last = micro_batch(rows, micro_start, micro, chunk)
         n_micro = micro_rows.shape[0]
         for phase in range(2):
-            for i in prange(region_items(phase, n_micro, tasks.shape[0])):
+            for i in prange(region_items(phase, n_micro, tasks.shape[0], chunk)):
                 if phase == 0:
                     c = first_chunk + i
                     chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
@@ -120,6 +121,7 @@ class FullBatchObjective:
         self.params = aligned_zeros(arch.n_params, dtype)
         self.grads = aligned_zeros(arch.n_params, dtype)
         through_w = propagates_through_w(n)
+        self.chunk_rows = chunk_rows(arch.sizes, n, dtype)
         self.params_t, self.panels = weight_copies(arch.sizes, dtype, self.X_csr is not None,
                                                   through_w)
         (self.acts, self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
@@ -141,7 +143,8 @@ class FullBatchObjective:
         self.n_calls += 1
         loss = loss_and_grad(self.params, self.params_t, self.panels, self.grads, self.sizes,
                              self.widths, self.offsets, self.codes, self.unfused, self.tasks,
-                             self.X, self.X_csr, self.Y, self.weights, self.rows, self.l2, self.acts,
+                             self.X, self.X_csr, self.Y, self.weights, self.rows, self.chunk_rows,
+                             self.l2, self.acts,
                              self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
                              self.task_squares, self.chunk_worker, self.task_worker,
                              self.copy_worker)
