@@ -107,9 +107,10 @@ MUTANTS = [
     Mutant("dense-forward-without-bias", (
         ("fastnn/kernels/dense.py", "gemm(a_prev, W, out, b, np.int64(BIAS))",
          "gemm(a_prev, W, out, b, np.int64(ZERO))"),), ("tests/test_kernels.py",)),
-    Mutant("transpose-edge-rows-skipped", (
-        ("fastnn/kernels/epoch.py", "    for k in range(k_full, row_stop):",
-         "    for k in range(k_full + 1, row_stop):"),), ("tests/test_kernels.py",)),
+    Mutant("transposed-panels-one-row-short", (
+        ("fastnn/kernels/epoch.py", "k1 = max(row_start, p * nr), min(row_stop, p * nr + nr)",
+         "k1 = max(row_start, p * nr), min(row_stop, p * nr + nr - 1)"),),
+        ("tests/test_kernels.py",)),
     Mutant("epoch-loss-weighted-by-row-count", (
         ("fastnn/kernels/epoch.py", "totals[1] += batch_weight", "totals[1] += n_rows"),),
         ("tests/test_optimizers.py",)),

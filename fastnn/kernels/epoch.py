@@ -37,7 +37,7 @@ from numba.extending import overload, register_jitable
 
 from .. import config
 from ..network import aligned_zeros
-from .gemm import PACK_B, TRANSPOSE_BYTES, panel_columns, panel_width, transpose_block
+from .gemm import PACK_B, TRANSPOSE_BYTES, panel_columns, panel_width, transpose
 from .activations import saves_derivative
 from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
 from .dropout import drop_rows
@@ -465,31 +465,16 @@ def transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params
     """Copy rows [row_start, row_stop) of W_layer into columns of W_layer.T in params_t,
     which holds W.T in panel layout (``weight_panels(params_t, sizes, layer, True)``).
 
-    Only weight rows (< fan_in) are copied.  row_start is a multiple of TASK_ROWS (as
-    every update task's, ``make_tasks``), so no register block straddles two panels.
+    Only weight rows (< fan_in) are copied, each panel's share of them by
+    ``gemm.transpose``: the panel's slice (fan_out, rows) has contiguous rows.
     """
-    fan_in, fan_out = sizes[layer], sizes[layer + 1]
     W = layer_weights(params, offsets, sizes, layer)[0]
     WT = weight_panels(params_t, sizes, layer, True)  # element (j, k) at [k // nr, j, k % nr]
-    nr = panel_columns(params_t)
-    base = panels_start(sizes, layer, nr, True)
-    # Square blocks of one 256-bit vector's elements go through registers
-    # (transpose_block, on params_t's flat offsets; a block never straddles two
-    # panels, whose width it divides); the edges of the range element by element.
-    row_stop = min(row_stop, fan_in)
-    tile = TRANSPOSE_BYTES // params.itemsize
-    k_full = row_start + (row_stop - row_start) // tile * tile
-    j_full = fan_out - fan_out % tile
-    for k0 in range(row_start, k_full, tile):
-        column = base + k0 // nr * fan_out * nr + k0 % nr  # where element (0, k0) goes
-        for j0 in range(0, j_full, tile):
-            transpose_block(W, k0 * fan_out + j0, fan_out, params_t, column + j0 * nr, nr)
-        for j in range(j_full, fan_out):
-            for k in range(k0, k0 + tile):
-                WT[k // nr, j, k % nr] = W[k, j]
-    for k in range(k_full, row_stop):
-        for j in range(fan_out):
-            WT[k // nr, j, k % nr] = W[k, j]
+    nr = WT.shape[2]
+    row_stop = min(row_stop, W.shape[0])
+    for p in range(row_start // nr, (row_stop + nr - 1) // nr):
+        k0, k1 = max(row_start, p * nr), min(row_stop, p * nr + nr)
+        transpose(W[k0:k1], WT[p, :, k0 - p * nr : k1 - p * nr])
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
