@@ -132,6 +132,22 @@ def count_right(p, y, activation, scale):
     return right
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def product_through_w(delta, W, delta_t, out_t, out):
+    """out = delta @ W.T as out.T = W @ delta.T (``delta_product``'s second form)."""
+    if out.shape[0] > 0:
+        transpose(delta, delta_t)
+        gemm(W, delta_t, out_t, out_t[0], np.int64(ZERO))
+        transpose(out_t, out)
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def product_from_copy(delta, WT, out):
+    """out = delta @ W.T with W.T given (``delta_product``'s first form)."""
+    if out.shape[0] > 0:
+        gemm(delta, WT, out, out[0], np.int64(ZERO))
+
+
 def delta_product(delta, WT, out):
     """out = delta @ W.T: the product of the delta propagation, in one of two forms.
 
@@ -144,32 +160,24 @@ def delta_product(delta, WT, out):
     sum in the same order with the same fused multiply-adds (their two factors
     swapped), so both forms give bitwise the same out; the second needs no W.T,
     which the update tasks would refresh after every step (``epoch.propagates_through_w``).
-    (This Python body runs under NUMBA_DISABLE_JIT; compiled code uses the overload.)
+    Compiled code calls the overload, which picks the form by WT's type.
     """
     if isinstance(WT, tuple):
-        W, delta_t, out_t = WT
-        transpose(delta, delta_t)
-        gemm(W, delta_t, out_t, out_t[0], ZERO)
-        transpose(out_t, out)
-    elif out.shape[0] > 0:
-        gemm(delta, WT, out, out[0], ZERO)
+        product_through_w(delta, WT[0], WT[1], WT[2], out)
+    else:
+        product_from_copy(delta, WT, out)
 
 
 @overload(delta_product, jit_options=config.JIT_OPTIONS)
 def _delta_product_overload(delta, WT, out):
     if isinstance(WT, types.BaseTuple):
         def through_w(delta, WT, out):
-            W, delta_t, out_t = WT
-            if out.shape[0] > 0:
-                transpose(delta, delta_t)
-                gemm(W, delta_t, out_t, out_t[0], np.int64(ZERO))
-                transpose(out_t, out)
+            product_through_w(delta, WT[0], WT[1], WT[2], out)
         return through_w
 
-    def through_copy(delta, WT, out):
-        if out.shape[0] > 0:
-            gemm(delta, WT, out, out[0], np.int64(ZERO))
-    return through_copy
+    def from_copy(delta, WT, out):
+        product_from_copy(delta, WT, out)
+    return from_copy
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
