@@ -138,7 +138,9 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     Returns {"chunk_rows": the epoch's rows per chunk (``chunk_rows``), "forward": s per
     chunk of them through all layers, "backward": the same for the output delta and
     the backward passes, "tasks": [(gradient s for a full batch, min(batch_size,
-    n_rows) rows, update s) per task of ``make_tasks``]}.  Works on copies:
+    n_rows) rows, update s) per task of ``make_tasks``]}; the gradient is timed on one
+    micro-batch's rows (``config.MICRO_BATCH_ROWS`` at most) and scaled to the batch,
+    as the epoch sums a larger batch micro-batch by micro-batch.  Works on copies:
     the model's parameters and optimizer state are not touched.
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
@@ -156,6 +158,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     params = params.copy()
     views = layer_views(arch, params)
     rows = min(batch_size, X.shape[0])
+    micro = min(rows, config.MICRO_BATCH_ROWS)
     run_chunk = chunk_rows(arch.sizes, batch_size, dtype)
     chunk = min(run_chunk, rows)
     through_w = propagates_through_w(batch_size)
@@ -218,7 +221,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
             start = int(offsets[layer]) + row_start * fan_out
             stop = int(offsets[layer]) + row_stop * fan_out
             block = grads[start:stop].reshape(row_stop - row_start, fan_out)
-            a_prev, delta = acts[layer], deltas[layer + 1]
+            # One micro-batch's rows, as the epoch sums them while they are in cache.
+            a_prev, delta = acts[layer][:micro], deltas[layer + 1][:micro]
             step_start = start
             if in_product:
                 w = params[start:stop].reshape(block.shape)
@@ -240,7 +244,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
                 refresh_copies, (params, offsets, sizes, layer, row_start, row_stop, params_t,
                                  panels),
                 (params, offsets, sizes, layer, row_start, row_start, params_t, panels))
-            measured[key] = (gradient, update)
+            measured[key] = (gradient * rows / micro, update)
         tasks.append(measured[key])
     return {"chunk_rows": run_chunk, "forward": forward * run_chunk / chunk,
             "backward": backward * run_chunk / chunk, "tasks": tasks}
