@@ -8,8 +8,8 @@ module estimates the split from the outside:
   ``output_delta``, ``count_right``, ``dense_backward``, ``param_grad``, ``add_l2``,
   ``optimizer_step``, ``refresh_copies``) is called from Python on the model's
   real shapes: forward and backward on chunks of the run's rows (``chunk_rows``), the
-  gradient on a whole mini-batch, the update on each task's parameter range
-  (``make_tasks``).  As in the epoch, plain SGD without L2 steps the weight rows
+  gradient on one micro-batch's rows (scaled to the mini-batch), the update on each
+  task's parameter range (``make_tasks``).  As in the epoch, plain SGD without L2 steps the weight rows
   inside the gradient's product (``param_grad``'s w and lr), so its gradient phase
   includes that step and the update phase holds the bias row's step and the copies.
   Each time is the median over a few batches of calls, minus the median time of the

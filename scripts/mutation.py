@@ -201,7 +201,8 @@ MUTANTS = [
          "            start += sgd\n"),), ("tests/test_kernels.py",)),
     Mutant("delta-panel-copies-overlap", (
         ("fastnn/kernels/epoch.py", "    for l in range(1, stop):\n        if deltas_in_panels(",
-         "    for l in range(2, stop):\n        if deltas_in_panels("),), ("tests/test_kernels.py",)),
+         "    for l in range(2, stop):\n        if deltas_in_panels("),),
+        ("tests/test_kernels.py",)),
     Mutant("through-w-scratch-arrays-overlap", (
         ("fastnn/kernels/epoch.py", "    middle = start + fan_out * n\n",
          "    middle = start + fan_in * n\n"),), ("tests/test_kernels.py",)),

@@ -254,9 +254,8 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs, th
     plus, with through_w (``propagates_through_w``), rows * ``scratch_width(widths)``
     elements at its end for the transposes of the delta propagation
     (``weights_with_scratch``); targets shape (rows, n_outputs), scales (rows,);
-    chunk_sums is float64
-    (ceil(batch_size / CHUNK_ROWS), 2) (room for chunks of ``chunk_rows`` rows, at least
-    CHUNK_ROWS), task_squares float64 (n_tasks,).
+    chunk_sums float64 (ceil(batch_size / CHUNK_ROWS), 2), room for chunks of any
+    ``chunk_rows`` (at least CHUNK_ROWS rows); task_squares float64 (n_tasks,).
     """
     rows = min(batch_size, config.MICRO_BATCH_ROWS)
     size = rows * int(widths.sum())
