@@ -145,8 +145,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
-    from .kernels.epoch import (chunk_rows, make_tasks, propagates_through_w, refresh_copies,
-                                sgd_in_product, weight_copies, wide_layer)
+    from .kernels.epoch import (chunk_rows, make_tasks, panel_rows, propagates_through_w,
+                                refresh_copies, sgd_in_product, weight_copies, wide_layer)
     from .kernels.gemm import panel_width, to_panels
     from .network import aligned_zeros, layer_views
 
@@ -224,11 +224,13 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
             # One micro-batch's rows, as the epoch sums them while they are in cache.
             a_prev, delta = acts[layer][:micro], deltas[layer + 1][:micro]
             step_start = start
-            if in_product:
+            if in_product:  # the step also stores the forward panels' rows
                 w = params[start:stop].reshape(block.shape)
+                w_panels = panel_rows(params, panels, sizes, layer, row_start, row_stop)
                 gradient = _kernel_seconds(
-                    param_grad, (a_prev, delta, row_start, row_stop, block, False, None, w, lr),
-                    (a_prev, delta, 0, 0, block[:0], False, None, w[:0], lr))
+                    param_grad, (a_prev, delta, row_start, row_stop, block, False, None, w, lr,
+                                 w_panels),
+                    (a_prev, delta, 0, 0, block[:0], False, None, w[:0], lr, w_panels[:, :0]))
                 step_start = int(offsets[layer]) + max(row_start, fan_in) * fan_out
             else:
                 gradient = _kernel_seconds(param_grad, (a_prev, delta, row_start, row_stop,
@@ -242,8 +244,9 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
                                           (grads, params, start, start, l2_scaled))
             update += _kernel_seconds(
                 refresh_copies, (params, offsets, sizes, layer, row_start, row_stop, params_t,
-                                 panels),
-                (params, offsets, sizes, layer, row_start, row_start, params_t, panels))
+                                 panels, in_product),
+                (params, offsets, sizes, layer, row_start, row_start, params_t, panels,
+                 in_product))
             measured[key] = (gradient * rows / micro, update)
         tasks.append(measured[key])
     return {"chunk_rows": run_chunk, "forward": forward * run_chunk / chunk,

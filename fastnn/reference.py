@@ -245,14 +245,17 @@ def dense_backward(delta, WT, a_prev, activation, out):
     out[:] = (delta @ WT) * DERIVATIVES[_NAMES[activation]](a_prev)
 
 
-def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, w=None, lr=0.0):
+def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, w=None, lr=0.0,
+               w_panels=None):
     """Rows [row_start, row_stop) of the gradient of a layer's (fan_in + 1, fan_out) block.
 
     Row k < fan_in is ``a_prev[:, k] @ delta`` (the weight gradient), row fan_in is
     ``delta.sum(axis=0)`` (the bias gradient).  out has shape (row_stop - row_start,
     fan_out); it is overwritten, or added to with accumulate.  With w (the same rows of
     the parameter block) and lr non-zero, the weight rows also take a plain SGD step,
-    w -= lr * gradient (the compiled kernel leaves out's weight rows as scratch then).
+    w -= lr * gradient (the compiled kernel leaves out's weight rows as scratch then),
+    and w_panels, if given, the same rows in panel layout (n_panels, >= their number,
+    NR), gets the new weights (its columns past fan_out untouched).
     """
     ones = np.ones((a_prev.shape[0], 1), dtype=a_prev.dtype)
     augmented = np.hstack([a_prev, ones])
@@ -264,6 +267,11 @@ def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, w=None
     if w is not None and lr != 0:
         weights = max(0, min(row_stop, a_prev.shape[1]) - row_start)
         w[:weights] -= lr * out[:weights]
+        if w_panels is not None and w_panels.size and weights > 0:
+            nr = w_panels.shape[2]
+            for p in range(w_panels.shape[0]):
+                columns = w[:weights, p * nr : (p + 1) * nr]
+                w_panels[p, :weights, : columns.shape[1]] = columns
 
 
 def add_l2(grads, params, start, stop, l2):

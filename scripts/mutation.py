@@ -95,8 +95,8 @@ MUTANTS = [
         ("fastnn/kernels/gemm.py", "    for j0 in range(two_stop, n, lanes):",
          "    for j0 in range(two_stop + lanes, n, lanes):"),), ("tests/test_kernels.py",)),
     Mutant("gemm-partial-row-tile-one-short", (
-        ("fastnn/kernels/gemm.py", "k, min(MR, m - i0), nr, init, lr)",
-         "k, min(MR - 1, m - i0), nr, init, lr)"),), ("tests/test_kernels.py",)),
+        ("fastnn/kernels/gemm.py", "k, min(MR, m - i0), nr, init, lr, copy,",
+         "k, min(MR - 1, m - i0), nr, init, lr, copy,"),), ("tests/test_kernels.py",)),
     Mutant("gemm-packed-blocks-restart", (
         ("fastnn/kernels/gemm.py", "start = init - sgd if p0 == 0 else np.int64(ACCUMULATE)",
          "start = init - sgd"),),
@@ -213,6 +213,14 @@ MUTANTS = [
         ("fastnn/kernels/epoch.py", "micro_start + micro], micro_start // chunk,",
          "micro_start + micro], micro_start // config.CHUNK_ROWS,"),),
         ("tests/test_kernels.py",)),
+    Mutant("panel-copy-all-in-the-first-panel", (
+        ("fastnn/kernels/gemm.py", "    return j0 // nr * copy_stride + i0 * nr + j0 % nr, nr",
+         "    return i0 * nr + j0 % nr, nr"),), ("tests/test_kernels.py",)),
+    Mutant("panels-neither-stepped-nor-refreshed", (
+        ("fastnn/kernels/epoch.py",
+         "        w_panels = panel_rows(params, panels, sizes, layer, row_start, row_stop)",
+         "        w_panels = panel_rows(params, panels, sizes, layer, row_start, row_start)"),),
+        ("tests/test_kernels.py", "tests/test_reference.py")),
     Mutant("large-chunks-from-one-byte-less", (
         ("fastnn/kernels/epoch.py", "    if weight_bytes > LARGE_WEIGHT_BYTES and",
          "    if weight_bytes >= LARGE_WEIGHT_BYTES and"),), ("tests/test_kernels.py",)),

@@ -277,13 +277,15 @@ print("ran on")
 
 @pytest.mark.parametrize("symbol, kind", [("fastnn_gemm_float64", "call"),
                                           ("fastnn_gemm_address_float64", "cell"),
-                                          ("fastnn_gemm_cell_float64", "cell")])
+                                          ("fastnn_gemm_cell_float64", "cell"),
+                                          ("fastnn_gemm_lr_cell_float64", "cell")])
 def test_kernels_of_an_older_fastnn_stop_with_a_message(tmp_path, symbol, kind):
     """Callers that an older fastnn compiled into Numba's cache name the gemm entry by
     an older symbol (gemm.entry_symbol): they reach a message and an abort, never a
     product that reads its arguments with another meaning (the cell of fastnn 0.1.0 at
     c55ec4f read every 3-D b as panels, now a (1, k, n) b is W in place; the entry
-    that fastnn_gemm_cell_* held took no learning rate)."""
+    that fastnn_gemm_cell_* held took no learning rate, fastnn_gemm_lr_cell_*'s no
+    panel copy)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     result = subprocess.run([sys.executable, "-c", OLDER_CALLER, symbol, kind], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=300)

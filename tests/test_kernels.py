@@ -417,6 +417,20 @@ def test_param_grad_with_sgd_step(shape, rows, dtype, accumulate):
                        np.dtype(dtype).type(0))
     np.testing.assert_array_equal(out, grads)
     np.testing.assert_array_equal(w, w_start)
+    # w_panels: the weight rows' copy in panel layout (a row slice, as the tasks pass it)
+    nr = gemm.panel_width(dtype)
+    panels = draw(rng, (-(-fan_out // nr), row_stop - row_start + 2, nr), dtype)
+    expected_panels = panels.copy()
+    out, w = start.copy(), w_start.copy()
+    kernels.param_grad(a_prev, delta, row_start, row_stop, out, accumulate, None, w, lr,
+                       panels[:, 1 : row_stop - row_start + 1])
+    np.testing.assert_array_equal(w, stepped)
+    reference.param_grad(a_prev, delta, row_start, row_stop, start.copy(), accumulate,
+                         w_start.copy(), lr, expected_panels[:, 1 : row_stop - row_start + 1])
+    assert_close(panels, expected_panels)
+    if weights:  # the stored rows are bitwise the new w
+        stored = panels[:, 1 : weights + 1].transpose(1, 0, 2).reshape(weights, -1)
+        np.testing.assert_array_equal(stored[:, :fan_out], w[:weights])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -580,6 +594,40 @@ def test_gemm_sgd(shape, init, dtype):
     gemm.gemm_sgd(a, b, c_start, wide[:, 2:n + 2], code, np.dtype(dtype).type(0))
     np.testing.assert_array_equal(c_start, summed)
     np.testing.assert_array_equal(wide[:, 2:n + 2], before[:, 2:n + 2] - lr * summed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("init", ["zero", "accumulate"])
+@pytest.mark.parametrize("shape", MATMUL_SHAPES + [(40, gemm.PANEL_KC + 3, 130)], ids=shape_id)
+def test_gemm_sgd_stores_the_panel_copy(shape, init, dtype):
+    """gemm_sgd's w_panels: rows 2..m + 1 of a panel copy (what an update task passes)
+    hold the new w after the step, bitwise w itself (to_panels' layout); the copy's other
+    rows and its columns past n are untouched.  With lr 0 or an empty w_panels the
+    copy is not written.  The last shape has b packed in two blocks of k with AVX2
+    tiles, the step (and the copy) in the last."""
+    m, k, n = shape
+    rng = generator("gemm-sgd-panels", shape, init, dtype)
+    a, b = draw(rng, (m, k), dtype), draw(rng, (k, n), dtype)
+    c, w = draw(rng, (m, n), dtype), draw(rng, (m, n), dtype)
+    code = {"zero": gemm.ZERO, "accumulate": gemm.ACCUMULATE}[init]
+    lr = np.dtype(dtype).type(SGD_LR)
+    nr = gemm.panel_width(dtype)
+    n_panels = max(1, -(-n // nr))
+    copy = draw(rng, (n_panels, m + 4, nr), dtype)
+    before = copy.copy()
+    expected_w = w.copy()
+    gemm.gemm_sgd(a, b, c.copy(), expected_w, code, lr)
+    gemm.gemm_sgd(a, b, c.copy(), w, code, lr, copy[:, 2 : m + 2])
+    np.testing.assert_array_equal(w, expected_w)
+    expected = before.copy()
+    expected[:, 2 : m + 2] = gemm.to_panels(w) if n else before[:, 2 : m + 2]
+    width = n - (n_panels - 1) * nr  # the last panel's columns of w
+    expected[-1, 2 : m + 2, width:] = before[-1, 2 : m + 2, width:]
+    np.testing.assert_array_equal(copy, expected)
+    for unused_copy, rate in [(copy[:, 2 : m + 2], np.dtype(dtype).type(0)), (copy[:, :0], lr)]:
+        written = copy.copy()
+        gemm.gemm_sgd(a, b, c.copy(), w.copy(), code, rate, unused_copy)
+        np.testing.assert_array_equal(copy, written)
 
 
 @pytest.mark.parametrize("m, k, n, pack", [(11, 23, 53, False), (33, gemm.PANEL_KC + 3, 30, True)])

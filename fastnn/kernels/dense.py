@@ -194,17 +194,20 @@ def dense_backward(delta, WT, a_prev, activation, out):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def _weight_product(a, b, c, start, w, lr):
-    """c = start + a @ b, or with w given and lr non-zero, w -= lr * (start + a @ b)."""
+def _weight_product(a, b, c, start, w, lr, w_panels):
+    """c = start + a @ b, or with w given and lr non-zero, w -= lr * (start + a @ b), the
+    new w stored in w_panels too (``gemm.gemm_sgd``)."""
     if w is None:  # pruned by Numba when w's type is None
         gemm(a, b, c, c[0], start)
-    else:
+    elif w_panels is None:  # pruned by Numba when w_panels' type is None
         gemm_sgd(a, b, c, w[: c.shape[0]], start, lr)
+    else:
+        gemm_sgd(a, b, c, w[: c.shape[0]], start, lr, w_panels)
 
 
 @njit(**config.JIT_OPTIONS)
 def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, delta_b=None, w=None,
-               lr=0.0):
+               lr=0.0, w_panels=None):
     """Rows [row_start, row_stop) of a layer's (fan_in + 1, fan_out) gradient block.
 
     Row k < fan_in is a_prev[:, k] @ delta (weights), row fan_in is delta summed over
@@ -218,7 +221,9 @@ def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, delta_
     scalar of the dtype): the weight rows take a plain SGD step, w -= lr * gradient,
     applied by the product tile by tile (``gemm.gemm_sgd``; bitwise this function
     then ``optimizers.sgd_step``), and out's weight rows are scratch; the bias row is
-    written to out as without w.
+    written to out as without w.  w_panels, if given (and not empty): the same weight
+    rows in the forward pass's panel copy of W, (ceil(fan_out / NR), >= their number,
+    NR), where the product stores the new weights too (``gemm.gemm_sgd``).
     """
     fan_in = a_prev.shape[1]
     weight_stop = min(row_stop, fan_in)
@@ -226,9 +231,11 @@ def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, delta_
         start = np.int64(ACCUMULATE if accumulate else ZERO)
         c = out[: weight_stop - row_start]
         if delta_b is None:  # pruned by Numba when delta_b is omitted
-            _weight_product(a_prev[:, row_start:weight_stop].T, delta, c, start, w, lr)
+            _weight_product(a_prev[:, row_start:weight_stop].T, delta, c, start, w, lr,
+                            w_panels)
         else:
-            _weight_product(a_prev[:, row_start:weight_stop].T, delta_b, c, start, w, lr)
+            _weight_product(a_prev[:, row_start:weight_stop].T, delta_b, c, start, w, lr,
+                            w_panels)
     if row_stop > fan_in:
         bias = out[fan_in - row_start]
         if not accumulate:

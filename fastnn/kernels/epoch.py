@@ -403,6 +403,19 @@ def reads_panels(panels, sizes, layer):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
+def panel_rows(params, panels, sizes, layer, row_start, row_stop):
+    """Rows [row_start, row_stop) of a layer's W in the forward pass's panels
+    (``weight_panels``), a (ceil(fan_out / NR), rows, NR) view, where the update tasks'
+    SGD step stores the new weights (``dense.param_grad``'s w_panels); empty when the
+    layer reads W in place (``reads_panels``) or panels is None.  One array type either
+    way, so the callers compile one call."""
+    if panels is not None:  # pruned by Numba when panels' type is None
+        if reads_panels(panels, sizes, layer):
+            return weight_panels(panels, sizes, layer)[:, row_start:row_stop]
+    return params[:0].reshape((1, 0, 1))[:, 0:0]
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
 def weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0, r1):
     """(W in place, delta_t (fan_out, n), out_t (fan_in, n)), n = r1 - r0: the second form
     of ``dense.delta_product``'s WT for rows [r0, r1), its scratch arrays on the rows'
@@ -504,20 +517,22 @@ def refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_wor
     for layer in range(sizes.shape[0] - 1):
         if has_copies(X_csr, layer):
             call_worker(copy_worker, params, offsets, sizes, layer, np.int64(0), sizes[layer],
-                        params_t, panels)
+                        params_t, panels, False)
 
 
 @njit(**config.JIT_OPTIONS)
-def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels):
+def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels,
+                   panels_stepped=False):
     """After rows [row_start, row_stop) of a layer changed: refresh their copies in the
-    panels of the forward pass and (layers after the first) in the transposed weights
-    of the delta propagation (params_t None: there are none).
+    panels of the forward pass (unless panels_stepped: the SGD step inside the
+    gradient's product stored them, ``panel_rows``) and (layers after the first) in the
+    transposed weights of the delta propagation (params_t None: there are none).
 
     The drivers and ``update_task`` call it through its address (``copy_worker``):
     its vector copies are compiled once, not again in each of them.
     """
     if panels is not None:  # pruned by Numba when panels' type is None
-        if reads_panels(panels, sizes, layer):
+        if reads_panels(panels, sizes, layer) and not panels_stepped:
             pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
     if params_t is not None:  # pruned by Numba when params_t's type is None
         if layer > 0:
@@ -627,8 +642,8 @@ def sgd_in_product(optimizer, n_slots, l2):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled, acts,
-                  deltas, first, last, sgd_lr):
+def task_gradient(params, panels, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled,
+                  acts, deltas, first, last, sgd_lr):
     """Gradient rows of one update task (see ``make_tasks``) plus the L2 term, in place.
 
     Sums over the micro-batch's rows (rows: their indices into X, as for
@@ -641,7 +656,8 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
     micro-batch), for the penalty's value.  sgd_lr, a scalar of the dtype: 0, or
     (``update_task``) the learning rate of a plain SGD step that the weight rows of a
     dense layer then take inside the product (``dense.param_grad``'s w and lr),
-    instead of being written to grads.
+    instead of being written to grads; the product then also stores them in the
+    forward pass's panels (``panel_rows``; panels as for ``forward_backward_chunk``).
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
     n_rows = rows.shape[0]
@@ -660,11 +676,14 @@ def task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_s
     if dense:
         a_prev = layer_rows(acts, widths, layer, batch_size)[:n_rows]
         w = params[start:stop].reshape((row_stop - row_start, fan_out))
+        w_panels = panel_rows(params, panels, sizes, layer, row_start, row_stop)
         if PACK_B:  # pruned with 512-bit tiles, which read every delta in place
             param_grad(a_prev, delta, row_start, row_stop, out, not first,
-                       delta_operand(deltas, widths, layer + 1, batch_size, n_rows), w, sgd_lr)
+                       delta_operand(deltas, widths, layer + 1, batch_size, n_rows), w, sgd_lr,
+                       w_panels)
         else:
-            param_grad(a_prev, delta, row_start, row_stop, out, not first, None, w, sgd_lr)
+            param_grad(a_prev, delta, row_start, row_stop, out, not first, None, w, sgd_lr,
+                       w_panels)
     squares = 0.0
     if last and l2_scaled != 0:
         weight_stop = offsets[layer] + min(row_stop, fan_in) * fan_out
@@ -730,8 +749,8 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     # (a sparse first layer's gradient is not a dense product)
     in_product = (last and sgd_in_product(optimizer, slots.shape[0], l2_scaled)
                   and (X_csr is None or layer > 0))
-    squares = task_gradient(params, grads, sizes, widths, offsets, X_csr, rows, task, l2_scaled,
-                            acts, deltas, first, last,
+    squares = task_gradient(params, panels, grads, sizes, widths, offsets, X_csr, rows, task,
+                            l2_scaled, acts, deltas, first, last,
                             lr if in_product else params.dtype.type(0.0))
     if not last:
         return squares
@@ -742,9 +761,11 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         start = offsets[layer] + max(row_start, fan_in) * fan_out
     if start < stop:
         rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
-    if has_copies(X_csr, layer):
+    # In the product the step stored the forward panels' rows: only W.T may be left.
+    left = layer > 0 and params_t is not None if in_product else has_copies(X_csr, layer)
+    if left:
         call_worker(copy_worker, params, offsets, sizes, layer, row_start, row_stop, params_t,
-                    panels)
+                    panels, bool(in_product))
     return squares
 
 
@@ -790,12 +811,14 @@ def task_worker(params, params_t, panels, grads, slots, sizes, widths, offsets, 
 def copy_worker(params, offsets, sizes, params_t, panels):
     """``refresh_copies`` compiled for a driver's arguments, as a ``workers.Worker``."""
     row = np.int64(0)
-    return Worker(refresh_copies, (params, offsets, sizes, row, row, row, params_t, panels))
+    return Worker(refresh_copies, (params, offsets, sizes, row, row, row, params_t, panels,
+                                   False))
 
 
-def gradient_worker(params, grads, sizes, widths, offsets, X_csr, tasks, acts, deltas):
+def gradient_worker(params, panels, grads, sizes, widths, offsets, X_csr, tasks, acts, deltas):
     """``task_gradient`` compiled for ``objective.loss_and_grad``'s arguments, as a Worker."""
-    return Worker(task_gradient, (params, grads, sizes, widths, offsets, X_csr, _ROWS, tasks[0],
+    return Worker(task_gradient, (params, panels, grads, sizes, widths, offsets, X_csr, _ROWS,
+                                  tasks[0],
                                   params.dtype.type(0), acts, deltas, True, True,
                                   params.dtype.type(0)))
 

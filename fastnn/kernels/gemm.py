@@ -205,14 +205,16 @@ def _make_tile_kernel(rows, vectors, partial_columns):
     Signature (all offsets and strides in elements, int64)::
 
         tile(a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
-             k, mr, ncols, init, lr)
+             k, mr, ncols, init, lr, copy, copy_off, copy_ld)
 
     c[c_off + r * ldc + j] = start + sum_p a[a_off + r * a_rs + p * a_cs] * b[b_off + p * ldb + j]
     for r < mr (<= rows), j < ncols, p = 0..k-1 in order; start is 0, c's value or
     bias[bias_off + j] for init ZERO, ACCUMULATE, BIAS.  With SGD_STEP added to ZERO or
     ACCUMULATE, that sum t is not stored in c: w = bias (the array, at c's offsets)
     becomes w - lr * t, a product and a difference each rounded (``sgd_step``'s
-    arithmetic); lr is a float64 holding a value of the dtype.  ncols is vectors *
+    arithmetic); lr is a float64 holding a value of the dtype; with copy_ld not 0, each
+    new w is also stored at copy[copy_off + r * copy_ld + j] (the rows of the forward
+    pass's panel copy of w: ``panel_width``).  ncols is vectors *
     lanes, or fewer (masked loads and stores) when partial_columns; the code for the
     partial case is only generated then.  Arrays are passed for their data pointers; their
     shapes are not read.
@@ -220,21 +222,22 @@ def _make_tile_kernel(rows, vectors, partial_columns):
 
     @intrinsic
     def tile(typingctx, a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
-             k, mr, ncols, init, lr):
-        if not all(isinstance(t, types.Array) for t in (a, b, c, bias)):
+             k, mr, ncols, init, lr, copy, copy_off, copy_ld):
+        if not all(isinstance(t, types.Array) for t in (a, b, c, bias, copy)):
             return None
         sig = types.void(a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
-                         k, mr, ncols, init, lr)
+                         k, mr, ncols, init, lr, copy, copy_off, copy_ld)
 
         def codegen(context, builder, signature, args):
             argtys = signature.args
             i64 = ir.IntType(64)
             i32 = ir.IntType(32)
-            data = [_data_pointer(context, builder, signature, args, i) for i in (0, 4, 7, 10)]
-            a_ptr, b_ptr, c_ptr, bias_ptr = data
-            (a_off, a_rs, a_cs, b_off, ldb, c_off, ldc, bias_off, k, mr, ncols, init) = (
-                _as_i64(context, builder, signature, args, i)
-                for i in (1, 2, 3, 5, 6, 8, 9, 11, 12, 13, 14, 15))
+            data = [_data_pointer(context, builder, signature, args, i)
+                    for i in (0, 4, 7, 10, 17)]
+            a_ptr, b_ptr, c_ptr, bias_ptr, copy_ptr = data
+            (a_off, a_rs, a_cs, b_off, ldb, c_off, ldc, bias_off, k, mr, ncols, init, copy_off,
+             copy_ld) = (_as_i64(context, builder, signature, args, i)
+                         for i in (1, 2, 3, 5, 6, 8, 9, 11, 12, 13, 14, 15, 18, 19))
 
             fty = context.get_value_type(argtys[0].dtype)
             lanes = VECTOR_BYTES // (argtys[0].dtype.bitwidth // 8)
@@ -290,6 +293,7 @@ def _make_tile_kernel(rows, vectors, partial_columns):
                                       ir.Constant(i64, r), last) for r in range(rows)]
             a_rows = [builder.add(a_off, builder.mul(r, a_rs)) for r in row_ids]
             c_rows = [builder.add(c_off, builder.mul(r, ldc)) for r in row_ids]
+            copy_rows = [builder.add(copy_off, builder.mul(r, copy_ld)) for r in row_ids]
             acc = [[cgutils.alloca_once(builder, vty) for _ in range(vectors)] for _ in range(rows)]
 
             sgd = builder.icmp_signed(">=", init, ir.Constant(i64, SGD_STEP))
@@ -349,14 +353,20 @@ def _make_tile_kernel(rows, vectors, partial_columns):
                     k_steps(whole, k, True)
                 else:
                     k_steps(zero, k, False)
-                def store_tile(ptr, value):
-                    """Store value(r, v, index) at ptr + index for the tile's rows < mr."""
+                def store_tile(ptr, value, copied=False):
+                    """Store value(r, v, index) at ptr + index for the tile's rows < mr, and
+                    with copied at copy_ptr + the copy's offset of the same element."""
                     for r in range(rows):
                         with cgutils.if_likely(builder,
                                                builder.icmp_signed("<", ir.Constant(i64, r), mr)):
                             for v in range(vectors):
-                                index = builder.add(c_rows[r], ir.Constant(i64, v * lanes))
-                                store(value(r, v, index), ptr, index, v, masked)
+                                step = ir.Constant(i64, v * lanes)
+                                index = builder.add(c_rows[r], step)
+                                result = value(r, v, index)
+                                store(result, ptr, index, v, masked)
+                                if copied:
+                                    store(result, copy_ptr, builder.add(copy_rows[r], step), v,
+                                          masked)
 
                 with builder.if_else(sgd) as (step, plain):
                     with step:
@@ -368,7 +378,12 @@ def _make_tile_kernel(rows, vectors, partial_columns):
                             return builder.fsub(load(bias_ptr, index, v, masked), change,
                                                 flags=_SGD_FLAGS)
 
-                        store_tile(bias_ptr, stepped)
+                        has_copy = builder.icmp_signed("!=", copy_ld, zero)
+                        with builder.if_else(has_copy) as (with_copy, alone):
+                            with with_copy:
+                                store_tile(bias_ptr, stepped, copied=True)
+                            with alone:
+                                store_tile(bias_ptr, stepped)
                     with plain:
                         store_tile(c_ptr, lambda r, v, index: builder.load(acc[r][v]))
 
@@ -451,20 +466,32 @@ def _pack_panel(typingctx, b, b_off, ldb, panel, kc):
     return sig, codegen
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def copy_at(copy_stride, nr, i0, j0):
+    """(offset, row stride) of element (i0, j0) of w in its panel copy, whose panels are
+    copy_stride elements apart (``gemm_entry``); (0, 0), no copy, when copy_stride is 0."""
+    if copy_stride == 0:
+        return 0, 0
+    return j0 // nr * copy_stride + i0 * nr + j0 % nr, nr
+
+
 @njit(**config.JIT_OPTIONS)
 def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k, n_wide,
-                          init, lr):
+                          init, lr, copy, copy_stride):
     """The first n_wide columns of gemm (a multiple of NR), b read where it is: panel p
     of b (columns p * NR ..) starts panel_stride * p elements into b, its rows ldb apart."""
     nr = panel_columns(a)
     for j0 in range(0, n_wide, nr):
         for i0 in range(0, m, MR):
+            copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
             _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride, ldb, c,
-                       i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0), nr, init, lr)
+                       i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0), nr, init, lr, copy,
+                       copy_off, copy_ld)
 
 
 @njit(**config.JIT_OPTIONS)
-def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init, lr):
+def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init, lr, copy,
+                        copy_stride):
     """The first n_wide columns of gemm (a multiple of NR), b packed panel by panel.
 
     Each panel of b is copied PANEL_KC rows at a time into a stack buffer; every
@@ -483,8 +510,10 @@ def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init,
             if p0 + kc == k:
                 start += sgd
             for i0 in range(0, m, MR):
+                copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
                 _wide_tile(a, i0 * a_rs + p0 * a_cs, a_rs, a_cs, panel, 0, nr, c,
-                           i0 * ldc + j0, ldc, bias, j0, kc, min(MR, m - i0), nr, start, lr)
+                           i0 * ldc + j0, ldc, bias, j0, kc, min(MR, m - i0), nr, start, lr,
+                           copy, copy_off, copy_ld)
 
 
 #: gemm_entry's pack argument: read b in place, pack its panels, or apply the packing
@@ -504,7 +533,8 @@ def to_panels(B):
 
 
 @njit(**config.JIT_OPTIONS)
-def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr):
+def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr, copy,
+               copy_stride):
     """The product of ``gemm_entry`` on 1-D views of the operands (offsets in elements)."""
     lanes = VECTOR_BYTES // a.itemsize
     nr = panel_columns(a)
@@ -515,26 +545,30 @@ def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr):
     elif pack == PACK_RULE:
         pack = PACKED if m >= PACK_MIN_ROWS and k >= PACK_MIN_DEPTH else IN_PLACE
     if PACK_B and pack == PACKED and wide_stop > 0:  # a constant False: not compiled
-        _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, wide_stop, init, lr)
+        _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, wide_stop, init, lr,
+                            copy, copy_stride)
     else:
         _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k,
-                              wide_stop, init, lr)
+                              wide_stop, init, lr, copy, copy_stride)
     two_stop = wide_stop
     if a.itemsize == 8 or TWO_VECTOR_FLOAT32:  # constants of the compiled code
         two_stop += (n - wide_stop) // (2 * lanes) * 2 * lanes
         for j0 in range(wide_stop, two_stop, 2 * lanes):
             for i0 in range(0, m, MR):
+                copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
                 _two_vector_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr,
                                  ldb, c, i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0),
-                                 2 * lanes, init, lr)
+                                 2 * lanes, init, lr, copy, copy_off, copy_ld)
     for j0 in range(two_stop, n, lanes):
         for i0 in range(0, m, MR_NARROW):
+            copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
             _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr, ldb, c,
                          i0 * ldc + j0, ldc, bias, j0, k, min(MR_NARROW, m - i0),
-                         min(lanes, n - j0), init, lr)
+                         min(lanes, n - j0), init, lr, copy, copy_off, copy_ld)
 
 
-def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, init, pack, lr):
+def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, init, pack, lr,
+               copy_ptr, copy_stride):
     """c = start + a @ b on raw pointers: the function compiled once per dtype.
 
     a_ptr, b_ptr, c_ptr, bias_ptr point at the first element of a (m, k), b (k, n),
@@ -542,12 +576,15 @@ def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, ini
     c's); a_rs, a_cs, ldb, ldc are strides in elements (a's rows and columns, b's and
     c's rows); init as for ``gemm`` or ``gemm_sgd``, pack one of IN_PLACE, PACKED,
     PACK_RULE, or PANELS (b in panel layout, ldb not read); lr (float64) for SGD_STEP.
+    copy_ptr, with copy_stride not 0 and SGD_STEP: where the new w (m, n) is also stored,
+    in panel layout (``panel_width``) with its panels copy_stride elements apart
+    (element (i, j) at copy_ptr + (j // NR) * copy_stride + i * NR + j % NR).
     """
     if m == 0 or n == 0:
         return
     a, b = numba.carray(a_ptr, 1), numba.carray(b_ptr, 1)  # only their data pointers are read
-    c, bias = numba.carray(c_ptr, 1), numba.carray(bias_ptr, 1)
-    _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr)
+    c, bias, copy = numba.carray(c_ptr, 1), numba.carray(bias_ptr, 1), numba.carray(copy_ptr, 1)
+    _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr, copy, copy_stride)
 
 
 def entry_symbol(dtype):
@@ -557,20 +594,23 @@ def entry_symbol(dtype):
     lead to ``_stale_cache``, so that such a cache stops with a message rather than
     computing wrong products: ``fastnn_gemm_<dtype>`` (the entry itself, called
     directly), ``fastnn_gemm_address_<dtype>`` (a cell, from callers that read every
-    3-D b as panels; a (1, k, n) view of b in place is now read as such) and
-    ``fastnn_gemm_cell_<dtype>`` (a cell, from callers that passed no lr).  Rename the
+    3-D b as panels; a (1, k, n) view of b in place is now read as such),
+    ``fastnn_gemm_cell_<dtype>`` (a cell, from callers that passed no lr) and
+    ``fastnn_gemm_lr_cell_<dtype>`` (a cell, from callers that passed no copy).  Rename the
     cell again when what a caller passes means something new."""
-    return f"fastnn_gemm_lr_cell_{dtype}"
+    return f"fastnn_gemm_copy_cell_{dtype}"
 
 
 #: The symbols of ``entry_symbol``'s older callers: called, or read as a cell.
-_STALE_ENTRIES, _STALE_CELLS = "fastnn_gemm_{}", ("fastnn_gemm_address_{}", "fastnn_gemm_cell_{}")
+_STALE_ENTRIES = "fastnn_gemm_{}"
+_STALE_CELLS = ("fastnn_gemm_address_{}", "fastnn_gemm_cell_{}", "fastnn_gemm_lr_cell_{}")
 
 
 #: The C type of an entry: gemm_entry's arguments, pointers as void *.
 _ENTRY_CTYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                 ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                                ctypes.c_void_p, *[ctypes.c_int64] * 5, ctypes.c_double)
+                                ctypes.c_void_p, *[ctypes.c_int64] * 5, ctypes.c_double,
+                                ctypes.c_void_p, ctypes.c_int64)
 
 #: The compiled entries (Numba cfuncs) by dtype name, as ``ensure_entry`` makes them.
 ENTRIES = {}
@@ -586,7 +626,8 @@ def ensure_entry(dtype):
             pointer = types.CPointer(getattr(types, name))
             signature = types.void(pointer, types.int64, types.int64, pointer, types.int64,
                                    pointer, types.int64, pointer, types.int64, types.int64,
-                                   types.int64, types.int64, types.int64, types.float64)
+                                   types.int64, types.int64, types.int64, types.float64,
+                                   pointer, types.int64)
             ENTRIES[name] = numba.cfunc(signature, **config.JIT_OPTIONS)(gemm_entry)
             _CELLS[name].value = ENTRIES[name].address
     return ENTRIES[name]
@@ -631,20 +672,21 @@ if not numba.config.DISABLE_JIT:
 
 
 @intrinsic
-def _call_gemm(typingctx, a, b, c, bias, init, pack, lr):
+def _call_gemm(typingctx, a, b, c, bias, init, pack, lr, copy, copy_stride):
     """Call the gemm entry of a's dtype (through its cell) with the operands' pointers and
     strides."""
-    if not all(isinstance(t, types.Array) for t in (a, b, c, bias)):
+    if not all(isinstance(t, types.Array) for t in (a, b, c, bias, copy)):
         return None
     nr = panel_width(str(a.dtype))
     ensure_entry(a.dtype)  # compiled with its first caller, inside the compile notice
-    sig = types.void(a, b, c, bias, init, pack, lr)
+    sig = types.void(a, b, c, bias, init, pack, lr, copy, copy_stride)
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
         item = ir.Constant(i64, a.dtype.bitwidth // 8)
-        a_arr, b_arr, c_arr, bias_arr = (context.make_array(t)(context, builder, value)
-                                         for t, value in zip(signature.args[:4], args[:4]))
+        a_arr, b_arr, c_arr, bias_arr, copy_arr = (
+            context.make_array(t)(context, builder, value)
+            for t, value in zip(signature.args[:4] + signature.args[7:8], args[:4] + args[7:8]))
         m, k = cgutils.unpack_tuple(builder, a_arr.shape, 2)
         n = cgutils.unpack_tuple(builder, c_arr.shape, 2)[1]
         a_rs, a_cs = (builder.sdiv(stride, item)
@@ -659,7 +701,7 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack, lr):
         pointer = context.get_value_type(a.dtype).as_pointer()
         entry_type = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, pointer,
                                                      i64, pointer, i64, i64, i64, i64, i64,
-                                                     ir.DoubleType()])
+                                                     ir.DoubleType(), pointer, i64])
         cell = builder.module.globals.get(entry_symbol(a.dtype))
         if cell is None:  # declared once per module, defined by the registered symbol
             cell = ir.GlobalVariable(builder.module, entry_type.as_pointer(),
@@ -667,7 +709,8 @@ def _call_gemm(typingctx, a, b, c, bias, init, pack, lr):
         builder.call(builder.load(cell), [a_arr.data, a_rs, a_cs, b_arr.data, ldb, c_arr.data, ldc,
                              bias_arr.data, m, n, k,
                              _as_i64(context, builder, signature, args, 4), pack,
-                             context.cast(builder, args[6], signature.args[6], types.float64)])
+                             context.cast(builder, args[6], signature.args[6], types.float64),
+                             copy_arr.data, _as_i64(context, builder, signature, args, 8)])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -689,14 +732,17 @@ def gemm(a, b, c, bias, init):
     panel, the same memory).  Every form gives bitwise the same c.
     Runs the compiled ``gemm_entry`` of the dtype (see the module's docstring).
     """
-    _call_gemm(a, b, c, bias, init, np.int64(PACK_RULE), 0.0)
+    _call_gemm(a, b, c, bias, init, np.int64(PACK_RULE), 0.0, c, 0)
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def gemm_sgd(a, b, c, w, init, lr):
+def gemm_sgd(a, b, c, w, init, lr, w_panels=None):
     """w -= lr * (start + a @ b), with start 0 or c for init ZERO or ACCUMULATE: a plain
     SGD step applied from the registers, tile by tile, as each tile of the sum is done;
     with lr 0, c = start + a @ b as ``gemm`` (one call for a caller that does either).
+    w_panels, if given and not empty: the same rows of w in a panel copy, an array
+    (ceil(n / NR), >= m, NR) with rows NR apart (``panel_width``; a row slice of the
+    layout), where the tiles store each new w too (its columns past n untouched).
 
     w must have c's shape and row stride (rows of the parameters whose gradient c would
     hold: the tiles address w at c's offsets); lr a scalar of the dtype.  c is not written
@@ -707,7 +753,11 @@ def gemm_sgd(a, b, c, w, init, lr):
     lines to be invalidated (docs/benchmarks.md).
     """
     step = SGD_STEP if lr != 0 else 0  # without SGD_STEP the tiles do not read w
-    _call_gemm(a, b, c, w, init + step, np.int64(PACK_RULE), lr)
+    if w_panels is None:  # pruned by Numba when w_panels is omitted
+        _call_gemm(a, b, c, w, init + step, np.int64(PACK_RULE), lr, c, 0)
+    else:
+        copy_stride = w_panels.strides[0] // w_panels.itemsize if w_panels.size > 0 else 0
+        _call_gemm(a, b, c, w, init + step, np.int64(PACK_RULE), lr, w_panels, copy_stride)
 
 
 @njit(**config.JIT_OPTIONS)
@@ -717,7 +767,7 @@ def gemm_with(a, b, c, bias, init, pack):
     Both give bitwise the same c; the 512-bit code has no packed path and reads b in
     place either way.  The tests and scripts/gemm_vs_blas.py use it to measure both.
     """
-    _call_gemm(a, b, c, bias, init, np.int64(PACKED if pack else IN_PLACE), 0.0)
+    _call_gemm(a, b, c, bias, init, np.int64(PACKED if pack else IN_PLACE), 0.0, c, 0)
 
 
 #: Side of the square blocks ``transpose_block`` moves: the elements of a 256-bit vector.
@@ -811,10 +861,18 @@ if numba.config.DISABLE_JIT:
         """c = start + a @ b as above, computed by NumPy."""
         gemm_with(a, b, c, bias, init, False)
 
-    def gemm_sgd(a, b, c, w, init, lr):  # noqa: F811
-        """w -= lr * (start + a @ b) as above, the sum computed by NumPy (into c)."""
+    def gemm_sgd(a, b, c, w, init, lr, w_panels=None):  # noqa: F811
+        """w -= lr * (start + a @ b) as above, the sum computed by NumPy (into c), and w's
+        rows copied into w_panels."""
         gemm_with(a, b, c, c, init, False)
+        if lr == 0:
+            return
         w -= lr * c
+        if w_panels is not None and w_panels.size > 0:
+            nr = w_panels.shape[2]
+            for p in range(w_panels.shape[0]):
+                columns = w[:, p * nr : (p + 1) * nr]
+                w_panels[p, : w.shape[0], : columns.shape[1]] = columns
 
     def transpose_block(src, src_off, lds, dst, dst_off, ldd):  # noqa: F811
         """The block transpose above, element by element (src and dst contiguous)."""

@@ -86,8 +86,8 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
                         min(i * chunk + chunk, n_micro), inv_total_weight, acts, deltas, derivs,
                         targets, scales, None, np.int64(0), micro_start)
                 else:
-                    task_squares[i] = call_worker(task_worker, params, grads, sizes, widths,
-                                                  offsets, X_csr, micro_rows, tasks[i],
+                    task_squares[i] = call_worker(task_worker, params, panels, grads, sizes,
+                                                  widths, offsets, X_csr, micro_rows, tasks[i],
                                                   l2 * inv_total_weight, acts, deltas, first, last,
                                                   params.dtype.type(0.0))  # no SGD step
     n_chunks = (n_rows + chunk - 1) // chunk
@@ -131,9 +131,9 @@ class FullBatchObjective:
             self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
             self.codes, self.unfused, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
             self.derivs, self.targets, self.scales, None, aside=True)
-        self.task_worker = gradient_worker(self.params, self.grads, self.sizes, self.widths,
-                                           self.offsets, self.X_csr, self.tasks, self.acts,
-                                           self.deltas)
+        self.task_worker = gradient_worker(self.params, self.panels, self.grads, self.sizes,
+                                           self.widths, self.offsets, self.X_csr, self.tasks,
+                                           self.acts, self.deltas)
         self.copy_worker = copy_worker(self.params, self.offsets, self.sizes, self.params_t,
                                        self.panels)
         self.n_calls = 0
