@@ -1071,7 +1071,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     # The per-chunk, per-task and copy workers, compiled on their own (kernels.workers).
     chunk_worker = compiled.chunk_worker(params, params_t, panels, sizes, widths, offsets, codes,
                                          unfused, X, X_csr, Y, weights, acts, deltas, derivs,
-                                         targets, scales, masks, aside=True)
+                                         targets, scales, chunk_sums, masks, aside=True)
     copy_worker = compiled.copy_worker(params, offsets, sizes, params_t, panels)
     task_worker = compiled.task_worker(params, params_t, panels, grads, optimizer.slots, sizes,
                                        widths, offsets, X_csr, tasks, optimizer.code, hyper, acts,
@@ -1085,7 +1085,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         return train_epoch(
             params, params_t, panels, grads, optimizer.slots, sizes, widths, offsets, codes,
             unfused, tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size,
-            chunk, dtype(lr), dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs,
+            chunk, numba.get_num_threads(), dtype(lr), dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs,
             targets, scales, chunk_sums, task_squares, masks, chunk_worker, task_worker,
             copy_worker)
 

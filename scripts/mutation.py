@@ -210,8 +210,15 @@ MUTANTS = [
         ("fastnn/kernels/epoch.py", "    return batch_size <= THROUGH_W_MAX_ROWS",
          "    return batch_size <= THROUGH_W_MAX_ROWS + 1"),), ("tests/test_kernels.py",)),
     Mutant("large-chunks-numbered-as-small-ones", (
-        ("fastnn/kernels/epoch.py", "micro_start + micro], micro_start // chunk,",
-         "micro_start + micro], micro_start // config.CHUNK_ROWS,"),),
+        ("fastnn/kernels/epoch.py", "c1, c = min(c0 + chunk, r1), (micro_start + c0) // chunk",
+         "c1, c = min(c0 + chunk, r1), (micro_start + c0) // config.CHUNK_ROWS"),),
+        ("tests/test_kernels.py",)),
+    Mutant("chunk-losses-numbered-within-the-micro-batch", (
+        ("fastnn/kernels/epoch.py", "c1, c = min(c0 + chunk, r1), (micro_start + c0) // chunk",
+         "c1, c = min(c0 + chunk, r1), c0 // chunk"),), ("tests/test_kernels.py",)),
+    Mutant("blocks-leave-out-the-last-chunk", (
+        ("fastnn/kernels/epoch.py", "min((block + 1) * n_chunks // n_blocks * chunk, n_rows)",
+         "min((block + 1) * n_chunks // n_blocks * chunk, n_rows - 1)"),),
         ("tests/test_kernels.py",)),
     Mutant("panel-copy-all-in-the-first-panel", (
         ("fastnn/kernels/gemm.py", "    return j0 // nr * copy_stride + i0 * nr + j0 % nr, nr",

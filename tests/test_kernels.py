@@ -303,6 +303,25 @@ def test_large_networks_take_larger_chunks():
     assert epoch.chunk_rows((512, 257), enough, "float64") == large
 
 
+@pytest.mark.parametrize("n_rows, chunk", [(1, 16), (64, 16), (100, 32), (1617, 16), (256, 32)])
+def test_blocks_cover_the_rows_in_whole_chunks(n_rows, chunk):
+    """epoch.block_rows: for every thread count, the blocks of a micro-batch's region
+    (epoch.region_items: one per thread, no more than the chunks) are consecutive,
+    cover its rows exactly once, start on a chunk's first row and differ by at most
+    one chunk."""
+    n_chunks = -(-n_rows // chunk)
+    for threads in range(1, 20):
+        n_blocks = epoch.region_items(0, n_rows, 7, chunk, threads)
+        assert n_blocks == min(threads, n_chunks)
+        blocks = [epoch.block_rows(b, n_blocks, n_rows, chunk) for b in range(n_blocks)]
+        assert blocks[0][0] == 0 and blocks[-1][1] == n_rows
+        assert all(r1 == next_r0 for (_, r1), (next_r0, _) in zip(blocks, blocks[1:]))
+        assert all(r0 % chunk == 0 and r1 > r0 for r0, r1 in blocks)
+        whole = [-(-(r1 - r0) // chunk) for r0, r1 in blocks]
+        assert max(whole) - min(whole) <= 1
+    assert epoch.region_items(1, n_rows, 7, chunk, 2) == 7  # the tasks' region
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_training_in_larger_chunks_gives_the_same_weights(monkeypatch, dtype):
     """Mini-batches of 300 rows (micro-batches of 256 and 44; a last batch of 150)

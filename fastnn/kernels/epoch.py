@@ -5,8 +5,10 @@ with 1, 2 or N threads):
 
 1. Forward and backward passes: the mini-batch is cut into fixed chunks of
    ``config.CHUNK_ROWS`` rows, twice that for networks too large for a core's cache
-   (``chunk_rows``); ``prange`` runs the chunks, each writing only its own rows of
-   the activation and delta buffers.
+   (``chunk_rows``), each with its own part of the loss; ``prange`` gives each
+   thread a block of consecutive chunks (``block_rows``), whose rows it takes
+   through each layer at once, writing only its own rows of the activation and
+   delta buffers.  Every row's values are the same whatever rows share its block.
 2. Gradient and update: each layer's (fan_in + 1, fan_out) parameter block is cut
    into fixed row ranges (the ``tasks`` table built by ``make_tasks``); ``prange``
    runs the tasks, each summing over all rows of the batch in order 0..n-1, then
@@ -540,10 +542,19 @@ def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t,
 
 
 @njit(**config.JIT_OPTIONS)
-def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, codes, unfused, X,
-                           X_csr, Y, weights, rows, r0, r1, inv_batch_weight, acts, deltas,
-                           derivs, targets, scales, dropout, step, micro_start):
-    """Forward and backward pass of rows [r0, r1): fills their activations and deltas.
+def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, codes, unfused, X,
+                            X_csr, Y, weights, rows, r0, r1, chunk, inv_batch_weight, acts,
+                            deltas, derivs, targets, scales, chunk_sums, dropout, step,
+                            micro_start):
+    """Forward and backward pass of rows [r0, r1), whole chunks of chunk rows (the last
+    one possibly shorter): fills their activations and deltas, and each chunk's row of
+    chunk_sums (the chunk's part of the batch's mean loss and of its accuracy).
+
+    The rows go through each layer's kernels together: one pass over the layer's
+    weights for all of them (a 784-512-512-10 network has 2.6 MB, more than a
+    core's L2 cache).  Each row's values do not depend on the rows beside it, and the
+    loss is summed chunk by chunk, so the results are bitwise those of one chunk at
+    a time.
 
     rows holds the indices into X (or X_csr), Y and weights of the micro-batch that
     the buffers hold (``train_epoch``), whose first row is row micro_start of the
@@ -561,8 +572,8 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
     this specialisation compiles no dropout code) or (thresholds, scales, seed) for
     the blocks 0..n_layers - 1 of the batch buffers (``kernels.dropout``), step the
     mini-batch's number (a row's dropout mask depends on step and its row in the
-    mini-batch, not in the micro-batch).  Returns the chunk's parts of the batch's mean
-    loss and of its accuracy, as a tuple of two floats.
+    mini-batch, not in the micro-batch).  Chunk c of the mini-batch (rows
+    c * chunk ..) has row c of chunk_sums.
     """
     n_layers = sizes.shape[0] - 1
     batch_size = targets.shape[0]
@@ -602,10 +613,15 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
                 drop_rows(a, layer_rows(derivs, widths, layer + 1, batch_size)[r0:r1],
                           codes[layer], drop_slope, dropout[0][layer + 1], dropout[1][layer + 1],
                           dropout[2], step, micro_start + r0, leading_sum(sizes, layer + 1))
-    delta = layer_rows(deltas, widths, n_layers, batch_size)[r0:r1]
-    output = layer_rows(acts, widths, n_layers, batch_size)[r0:r1]
-    loss = output_delta(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1], delta)
-    right = count_right(output, targets[r0:r1], codes[n_layers - 1], scales[r0:r1])
+    output = layer_rows(acts, widths, n_layers, batch_size)
+    output_deltas = layer_rows(deltas, widths, n_layers, batch_size)
+    for c0 in range(r0, r1, chunk):  # each chunk's loss, summed over its rows
+        c1, c = min(c0 + chunk, r1), (micro_start + c0) // chunk
+        chunk_sums[c, 0] = output_delta(output[c0:c1], targets[c0:c1], codes[n_layers - 1],
+                                        scales[c0:c1], output_deltas[c0:c1])
+        chunk_sums[c, 1] = count_right(output[c0:c1], targets[c0:c1], codes[n_layers - 1],
+                                       scales[c0:c1])
+    delta = output_deltas[r0:r1]
     n_rows = rows.shape[0]
     store_delta_panels(deltas, widths, n_layers, batch_size, n_rows, r0, r1)
     for layer in range(n_layers - 1, 0, -1):
@@ -629,7 +645,6 @@ def forward_backward_chunk(params, params_t, panels, sizes, widths, offsets, cod
                            codes[layer - 1], unfused, delta_prev[:0], delta_prev)
         store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1)
         delta = delta_prev
-    return loss, right
 
 
 @register_jitable
@@ -647,7 +662,7 @@ def task_gradient(params, panels, grads, sizes, widths, offsets, X_csr, rows, ta
     """Gradient rows of one update task (see ``make_tasks``) plus the L2 term, in place.
 
     Sums over the micro-batch's rows (rows: their indices into X, as for
-    ``forward_backward_chunk``, whose X_csr and widths these are) into grads
+    ``forward_backward_chunks``, whose X_csr and widths these are) into grads
     (n_params,): overwriting them for the first micro-batch of a mini-batch, adding
     to them for the others (each element's sum continues in row order:
     ``dense.param_grad``).  After the last, adds l2_scaled (the L2 penalty over the
@@ -657,7 +672,7 @@ def task_gradient(params, panels, grads, sizes, widths, offsets, X_csr, rows, ta
     (``update_task``) the learning rate of a plain SGD step that the weight rows of a
     dense layer then take inside the product (``dense.param_grad``'s w and lr),
     instead of being written to grads; the product then also stores them in the
-    forward pass's panels (``panel_rows``; panels as for ``forward_backward_chunk``).
+    forward pass's panels (``panel_rows``; panels as for ``forward_backward_chunks``).
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
     n_rows = rows.shape[0]
@@ -692,19 +707,32 @@ def task_gradient(params, panels, grads, sizes, widths, offsets, X_csr, rows, ta
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def micro_batch(rows, micro_start, micro, chunk):
-    """(rows, first chunk, first?, last?) of the micro-batch of a mini-batch's rows that
-    starts at micro_start: at most micro rows (a multiple of the chunk rows), its
-    chunks numbered from micro_start // chunk within the mini-batch (``chunk_sums``)."""
-    return (rows[micro_start : micro_start + micro], micro_start // chunk,
-            micro_start == 0, micro_start + micro >= rows.shape[0])
+def micro_batch(rows, micro_start, micro):
+    """(rows, first?, last?) of the micro-batch of a mini-batch's rows that starts at
+    micro_start: at most micro rows (a multiple of the chunk rows, so its chunks are
+    the mini-batch's, numbered from micro_start // chunk: ``chunk_sums``)."""
+    return (rows[micro_start : micro_start + micro], micro_start == 0,
+            micro_start + micro >= rows.shape[0])
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def region_items(phase, n_rows, n_tasks, chunk):
-    """Iterations of a micro-batch's parallel region: its chunks of chunk rows (phase 0),
-    its tasks (1)."""
-    return (n_rows + chunk - 1) // chunk if phase == 0 else n_tasks
+def region_items(phase, n_rows, n_tasks, chunk, threads):
+    """Iterations of a micro-batch's parallel region: its blocks of chunks of chunk rows,
+    one per thread but no more than the chunks (phase 0, ``block_rows``); its tasks (1).
+    (The threads come from the caller: Numba's get_num_threads in compiled code
+    would keep it out of the disk cache.)"""
+    if phase == 0:
+        return min(threads, (n_rows + chunk - 1) // chunk)
+    return n_tasks
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def block_rows(block, n_blocks, n_rows, chunk):
+    """Rows [r0, r1) of block number ``block`` when n_rows rows, in chunks of chunk rows,
+    are cut into n_blocks blocks of consecutive whole chunks, as even as can be."""
+    n_chunks = (n_rows + chunk - 1) // chunk
+    return (block * n_chunks // n_blocks * chunk,
+            min((block + 1) * n_chunks // n_blocks * chunk, n_rows))
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -773,25 +801,27 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
 #: the objective's rows), an int64 array with contiguous elements.
 _ROWS = np.zeros(0, dtype=np.int64)
 
-#: forward_backward_chunk's return type, declared (and checked: ``workers.Worker``) so
-#: that a driver compiles while a child process compiles the chunk worker.
-CHUNK_RETURNS = types.UniTuple(types.float64, 2)
+#: forward_backward_chunks' return type (none), declared (and checked:
+#: ``workers.Worker``) so that a driver compiles while a child process compiles the
+#: chunk worker.
+CHUNK_RETURNS = types.none
 
 
 def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, unfused, X, X_csr, Y,
-                 weights, acts, deltas, derivs, targets, scales, dropout, aside=False):
-    """``forward_backward_chunk`` compiled for a driver's arguments, as a ``workers.Worker``.
+                 weights, acts, deltas, derivs, targets, scales, chunk_sums, dropout,
+                 aside=False):
+    """``forward_backward_chunks`` compiled for a driver's arguments, as a ``workers.Worker``.
 
     The arguments are the driver's (``train_epoch``; ``loss_and_grad`` passes
-    dropout None); the others (rows, row range, inverse batch weight, step) take
-    the types the driver gives them.  aside: compile it in a child process meanwhile
+    dropout None); the others (rows, row range, chunk rows, inverse batch weight,
+    step) take the types the driver gives them.  aside: compile it in a child process meanwhile
     (``workers.Worker``); it is the largest kernel of a run (docs/performance.md).
     """
     row = np.int64(0)
-    return Worker(forward_backward_chunk, (
+    return Worker(forward_backward_chunks, (
         params, params_t, panels, sizes, widths, offsets, codes, unfused, X, X_csr, Y, weights,
-        _ROWS, row, row, params.dtype.type(1), acts, deltas, derivs, targets, scales, dropout, row,
-        row), aside, CHUNK_RETURNS)
+        _ROWS, row, row, row, params.dtype.type(1), acts, deltas, derivs, targets, scales,
+        chunk_sums, dropout, row, row), aside, CHUNK_RETURNS)
 
 
 def task_worker(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, tasks,
@@ -825,9 +855,9 @@ def gradient_worker(params, panels, grads, sizes, widths, offsets, X_csr, tasks,
 
 @njit(**config.PARALLEL_OPTIONS)
 def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused,
-                tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, chunk, lr,
-                l2, optimizer, hyper, step, acts, deltas, derivs, targets, scales, chunk_sums,
-                task_squares, dropout, chunk_worker, task_worker, copy_worker):
+                tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, chunk,
+                threads, lr, l2, optimizer, hyper, step, acts, deltas, derivs, targets, scales,
+                chunk_sums, task_squares, dropout, chunk_worker, task_worker, copy_worker):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
@@ -853,7 +883,7 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
     X_csr : None, or a sparse X as CSR arrays (data, indices, indptr)
         (``sparse.csr_arrays``), X then of shape (n_samples, 0): the first layer reads
-        its non-zeros (``forward_backward_chunk``).  None compiles no sparse code.
+        its non-zeros (``forward_backward_chunks``).  None compiles no sparse code.
     weights : ndarray of shape (n_samples,)
         Sample weights (ones for none).
     order : int64 ndarray of shape (n_epoch_rows,)
@@ -871,6 +901,10 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     batch_size : int
     chunk : int
         Rows per chunk of the forward and backward passes (``chunk_rows``).
+    threads : int
+        The threads the parallel regions run on (``numba.get_num_threads()`` at the
+        call): the passes give each a block of consecutive chunks (``block_rows``).
+        The results do not depend on it.
     lr, l2 : scalars of the parameters' dtype
         Learning rate; L2 penalty (scikit-learn's alpha: 0.5 * l2 * sum(W**2) divided by
         the batch's weight, its number of rows without sample weights, is added to
@@ -895,7 +929,7 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         scale 1 / (1 - rate) in the parameters' dtype, and the run's uint64 seed
         (``fastnn.kernels.dropout``; derivs must then be allocated).
     chunk_worker, task_worker, copy_worker : workers.Worker
-        ``forward_backward_chunk``, ``update_task`` and ``refresh_copies`` compiled
+        ``forward_backward_chunks``, ``update_task`` and ``refresh_copies`` compiled
         for these arguments (``chunk_worker``, ``task_worker``, ``copy_worker``).
 
     Returns
@@ -917,21 +951,20 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
             batch_weight += weights[rows[r]]
         inv_batch_weight = one / batch_weight
         for micro_start in range(0, n_rows, micro):
-            micro_rows, first_chunk, first, last = micro_batch(rows, micro_start, micro,
-                                                               chunk)
+            micro_rows, first, last = micro_batch(rows, micro_start, micro)
             n_micro = micro_rows.shape[0]
             # One prange for both passes (Numba builds three libraries per prange), whose
             # body calls the workers by address (kernels.workers): their code is compiled
             # once, not again in each of those libraries (docs/performance.md).
             for phase in range(2):
-                for i in prange(region_items(phase, n_micro, tasks.shape[0], chunk)):
-                    if phase == 0:  # forward and backward pass of chunk i
-                        c = first_chunk + i
-                        chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
-                            chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
-                            unfused, X, X_csr, Y, weights, micro_rows, i * chunk,
-                            min(i * chunk + chunk, n_micro), inv_batch_weight, acts, deltas,
-                            derivs, targets, scales, dropout, step, micro_start)
+                n_items = region_items(phase, n_micro, tasks.shape[0], chunk, threads)
+                for i in prange(n_items):
+                    if phase == 0:  # forward and backward pass of block i's chunks
+                        r0, r1 = block_rows(i, n_items, n_micro, chunk)
+                        call_worker(chunk_worker, params, params_t, panels, sizes, widths,
+                                    offsets, codes, unfused, X, X_csr, Y, weights, micro_rows, r0,
+                                    r1, chunk, inv_batch_weight, acts, deltas, derivs, targets,
+                                    scales, chunk_sums, dropout, step, micro_start)
                     else:  # gradient (and after the last micro-batch, update) of task i
                         task_squares[i] = call_worker(
                             task_worker, params, params_t, panels, grads, slots, sizes, widths,
@@ -1011,7 +1044,7 @@ def predict_rows(params, sizes, offsets, codes, unfused, X, X_csr, out, row_star
             rows[r] = r0 + r
         a_prev = inputs[:n_rows]
         first_dense = 0
-        if X_csr is not None:  # see forward_backward_chunk
+        if X_csr is not None:  # see forward_backward_chunks
             W, b = layer_weights(params, offsets, sizes, np.int64(0))
             a = ping[: n_rows * sizes[1]].reshape((n_rows, sizes[1]))
             sparse_rows_forward(X_csr[0], X_csr[1], X_csr[2], rows[:n_rows], W, b, codes[0], a)
@@ -1022,7 +1055,7 @@ def predict_rows(params, sizes, offsets, codes, unfused, X, X_csr, out, row_star
             b = layer_weights(params, offsets, sizes, layer)[1]
             W = forward_weights(params, offsets, sizes, layer, panels)
             a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
-            if unfused is None:  # see forward_backward_chunk
+            if unfused is None:  # see forward_backward_chunks
                 dense_forward(a_prev, W, b, codes[layer], a)
             else:
                 forward_layer(a_prev, W, b, codes[layer], unfused, a)

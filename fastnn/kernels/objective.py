@@ -2,7 +2,7 @@
 
 The work is the epoch driver's (``fastnn.kernels.epoch``) on one batch holding every
 row, without the optimizer step: forward and backward passes on fixed chunks of rows
-(``epoch.chunk_rows``; ``forward_backward_chunk``), then each update task's
+(``epoch.chunk_rows``; ``forward_backward_chunks``), then each update task's
 gradient rows summed over all rows in order plus the L2 term (``epoch.task_gradient``).
 The split never depends on the thread count, so the result is bitwise the same with
 1 or N threads.  The NumPy twin is ``fastnn.reference.loss_and_grad``.
@@ -11,6 +11,7 @@ The split never depends on the thread count, so the result is bitwise the same w
 and is the ``fun(x) -> (loss, grad)`` that ``scipy.optimize.minimize(jac=True)`` calls.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -18,16 +19,17 @@ from .. import config
 from ..network import aligned_zeros
 from .activations import unfused_argument
 from .sparse import driver_inputs
-from .epoch import (batch_buffers, batch_sums, chunk_worker, copy_worker, gradient_worker,
-                    chunk_rows, make_tasks, micro_batch, propagates_through_w, refresh_all_copies,
-                    region_items, weight_copies)
+from .epoch import (batch_buffers, batch_sums, block_rows, chunk_worker, copy_worker,
+                    gradient_worker, chunk_rows, make_tasks, micro_batch, propagates_through_w,
+                    refresh_all_copies, region_items, weight_copies)
 from .workers import call_worker
 
 
 @njit(**config.PARALLEL_OPTIONS)
 def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes, unfused,
-                  tasks, X, X_csr, Y, weights, rows, chunk, l2, acts, deltas, derivs, targets,
-                  scales, chunk_sums, task_squares, chunk_worker, task_worker, copy_worker):
+                  tasks, X, X_csr, Y, weights, rows, chunk, threads, l2, acts, deltas, derivs,
+                  targets, scales, chunk_sums, task_squares, chunk_worker, task_worker,
+                  copy_worker):
     """Mean loss of the rows X[rows] plus the L2 penalty; its gradient written into grads.
 
     Parameters
@@ -50,6 +52,8 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
         The rows making up the batch (all rows, for L-BFGS).
     chunk : int
         Rows per chunk of the forward and backward passes (``epoch.chunk_rows``).
+    threads : int
+        The threads of the parallel regions, as for ``epoch.train_epoch``.
     l2 : scalar of the parameters' dtype
         scikit-learn's alpha: 0.5 * l2 * sum(W**2) over the rows' total weight is added.
     acts, deltas, derivs : ndarray of shape (n_rows * sum(widths),) (deltas longer, derivs
@@ -74,17 +78,17 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     # Micro-batches, each with one prange for both passes (chunks, then tasks), calling
     # the workers by address, as epoch.train_epoch.
     for micro_start in range(0, n_rows, micro):
-        micro_rows, first_chunk, first, last = micro_batch(rows, micro_start, micro, chunk)
+        micro_rows, first, last = micro_batch(rows, micro_start, micro)
         n_micro = micro_rows.shape[0]
         for phase in range(2):
-            for i in prange(region_items(phase, n_micro, tasks.shape[0], chunk)):
+            n_items = region_items(phase, n_micro, tasks.shape[0], chunk, threads)
+            for i in prange(n_items):
                 if phase == 0:
-                    c = first_chunk + i
-                    chunk_sums[c, 0], chunk_sums[c, 1] = call_worker(
-                        chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
-                        unfused, X, X_csr, Y, weights, micro_rows, i * chunk,
-                        min(i * chunk + chunk, n_micro), inv_total_weight, acts, deltas, derivs,
-                        targets, scales, None, np.int64(0), micro_start)
+                    r0, r1 = block_rows(i, n_items, n_micro, chunk)
+                    call_worker(chunk_worker, params, params_t, panels, sizes, widths, offsets,
+                                codes, unfused, X, X_csr, Y, weights, micro_rows, r0, r1, chunk,
+                                inv_total_weight, acts, deltas, derivs, targets, scales,
+                                chunk_sums, None, np.int64(0), micro_start)
                 else:
                     task_squares[i] = call_worker(task_worker, params, panels, grads, sizes,
                                                   widths, offsets, X_csr, micro_rows, tasks[i],
@@ -130,7 +134,7 @@ class FullBatchObjective:
         self.chunk_worker = chunk_worker(
             self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
             self.codes, self.unfused, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
-            self.derivs, self.targets, self.scales, None, aside=True)
+            self.derivs, self.targets, self.scales, self.chunk_sums, None, aside=True)
         self.task_worker = gradient_worker(self.params, self.panels, self.grads, self.sizes,
                                            self.widths, self.offsets, self.X_csr, self.tasks,
                                            self.acts, self.deltas)
@@ -144,7 +148,7 @@ class FullBatchObjective:
         loss = loss_and_grad(self.params, self.params_t, self.panels, self.grads, self.sizes,
                              self.widths, self.offsets, self.codes, self.unfused, self.tasks,
                              self.X, self.X_csr, self.Y, self.weights, self.rows, self.chunk_rows,
-                             self.l2, self.acts, self.deltas, self.derivs, self.targets,
+                             numba.get_num_threads(), self.l2, self.acts, self.deltas, self.derivs, self.targets,
                              self.scales, self.chunk_sums, self.task_squares, self.chunk_worker,
                              self.task_worker, self.copy_worker)
         return float(loss), self.grads.astype(np.float64)

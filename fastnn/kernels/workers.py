@@ -5,7 +5,7 @@ and optimised again there.  A ``prange`` loop body becomes three libraries of it
 own (the loop body and two wrappers) before the driver links them, so whatever the
 body calls was optimised and turned into machine code about five times, in every
 specialisation of every driver.  The per-chunk and per-task workers of the epoch
-driver (``epoch.forward_backward_chunk``, ``epoch.update_task``) and of the L-BFGS
+driver (``epoch.forward_backward_chunks``, ``epoch.update_task``) and of the L-BFGS
 objective (``epoch.task_gradient``) are the bulk of that code.
 
 So the drivers do not call them; they take a ``Worker`` argument: the address of a
