@@ -7,7 +7,8 @@ module estimates the split from the outside:
 * **Kernel timings.**  Each serial kernel the epoch calls (``dense_forward``,
   ``output_delta``, ``count_right``, ``dense_backward``, ``param_grad``, ``add_l2``,
   ``optimizer_step``, ``refresh_copies``) is called from Python on the model's
-  real shapes: forward and backward on chunks of the run's rows (``chunk_rows``), the
+  real shapes: forward and backward on a thread's block of the run's chunks
+  (``chunk_rows``, ``block_rows``: the largest of the first micro-batch's), the
   gradient on one micro-batch's rows (scaled to the mini-batch), the update on each
   task's parameter range (``make_tasks``).  As in the epoch, plain SGD without L2 steps the weight rows
   inside the gradient's product (``param_grad``'s w and lr), so its gradient phase
@@ -16,8 +17,9 @@ module estimates the split from the outside:
   same call on empty inputs (Numba's dispatch from Python, which the compiled epoch
   does not pay).
 * **Parallel schedule.**  Within a micro-batch (``config.MICRO_BATCH_ROWS`` rows
-  of a mini-batch at a time) the epoch runs two parallel regions: the chunks, then
-  the update tasks.  Numba's static schedule gives each of T threads n // T
+  of a mini-batch at a time) the epoch runs two parallel regions: the threads'
+  blocks of chunks (``block_rows``), then the update tasks.  Numba's static
+  schedule gives each of T threads n // T
   consecutive iterations, the first n % T threads one more (checked against
   ``numba.get_thread_id`` in tests/test_profiling.py); a region lasts as long as
   its busiest thread.  ``epoch_breakdown`` adds up, region by region, the busiest
@@ -132,12 +134,14 @@ def _kernel_seconds(fn, args, empty_args):
     return max(0.0, median_seconds(fn, args) - median_seconds(fn, empty_args))
 
 
-def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
+def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
     """Serial seconds of each kernel call of an epoch, on the model's shapes.
 
-    Returns {"chunk_rows": the epoch's rows per chunk (``chunk_rows``), "forward": s per
-    chunk of them through all layers, "backward": the same for the output delta and
-    the backward passes, "tasks": [(gradient s for a full batch, min(batch_size,
+    Returns {"chunk_rows": the epoch's rows per chunk (``chunk_rows``), "block_rows":
+    the rows of the largest block of chunks one of threads takes in the first
+    micro-batch (``block_rows``), "forward": s for that block's rows through all
+    layers, "backward": the same for the output delta and the backward passes,
+    "tasks": [(gradient s for a full batch, min(batch_size,
     n_rows) rows, update s) per task of ``make_tasks``]}; the gradient is timed on one
     micro-batch's rows (``config.MICRO_BATCH_ROWS`` at most) and scaled to the batch,
     as the epoch sums a larger batch micro-batch by micro-batch.  Works on copies:
@@ -160,7 +164,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
     rows = min(batch_size, X.shape[0])
     micro = min(rows, config.MICRO_BATCH_ROWS)
     run_chunk = chunk_rows(arch.sizes, batch_size, dtype)
-    chunk = min(run_chunk, rows)
+    pass_rows = largest_block(micro, run_chunk, threads)  # the rows the passes take at once
     through_w = propagates_through_w(batch_size)
 
     # Activations and deltas of the first batch's rows, as the epoch holds them.
@@ -182,24 +186,24 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
 
     forward = backward = 0.0
     for layer, (W, b) in enumerate(views):
-        a_prev, out = acts[layer][:chunk], np.empty((chunk, W.shape[1]), dtype=dtype)
+        a_prev, out = acts[layer][:pass_rows], np.empty((pass_rows, W.shape[1]), dtype=dtype)
         if wide_layer(arch.sizes, layer, panel_width(dtype), dtype.itemsize):
             W = to_panels(W)  # as the epoch's forward pass reads it
         forward += _kernel_seconds(dense_forward, (a_prev, W, b, codes[layer], out),
                                    (a_prev[:0], W, b, codes[layer], out[:0]))
-    out = np.empty((chunk, arch.sizes[-1]), dtype=dtype)
-    args = (acts[-1][:chunk], targets[:chunk], codes[-1], scale[:chunk], out)
+    out = np.empty((pass_rows, arch.sizes[-1]), dtype=dtype)
+    args = (acts[-1][:pass_rows], targets[:pass_rows], codes[-1], scale[:pass_rows], out)
     empty = tuple(a[:0] if isinstance(a, np.ndarray) else a for a in args)
     backward += _kernel_seconds(output_delta, args, empty)
     backward += _kernel_seconds(count_right, args[:4], empty[:4])
     for layer in range(n_layers - 1, 0, -1):
-        delta, a_prev = deltas[layer + 1][:chunk], acts[layer][:chunk]
-        out = np.empty((chunk, arch.sizes[layer]), dtype=dtype)
+        delta, a_prev = deltas[layer + 1][:pass_rows], acts[layer][:pass_rows]
+        out = np.empty((pass_rows, arch.sizes[layer]), dtype=dtype)
         WT = transposed[layer]  # as the epoch's delta propagation reads W (delta_product)
         if through_w:
             W = views[layer][0]
-            WT = (W, np.empty((W.shape[1], chunk), dtype=dtype),
-                  np.empty((W.shape[0], chunk), dtype=dtype))
+            WT = (W, np.empty((W.shape[1], pass_rows), dtype=dtype),
+                  np.empty((W.shape[0], pass_rows), dtype=dtype))
         backward += _kernel_seconds(
             dense_backward, (delta, WT, a_prev, codes[layer - 1], out),
             (delta[:0], WT, a_prev[:0], codes[layer - 1], out[:0]))
@@ -249,32 +253,39 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr):
                  in_product))
             measured[key] = (gradient * rows / micro, update)
         tasks.append(measured[key])
-    return {"chunk_rows": run_chunk, "forward": forward * run_chunk / chunk,
-            "backward": backward * run_chunk / chunk, "tasks": tasks}
+    return {"chunk_rows": run_chunk, "block_rows": pass_rows, "forward": forward,
+            "backward": backward, "tasks": tasks}
+
+
+def largest_block(n_rows, chunk, threads):
+    """Rows of the largest block of chunks that one of threads takes through the passes
+    of a micro-batch of n_rows rows (``epoch.region_items``, ``epoch.block_rows``)."""
+    from .kernels.epoch import block_rows, region_items
+
+    n_blocks = region_items(0, n_rows, 0, chunk, threads)
+    return max(r1 - r0 for r0, r1 in (block_rows(b, n_blocks, n_rows, chunk)
+                                      for b in range(n_blocks)))
 
 
 def epoch_breakdown(times, n_rows, batch_size, threads):
     """Estimated wall seconds per epoch of each phase, from ``kernel_times``' serial times.
 
     Per micro-batch (``config.MICRO_BATCH_ROWS`` rows of a mini-batch at a time): the
-    chunk region lasts as long as its busiest thread's chunks (forward + backward,
-    split between the two in that thread's proportions); the update region as long
+    chunk region lasts as long as its largest block of chunks (``block_rows``; forward
+    + backward at the per-row times of kernel_times' block); the update region as long
     as its busiest thread's tasks (gradient scaled to the micro-batch's rows, plus the
     update after the last micro-batch).  Returns {"forward", "backward", "gradient",
     "update"}.
     """
-    chunk = times["chunk_rows"]
-    per_row_f, per_row_b = times["forward"] / chunk, times["backward"] / chunk
+    chunk, block = times["chunk_rows"], times["block_rows"]
+    per_row_f, per_row_b = times["forward"] / block, times["backward"] / block
     phases = dict.fromkeys(("forward", "backward", "gradient", "update"), 0.0)
     full_batch = batch_sizes(n_rows, batch_size)[0]
     for rows in batch_sizes(n_rows, batch_size):
         for micro_start in range(0, rows, config.MICRO_BATCH_ROWS):
             micro_rows = min(config.MICRO_BATCH_ROWS, rows - micro_start)
             last = micro_start + micro_rows == rows
-            chunks = [min(chunk, micro_rows - start) for start in range(0, micro_rows, chunk)]
-            busiest = max(static_schedule(len(chunks), threads),
-                          key=lambda r: sum(chunks[r[0]:r[1]]))
-            busy_rows = sum(chunks[busiest[0]:busiest[1]])
+            busy_rows = largest_block(micro_rows, chunk, threads)
             phases["forward"] += busy_rows * per_row_f
             phases["backward"] += busy_rows * per_row_b
             tasks = [(g * micro_rows / full_batch, u if last else 0.0) for g, u in times["tasks"]]
@@ -346,7 +357,7 @@ def report(model, X_train, Y_train, settings, epoch_seconds, compile_s, compile_
     Y_fit = np.asarray(Y_train[:n_fit], dtype=model.dtype)
     lr = model.history.history["lr"][-1]
     times = kernel_times(model.arch, model.params, model.optimizer, model.l2, X_fit, Y_fit,
-                         batch, lr)
+                         batch, lr, threads)
     phases = epoch_breakdown(times, n_fit, batch, threads)
     phases["shuffle"] = (shuffle_seconds(model.rng, n_fit)
                          if settings["shuffle"] and batch < n_fit else 0.0)

@@ -1085,9 +1085,9 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         return train_epoch(
             params, params_t, panels, grads, optimizer.slots, sizes, widths, offsets, codes,
             unfused, tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size,
-            chunk, numba.get_num_threads(), dtype(lr), dtype(l2), optimizer.code, hyper, step, acts, deltas, derivs,
-            targets, scales, chunk_sums, task_squares, masks, chunk_worker, task_worker,
-            copy_worker)
+            chunk, numba.get_num_threads(), dtype(lr), dtype(l2), optimizer.code, hyper, step,
+            acts, deltas, derivs, targets, scales, chunk_sums, task_squares, masks, chunk_worker,
+            task_worker, copy_worker)
 
     return run_epoch
 

@@ -62,21 +62,23 @@ def test_epoch_breakdown_follows_micro_batches():
     # 16-row chunk takes 16 s forward and 32 s backward.  Two tasks, one per thread:
     # 6 s and 1 s of gradient over the whole batch; 0 s and 10 s of update, which
     # comes after the last micro-batch only.
-    times = {"chunk_rows": 16, "forward": 16.0, "backward": 32.0,
+    times = {"chunk_rows": 16, "block_rows": 16, "forward": 16.0, "backward": 32.0,
              "tasks": [(6.0, 0.0), (1.0, 10.0)]}
     phases = epoch_breakdown(times, 600, 600, threads=3)
-    # 16 chunks: 6, 5, 5 per thread (busiest 96 rows); 88 rows = 5 chunks of 16 and
-    # one of 8: 2 per thread (busiest 32 rows).  One region of 38 chunks would give 208.
+    # 16 chunks: blocks of 5, 5, 6 (epoch.block_rows; busiest 96 rows); 88 rows = 5
+    # chunks of 16 and one of 8: 2 per block (busiest 32 rows).  One region of 38
+    # chunks would give 208.
     assert phases["forward"] == pytest.approx(96 + 96 + 32)
     assert phases["backward"] == pytest.approx(2 * (96 + 96 + 32))
     # The first task is the busier one in the first two regions, the second (with its
     # update) in the last.
     assert phases["gradient"] == pytest.approx(6.0 * 512 / 600 + 1.0 * 88 / 600)
     assert phases["update"] == pytest.approx(10.0)
-    # The same per-row times in chunks of 32 rows with 2 threads: 256 rows = 8 chunks,
-    # 4 per thread (128 rows); 88 rows = chunks of 32, 32 and 24, two to the first
-    # thread (64 rows; with 16-row chunks: 3 of 6 chunks, 48 rows).
-    times = dict(times, chunk_rows=32, forward=32.0, backward=64.0)
+    # The same per-row times, measured on a block of 64 rows, in chunks of 32 rows with
+    # 2 threads: 256 rows = 8 chunks, 4 per block (128 rows); 88 rows = chunks of 32,
+    # 32 and 24, the last two in the second block (56 rows; with 16-row chunks: 3 of 6
+    # chunks, 48 rows).
+    times = dict(times, chunk_rows=32, block_rows=64, forward=64.0, backward=128.0)
     phases = epoch_breakdown(times, 600, 600, threads=2)
-    assert phases["forward"] == pytest.approx(128 + 128 + 64)
-    assert phases["backward"] == pytest.approx(2 * (128 + 128 + 64))
+    assert phases["forward"] == pytest.approx(128 + 128 + 56)
+    assert phases["backward"] == pytest.approx(2 * (128 + 128 + 56))

@@ -148,7 +148,8 @@ class FullBatchObjective:
         loss = loss_and_grad(self.params, self.params_t, self.panels, self.grads, self.sizes,
                              self.widths, self.offsets, self.codes, self.unfused, self.tasks,
                              self.X, self.X_csr, self.Y, self.weights, self.rows, self.chunk_rows,
-                             numba.get_num_threads(), self.l2, self.acts, self.deltas, self.derivs, self.targets,
-                             self.scales, self.chunk_sums, self.task_squares, self.chunk_worker,
-                             self.task_worker, self.copy_worker)
+                             numba.get_num_threads(), self.l2, self.acts, self.deltas,
+                             self.derivs, self.targets, self.scales, self.chunk_sums,
+                             self.task_squares, self.chunk_worker, self.task_worker,
+                             self.copy_worker)
         return float(loss), self.grads.astype(np.float64)
