@@ -165,7 +165,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
     micro = min(rows, config.MICRO_BATCH_ROWS)
     run_chunk = chunk_rows(arch.sizes, batch_size, dtype)
     pass_rows = largest_block(micro, run_chunk, threads)  # the rows the passes take at once
-    through_w = propagates_through_w(batch_size)
+    through_w = propagates_through_w(arch.sizes, batch_size, dtype)
 
     # Activations and deltas of the first batch's rows, as the epoch holds them.
     acts = [np.ascontiguousarray(X[:rows], dtype=dtype)]

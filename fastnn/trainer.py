@@ -1054,7 +1054,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     tasks = compiled.make_tasks(arch.sizes, sparse_input=X_csr is not None)
     dtype = params.dtype.type
     grads = aligned_zeros(params.size, params.dtype)
-    through_w = compiled.propagates_through_w(batch_size)
+    through_w = compiled.propagates_through_w(arch.sizes, batch_size, dtype)
     chunk = compiled.chunk_rows(arch.sizes, batch_size, dtype)
     params_t, panels = compiled.weight_copies(arch.sizes, dtype, X_csr is not None, through_w)
     acts, deltas, derivs, targets, scales, chunk_sums, task_squares = compiled.batch_buffers(

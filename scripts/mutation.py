@@ -207,8 +207,12 @@ MUTANTS = [
         ("fastnn/kernels/epoch.py", "    middle = start + fan_out * n\n",
          "    middle = start + fan_in * n\n"),), ("tests/test_kernels.py",)),
     Mutant("through-w-for-one-row-more", (
-        ("fastnn/kernels/epoch.py", "    return batch_size <= THROUGH_W_MAX_ROWS",
-         "    return batch_size <= THROUGH_W_MAX_ROWS + 1"),), ("tests/test_kernels.py",)),
+        ("fastnn/kernels/epoch.py", " if large_network(sizes, dtype) else THROUGH_W_MAX_ROWS\n",
+         " if large_network(sizes, dtype) else THROUGH_W_MAX_ROWS + 1\n"),),
+        ("tests/test_kernels.py",)),
+    Mutant("large-networks-through-w-for-one-row-more", (
+        ("fastnn/kernels/epoch.py", "    limit = LARGE_THROUGH_W_MAX_ROWS if",
+         "    limit = LARGE_THROUGH_W_MAX_ROWS + 1 if"),), ("tests/test_kernels.py",)),
     Mutant("large-chunks-numbered-as-small-ones", (
         ("fastnn/kernels/epoch.py", "c1, c = min(c0 + chunk, r1), (micro_start + c0) // chunk",
          "c1, c = min(c0 + chunk, r1), (micro_start + c0) // config.CHUNK_ROWS"),),
@@ -229,8 +233,8 @@ MUTANTS = [
          "        w_panels = panel_rows(params, panels, sizes, layer, row_start, row_start)"),),
         ("tests/test_kernels.py", "tests/test_reference.py")),
     Mutant("large-chunks-from-one-byte-less", (
-        ("fastnn/kernels/epoch.py", "    if weight_bytes > LARGE_WEIGHT_BYTES and",
-         "    if weight_bytes >= LARGE_WEIGHT_BYTES and"),), ("tests/test_kernels.py",)),
+        ("fastnn/kernels/epoch.py", "    return weight_bytes > LARGE_WEIGHT_BYTES",
+         "    return weight_bytes >= LARGE_WEIGHT_BYTES"),), ("tests/test_kernels.py",)),
     Mutant("transpose-forgets-the-last-edge-row", (
         ("fastnn/kernels/gemm.py", "    for i in range(m_full, m):\n        for j in range(n):\n",
          "    for i in range(m_full, m - 1):\n        for j in range(n):\n"),),

@@ -251,10 +251,17 @@ def test_transpose(shape, dtype):
 
 
 def test_deltas_propagate_through_w_only_for_small_batches():
-    """The rule of epoch.propagates_through_w, and the workspaces it gives: no W.T, and
-    the scratch of the transposes at the end of the deltas buffer."""
-    limit = epoch.THROUGH_W_MAX_ROWS
-    assert epoch.propagates_through_w(limit) and not epoch.propagates_through_w(limit + 1)
+    """The rule of epoch.propagates_through_w (larger batches for networks with more
+    weights than LARGE_WEIGHT_BYTES), and the workspaces it gives: no W.T, and the
+    scratch of the transposes at the end of the deltas buffer."""
+    for sizes, limit in [((64, 128, 128, 10), epoch.THROUGH_W_MAX_ROWS),
+                         ((784, 512, 512, 10), epoch.LARGE_THROUGH_W_MAX_ROWS)]:
+        assert epoch.propagates_through_w(sizes, limit, "float32")
+        assert not epoch.propagates_through_w(sizes, limit + 1, "float32")
+    # 512 x 256 weights: 1 MiB in float64 (not more than the limit), 0.5 in float32
+    assert not epoch.propagates_through_w((512, 256), 100, "float64")
+    assert epoch.propagates_through_w((512, 257), 100, "float64")
+    assert not epoch.propagates_through_w((512, 257), 100, "float32")
     sizes = np.array([64, 128, 96, 10], dtype=np.int64)
     assert epoch.weight_copies(sizes, "float32", through_w=True)[0] is None
     assert epoch.weight_copies(sizes, "float32")[0].size == epoch.panels_size(sizes, "float32",

@@ -293,15 +293,21 @@ def weight_copies(sizes, dtype, sparse_input=False, through_w=False):
 #: faster through W with 2 threads and 0.5-1 % slower with 1; 128 rows equal with 2
 #: threads and 2 % slower with 1 (docs/benchmarks.md).
 THROUGH_W_MAX_ROWS = 64
+#: ... and this many for a network larger than a core's cache (``large_network``),
+#: whose W.T refresh writes more lines: 784-512-512-10 float32 with batches of 128
+#: trained 4-10 % faster with 2 threads through W (2-3 % with AVX2 code), level with
+#: 1, on the Intel AVX-512 machine; with batches of 256, level (docs/benchmarks.md).
+LARGE_THROUGH_W_MAX_ROWS = 128
 
 
-def propagates_through_w(batch_size):
+def propagates_through_w(sizes, batch_size, dtype):
     """Whether the drivers propagate the deltas of mini-batches of batch_size rows
-    through W itself, with no W.T (``THROUGH_W_MAX_ROWS``): a rule on the batch's size,
-    not on the thread count, so a run compiles one form whatever its threads.  Either
-    way every delta is the same sum in the same order: the weights are bitwise the
-    same."""
-    return batch_size <= THROUGH_W_MAX_ROWS
+    through W itself, with no W.T (``THROUGH_W_MAX_ROWS``, ``LARGE_THROUGH_W_MAX_ROWS``
+    for a ``large_network``): a rule on the shapes, not on the thread count, so a run
+    compiles one form whatever its threads.  Either way every delta is the same sum in
+    the same order: the weights are bitwise the same."""
+    limit = LARGE_THROUGH_W_MAX_ROWS if large_network(sizes, dtype) else THROUGH_W_MAX_ROWS
+    return batch_size <= limit
 
 
 #: A network whose weights (every layer's W) take more bytes than this is larger than
@@ -318,16 +324,21 @@ LARGE_CHUNK_ROWS = 2 * config.CHUNK_ROWS
 MIN_LARGE_CHUNKS = 4
 
 
+def large_network(sizes, dtype):
+    """Whether a network's weights (every layer's W) take more than LARGE_WEIGHT_BYTES."""
+    weight_bytes = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * np.dtype(dtype).itemsize
+    return weight_bytes > LARGE_WEIGHT_BYTES
+
+
 def chunk_rows(sizes, batch_size, dtype):
     """Rows per chunk of the forward and backward passes for mini-batches of batch_size
-    rows: LARGE_CHUNK_ROWS for a network with more than LARGE_WEIGHT_BYTES of weights
-    whose micro-batches hold MIN_LARGE_CHUNKS of them, else ``config.CHUNK_ROWS``.  A
-    rule on the shapes, not on the thread count; and every row's arithmetic is the
-    same in a chunk of either size, so the weights do not depend on it (the loss is
-    summed chunk by chunk, so its last bits may)."""
-    weight_bytes = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * np.dtype(dtype).itemsize
+    rows: LARGE_CHUNK_ROWS for a ``large_network`` whose micro-batches hold
+    MIN_LARGE_CHUNKS of them, else ``config.CHUNK_ROWS``.  A rule on the shapes, not on
+    the thread count; and every row's arithmetic is the same in a chunk of either
+    size, so the weights do not depend on it (the loss is summed chunk by chunk, so
+    its last bits may)."""
     micro = min(batch_size, config.MICRO_BATCH_ROWS)
-    if weight_bytes > LARGE_WEIGHT_BYTES and micro >= MIN_LARGE_CHUNKS * LARGE_CHUNK_ROWS:
+    if large_network(sizes, dtype) and micro >= MIN_LARGE_CHUNKS * LARGE_CHUNK_ROWS:
         return LARGE_CHUNK_ROWS
     return config.CHUNK_ROWS
 

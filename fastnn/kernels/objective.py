@@ -124,7 +124,7 @@ class FullBatchObjective:
         self.rows = np.arange(n, dtype=np.int64)
         self.params = aligned_zeros(arch.n_params, dtype)
         self.grads = aligned_zeros(arch.n_params, dtype)
-        through_w = propagates_through_w(n)
+        through_w = propagates_through_w(arch.sizes, n, dtype)
         self.chunk_rows = chunk_rows(arch.sizes, n, dtype)
         self.params_t, self.panels = weight_copies(arch.sizes, dtype, self.X_csr is not None,
                                                   through_w)
