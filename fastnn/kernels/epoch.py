@@ -727,13 +727,19 @@ def micro_batch(rows, micro_start, micro):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
+def chunk_count(n_rows, chunk):
+    """Chunks of chunk rows in n_rows rows, the last one possibly shorter."""
+    return (n_rows + chunk - 1) // chunk
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
 def region_items(phase, n_rows, n_tasks, chunk, threads):
     """Iterations of a micro-batch's parallel region: its blocks of chunks of chunk rows,
     one per thread but no more than the chunks (phase 0, ``block_rows``); its tasks (1).
     (The threads come from the caller: Numba's get_num_threads in compiled code
     would keep it out of the disk cache.)"""
     if phase == 0:
-        return min(threads, (n_rows + chunk - 1) // chunk)
+        return min(threads, chunk_count(n_rows, chunk))
     return n_tasks
 
 
@@ -741,7 +747,7 @@ def region_items(phase, n_rows, n_tasks, chunk, threads):
 def block_rows(block, n_blocks, n_rows, chunk):
     """Rows [r0, r1) of block number ``block`` when n_rows rows, in chunks of chunk rows,
     are cut into n_blocks blocks of consecutive whole chunks, as even as can be."""
-    n_chunks = (n_rows + chunk - 1) // chunk
+    n_chunks = chunk_count(n_rows, chunk)
     return (block * n_chunks // n_blocks * chunk,
             min((block + 1) * n_chunks // n_blocks * chunk, n_rows))
 
@@ -981,9 +987,8 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
                             task_worker, params, params_t, panels, grads, slots, sizes, widths,
                             offsets, X_csr, micro_rows, tasks[i], lr, l2 * inv_batch_weight,
                             optimizer, hyper, step, acts, deltas, first, last, copy_worker)
-        n_chunks = (n_rows + chunk - 1) // chunk
-        batch_loss, batch_right = batch_sums(chunk_sums, n_chunks, task_squares, l2,
-                                             inv_batch_weight)
+        batch_loss, batch_right = batch_sums(chunk_sums, chunk_count(n_rows, chunk),
+                                             task_squares, l2, inv_batch_weight)
         totals[0] += batch_loss * batch_weight
         totals[1] += batch_weight
         totals[2] += batch_right * batch_weight

@@ -19,9 +19,9 @@ from .. import config
 from ..network import aligned_zeros
 from .activations import unfused_argument
 from .sparse import driver_inputs
-from .epoch import (batch_buffers, batch_sums, block_rows, chunk_worker, copy_worker,
-                    gradient_worker, chunk_rows, make_tasks, micro_batch, propagates_through_w,
-                    refresh_all_copies, region_items, weight_copies)
+from .epoch import (batch_buffers, batch_sums, block_rows, chunk_count, chunk_rows,
+                    chunk_worker, copy_worker, gradient_worker, make_tasks, micro_batch,
+                    propagates_through_w, refresh_all_copies, region_items, weight_copies)
 from .workers import call_worker
 
 
@@ -94,8 +94,8 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
                                                   widths, offsets, X_csr, micro_rows, tasks[i],
                                                   l2 * inv_total_weight, acts, deltas, first, last,
                                                   params.dtype.type(0.0))  # no SGD step
-    n_chunks = (n_rows + chunk - 1) // chunk
-    return batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_total_weight)[0]
+    return batch_sums(chunk_sums, chunk_count(n_rows, chunk), task_squares, l2,
+                      inv_total_weight)[0]
 
 
 class FullBatchObjective:
