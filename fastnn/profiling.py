@@ -10,17 +10,18 @@ module estimates the split from the outside:
   real shapes: forward and backward on a thread's block of the run's chunks
   (``chunk_rows``, ``block_rows``: the largest of the first micro-batch's), the
   gradient on one micro-batch's rows (scaled to the mini-batch), the update on each
-  task's parameter range (``make_tasks``).  As in the epoch, plain SGD without L2 steps the weight rows
-  inside the gradient's product (``param_grad``'s w and lr), so its gradient phase
-  includes that step and the update phase holds the bias row's step and the copies.
+  task's parameter range (``make_tasks``).  As in the epoch, plain SGD without L2
+  steps the weight rows inside the gradient's product (``param_grad``'s w and lr),
+  so its gradient phase includes that step and the update phase holds the bias
+  row's step and the copies.
   Each time is the median over a few batches of calls, minus the median time of the
   same call on empty inputs (Numba's dispatch from Python, which the compiled epoch
   does not pay).
 * **Parallel schedule.**  Within a micro-batch (``config.MICRO_BATCH_ROWS`` rows
   of a mini-batch at a time) the epoch runs two parallel regions: the threads'
-  blocks of chunks (``block_rows``), then the update tasks.  Numba's static
-  schedule gives each of T threads n // T
-  consecutive iterations, the first n % T threads one more (checked against
+  blocks of chunks (``block_rows``, one per thread), then the update tasks, of
+  which Numba's static schedule gives each of T threads n // T consecutive
+  iterations, the first n % T threads one more (checked against
   ``numba.get_thread_id`` in tests/test_profiling.py); a region lasts as long as
   its busiest thread.  ``epoch_breakdown`` adds up, region by region, the busiest
   thread's kernel time, and splits it between phases in the proportions of that

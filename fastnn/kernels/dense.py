@@ -199,8 +199,6 @@ def _weight_product(a, b, c, start, w, lr, w_panels):
     new w stored in w_panels too (``gemm.gemm_sgd``)."""
     if w is None:  # pruned by Numba when w's type is None
         gemm(a, b, c, c[0], start)
-    elif w_panels is None:  # pruned by Numba when w_panels' type is None
-        gemm_sgd(a, b, c, w[: c.shape[0]], start, lr)
     else:
         gemm_sgd(a, b, c, w[: c.shape[0]], start, lr, w_panels)
 

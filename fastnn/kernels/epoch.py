@@ -807,7 +807,7 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     if start < stop:
         rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
     # In the product the step stored the forward panels' rows: only W.T may be left.
-    left = layer > 0 and params_t is not None if in_product else has_copies(X_csr, layer)
+    left = (layer > 0 and params_t is not None) if in_product else has_copies(X_csr, layer)
     if left:
         call_worker(copy_worker, params, offsets, sizes, layer, row_start, row_stop, params_t,
                     panels, bool(in_product))

@@ -753,7 +753,7 @@ def gemm_sgd(a, b, c, w, init, lr, w_panels=None):
     lines to be invalidated (docs/benchmarks.md).
     """
     step = SGD_STEP if lr != 0 else 0  # without SGD_STEP the tiles do not read w
-    if w_panels is None:  # pruned by Numba when w_panels is omitted
+    if w_panels is None:  # pruned by Numba when w_panels is omitted or None
         _call_gemm(a, b, c, w, init + step, np.int64(PACK_RULE), lr, c, 0)
     else:
         copy_stride = w_panels.strides[0] // w_panels.itemsize if w_panels.size > 0 else 0
