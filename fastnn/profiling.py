@@ -297,6 +297,69 @@ def epoch_breakdown(times, n_rows, batch_size, threads):
     return phases
 
 
+#: ``region_clocks`` measures at least this many epochs, for at least this many seconds.
+REGION_EPOCHS, REGION_SECONDS = 5, 0.5
+
+
+def region_clocks(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=None,
+                  epochs=REGION_EPOCHS, min_seconds=REGION_SECONDS):
+    """Seconds of the parallel regions of an epoch, measured inside compiled epochs.
+
+    Runs one epoch (it may compile the clocked ``train_epoch``), then at least epochs
+    more and for at least min_seconds (the first epochs on fresh buffers run slower),
+    on threads threads (None: Numba's current number), on copies of the parameters and
+    optimizer state, without dropout and sample weights, with the clocks of
+    ``kernels.clocks``.  Returns None where the clocks are not available, else
+    {"epochs": the number measured, and of the epoch whose call took the median time:
+    "epoch": s of the call, "passes": s, "tasks": s (each region's wall time from its
+    start to its join, summed over the batches), "passes_threads": [s of each
+    thread's iterations], "tasks_threads": [...]}.  Ticks become seconds at the rate
+    the counter kept against ``time.perf_counter`` over the measured epochs.
+    """
+    import numba
+
+    from .kernels.clocks import AVAILABLE
+    from .trainer import thread_limit
+
+    if not AVAILABLE:
+        return None
+    with thread_limit(threads, "numba"):
+        return _clocked_epochs(arch, params, optimizer, l2, X, Y, batch_size, lr, epochs,
+                               min_seconds, numba.get_num_threads())
+
+
+def _clocked_epochs(arch, params, optimizer, l2, X, Y, batch_size, lr, epochs, min_seconds,
+                    threads):
+    """``region_clocks``' measurement, on Numba's current threads."""
+    from .kernels.clocks import EPOCH, PASSES, TASKS, clock_buffer, read_counter
+    from .trainer import epoch_function, epoch_totals
+
+    dtype = np.dtype(arch.dtype)
+    opt = copy.deepcopy(optimizer)
+    opt.prepare(arch.n_params, arch.dtype)
+    X, Y = np.asarray(X, dtype=dtype), np.asarray(Y, dtype=dtype)
+    clocks = clock_buffer(threads)
+    run_epoch = epoch_function("numba")(arch, params.copy(), X, Y, np.ones(X.shape[0], dtype),
+                                        batch_size, opt, dtype.type(l2), clocks=clocks)
+    order = np.random.default_rng(0).permutation(X.shape[0]).astype(np.int64)
+    stop = np.zeros(1, dtype=np.int64)
+    batches = len(batch_sizes(X.shape[0], batch_size))
+    run_epoch(order, 0, stop, epoch_totals(), lr, 0)
+    measured = []  # (ticks of the call, clocks) of each epoch
+    start_s, start_ticks = time.perf_counter(), read_counter()
+    while len(measured) < epochs or time.perf_counter() - start_s < min_seconds:
+        clocks[:] = 0
+        run_epoch(order, 0, stop, epoch_totals(), lr, (len(measured) + 1) * batches)
+        measured.append((clocks[EPOCH, 0], clocks.copy()))
+    tick_s = (time.perf_counter() - start_s) / (read_counter() - start_ticks)
+    measured.sort(key=lambda pair: pair[0])
+    per_epoch = measured[len(measured) // 2][1] * tick_s  # the median epoch's
+    return {"epochs": len(measured), "epoch": per_epoch[EPOCH, 0],
+            "passes": per_epoch[PASSES, 0], "tasks": per_epoch[TASKS, 0],
+            "passes_threads": per_epoch[PASSES, 1:].tolist(),
+            "tasks_threads": per_epoch[TASKS, 1:].tolist()}
+
+
 def shuffle_seconds(rng, n_rows, repeats=5):
     """Median seconds of one epoch's row order draw, on a copy of rng (left untouched)."""
     from .trainer import epoch_order
@@ -357,6 +420,9 @@ def report(model, X_train, Y_train, settings, epoch_seconds, compile_s, compile_
     X_fit = np.asarray(X_train[:n_fit], dtype=model.dtype)
     Y_fit = np.asarray(Y_train[:n_fit], dtype=model.dtype)
     lr = model.history.history["lr"][-1]
+    # First: BLAS threads still spinning after a product (the peak's) would slow the epochs.
+    regions = region_clocks(model.arch, model.params, model.optimizer, model.l2, X_fit, Y_fit,
+                            batch, lr, arg_threads)
     times = kernel_times(model.arch, model.params, model.optimizer, model.l2, X_fit, Y_fit,
                          batch, lr, threads)
     phases = epoch_breakdown(times, n_fit, batch, threads)
@@ -388,7 +454,7 @@ def report(model, X_train, Y_train, settings, epoch_seconds, compile_s, compile_
         "compile_s": compile_s, "compile_source": compile_source,
         "epochs_measured": len(epoch_seconds), "epoch_s": epoch,
         "first_epoch_s": epoch_seconds[0],
-        "phases_s": phases, "remainder_s": epoch - sum(phases.values()),
+        "phases_s": phases, "remainder_s": epoch - sum(phases.values()), "regions_s": regions,
         "evaluation_per_epoch_s": evaluation, "train_metrics": bool(model.metrics),
         "train_scoring_s": train_scoring, "final_evaluation_s": final,
         "flops_per_epoch": flops, "gflops": gflops, "peak_gflops": peak,
@@ -422,6 +488,20 @@ def report_lines(p):
     lines.append(f"    {'remainder':<9} {p['remainder_s'] * ms:9.3f} ms "
                  f"{100 * p['remainder_s'] / epoch:5.1f} %  measured minus the above: "
                  f"parallel regions and waits, row gathers, loss sums")
+    regions = p["regions_s"]
+    if regions is not None:
+        call = regions["epoch"]
+        lines.append(f"  regions     {call * ms:9.3f} ms  the median of {regions['epochs']} more "
+                     f"epochs, clocked inside (cycle counter): each parallel region from start "
+                     f"to join, each thread's time in it")
+        outside = call - regions["passes"] - regions["tasks"]
+        for name, seconds, what in (
+                ("passes", regions["passes"], "forward and backward; threads busy "),
+                ("tasks", regions["tasks"], "gradient and update; threads busy "),
+                ("outside", outside, "between the regions: batch weights, loss sums")):
+            busy = " / ".join(f"{t * ms:.3f}" for t in regions.get(f"{name}_threads", ()))
+            lines.append(f"    {name:<9} {seconds * ms:9.3f} ms {100 * seconds / call:5.1f} %  "
+                         f"{what}{busy + ' ms' if busy else ''}")
     scored = []
     if p["train_metrics"] and p["train_scoring_s"]:
         scored.append(f"metrics on the {p['rows']} training rows")

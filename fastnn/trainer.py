@@ -1042,11 +1042,14 @@ def _dropout_rates(arch, dropout, seed):
     return np.array(rates, dtype=np.float64), int(seed)
 
 
-def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, dropout=None):
+def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, dropout=None,
+                    clocks=None):
     """A function (order, first_row, stop, totals, lr, step) -> next_row: one compiled epoch.
 
     Workspaces are allocated here, once per ``fit``, and reused by every epoch.
     dropout is None or (rates of each layer's input, seed) (``_dropout_rates``).
+    clocks, None or an array of ``kernels.clocks.clock_buffer``: each epoch adds its
+    parallel regions' cycle counts to it (``profiling.region_clocks``).
     """
     sizes = np.array(arch.sizes, dtype=np.int64)
     X, X_csr, widths = driver_inputs(arch, X)
@@ -1087,7 +1090,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
             unfused, tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size,
             chunk, numba.get_num_threads(), dtype(lr), dtype(l2), optimizer.code, hyper, step,
             acts, deltas, derivs, targets, scales, chunk_sums, task_squares, masks, chunk_worker,
-            task_worker, copy_worker)
+            task_worker, copy_worker, clocks)
 
     return run_epoch
 

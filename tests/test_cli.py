@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_iris, make_regression
 
 import fastnn
+from fastnn.kernels.clocks import AVAILABLE as clocks_available
 
 cli = importlib.import_module("fastnn.train")
 
@@ -262,6 +263,14 @@ def test_profile_reports_every_phase(tmp_path):
         report["epoch_s"])
     assert all(seconds >= 0 for seconds in report["phases_s"].values())
     assert report["compile_s"] > 0 and report["peak_gflops"] > 0
+    regions = report["regions_s"]  # clocked inside the epochs, where the CPU allows it
+    if clocks_available:
+        assert re.search(r"^  regions +[0-9.]+ ms  the median of \d+ more epochs", result.stdout,
+                         re.MULTILINE)
+        assert regions["epochs"] >= 5
+        assert 0 < regions["passes"] + regions["tasks"] < regions["epoch"]
+    else:
+        assert regions is None
     # FLOPs as scripts/roofline.py counts them: 1617 rows of 64-32-10, 26 batches
     pairs = [(64, 32), (32, 10)]
     per_row = sum(2 * a * b for a, b in pairs) * 2 + 2 * 32 * 10 + sum(b for _, b in pairs)

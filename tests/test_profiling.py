@@ -1,14 +1,21 @@
 """The --profile report's model of the parallel epoch (fastnn.profiling)."""
 
+import copy
 import json
 import os
+import re
 import subprocess
 import sys
 
+import numba
+import numpy as np
 import pytest
 
 from fastnn import config
-from fastnn.profiling import epoch_breakdown, static_schedule
+from fastnn.kernels.clocks import AVAILABLE as clocks_available
+from fastnn.kernels.clocks import EPOCH, PASSES, TASKS, clock_buffer
+from fastnn.profiling import epoch_breakdown, region_clocks, report_lines, static_schedule
+from fastnn.trainer import epoch_function, epoch_totals
 
 # Which thread runs each iteration of a prange, in a child with 8 threads in Numba's pool
 # (more than this machine may have cores: the schedule does not depend on them).
@@ -82,3 +89,82 @@ def test_epoch_breakdown_follows_micro_batches():
     phases = epoch_breakdown(times, 600, 600, threads=2)
     assert phases["forward"] == pytest.approx(128 + 128 + 56)
     assert phases["backward"] == pytest.approx(2 * (128 + 128 + 56))
+
+
+def _small_fit(dtype="float32"):
+    """A trained 16-24-3 model and its data, for the clocked epochs."""
+    from fastnn.models import Dense, Sequential
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 16)).astype(dtype)
+    Y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 300)]
+    model = Sequential([Dense(24, activation="tanh", input_shape=(16,)),
+                        Dense(3, activation="softmax")], dtype=dtype)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
+    return model, X, Y
+
+
+def test_clocks_change_no_weight():
+    # The same epochs with and without the regions' clocks: bitwise the same weights
+    # and sums; the clocks count every region and thread that ran.
+    model, X, Y = _small_fit()
+    results = []
+    for clocks in (None, clock_buffer(numba.get_num_threads())):
+        opt = copy.deepcopy(model.optimizer)
+        params = model.params.copy()
+        run_epoch = epoch_function("numba")(model.arch, params, X, Y, np.ones(300, "float32"),
+                                            32, opt, np.float32(0.0), clocks=clocks)
+        order = np.random.default_rng(1).permutation(300).astype(np.int64)
+        totals = epoch_totals()
+        for epoch in range(2):
+            run_epoch(order, 0, np.zeros(1, dtype=np.int64), totals, 0.01, epoch * 10)
+        results.append((params, totals, clocks))
+    (params, totals, _), (clocked_params, clocked_totals, clocks) = results
+    assert params.tobytes() == clocked_params.tobytes()
+    assert totals.tobytes() == clocked_totals.tobytes()
+    assert clocks[EPOCH, 0] > 0 and clocks[EPOCH, 1:].tolist() == [0] * numba.get_num_threads()
+    for region in (PASSES, TASKS):
+        assert 0 < clocks[region, 0] < clocks[EPOCH, 0]
+        # each thread's iterations lie within the regions; 10 batches, 2 regions each
+        assert (clocks[region, 1:] <= clocks[region, 0]).all()
+        assert clocks[region, 1] > 0  # the calling thread always takes the first items
+
+
+@pytest.mark.skipif(not clocks_available, reason="no cycle counter read on this CPU")
+def test_region_clocks_measure_the_epoch():
+    model, X, Y = _small_fit()
+    regions = region_clocks(model.arch, model.params, model.optimizer, 0.0, X, Y, 32, 0.01,
+                            threads=1, epochs=3, min_seconds=0.0)
+    assert regions["epochs"] == 3
+    assert len(regions["passes_threads"]) == len(regions["tasks_threads"]) == 1
+    assert 0 < regions["passes"] + regions["tasks"] < regions["epoch"] < 1.0
+    for region in ("passes", "tasks"):
+        assert 0 < regions[f"{region}_threads"][0] <= regions[region]
+    params = model.params.copy()
+    region_clocks(model.arch, model.params, model.optimizer, 0.0, X, Y, 32, 0.01, threads=2,
+                  epochs=1, min_seconds=0.0)
+    assert model.params.tobytes() == params.tobytes()  # copies were trained
+
+
+def test_report_lines_without_clocks():
+    # Where no cycle counter may be read (clocks.AVAILABLE False), the report has no
+    # regions and prints none.
+    report = {"threads": 2, "dtype": "float32", "rows": 10, "batches": 1, "batch_size": 10,
+              "chunk_rows": 16, "compile_s": 0.1, "compile_source": "compiled",
+              "epoch_s": 0.002, "epochs_measured": 3, "first_epoch_s": 0.003,
+              "phases_s": {"forward": 0.001}, "remainder_s": 0.001, "regions_s": None,
+              "train_metrics": True, "train_scoring_s": 0.0, "validation_rows": 0,
+              "evaluation_per_epoch_s": 0.0, "final_evaluation_s": 0.001,
+              "flops_per_epoch": {"total": 1e6}, "gflops": 1.0, "percent_of_peak": 1.0,
+              "peak_gflops": 100.0, "peak_method": "NumPy"}
+    lines = report_lines(report)
+    assert not any(line.startswith("  regions") for line in lines)
+    report["regions_s"] = {"epochs": 5, "epoch": 0.002, "passes": 0.0012, "tasks": 0.0007,
+                           "passes_threads": [0.0011, 0.001], "tasks_threads": [0.0006, 0.0005]}
+    lines = report_lines(report)
+    assert any(re.match(r"^  regions +2\.000 ms  the median of 5 more epochs", line)
+               for line in lines)
+    assert any(re.match(r"^    passes +1\.200 ms +60\.0 %.*busy 1\.100 / 1\.000 ms", line)
+               for line in lines)
+    assert any(re.match(r"^    outside +0\.100 ms +5\.0 %", line) for line in lines)

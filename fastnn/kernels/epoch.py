@@ -41,6 +41,7 @@ from .. import config
 from ..network import aligned_zeros
 from .gemm import PACK_B, TRANSPOSE_BYTES, panel_columns, panel_width, transpose
 from .activations import saves_derivative
+from .clocks import EPOCH, clock_add, clock_start, clock_thread
 from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
 from .dropout import drop_rows
 from .layers import backward_layer, backward_layer_saved, forward_layer, forward_layer_saving
@@ -874,7 +875,8 @@ def gradient_worker(params, panels, grads, sizes, widths, offsets, X_csr, tasks,
 def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused,
                 tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, chunk,
                 threads, lr, l2, optimizer, hyper, step, acts, deltas, derivs, targets, scales,
-                chunk_sums, task_squares, dropout, chunk_worker, task_worker, copy_worker):
+                chunk_sums, task_squares, dropout, chunk_worker, task_worker, copy_worker,
+                clocks=None):
     """Mini-batches over the rows X[order[first_row:]], until the end or a stop request.
 
     Parameters
@@ -948,11 +950,15 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     chunk_worker, task_worker, copy_worker : workers.Worker
         ``forward_backward_chunks``, ``update_task`` and ``refresh_copies`` compiled
         for these arguments (``chunk_worker``, ``task_worker``, ``copy_worker``).
+    clocks : None or int64 ndarray of shape (3, threads + 1)
+        None compiles no clock; else the cycles of the parallel regions, of each
+        thread's part of them and of the call are added to it (``kernels.clocks``).
 
     Returns
     -------
     int: where in order the next batch starts (n_epoch_rows when the epoch is done).
     """
+    call_start = clock_start(clocks)
     n = order.shape[0]
     micro = targets.shape[0]  # the rows the batch buffers hold
     dtype = params.dtype.type
@@ -975,7 +981,9 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
             # once, not again in each of those libraries (docs/performance.md).
             for phase in range(2):
                 n_items = region_items(phase, n_micro, tasks.shape[0], chunk, threads)
+                region_start = clock_start(clocks)
                 for i in prange(n_items):
+                    item_start = clock_start(clocks)
                     if phase == 0:  # forward and backward pass of block i's chunks
                         r0, r1 = block_rows(i, n_items, n_micro, chunk)
                         call_worker(chunk_worker, params, params_t, panels, sizes, widths,
@@ -987,12 +995,15 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
                             task_worker, params, params_t, panels, grads, slots, sizes, widths,
                             offsets, X_csr, micro_rows, tasks[i], lr, l2 * inv_batch_weight,
                             optimizer, hyper, step, acts, deltas, first, last, copy_worker)
+                    clock_thread(clocks, phase, item_start)  # rows PASSES and TASKS: the phases
+                clock_add(clocks, phase, 0, region_start)
         batch_loss, batch_right = batch_sums(chunk_sums, chunk_count(n_rows, chunk),
                                              task_squares, l2, inv_batch_weight)
         totals[0] += batch_loss * batch_weight
         totals[1] += batch_weight
         totals[2] += batch_right * batch_weight
         batch_start += n_rows
+    clock_add(clocks, EPOCH, 0, call_start)
     return batch_start
 
 
