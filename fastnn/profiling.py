@@ -201,9 +201,11 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
         delta, a_prev = deltas[layer + 1][:pass_rows], acts[layer][:pass_rows]
         out = np.empty((pass_rows, arch.sizes[layer]), dtype=dtype)
         WT = transposed[layer]  # as the epoch's delta propagation reads W (delta_product)
-        if through_w:
+        if through_w:  # W as the forward pass reads it (epoch.weights_with_scratch)
             W = views[layer][0]
-            WT = (W, np.empty((W.shape[1], pass_rows), dtype=dtype),
+            W_read = (to_panels(W) if wide_layer(arch.sizes, layer, panel_width(dtype),
+                                                 dtype.itemsize) else W[None])
+            WT = (W_read, np.empty((W.shape[1], pass_rows), dtype=dtype),
                   np.empty((W.shape[0], pass_rows), dtype=dtype))
         backward += _kernel_seconds(
             dense_backward, (delta, WT, a_prev, codes[layer - 1], out),

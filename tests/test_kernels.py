@@ -225,12 +225,14 @@ def test_dense_backward(shape, name, dtype):
     assert_close(out, expected)
     if name == "relu":
         assert (out[a_prev == 0] == 0).all()
-    # Through W in place (dense.delta_product's second form), scratch full of NaN:
-    # the same sums in the same order, so bitwise the same; and from W.T in panels.
-    through_w = garbage((n, fan_in), dtype)
-    scratch = (W, garbage((fan_out, n), dtype), garbage((fan_in, n), dtype))
-    kernels.dense_backward(delta, scratch, a_prev, code, through_w)
-    np.testing.assert_array_equal(through_w, out)
+    # Through W (dense.delta_product's second form), in place or in panels (the
+    # forward pass's copy, read panel by panel), scratch full of NaN: the same sums in
+    # the same order, so bitwise the same; and from W.T in panels.
+    for W_read in (W[None], gemm.to_panels(W)):
+        through_w = garbage((n, fan_in), dtype)
+        scratch = (W_read, garbage((fan_out, n), dtype), garbage((fan_in, n), dtype))
+        kernels.dense_backward(delta, scratch, a_prev, code, through_w)
+        np.testing.assert_array_equal(through_w, out)
     from_panels = garbage((n, fan_in), dtype)
     kernels.dense_backward(delta, gemm.to_panels(WT), a_prev, code, from_panels)
     np.testing.assert_array_equal(from_panels, out)
@@ -797,9 +799,10 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             delta = rng.standard_normal((16, 37)).astype(dtype)
             from_copy, through_w = np.empty((16, 130), dtype), np.empty((16, 130), dtype)
             delta_product(delta, gemm.to_panels(np.ascontiguousarray(W.T)), from_copy)
-            delta_product(delta, (W, np.empty((37, 16), dtype), np.empty((130, 16), dtype)),
-                          through_w)
-            assert np.array_equal(from_copy, through_w), dtype
+            for W_read in (W[None], gemm.to_panels(W)):
+                delta_product(delta, (W_read, np.empty((37, 16), dtype),
+                                      np.empty((130, 16), dtype)), through_w)
+                assert np.array_equal(from_copy, through_w), dtype
         # The transposed weights in panels of the 256-bit tile's width.
         sizes = np.array([7, 37, 29, 2], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)

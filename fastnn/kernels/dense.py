@@ -134,10 +134,17 @@ def count_right(p, y, activation, scale):
 
 @njit(inline="always", **config.JIT_OPTIONS)
 def product_through_w(delta, W, delta_t, out_t, out):
-    """out = delta @ W.T as out.T = W @ delta.T (``delta_product``'s second form)."""
+    """out = delta @ W.T as out.T = W @ delta.T (``delta_product``'s second form), W
+    (n_panels, fan_in, width) read panel by panel: each panel's columns of W continue the
+    sums of the panels before (a (1, fan_in, fan_out) view of W is one panel)."""
     if out.shape[0] > 0:
         transpose(delta, delta_t)
-        gemm(W, delta_t, out_t, out_t[0], np.int64(ZERO))
+        width, fan_out = W.shape[2], delta_t.shape[0]
+        for p in range(W.shape[0]):
+            j0 = p * width
+            j1 = min(j0 + width, fan_out)
+            start = np.int64(ZERO) if p == 0 else np.int64(ACCUMULATE)
+            gemm(W[p][:, : j1 - j0], delta_t[j0:j1], out_t, out_t[0], start)
         transpose(out_t, out)
 
 
@@ -153,10 +160,12 @@ def delta_product(delta, WT, out):
 
     delta (n, fan_out), out (n, fan_in) with contiguous rows, written.  WT is either
     W.T, (fan_out, fan_in), as ``gemm`` reads b (the epoch driver keeps a copy in
-    panel layout); or a tuple (W, delta_t, out_t): W (fan_in, fan_out) itself, read
-    in place, and scratch arrays delta_t (fan_out, n) and out_t (fan_in, n) with
-    contiguous rows.  Then out.T = W @ delta.T: delta is transposed into delta_t,
-    the product written to out_t and transposed into out.  Each element is the same
+    panel layout); or a tuple (W, delta_t, out_t): W as the forward pass reads it, its
+    panels (n_panels, fan_in, NR: ``gemm.panel_width``) or a (1, fan_in, fan_out) view
+    of W in place (``epoch.forward_weights``), and scratch arrays delta_t (fan_out, n)
+    and out_t (fan_in, n) with contiguous rows.  Then out.T = W @ delta.T: delta is
+    transposed into delta_t, the product written to out_t panel by panel, each
+    continuing the sums, and transposed into out.  Each element is the same
     sum in the same order with the same fused multiply-adds (their two factors
     swapped), so both forms give bitwise the same out; the second needs no W.T,
     which the update tasks would refresh after every step (``epoch.propagates_through_w``).

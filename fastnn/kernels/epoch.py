@@ -430,41 +430,47 @@ def panel_rows(params, panels, sizes, layer, row_start, row_stop):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0, r1):
-    """(W in place, delta_t (fan_out, n), out_t (fan_in, n)), n = r1 - r0: the second form
-    of ``dense.delta_product``'s WT for rows [r0, r1), its scratch arrays on the rows'
-    own part of the end of deltas (``batch_buffers``; batch_size is the rows the
-    buffers hold)."""
+def weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0, r1, panels):
+    """(W, delta_t (fan_out, n), out_t (fan_in, n)), n = r1 - r0: the second form of
+    ``dense.delta_product``'s WT for rows [r0, r1), W as the forward pass reads it
+    (``forward_weights``: the panels of a wide layer, which both passes then read, so
+    that the update tasks' steps of W's rows meet no other core's copy of them), its
+    scratch arrays on the rows' own part of the end of deltas (``batch_buffers``;
+    batch_size is the rows the buffers hold)."""
     width, n = scratch_width(sizes), r1 - r0
     fan_in, fan_out = sizes[layer], sizes[layer + 1]
     start = deltas.shape[0] - (batch_size - r0) * width
     middle = start + fan_out * n
-    return (layer_weights(params, offsets, sizes, layer)[0],
+    return (forward_weights(params, offsets, sizes, layer, panels),
             deltas[start:middle].reshape((fan_out, n)),
             deltas[middle : middle + fan_in * n].reshape((fan_in, n)))
 
 
-def backward_weights(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1):
+def backward_weights(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1,
+                     panels):
     """A layer's weights as the delta propagation of rows [r0, r1) reads them, the WT of
     ``dense.delta_product``: W.T in panels (``weight_panels``), or with params_t None
-    (``weight_copies``) W in place with scratch (``weights_with_scratch``).  The two
+    (``weight_copies``) W with scratch (``weights_with_scratch``).  The two
     have different types, so compiled code takes the overload of params_t's type.
     """
     if params_t is None:
-        return weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0, r1)
+        return weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0, r1,
+                                    panels)
     return weight_panels(params_t, sizes, layer, True)
 
 
 @overload(backward_weights, jit_options=config.JIT_OPTIONS)
 def _backward_weights_overload(params, params_t, offsets, sizes, layer, deltas, batch_size, r0,
-                               r1):
+                               r1, panels):
     if isinstance(params_t, types.NoneType):
-        def through_w(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1):
+        def through_w(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1,
+                      panels):
             return weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0,
-                                        r1)
+                                        r1, panels)
         return through_w
 
-    def through_copy(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1):
+    def through_copy(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1,
+                     panels):
         return weight_panels(params_t, sizes, layer, True)
     return through_copy
 
@@ -638,7 +644,7 @@ def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, co
     store_delta_panels(deltas, widths, n_layers, batch_size, n_rows, r0, r1)
     for layer in range(n_layers - 1, 0, -1):
         WT = backward_weights(params, params_t, offsets, sizes, layer, deltas, batch_size, r0,
-                              r1)
+                              r1, panels)
         delta_prev = layer_rows(deltas, widths, layer, batch_size)[r0:r1]
         saved = False
         if unfused is not None:
