@@ -206,6 +206,13 @@ MUTANTS = [
     Mutant("through-w-scratch-arrays-overlap", (
         ("fastnn/kernels/epoch.py", "    middle = start + fan_out * n\n",
          "    middle = start + fan_in * n\n"),), ("tests/test_kernels.py",)),
+    Mutant("panels-of-w-restart-the-sums", (
+        ("fastnn/kernels/dense.py",
+         "start = np.int64(ZERO) if p == 0 else np.int64(ACCUMULATE)",
+         "start = np.int64(ZERO)"),), ("tests/test_kernels.py",)),
+    Mutant("backward-reads-one-panel-less", (
+        ("fastnn/kernels/dense.py", "        for p in range(W.shape[0]):\n",
+         "        for p in range(W.shape[0] - 1):\n"),), ("tests/test_kernels.py",)),
     Mutant("through-w-for-one-row-more", (
         ("fastnn/kernels/epoch.py", " if large_network(sizes, dtype) else THROUGH_W_MAX_ROWS\n",
          " if large_network(sizes, dtype) else THROUGH_W_MAX_ROWS + 1\n"),),
