@@ -422,7 +422,8 @@ def report(model, X_train, Y_train, settings, epoch_seconds, compile_s, compile_
     X_fit = np.asarray(X_train[:n_fit], dtype=model.dtype)
     Y_fit = np.asarray(Y_train[:n_fit], dtype=model.dtype)
     lr = model.history.history["lr"][-1]
-    # First: BLAS threads still spinning after a product (the peak's) would slow the epochs.
+    # First: run after the report's other measurements (the BLAS peak's threads, still
+    # spinning after its product, among them), the clocked epochs took 5x as long.
     regions = region_clocks(model.arch, model.params, model.optimizer, model.l2, X_fit, Y_fit,
                             batch, lr, arg_threads)
     times = kernel_times(model.arch, model.params, model.optimizer, model.l2, X_fit, Y_fit,
