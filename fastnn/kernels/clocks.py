@@ -15,9 +15,9 @@ The array is int64 of shape (3, threads + 1), added to in place:
 
 The counter is LLVM's ``readcyclecounter``, the time-stamp counter (``rdtsc``) on
 x86-64: it ticks at a constant rate, so the caller converts ticks to seconds with
-the call's wall time, measured outside (``profiling.region_clocks``).  Other CPUs may
-not let a program read their cycle counter (it traps on some ARM systems), so the
-clocks are only offered where ``AVAILABLE``.
+the call's wall time, measured outside (``profiling.region_clocks``).  What LLVM
+reads on other CPUs need not tick at a constant rate, or be readable by a program at
+all, so the clocks are only offered on x86-64 (``AVAILABLE``).
 """
 
 import platform
