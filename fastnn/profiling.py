@@ -330,6 +330,15 @@ def region_clocks(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=Non
                                min_seconds, numba.get_num_threads())
 
 
+def median_epoch(epoch_clocks):
+    """Of several epochs' clocks arrays (``kernels.clocks``), the one whose call took the
+    median time (the upper median of an even number)."""
+    from .kernels.clocks import EPOCH
+
+    ordered = sorted(epoch_clocks, key=lambda clocks: clocks[EPOCH, 0])
+    return ordered[len(ordered) // 2]
+
+
 def _clocked_epochs(arch, params, optimizer, l2, X, Y, batch_size, lr, epochs, min_seconds,
                     threads):
     """``region_clocks``' measurement, on Numba's current threads."""
@@ -347,15 +356,14 @@ def _clocked_epochs(arch, params, optimizer, l2, X, Y, batch_size, lr, epochs, m
     stop = np.zeros(1, dtype=np.int64)
     batches = len(batch_sizes(X.shape[0], batch_size))
     run_epoch(order, 0, stop, epoch_totals(), lr, 0)
-    measured = []  # (ticks of the call, clocks) of each epoch
+    measured = []  # the clocks of each epoch
     start_s, start_ticks = time.perf_counter(), read_counter()
     while len(measured) < epochs or time.perf_counter() - start_s < min_seconds:
         clocks[:] = 0
         run_epoch(order, 0, stop, epoch_totals(), lr, (len(measured) + 1) * batches)
-        measured.append((clocks[EPOCH, 0], clocks.copy()))
+        measured.append(clocks.copy())
     tick_s = (time.perf_counter() - start_s) / (read_counter() - start_ticks)
-    measured.sort(key=lambda pair: pair[0])
-    per_epoch = measured[len(measured) // 2][1] * tick_s  # the median epoch's
+    per_epoch = median_epoch(measured) * tick_s
     return {"epochs": len(measured), "epoch": per_epoch[EPOCH, 0],
             "passes": per_epoch[PASSES, 0], "tasks": per_epoch[TASKS, 0],
             "passes_threads": per_epoch[PASSES, 1:].tolist(),

@@ -209,9 +209,9 @@ MUTANTS = [
     Mutant("thread-clocks-in-the-region-column", (
         ("fastnn/kernels/clocks.py", "clocks[row, 1 + numba.get_thread_id()] += ",
          "clocks[row, 0] += "),), ("tests/test_profiling.py",)),
-    Mutant("region-clocks-mean-instead-of-median", (
-        ("fastnn/profiling.py", "per_epoch = measured[len(measured) // 2][1] * tick_s",
-         "per_epoch = measured[-1][1] * tick_s"),), ("tests/test_profiling.py",)),
+    Mutant("region-clocks-of-the-slowest-epoch", (
+        ("fastnn/profiling.py", "    return ordered[len(ordered) // 2]\n",
+         "    return ordered[-1]\n"),), ("tests/test_profiling.py",)),
     Mutant("panels-of-w-restart-the-sums", (
         ("fastnn/kernels/dense.py",
          "start = np.int64(ZERO) if p == 0 else np.int64(ACCUMULATE)",

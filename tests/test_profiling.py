@@ -14,7 +14,8 @@ import pytest
 from fastnn import config
 from fastnn.kernels.clocks import AVAILABLE as clocks_available
 from fastnn.kernels.clocks import EPOCH, PASSES, TASKS, clock_buffer
-from fastnn.profiling import epoch_breakdown, region_clocks, report_lines, static_schedule
+from fastnn.profiling import (epoch_breakdown, median_epoch, region_clocks, report_lines,
+                               static_schedule)
 from fastnn.trainer import epoch_function, epoch_totals
 
 # Which thread runs each iteration of a prange, in a child with 8 threads in Numba's pool
@@ -145,6 +146,16 @@ def test_region_clocks_measure_the_epoch():
     region_clocks(model.arch, model.params, model.optimizer, 0.0, X, Y, 32, 0.01, threads=2,
                   epochs=1, min_seconds=0.0)
     assert model.params.tobytes() == params.tobytes()  # copies were trained
+
+
+def test_median_epoch_is_the_median_call():
+    # Five epochs' clocks whose calls took 5, 1, 9, 3 and 7 ticks: the 5-tick one, whole.
+    epochs = [np.full((3, 3), i, dtype=np.int64) for i in range(5)]
+    for clocks, ticks in zip(epochs, (5, 1, 9, 3, 7)):
+        clocks[EPOCH, 0] = ticks
+    assert median_epoch(epochs) is epochs[0]
+    assert median_epoch(epochs[1:]) is epochs[4]  # 1, 3, 7, 9: the upper median
+    assert median_epoch(epochs[2:3]) is epochs[2]
 
 
 def test_report_lines_without_clocks():
