@@ -185,13 +185,15 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
         dense_backward(deltas[layer + 1], transposed[layer], acts[layer], codes[layer - 1],
                        deltas[layer])
 
+    # Each W as the epoch's passes read it (epoch.forward_weights): a wide layer's
+    # panels, else W in place; the delta propagation through W reads the same.
+    read_ws = [to_panels(W) if wide_layer(arch.sizes, layer, panel_width(dtype), dtype.itemsize)
+               else W[None] for layer, (W, _) in enumerate(views)]
     forward = backward = 0.0
-    for layer, (W, b) in enumerate(views):
+    for layer, ((W, b), W_read) in enumerate(zip(views, read_ws)):
         a_prev, out = acts[layer][:pass_rows], np.empty((pass_rows, W.shape[1]), dtype=dtype)
-        if wide_layer(arch.sizes, layer, panel_width(dtype), dtype.itemsize):
-            W = to_panels(W)  # as the epoch's forward pass reads it
-        forward += _kernel_seconds(dense_forward, (a_prev, W, b, codes[layer], out),
-                                   (a_prev[:0], W, b, codes[layer], out[:0]))
+        forward += _kernel_seconds(dense_forward, (a_prev, W_read, b, codes[layer], out),
+                                   (a_prev[:0], W_read, b, codes[layer], out[:0]))
     out = np.empty((pass_rows, arch.sizes[-1]), dtype=dtype)
     args = (acts[-1][:pass_rows], targets[:pass_rows], codes[-1], scale[:pass_rows], out)
     empty = tuple(a[:0] if isinstance(a, np.ndarray) else a for a in args)
@@ -201,12 +203,10 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
         delta, a_prev = deltas[layer + 1][:pass_rows], acts[layer][:pass_rows]
         out = np.empty((pass_rows, arch.sizes[layer]), dtype=dtype)
         WT = transposed[layer]  # as the epoch's delta propagation reads W (delta_product)
-        if through_w:  # W as the forward pass reads it (epoch.weights_with_scratch)
-            W = views[layer][0]
-            W_read = (to_panels(W) if wide_layer(arch.sizes, layer, panel_width(dtype),
-                                                 dtype.itemsize) else W[None])
-            WT = (W_read, np.empty((W.shape[1], pass_rows), dtype=dtype),
-                  np.empty((W.shape[0], pass_rows), dtype=dtype))
+        if through_w:  # epoch.weights_with_scratch
+            fan_in, fan_out = arch.sizes[layer], arch.sizes[layer + 1]
+            WT = (read_ws[layer], np.empty((fan_out, pass_rows), dtype=dtype),
+                  np.empty((fan_in, pass_rows), dtype=dtype))
         backward += _kernel_seconds(
             dense_backward, (delta, WT, a_prev, codes[layer - 1], out),
             (delta[:0], WT, a_prev[:0], codes[layer - 1], out[:0]))
