@@ -69,11 +69,14 @@ def check_params(arch, params, writable=True):
         raise ValueError("params contain NaN or infinity")
 
 
-def as_array(arch, A, name, width, min_rows=1, accept_sparse=False):
+def as_array(arch, A, name, width, min_rows=1, accept_sparse=False, test_finite=True):
     """A as a read-only, C-contiguous 2-D array of the network's dtype, ``width`` columns.
 
     With accept_sparse a SciPy sparse A is returned as a CSR matrix of that dtype
     instead (check_array converts it and refuses NaN and infinity in its values).
+    test_finite=False leaves out the test for NaN and infinity of a plain ndarray,
+    a pass over all of A, for a caller whose kernel tests the values as it reads them
+    and then calls ``refuse_non_finite`` (prediction, ``epoch.predict_rows``).
 
     scikit-learn's check_array does the conversion (lists, integers, booleans,
     Fortran order, read-only and memory-mapped arrays are accepted, the last without
@@ -91,7 +94,7 @@ def as_array(arch, A, name, width, min_rows=1, accept_sparse=False):
         if A.shape[1] != width:
             raise ValueError(f"{name} must have shape (n_samples, {width}), got {A.shape}")
         return A
-    converted = _plain_array(A, arch.dtype, min_rows)
+    converted = _plain_array(A, arch.dtype, min_rows, test_finite)
     if converted is None:
         # Everything else (lists, data frames, memory maps, bad values) goes through
         # scikit-learn, which converts it or raises its own message; importing it
@@ -117,22 +120,34 @@ def is_sparse(A):
     return module is not None and module.issparse(A)
 
 
-def _plain_array(A, dtype, min_rows):
+def _plain_array(A, dtype, min_rows, test_finite=True):
     """A as a C-contiguous array of dtype when check_array would take it without a word:
     an ndarray (not a subclass) of booleans, integers or floats, 2-D, with at least
-    min_rows rows and one column, finite after the conversion.  Else None."""
+    min_rows rows and one column, finite after the conversion (unless not
+    test_finite).  Else None."""
     if not (type(A) is np.ndarray and A.dtype.kind in "biuf" and A.ndim == 2
             and A.shape[0] >= min_rows and A.shape[1] >= 1):
         return None
     converted = np.asarray(A, dtype=dtype, order="C")
+    if not test_finite:
+        return converted
     # A finite sum means finite values, without a mask as large as the array (as
     # check_array tests); a sum that overflows leaves the verdict to check_array.
     return converted if np.isfinite(converted.sum(dtype=np.float64)) else None
 
 
-def as_input(arch, X, name="X", min_rows=1, accept_sparse=False):
+def refuse_non_finite(A, name="X"):
+    """Raise check_array's ValueError for NaN or infinity in A (an ndarray that holds
+    one, e.g. found by a kernel after ``as_array(..., test_finite=False)``)."""
+    from sklearn.utils import assert_all_finite
+
+    assert_all_finite(A, input_name=name)
+    raise AssertionError("refuse_non_finite was given finite values")  # unreachable
+
+
+def as_input(arch, X, name="X", min_rows=1, accept_sparse=False, test_finite=True):
     """X checked and converted for the network's input layer (see ``as_array``)."""
-    return as_array(arch, X, name, arch.sizes[0], min_rows, accept_sparse)
+    return as_array(arch, X, name, arch.sizes[0], min_rows, accept_sparse, test_finite)
 
 
 def check_data(arch, X, Y, names=("X", "Y"), accept_sparse=False):

@@ -245,6 +245,13 @@ MUTANTS = [
          "        w_panels = panel_rows(params, panels, sizes, layer, row_start, row_stop)",
          "        w_panels = panel_rows(params, panels, sizes, layer, row_start, row_start)"),),
         ("tests/test_kernels.py", "tests/test_reference.py")),
+    Mutant("prediction-tests-each-column-in-the-last-row-only", (
+        ("fastnn/kernels/epoch.py", "        tests[j] += value - value\n",
+         "        tests[j] = value - value\n"),), ("tests/test_trainer_api.py",)),
+    Mutant("prediction-tests-all-but-the-last-column", (
+        ("fastnn/kernels/epoch.py", "    for j in range(n_features):\n        if tests[j] != 0:",
+         "    for j in range(n_features - 1):\n        if tests[j] != 0:"),),
+        ("tests/test_trainer_api.py",)),
     Mutant("large-chunks-from-one-byte-less", (
         ("fastnn/kernels/epoch.py", "    return weight_bytes > LARGE_WEIGHT_BYTES",
          "    return weight_bytes >= LARGE_WEIGHT_BYTES"),), ("tests/test_kernels.py",)),

@@ -346,6 +346,28 @@ def test_predict_checks_the_number_of_features():
         predict_output(arch, init_params(arch, "normal", 0), np.ones((3, 5)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_predict_refuses_nan_and_infinity_wherever_they_are(rng, backend, threads, dtype):
+    """The compiled predictor tests X's values as it copies them (epoch.predict_rows),
+    each thread its own rows: a NaN or infinity in the first or last row, the first
+    or last column, in either thread's range or in the last partial chunk, gets
+    check_array's error; the same X made finite predicts."""
+    n = 2 * config.PREDICT_CHUNK_ROWS + 45  # two threads' ranges, each ending part-way
+    arch, params, X, _ = make_problem(rng, (37, 9, 3), ("tanh",), "softmax", dtype, n=n)
+    X = X.astype(dtype)
+    for row, column in [(0, 0), (n - 1, 36), (n // 2 + 1, 17), (n // 2 - 1, 36),
+                        (config.PREDICT_CHUNK_ROWS, 5)]:
+        for value, message in [(np.nan, "contains NaN"), (np.inf, "contains infinity"),
+                               (-np.inf, "contains infinity")]:
+            bad = X.copy()
+            bad[row, column] = value
+            with pytest.raises(ValueError, match=f"^Input X {message}"):
+                predict_output(arch, params, bad, backend=backend, threads=threads)
+    assert np.isfinite(predict_output(arch, params, X, backend=backend, threads=threads)).all()
+
+
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_predict_on_zero_rows_and_wrong_params(backend):
     arch = Architecture((4, 3, 2), "sigmoid", "softmax", "float64")

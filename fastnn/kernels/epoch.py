@@ -147,6 +147,22 @@ def copy_row(src, i, dst, k):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
+def copy_row_testing(src, i, dst, k, tests):
+    """dst[k, :] = src[i, :], and tests[j] += src[i, j] - src[i, j] for every column j.
+
+    tests (src.shape[1],) of src's dtype stays zero while the values are finite and
+    becomes NaN at a NaN or an infinity (inf - inf is NaN; fastmath's flags leave out
+    "nnan" and "ninf", so LLVM keeps the difference).  Each column is a lane of its
+    own: the loop is a vector copy and two adds, which an ordered sum of the row
+    would not be.
+    """
+    for j in range(src.shape[1]):
+        value = src[i, j]
+        dst[k, j] = value
+        tests[j] += value - value
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
 def copy_rows_to_panels(src, row_start, row_stop, P):
     """Copy rows [row_start, row_stop) of src (k, n) into P, the same matrix in panel
     layout (ceil(n / NR), k, NR) (``gemm.panel_width``); P's columns past n are never
@@ -1020,7 +1036,7 @@ def predict_scratch(sizes, n_features, dtype):
     compiled code is more functions for Numba to compile in every run).
     """
     chunk = config.PREDICT_CHUNK_ROWS
-    return (np.empty(chunk * (n_features + 2 * max(sizes[1:])), dtype=dtype),
+    return (np.empty(chunk * (n_features + 2 * max(sizes[1:])) + n_features, dtype=dtype),
             np.empty(chunk, dtype=np.int64))
 
 
@@ -1051,6 +1067,7 @@ def predict_panels(params, sizes, offsets, n_rows, sparse_input):
 def predict_rows(params, sizes, offsets, codes, unfused, X, X_csr, out, row_start, row_stop,
                  scratch, rows, panels):
     """out[row_start:row_stop] = network output for those rows of X, serially.
+    Returns whether every value of X in those rows is finite.
 
     X (n_samples, n_features), out (n_samples, n_outputs) written in place; X_csr as
     for ``train_epoch`` (None, or a sparse X's CSR arrays, X then without columns);
@@ -1060,20 +1077,26 @@ def predict_rows(params, sizes, offsets, codes, unfused, X, X_csr, out, row_star
     The rows go through the layers config.PREDICT_CHUNK_ROWS at a time: each chunk
     is copied into a block of scratch first, and every layer writes the next of two
     more.  So ``dense_forward`` only ever sees writable C-ordered arrays, the
-    specialisation training compiles already.  The kernel releases the GIL: the
-    caller runs disjoint row ranges on several Python threads (one compiled entry
-    point less to build than a prange driver).
+    specialisation training compiles already.  The copy also tests the values
+    (``copy_row_testing``), so that the caller need not read X once more for NaN
+    and infinity.  The kernel releases the GIL: the caller runs disjoint row ranges
+    on several Python threads (one compiled entry point less to build than a
+    prange driver).
     """
     chunk = config.PREDICT_CHUNK_ROWS
-    n_inputs = chunk * X.shape[1]
-    width = (scratch.shape[0] - n_inputs) // (2 * chunk)  # the widest layer
-    inputs = scratch[:n_inputs].reshape((chunk, X.shape[1]))
+    n_features = X.shape[1]
+    n_inputs = chunk * n_features
+    width = (scratch.shape[0] - n_inputs - n_features) // (2 * chunk)  # the widest layer
+    inputs = scratch[:n_inputs].reshape((chunk, n_features))
     ping = scratch[n_inputs : n_inputs + chunk * width]
-    pong = scratch[n_inputs + chunk * width :]
+    pong = scratch[n_inputs + chunk * width : n_inputs + 2 * chunk * width]
+    tests = scratch[n_inputs + 2 * chunk * width :]
+    for j in range(n_features):
+        tests[j] = 0
     for r0 in range(row_start, row_stop, chunk):
         n_rows = min(chunk, row_stop - r0)
         for r in range(n_rows):
-            copy_row(X, r0 + r, inputs, r)
+            copy_row_testing(X, r0 + r, inputs, r, tests)
             rows[r] = r0 + r
         a_prev = inputs[:n_rows]
         first_dense = 0
@@ -1096,3 +1119,7 @@ def predict_rows(params, sizes, offsets, codes, unfused, X, X_csr, out, row_star
             ping, pong = pong, ping
         for r in range(n_rows):
             copy_row(a_prev, r, out, r0 + r)
+    for j in range(n_features):
+        if tests[j] != 0:
+            return False
+    return True
