@@ -253,9 +253,10 @@ def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, w=None
     ``delta.sum(axis=0)`` (the bias gradient).  out has shape (row_stop - row_start,
     fan_out); it is overwritten, or added to with accumulate.  With w (the same rows of
     the parameter block) and lr non-zero, the weight rows also take a plain SGD step,
-    w -= lr * gradient (the compiled kernel leaves out's weight rows as scratch then),
-    and w_panels, if given, the same rows in panel layout (n_panels, >= their number,
-    NR), gets the new weights (its columns past fan_out untouched).
+    w -= lr * gradient (the compiled kernel leaves out's weight rows as scratch then);
+    with w_panels, the same rows in panel layout (n_panels, >= their number, NR), the
+    weight rows take the step there instead (its columns past fan_out untouched) and
+    w's weight rows are left as they were.
     """
     ones = np.ones((a_prev.shape[0], 1), dtype=a_prev.dtype)
     augmented = np.hstack([a_prev, ones])
@@ -266,12 +267,13 @@ def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, w=None
         out[:] = block
     if w is not None and lr != 0:
         weights = max(0, min(row_stop, a_prev.shape[1]) - row_start)
-        w[:weights] -= lr * out[:weights]
-        if w_panels is not None and w_panels.size and weights > 0:
+        if w_panels is None or not w_panels.size:
+            w[:weights] -= lr * out[:weights]
+        else:
             nr = w_panels.shape[2]
             for p in range(w_panels.shape[0]):
-                columns = w[:weights, p * nr : (p + 1) * nr]
-                w_panels[p, :weights, : columns.shape[1]] = columns
+                columns = out[:weights, p * nr : (p + 1) * nr]
+                w_panels[p, :weights, : columns.shape[1]] -= lr * columns
 
 
 def add_l2(grads, params, start, stop, l2):

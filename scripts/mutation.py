@@ -182,8 +182,10 @@ MUTANTS = [
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
     Mutant("panel-copies-without-their-partial-panel", (
-        ("fastnn/kernels/epoch.py", "        for j in range(n_full * nr, n):",
-         "        for j in range(0):"),), ("tests/test_kernels.py",)),
+        ("fastnn/kernels/epoch.py",
+         "        for j in range(n_full * nr, n):\n            P[n_full, i, j - n_full * nr]",
+         "        for j in range(0):\n            P[n_full, i, j - n_full * nr]"),),
+        ("tests/test_kernels.py",)),
     Mutant("delta-panels-of-hidden-layers-not-stored", (
         ("fastnn/kernels/epoch.py",
          "        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1)\n", ""),),
@@ -251,6 +253,19 @@ MUTANTS = [
     Mutant("prediction-tests-all-but-the-last-column", (
         ("fastnn/kernels/epoch.py", "    for j in range(n_features):\n        if tests[j] != 0:",
          "    for j in range(n_features - 1):\n        if tests[j] != 0:"),),
+        ("tests/test_trainer_api.py",)),
+    Mutant("epoch-leaves-the-stepped-panels-in-the-panels", (
+        ("fastnn/kernels/epoch.py",
+         "    unpack_all_weights(params, offsets, sizes, X_csr, panels)\n    clock_add(",
+         "    clock_add("),), ("tests/test_kernels.py", "tests/test_reference.py")),
+    Mutant("transposed-copy-from-stale-rows", (
+        ("fastnn/kernels/epoch.py",
+         "            if panels_stepped:\n                unpack_weights(",
+         "            if panels_stepped and False:\n                unpack_weights("),),
+        ("tests/test_kernels.py", "tests/test_reference.py")),
+    Mutant("steps-in-panels-chosen-per-batch", (
+        ("fastnn/kernels/epoch.py", "sgd_in_product(optimizer, slots.shape[0], l2)\n",
+         "sgd_in_product(optimizer, slots.shape[0], l2_scaled)\n"),),
         ("tests/test_trainer_api.py",)),
     Mutant("large-chunks-from-one-byte-less", (
         ("fastnn/kernels/epoch.py", "    return weight_bytes > LARGE_WEIGHT_BYTES",

@@ -445,20 +445,30 @@ def test_param_grad_with_sgd_step(shape, rows, dtype, accumulate):
                        np.dtype(dtype).type(0))
     np.testing.assert_array_equal(out, grads)
     np.testing.assert_array_equal(w, w_start)
-    # w_panels: the weight rows' copy in panel layout (a row slice, as the tasks pass it)
+    # w_panels: the weight rows in panel layout (a row slice, as the tasks pass it), where
+    # they are read and stepped instead of in w, which is left as it was
     nr = gemm.panel_width(dtype)
     panels = draw(rng, (-(-fan_out // nr), row_stop - row_start + 2, nr), dtype)
-    expected_panels = panels.copy()
+    before, expected_panels = panels.copy(), panels.copy()
     out, w = start.copy(), w_start.copy()
     kernels.param_grad(a_prev, delta, row_start, row_stop, out, accumulate, None, w, lr,
                        panels[:, 1 : row_stop - row_start + 1])
-    np.testing.assert_array_equal(w, stepped)
+    np.testing.assert_array_equal(w, w_start)
     reference.param_grad(a_prev, delta, row_start, row_stop, start.copy(), accumulate,
                          w_start.copy(), lr, expected_panels[:, 1 : row_stop - row_start + 1])
     assert_close(panels, expected_panels)
-    if weights:  # the stored rows are bitwise the new w
-        stored = panels[:, 1 : weights + 1].transpose(1, 0, 2).reshape(weights, -1)
-        np.testing.assert_array_equal(stored[:, :fan_out], w[:weights])
+    unstepped = np.ones(panels.shape, dtype=bool)
+    unstepped[:, 1 : weights + 1] = False
+    unstepped[-1, :, fan_out - (panels.shape[0] - 1) * nr :] = True  # columns past fan_out
+    np.testing.assert_array_equal(panels[unstepped], before[unstepped])
+    if weights:  # the stored rows are bitwise the separate step of the panels' rows
+        def as_rows(P):
+            return P[:, 1 : weights + 1].transpose(1, 0, 2).reshape(weights, -1)[:, :fan_out]
+        flat = as_rows(before).reshape(-1).copy()
+        kernels.optimizer_step(flat, grads[:weights].reshape(-1).copy(),
+                               np.zeros((0, flat.size), dtype), 0, flat.size, SGD().code,
+                               np.zeros(3), lr, 1)
+        np.testing.assert_array_equal(as_rows(panels), flat.reshape(weights, fan_out))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -627,28 +637,32 @@ def test_gemm_sgd(shape, init, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("init", ["zero", "accumulate"])
 @pytest.mark.parametrize("shape", MATMUL_SHAPES + [(40, gemm.PANEL_KC + 3, 130)], ids=shape_id)
-def test_gemm_sgd_stores_the_panel_copy(shape, init, dtype):
-    """gemm_sgd's w_panels: rows 2..m + 1 of a panel copy (what an update task passes)
-    hold the new w after the step, bitwise w itself (to_panels' layout); the copy's other
-    rows and its columns past n are untouched.  With lr 0 or an empty w_panels the
-    copy is not written.  The last shape has b packed in two blocks of k with AVX2
-    tiles, the step (and the copy) in the last."""
+def test_gemm_sgd_steps_w_in_the_panel_copy(shape, init, dtype):
+    """gemm_sgd's w_panels: w's rows in panel layout, rows 2..m + 1 of a panel copy
+    (what an update task passes), take the step there, bitwise gemm_sgd's step of the
+    same values as an array (to_panels' layout), and w is neither read nor written; the
+    copy's other rows and its columns past n are untouched.  With lr 0 or an empty
+    w_panels the copy is not written.  The last shape has b packed in two blocks of k
+    with AVX2 tiles, the step in the last."""
     m, k, n = shape
     rng = generator("gemm-sgd-panels", shape, init, dtype)
     a, b = draw(rng, (m, k), dtype), draw(rng, (k, n), dtype)
-    c, w = draw(rng, (m, n), dtype), draw(rng, (m, n), dtype)
+    c, w_in_panels = draw(rng, (m, n), dtype), draw(rng, (m, n), dtype)
     code = {"zero": gemm.ZERO, "accumulate": gemm.ACCUMULATE}[init]
     lr = np.dtype(dtype).type(SGD_LR)
     nr = gemm.panel_width(dtype)
     n_panels = max(1, -(-n // nr))
     copy = draw(rng, (n_panels, m + 4, nr), dtype)
+    for p in range(-(-n // nr)):  # w's columns, the others left as drawn
+        columns = w_in_panels[:, p * nr : (p + 1) * nr]
+        copy[p, 2 : m + 2, : columns.shape[1]] = columns
     before = copy.copy()
-    expected_w = w.copy()
-    gemm.gemm_sgd(a, b, c.copy(), expected_w, code, lr)
+    w = np.full((m, n), np.nan, dtype)  # not read: NaN would reach the copy
     gemm.gemm_sgd(a, b, c.copy(), w, code, lr, copy[:, 2 : m + 2])
-    np.testing.assert_array_equal(w, expected_w)
+    assert np.isnan(w).all()  # nor written
+    gemm.gemm_sgd(a, b, c.copy(), w_in_panels, code, lr)  # the step of the same values
     expected = before.copy()
-    expected[:, 2 : m + 2] = gemm.to_panels(w) if n else before[:, 2 : m + 2]
+    expected[:, 2 : m + 2] = gemm.to_panels(w_in_panels) if n else before[:, 2 : m + 2]
     width = n - (n_panels - 1) * nr  # the last panel's columns of w
     expected[-1, 2 : m + 2, width:] = before[-1, 2 : m + 2, width:]
     np.testing.assert_array_equal(copy, expected)
@@ -979,7 +993,8 @@ def test_weight_copies_keep_panels_only_for_wide_layers(dtype):
 
 
 def test_intrinsic_kernels_without_jit(tmp_path):
-    """Under NUMBA_DISABLE_JIT, gemm and transpose_weights fall back to Python and agree.
+    """Under NUMBA_DISABLE_JIT, gemm, gemm_sgd and transpose_weights fall back to Python
+    and agree.
 
     (An intrinsic cannot run as Python.)  Shapes with full 256-bit blocks and register
     tiles, so the fallbacks are the ones exercised.
@@ -994,6 +1009,13 @@ def test_intrinsic_kernels_without_jit(tmp_path):
         bias, c = rng.standard_normal(117), np.empty((19, 117))
         gemm.gemm(a, b, c, bias, gemm.BIAS)
         assert np.allclose(c, a @ b + bias, rtol=1e-12, atol=1e-12)
+        w = rng.standard_normal((19, 117))
+        in_panels = gemm.to_panels(w)  # the SGD step of the rows there, w left alone
+        w_before = w.copy()
+        gemm.gemm_sgd(a, b, c, w, gemm.ZERO, 0.5, in_panels)
+        assert np.array_equal(w, w_before)
+        assert np.allclose(in_panels, gemm.to_panels(w - 0.5 * (a @ b)), rtol=1e-12,
+                           atol=1e-12)
         sizes = np.array([5, 24, 16, 3], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
         params = rng.standard_normal(offsets[-1])

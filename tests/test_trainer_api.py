@@ -243,6 +243,28 @@ def test_divergence_weights_finite_when_last_update_overflows(backend):
     assert np.isfinite(params).all(), params
 
 
+def test_plain_sgd_with_an_l2_term_that_rounds_to_zero_in_some_batches(rng):
+    """Plain SGD without an L2 term steps a wide layer's weights in its panels only,
+    copied into params when the epoch ends (epoch.update_task): the choice must hold
+    for the whole epoch, so it is made on l2, not on each batch's l2 over the batch's
+    weight.  Here that quotient rounds to 0 in float32 for the first batch (rows of
+    weight 1e36) but not for the others (weight 1): the weights still match the twin."""
+    arch, params, X, Y = make_problem(rng, (300, 130, 61, 4), ("tanh", "relu"), "softmax",
+                                      "float32", n=96)
+    assert compiled.wide_layers(np.array(arch.sizes), np.dtype("float32")) == [0]
+    weights = np.ones(96)
+    weights[:32] = 1e36
+    l2 = 1e-8
+    assert np.float32(l2) * (np.float32(1) / np.float32(32e36)) == 0
+    assert np.float32(l2) * (np.float32(1) / np.float32(32)) != 0
+    twin = params.copy()
+    settings = dict(epochs=2, batch_size=32, lr=0.05, l2=l2, sample_weight=weights,
+                    shuffle=False)
+    fit(arch, params, X, Y, **settings)
+    fit(arch, twin, X, Y, backend="numpy", **settings)
+    assert_close(params, twin, "float32")
+
+
 # ---------------------------------------------------------------------------
 # Prediction
 # ---------------------------------------------------------------------------

@@ -204,8 +204,8 @@ def dense_backward(delta, WT, a_prev, activation, out):
 
 @njit(inline="always", **config.JIT_OPTIONS)
 def _weight_product(a, b, c, start, w, lr, w_panels):
-    """c = start + a @ b, or with w given and lr non-zero, w -= lr * (start + a @ b), the
-    new w stored in w_panels too (``gemm.gemm_sgd``)."""
+    """c = start + a @ b, or with w given and lr non-zero, w -= lr * (start + a @ b), w
+    being in w_panels instead when that is given and not empty (``gemm.gemm_sgd``)."""
     if w is None:  # pruned by Numba when w's type is None
         gemm(a, b, c, c[0], start)
     else:
@@ -230,7 +230,8 @@ def param_grad(a_prev, delta, row_start, row_stop, out, accumulate=False, delta_
     then ``optimizers.sgd_step``), and out's weight rows are scratch; the bias row is
     written to out as without w.  w_panels, if given (and not empty): the same weight
     rows in the forward pass's panel copy of W, (ceil(fan_out / NR), >= their number,
-    NR), where the product stores the new weights too (``gemm.gemm_sgd``).
+    NR), where the step reads and stores them instead of in w, whose weight rows it
+    then leaves as they were (``gemm.gemm_sgd``).
     """
     fan_in = a_prev.shape[1]
     weight_stop = min(row_stop, fan_in)

@@ -178,6 +178,21 @@ def copy_rows_to_panels(src, row_start, row_stop, P):
             P[n_full, i, j - n_full * nr] = src[i, j]
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def copy_rows_from_panels(P, row_start, row_stop, dst):
+    """Copy rows [row_start, row_stop) of P, a (k, n) matrix in panel layout, into dst
+    (k, n): the inverse of ``copy_rows_to_panels``."""
+    nr = panel_columns(P)
+    n = dst.shape[1]
+    n_full = n // nr
+    for i in range(row_start, row_stop):
+        for p in range(n_full):
+            for j in range(nr):
+                dst[i, p * nr + j] = P[p, i, j]
+        for j in range(n_full * nr, n):
+            dst[i, j] = P[n_full, i, j - n_full * nr]
+
+
 # With 256-bit tiles the weight gradient reads the deltas of wide layers from a copy in
 # panel layout that the chunks write next to them (``delta_operand``,
 # ``store_delta_panels``).  Read in place, the gradient's tiles walk pieces of rows
@@ -538,12 +553,34 @@ def pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
+def unpack_weights(params, offsets, sizes, layer, row_start, row_stop, panels):
+    """Copy rows [row_start, row_stop) of W_layer from its panels (``weight_panels``)
+    back into params: the inverse of ``pack_weights``.  An SGD step inside the gradient's
+    product (``update_task``) stores the new weight rows of a layer that reads panels
+    in the panels only; params gets them here."""
+    W = layer_weights(params, offsets, sizes, layer)[0]
+    copy_rows_from_panels(weight_panels(panels, sizes, layer), row_start,
+                          min(row_stop, W.shape[0]), W)
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
 def has_copies(X_csr, layer):
     """Whether a layer's W may have copies for ``refresh_copies`` to refresh: W.T
     (every layer but the first, unless the drivers propagate through W) or panels,
     which a first layer fed a sparse X (X_csr not None) never has, as
     ``sparse.sparse_rows_forward`` reads its W in place."""
     return layer > 0 or X_csr is None
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def unpack_all_weights(params, offsets, sizes, X_csr, panels):
+    """Copy every layer's W that reads panels from them into params (``unpack_weights``),
+    as ``train_epoch`` does before it returns: inside the epoch, an SGD step in the
+    gradient's product stores such a layer's new weights in its panels only."""
+    if panels is not None:  # pruned by Numba when panels' type is None
+        for layer in range(sizes.shape[0] - 1):
+            if has_copies(X_csr, layer) and reads_panels(panels, sizes, layer):
+                unpack_weights(params, offsets, sizes, layer, np.int64(0), sizes[layer], panels)
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -560,16 +597,20 @@ def refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_wor
 def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t, panels,
                    panels_stepped=False):
     """After rows [row_start, row_stop) of a layer changed: refresh their copies in the
-    panels of the forward pass (unless panels_stepped: the SGD step inside the
-    gradient's product stored them, ``panel_rows``) and (layers after the first) in the
-    transposed weights of the delta propagation (params_t None: there are none).
+    panels of the forward pass (or with panels_stepped, where the SGD step inside the
+    gradient's product stored them there only, ``panel_rows``, copy them from the
+    panels into params) and (layers after the first) in the transposed weights of the
+    delta propagation (params_t None: there are none).
 
     The drivers and ``update_task`` call it through its address (``copy_worker``):
     its vector copies are compiled once, not again in each of them.
     """
     if panels is not None:  # pruned by Numba when panels' type is None
-        if reads_panels(panels, sizes, layer) and not panels_stepped:
-            pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
+        if reads_panels(panels, sizes, layer):
+            if panels_stepped:
+                unpack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
+            else:
+                pack_weights(params, offsets, sizes, layer, row_start, row_stop, panels)
     if params_t is not None:  # pruned by Numba when params_t's type is None
         if layer > 0:
             transpose_weights(params, offsets, sizes, layer, row_start, row_stop, params_t)
@@ -798,10 +839,12 @@ def batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_batch_weight):
 
 @njit(**config.JIT_OPTIONS)
 def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, rows, task,
-                lr, l2_scaled, optimizer, hyper, step, acts, deltas, first, last, copy_worker):
+                lr, l2, inv_batch_weight, optimizer, hyper, step, acts, deltas, first, last,
+                copy_worker):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
 
-    The gradient of a micro-batch and the L2 term as ``task_gradient``; after the
+    The gradient of a micro-batch and the L2 term (l2 * inv_batch_weight) as
+    ``task_gradient``; after the
     last micro-batch of the mini-batch, updates the parameters and their optimizer
     state, and refreshes the copies of the rows it changed (``refresh_copies``, through
     copy_worker: ``copy_worker``).  Returns the
@@ -811,11 +854,16 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     Plain SGD without L2 (the tutorial's update) steps the weight rows inside the
     gradient's product (``task_gradient``'s sgd_lr), tile by tile: with 2 threads a
     separate step's writes, to lines the other core read in the batch's passes, each
-    wait for that core's copy to be invalidated (docs/benchmarks.md).  Same bits.
+    wait for that core's copy to be invalidated (docs/benchmarks.md).  Same bits.  The
+    weights of a layer that reads panels are stepped there, in the panels only, and
+    ``train_epoch`` copies them into params before it returns (``unpack_all_weights``):
+    so the choice must hold for a whole epoch, and it is made on l2, not on the
+    batch's l2 * inv_batch_weight, which can round to 0 for some batches only.
     """
     layer, row_start, row_stop = task[0], task[1], task[2]
+    l2_scaled = l2 * inv_batch_weight
     # (a sparse first layer's gradient is not a dense product)
-    in_product = (last and sgd_in_product(optimizer, slots.shape[0], l2_scaled)
+    in_product = (last and sgd_in_product(optimizer, slots.shape[0], l2)
                   and (X_csr is None or layer > 0))
     squares = task_gradient(params, panels, grads, sizes, widths, offsets, X_csr, rows, task,
                             l2_scaled, acts, deltas, first, last,
@@ -829,7 +877,8 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         start = offsets[layer] + max(row_start, fan_in) * fan_out
     if start < stop:
         rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
-    # In the product the step stored the forward panels' rows: only W.T may be left.
+    # In the product the step stored the forward panels' rows (only): W.T may be left,
+    # made from params' rows once refresh_copies has copied them from the panels.
     left = (layer > 0 and params_t is not None) if in_product else has_copies(X_csr, layer)
     if left:
         call_worker(copy_worker, params, offsets, sizes, layer, row_start, row_stop, params_t,
@@ -874,8 +923,8 @@ def task_worker(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     scalar = params.dtype.type(0)
     return Worker(update_task, (
         params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, _ROWS, tasks[0],
-        scalar, scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas, True,
-        True, copy_worker))
+        scalar, scalar, scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas,
+        True, True, copy_worker))
 
 
 def copy_worker(params, offsets, sizes, params_t, panels):
@@ -1015,7 +1064,7 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
                     else:  # gradient (and after the last micro-batch, update) of task i
                         task_squares[i] = call_worker(
                             task_worker, params, params_t, panels, grads, slots, sizes, widths,
-                            offsets, X_csr, micro_rows, tasks[i], lr, l2 * inv_batch_weight,
+                            offsets, X_csr, micro_rows, tasks[i], lr, l2, inv_batch_weight,
                             optimizer, hyper, step, acts, deltas, first, last, copy_worker)
                     clock_thread(clocks, phase, item_start)  # rows PASSES and TASKS: the phases
                 clock_add(clocks, phase, 0, region_start)
@@ -1025,6 +1074,7 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         totals[1] += batch_weight
         totals[2] += batch_right * batch_weight
         batch_start += n_rows
+    unpack_all_weights(params, offsets, sizes, X_csr, panels)
     clock_add(clocks, EPOCH, 0, call_start)
     return batch_start
 

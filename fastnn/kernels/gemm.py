@@ -212,9 +212,9 @@ def _make_tile_kernel(rows, vectors, partial_columns):
     bias[bias_off + j] for init ZERO, ACCUMULATE, BIAS.  With SGD_STEP added to ZERO or
     ACCUMULATE, that sum t is not stored in c: w = bias (the array, at c's offsets)
     becomes w - lr * t, a product and a difference each rounded (``sgd_step``'s
-    arithmetic); lr is a float64 holding a value of the dtype; with copy_ld not 0, each
-    new w is also stored at copy[copy_off + r * copy_ld + j] (the rows of the forward
-    pass's panel copy of w: ``panel_width``).  ncols is vectors *
+    arithmetic); lr is a float64 holding a value of the dtype.  With copy_ld not 0, w
+    is at copy[copy_off + r * copy_ld + j] instead, read and stored there only (the rows
+    of the forward pass's panel copy of w: ``panel_width``).  ncols is vectors *
     lanes, or fewer (masked loads and stores) when partial_columns; the code for the
     partial case is only generated then.  Arrays are passed for their data pointers; their
     shapes are not read.
@@ -353,39 +353,38 @@ def _make_tile_kernel(rows, vectors, partial_columns):
                     k_steps(whole, k, True)
                 else:
                     k_steps(zero, k, False)
-                def store_tile(ptr, value, copied=False):
-                    """Store value(r, v, index) at ptr + index for the tile's rows < mr, and
-                    with copied at copy_ptr + the copy's offset of the same element."""
+                def store_tile(ptr, row_offsets, value):
+                    """Store value(r, v, index) at ptr + index, index = row_offsets[r] +
+                    v * lanes, for the tile's rows r < mr and vectors v."""
                     for r in range(rows):
                         with cgutils.if_likely(builder,
                                                builder.icmp_signed("<", ir.Constant(i64, r), mr)):
                             for v in range(vectors):
-                                step = ir.Constant(i64, v * lanes)
-                                index = builder.add(c_rows[r], step)
-                                result = value(r, v, index)
-                                store(result, ptr, index, v, masked)
-                                if copied:
-                                    store(result, copy_ptr, builder.add(copy_rows[r], step), v,
-                                          masked)
+                                index = builder.add(row_offsets[r], ir.Constant(i64, v * lanes))
+                                store(value(r, v, index), ptr, index, v, masked)
 
                 with builder.if_else(sgd) as (step, plain):
                     with step:
                         rate = splat(lr_value)
 
-                        def stepped(r, v, index):  # w - lr * sum, w at c's offsets in bias
-                            change = builder.fmul(rate, builder.load(acc[r][v]),
-                                                  flags=_SGD_FLAGS)
-                            return builder.fsub(load(bias_ptr, index, v, masked), change,
-                                                flags=_SGD_FLAGS)
+                        def stepped(w_ptr):  # w - lr * sum, w at the stored element's index
+                            def value(r, v, index):
+                                change = builder.fmul(rate, builder.load(acc[r][v]),
+                                                      flags=_SGD_FLAGS)
+                                return builder.fsub(load(w_ptr, index, v, masked), change,
+                                                    flags=_SGD_FLAGS)
+                            return value
 
+                        # With a copy, w lives there (the forward pass's panels) and the
+                        # array passed as bias is neither read nor written.
                         has_copy = builder.icmp_signed("!=", copy_ld, zero)
                         with builder.if_else(has_copy) as (with_copy, alone):
                             with with_copy:
-                                store_tile(bias_ptr, stepped, copied=True)
+                                store_tile(copy_ptr, copy_rows, stepped(copy_ptr))
                             with alone:
-                                store_tile(bias_ptr, stepped)
+                                store_tile(bias_ptr, c_rows, stepped(bias_ptr))
                     with plain:
-                        store_tile(c_ptr, lambda r, v, index: builder.load(acc[r][v]))
+                        store_tile(c_ptr, c_rows, lambda r, v, index: builder.load(acc[r][v]))
 
             if not partial_columns:
                 emit(False)
@@ -576,8 +575,9 @@ def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, ini
     c's); a_rs, a_cs, ldb, ldc are strides in elements (a's rows and columns, b's and
     c's rows); init as for ``gemm`` or ``gemm_sgd``, pack one of IN_PLACE, PACKED,
     PACK_RULE, or PANELS (b in panel layout, ldb not read); lr (float64) for SGD_STEP.
-    copy_ptr, with copy_stride not 0 and SGD_STEP: where the new w (m, n) is also stored,
-    in panel layout (``panel_width``) with its panels copy_stride elements apart
+    copy_ptr, with copy_stride not 0 and SGD_STEP: where w (m, n) is read and stepped
+    instead (bias_ptr is then not used), in panel layout (``panel_width``) with its
+    panels copy_stride elements apart
     (element (i, j) at copy_ptr + (j // NR) * copy_stride + i * NR + j % NR).
     """
     if m == 0 or n == 0:
@@ -595,15 +595,18 @@ def entry_symbol(dtype):
     computing wrong products: ``fastnn_gemm_<dtype>`` (the entry itself, called
     directly), ``fastnn_gemm_address_<dtype>`` (a cell, from callers that read every
     3-D b as panels; a (1, k, n) view of b in place is now read as such),
-    ``fastnn_gemm_cell_<dtype>`` (a cell, from callers that passed no lr) and
-    ``fastnn_gemm_lr_cell_<dtype>`` (a cell, from callers that passed no copy).  Rename the
-    cell again when what a caller passes means something new."""
-    return f"fastnn_gemm_copy_cell_{dtype}"
+    ``fastnn_gemm_cell_<dtype>`` (a cell, from callers that passed no lr),
+    ``fastnn_gemm_lr_cell_<dtype>`` (a cell, from callers that passed no copy) and
+    ``fastnn_gemm_copy_cell_<dtype>`` (a cell, from callers whose copy received the
+    new w beside w itself).  Rename the cell again when what a caller passes means
+    something new."""
+    return f"fastnn_gemm_w_in_copy_cell_{dtype}"
 
 
 #: The symbols of ``entry_symbol``'s older callers: called, or read as a cell.
 _STALE_ENTRIES = "fastnn_gemm_{}"
-_STALE_CELLS = ("fastnn_gemm_address_{}", "fastnn_gemm_cell_{}", "fastnn_gemm_lr_cell_{}")
+_STALE_CELLS = ("fastnn_gemm_address_{}", "fastnn_gemm_cell_{}", "fastnn_gemm_lr_cell_{}",
+                "fastnn_gemm_copy_cell_{}")
 
 
 #: The C type of an entry: gemm_entry's arguments, pointers as void *.
@@ -740,9 +743,11 @@ def gemm_sgd(a, b, c, w, init, lr, w_panels=None):
     """w -= lr * (start + a @ b), with start 0 or c for init ZERO or ACCUMULATE: a plain
     SGD step applied from the registers, tile by tile, as each tile of the sum is done;
     with lr 0, c = start + a @ b as ``gemm`` (one call for a caller that does either).
-    w_panels, if given and not empty: the same rows of w in a panel copy, an array
-    (ceil(n / NR), >= m, NR) with rows NR apart (``panel_width``; a row slice of the
-    layout), where the tiles store each new w too (its columns past n untouched).
+    w_panels, if given and not empty: where w is, instead of w: the same rows in panel
+    layout, an array (ceil(n / NR), >= m, NR) with rows NR apart (``panel_width``; a
+    row slice of the layout), read and stepped there (its columns past n untouched),
+    and w is neither read nor written (the update tasks step the forward pass's panels
+    of W, and ``epoch.unpack_weights`` copies them into the parameters later).
 
     w must have c's shape and row stride (rows of the parameters whose gradient c would
     hold: the tiles address w at c's offsets); lr a scalar of the dtype.  c is not written
@@ -862,17 +867,18 @@ if numba.config.DISABLE_JIT:
         gemm_with(a, b, c, bias, init, False)
 
     def gemm_sgd(a, b, c, w, init, lr, w_panels=None):  # noqa: F811
-        """w -= lr * (start + a @ b) as above, the sum computed by NumPy (into c), and w's
-        rows copied into w_panels."""
+        """w -= lr * (start + a @ b) as above, the sum computed by NumPy (into c); with
+        w_panels, the step applies to w's rows there instead."""
         gemm_with(a, b, c, c, init, False)
         if lr == 0:
             return
-        w -= lr * c
-        if w_panels is not None and w_panels.size > 0:
-            nr = w_panels.shape[2]
-            for p in range(w_panels.shape[0]):
-                columns = w[:, p * nr : (p + 1) * nr]
-                w_panels[p, : w.shape[0], : columns.shape[1]] = columns
+        if w_panels is None or w_panels.size == 0:
+            w -= lr * c
+            return
+        nr = w_panels.shape[2]
+        for p in range(w_panels.shape[0]):
+            columns = c[:, p * nr : (p + 1) * nr]
+            w_panels[p, : c.shape[0], : columns.shape[1]] -= lr * columns
 
     def transpose_block(src, src_off, lds, dst, dst_off, ldd):  # noqa: F811
         """The block transpose above, element by element (src and dst contiguous)."""
