@@ -151,7 +151,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
     from .kernels.epoch import (chunk_rows, make_tasks, panel_rows, propagates_through_w,
-                                refresh_copies, sgd_in_product, weight_copies, wide_layer)
+                                refresh_copies, sgd_in_product, task_refreshes_copies,
+                                weight_copies, wide_layer)
     from .kernels.gemm import panel_width, to_panels
     from .network import aligned_zeros, layer_views
 
@@ -231,7 +232,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
             # One micro-batch's rows, as the epoch sums them while they are in cache.
             a_prev, delta = acts[layer][:micro], deltas[layer + 1][:micro]
             step_start = start
-            if in_product:  # the step also stores the forward panels' rows
+            if in_product:  # the step reads and stores a wide layer's rows in the panels
                 w = params[start:stop].reshape(block.shape)
                 w_panels = panel_rows(params, panels, sizes, layer, row_start, row_stop)
                 gradient = _kernel_seconds(
@@ -249,11 +250,12 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
                 weight_stop = int(offsets[layer]) + min(row_stop, fan_in) * fan_out
                 update += _kernel_seconds(add_l2, (grads, params, start, weight_stop, l2_scaled),
                                           (grads, params, start, start, l2_scaled))
-            update += _kernel_seconds(
-                refresh_copies, (params, offsets, sizes, layer, row_start, row_stop, params_t,
-                                 panels, in_product),
-                (params, offsets, sizes, layer, row_start, row_start, params_t, panels,
-                 in_product))
+            if task_refreshes_copies(in_product, layer, params_t, None):
+                update += _kernel_seconds(
+                    refresh_copies, (params, offsets, sizes, layer, row_start, row_stop,
+                                     params_t, panels, in_product),
+                    (params, offsets, sizes, layer, row_start, row_start, params_t, panels,
+                     in_product))
             measured[key] = (gradient * rows / micro, update)
         tasks.append(measured[key])
     return {"chunk_rows": run_chunk, "block_rows": pass_rows, "forward": forward,

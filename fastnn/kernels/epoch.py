@@ -837,6 +837,17 @@ def batch_sums(chunk_sums, n_chunks, task_squares, l2, inv_batch_weight):
     return loss, right
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def task_refreshes_copies(in_product, layer, params_t, X_csr):
+    """Whether an update task calls ``refresh_copies`` for its rows after its step.  After a
+    step in the product, which stored the forward panels' rows (only), W.T may be left
+    (made from params' rows once refresh_copies has copied them from the panels);
+    after a separate step, every copy the layer has."""
+    if in_product:
+        return layer > 0 and params_t is not None
+    return has_copies(X_csr, layer)
+
+
 @njit(**config.JIT_OPTIONS)
 def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, rows, task,
                 lr, l2, inv_batch_weight, optimizer, hyper, step, acts, deltas, first, last,
@@ -877,10 +888,7 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         start = offsets[layer] + max(row_start, fan_in) * fan_out
     if start < stop:
         rule_step(params, grads, slots, start, stop, optimizer, hyper, lr, step)
-    # In the product the step stored the forward panels' rows (only): W.T may be left,
-    # made from params' rows once refresh_copies has copied them from the panels.
-    left = (layer > 0 and params_t is not None) if in_product else has_copies(X_csr, layer)
-    if left:
+    if task_refreshes_copies(in_product, layer, params_t, X_csr):
         call_worker(copy_worker, params, offsets, sizes, layer, row_start, row_stop, params_t,
                     panels, bool(in_product))
     return squares
