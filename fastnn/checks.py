@@ -142,7 +142,9 @@ def refuse_non_finite(A, name="X"):
     from sklearn.utils import assert_all_finite
 
     assert_all_finite(A, input_name=name)
-    raise AssertionError("refuse_non_finite was given finite values")  # unreachable
+    # Finite now: the values changed while the kernel read them (another thread wrote A).
+    raise ValueError(f"Input {name} contained NaN or infinity while it was read, and "
+                     f"changed since")
 
 
 def as_input(arch, X, name="X", min_rows=1, accept_sparse=False, test_finite=True):

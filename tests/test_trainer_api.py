@@ -390,6 +390,20 @@ def test_predict_refuses_nan_and_infinity_wherever_they_are(rng, backend, thread
     assert np.isfinite(predict_output(arch, params, X, backend=backend, threads=threads)).all()
 
 
+def test_refuse_non_finite_raises_check_arrays_error_or_says_the_values_changed():
+    """What predict_output calls when its kernel saw NaN or infinity: scikit-learn's
+    message; and if the values are finite by then (another thread wrote X), a
+    ValueError that says so."""
+    from fastnn.checks import refuse_non_finite
+
+    with pytest.raises(ValueError, match=r"^Input X contains NaN\.$"):
+        refuse_non_finite(np.array([[1.0, np.nan]]))
+    with pytest.raises(ValueError, match=r"^Input data contains infinity"):
+        refuse_non_finite(np.array([[np.inf]], dtype=np.float32), "data")
+    with pytest.raises(ValueError, match="changed since"):
+        refuse_non_finite(np.ones((2, 2)))
+
+
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_predict_on_zero_rows_and_wrong_params(backend):
     arch = Architecture((4, 3, 2), "sigmoid", "softmax", "float64")
