@@ -855,11 +855,10 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
 
     The gradient of a micro-batch and the L2 term (l2 * inv_batch_weight) as
-    ``task_gradient``; after the
-    last micro-batch of the mini-batch, updates the parameters and their optimizer
-    state, and refreshes the copies of the rows it changed (``refresh_copies``, through
-    copy_worker: ``copy_worker``).  Returns the
-    sum of squares of the task's weights before the update (0.0 when l2_scaled is 0
+    ``task_gradient``; after the last micro-batch of the mini-batch, updates the
+    parameters and their optimizer state, and refreshes the copies of the rows it
+    changed (``refresh_copies``, through copy_worker: ``copy_worker``).  Returns the
+    sum of squares of the task's weights before the update (0.0 when the L2 term is 0
     or before the last micro-batch), for the penalty's value.
 
     Plain SGD without L2 (the tutorial's update) steps the weight rows inside the
