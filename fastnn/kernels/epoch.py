@@ -575,8 +575,9 @@ def has_copies(X_csr, layer):
 @njit(inline="always", **config.JIT_OPTIONS)
 def unpack_all_weights(params, offsets, sizes, X_csr, panels):
     """Copy every layer's W that reads panels from them into params (``unpack_weights``),
-    as ``train_epoch`` does before it returns: inside the epoch, an SGD step in the
-    gradient's product stores such a layer's new weights in its panels only."""
+    as ``train_epoch`` does before it returns from an epoch whose update tasks step in
+    the gradient's product (``sgd_in_product``), which stores such a layer's new
+    weights in its panels only.  (Other steps refresh the panels from params.)"""
     if panels is not None:  # pruned by Numba when panels' type is None
         for layer in range(sizes.shape[0] - 1):
             if has_copies(X_csr, layer) and reads_panels(panels, sizes, layer):
@@ -1081,7 +1082,8 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         totals[1] += batch_weight
         totals[2] += batch_right * batch_weight
         batch_start += n_rows
-    unpack_all_weights(params, offsets, sizes, X_csr, panels)
+    if sgd_in_product(optimizer, slots.shape[0], l2):  # update_task's choice, for the epoch
+        unpack_all_weights(params, offsets, sizes, X_csr, panels)
     clock_add(clocks, EPOCH, 0, call_start)
     return batch_start
 
