@@ -1062,7 +1062,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     params_t, panels = compiled.weight_copies(arch.sizes, dtype, X_csr is not None, through_w)
     acts, deltas, derivs, targets, scales, chunk_sums, task_squares = compiled.batch_buffers(
         widths, arch.sizes[-1], batch_size, tasks.shape[0], dtype,
-        arch.saves_derivatives or dropout is not None, through_w)
+        arch.saves_derivatives or dropout is not None, through_w, panels is not None)
     masks = None  # the kernels' form of dropout: keep thresholds, inverted scales, seed
     if dropout is not None:
         rates, seed = dropout

@@ -188,7 +188,7 @@ MUTANTS = [
         ("tests/test_kernels.py",)),
     Mutant("delta-panels-of-hidden-layers-not-stored", (
         ("fastnn/kernels/epoch.py",
-         "        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1)\n", ""),),
+         "        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1, panels)\n", ""),),
         ("tests/test_kernels.py",)),
     Mutant("sgd-step-in-product-rounded-once", (
         ("fastnn/kernels/gemm.py",

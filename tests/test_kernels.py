@@ -741,6 +741,59 @@ GUARDED_GEMM = textwrap.dedent("""
 """)
 
 
+#: The repository's root, for the child processes that import this module's checks.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def check_training_reads_deltas_from_panels():
+    """Training reads the first two layers' W from their panels (wide layers: 146 and
+    534 KB), the head's in place, and every W.T from panels (several update tasks per
+    layer refresh them); the weight gradient reads the two hidden layers' deltas
+    (rows of 2080 and 2056 bytes, the last of 22 panels partial) from their copies in
+    panels, the second's after the first's (``delta_panel_columns``), as both 256-bit
+    and 512-bit code do in a network with weight panels: against the reference, and
+    with 1 and 2 threads, in batches of 32 rows (through W: no W.T) and of 300
+    (micro-batches of 256 and 44 rows).  Run natively and in AVX2 code
+    (test_gemm_vector_width_follows_numba_target)."""
+    from fastnn import Architecture, fit, init_params
+    rng = np.random.default_rng(0)
+    arch = Architecture((70, 260, 257, 3), ("tanh", "relu"), "softmax", "float64")
+    sizes = np.array(arch.sizes, dtype=np.int64)
+    panels = epoch.weight_copies(sizes, "float64")[1]
+    assert [epoch.reads_panels(panels, sizes, layer) for layer in range(3)] == [
+        True, True, False]
+    assert [epoch.deltas_in_panels(w, 8, True) for w in arch.sizes[1:]] == [True, True, False]
+    X = rng.standard_normal((600, 70))
+    Y = np.eye(3)[rng.integers(0, 3, 600)]
+    for batch_size in (32, 300):
+        params = init_params(arch, "glorot_uniform", 0)
+        expected, two_threads = params.copy(), params.copy()
+        fit(arch, params, X, Y, epochs=2, batch_size=batch_size, lr=0.1, random_state=1,
+            threads=1)
+        fit(arch, two_threads, X, Y, epochs=2, batch_size=batch_size, lr=0.1,
+            random_state=1, threads=2)
+        fit(arch, expected, X, Y, epochs=2, batch_size=batch_size, lr=0.1, random_state=1,
+            backend="numpy")
+        assert np.abs(params - expected).max() < 1e-9 * np.abs(expected).max()
+        assert np.array_equal(params, two_threads)
+
+
+def test_training_reads_deltas_from_panels():
+    """``check_training_reads_deltas_from_panels`` in native code; and the rule: without
+    weight panels only 256-bit code copies the deltas, and the deltas buffer has room
+    for the copies exactly when they are made."""
+    check_training_reads_deltas_from_panels()
+    assert epoch.deltas_in_panels(260, 8, False) == gemm.PACK_B
+    assert not epoch.deltas_in_panels(255, 8, True)  # 2040 bytes: read in place
+    widths = np.array([70, 260, 257, 3], dtype=np.int64)
+    plain, copies = (epoch.batch_buffers(widths, 3, 40, 8, "float64", False,
+                                         with_panels=with_panels)[1]
+                     for with_panels in (False, True))
+    nr = gemm.panel_width("float64")
+    assert copies.size == 40 * (widths.sum() + 2 * (-(-260 // nr) * nr))
+    assert plain.size == (copies.size if gemm.PACK_B else 40 * widths.sum())
+
+
 @pytest.mark.parametrize("target", ["native", "avx2"])
 def test_gemm_never_reads_past_b(target, tmp_path):
     """A tile of partial columns loads b's rows in whole vectors, reading into the
@@ -828,34 +881,11 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             W = params[offsets[1]:offsets[1] + 37 * 29].reshape(37, 29)
             assert np.array_equal(epoch.weight_panels(params_t, sizes, 1, True),
                                   gemm.to_panels(np.ascontiguousarray(W.T)))
-        # Training reads the first two layers' W from their panels (wide layers: 146
-        # and 534 KB), the head's in place, and every W.T from panels (several update
-        # tasks per layer refresh them); the weight gradient reads the two hidden
-        # layers' deltas (rows of 2080 and 2056 bytes, the last of 22 panels partial)
-        # from their copies in panels, the second's after the first's
-        # (``delta_panel_columns``): against the reference, and with 1 and 2 threads,
-        # in batches of 32 rows (through W: no W.T) and of 300 (micro-batches of 256
-        # and 44 rows).
-        from fastnn import Architecture, fit, init_params
-        arch = Architecture((70, 260, 257, 3), ("tanh", "relu"), "softmax", "float64")
-        sizes = np.array(arch.sizes, dtype=np.int64)
-        panels = epoch.weight_copies(sizes, "float64")[1]
-        assert [epoch.reads_panels(panels, sizes, layer) for layer in range(3)] == [
-            True, True, False]
-        assert [epoch.deltas_in_panels(w, 8) for w in arch.sizes[1:]] == [True, True, False]
-        X = rng.standard_normal((600, 70))
-        Y = np.eye(3)[rng.integers(0, 3, 600)]
-        for batch_size in (32, 300):
-            params = init_params(arch, "glorot_uniform", 0)
-            expected, two_threads = params.copy(), params.copy()
-            fit(arch, params, X, Y, epochs=2, batch_size=batch_size, lr=0.1, random_state=1,
-                threads=1)
-            fit(arch, two_threads, X, Y, epochs=2, batch_size=batch_size, lr=0.1,
-                random_state=1, threads=2)
-            fit(arch, expected, X, Y, epochs=2, batch_size=batch_size, lr=0.1, random_state=1,
-                backend="numpy")
-            assert np.abs(params - expected).max() < 1e-9 * np.abs(expected).max()
-            assert np.array_equal(params, two_threads)
+        # Training with the deltas of wide layers in panels, in AVX2 code.
+        import sys
+        sys.path.insert(0, REPO)
+        from tests.test_kernels import check_training_reads_deltas_from_panels
+        check_training_reads_deltas_from_panels()
         # fast_exp builds 2**n from float bits, not by a float-to-int conversion
         # (AVX2 has none for float64): its accuracy and edges in AVX2 code.
         from numba import njit
@@ -877,7 +907,8 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
             np.testing.assert_array_equal(y[:5], [0, 0, np.nan, np.inf, np.inf])
         print("ok")
     """)
-    run_ok(code, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_FEATURES="")
+    run_ok(code.replace("REPO", repr(REPO)), NUMBA_CPU_NAME="haswell",
+           NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_FEATURES="")
 
 
 # ---------------------------------------------------------------------------

@@ -200,49 +200,57 @@ def copy_rows_from_panels(P, row_start, row_stop, dst):
 # ran W2's update tasks at 91-98 instead of 102-106 GFLOP/s float32 and 32-34 instead of
 # 48-52 float64, and the W2 epoch took 0.451 instead of 0.461 s float32 and 1.02
 # instead of 1.30 s float64 with 1 thread.  With rows of 1 KB (the tutorial network in
-# float64) the copy gained nothing, and with 512 bytes (in float32) it cost 2 %; the
-# 512-bit tile reads the deltas in place as fast (docs/benchmarks.md).
+# float64) the copy gained nothing, and with 512 bytes (in float32) it cost 2 %.  The
+# 512-bit tile read the deltas in place as fast on the Zen 4, but on the Intel AVX-512
+# machine W2's update tasks ran PLACEHOLDER faster from the copy; it takes it in networks
+# with weight panels (``wide_layers``) only, so that the others compile no copy loop
+# (docs/benchmarks.md).
 DELTA_PANEL_MIN_BYTES = 2048
 
 
 @register_jitable
-def deltas_in_panels(width, itemsize):
-    """Whether the weight gradient reads a block of deltas width wide from panels.
+def deltas_in_panels(width, itemsize, with_panels):
+    """Whether the weight gradient reads a block of deltas width wide from panels, in a
+    network with weight panels (with_panels) or without.
 
-    The compiled callers test PACK_B first: Numba prunes a branch on a global constant
-    (not on a function's result), so the 512-bit code compiles none of this.
+    The compiled callers first test ``PACK_B or panels is not None``: Numba prunes a
+    branch on a global constant or on an argument's None type (not on a function's
+    result), so the 512-bit code of a network without panels compiles none of this.
     """
-    return PACK_B and width * itemsize >= DELTA_PANEL_MIN_BYTES
+    return (PACK_B or with_panels) and width * itemsize >= DELTA_PANEL_MIN_BYTES
 
 
 @register_jitable
-def delta_panel_columns(widths, stop, nr, itemsize):
+def delta_panel_columns(widths, stop, nr, itemsize, with_panels):
     """Columns per batch row of the panel copies of blocks 1..stop - 1 of a deltas
     buffer: each block that ``deltas_in_panels``, rounded up to whole panels of nr.
     Where block stop's copy starts after the row-layout blocks (``delta_operand``),
     and with stop = len(widths) the room all copies take (``batch_buffers``)."""
     columns = 0
     for l in range(1, stop):
-        if deltas_in_panels(widths[l], itemsize):
+        if deltas_in_panels(widths[l], itemsize, with_panels):
             columns += (widths[l] + nr - 1) // nr * nr
     return columns
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def delta_operand(deltas, widths, layer, batch_size, n_rows):
+def delta_operand(deltas, widths, layer, batch_size, n_rows, panels):
     """Block ``layer`` of a deltas buffer, its first n_rows rows, as the weight gradient's
     product reads it, a 3-D C-contiguous array for ``gemm``: its copy in panel layout,
-    (ceil(width / NR), n_rows, NR), for a block ``deltas_in_panels``; else the rows in
-    place as a (1, n_rows, width) view.  Same bits either way.
+    (ceil(width / NR), n_rows, NR), for a block ``deltas_in_panels`` (with_panels: the
+    network's weight panels, ``weight_copies``, are not None); else the rows in place
+    as a (1, n_rows, width) view.  Same bits either way.
 
     The copies follow the row-layout blocks (``layer_rows``) in the buffer, each with
     room for the buffer's batch_size rows.
     """
     width = widths[layer]
-    if PACK_B and deltas_in_panels(width, deltas.itemsize):
+    with_panels = panels is not None
+    if deltas_in_panels(width, deltas.itemsize, with_panels):
         nr = panel_columns(deltas)
         start = batch_size * (leading_sum(widths, widths.shape[0])
-                              + delta_panel_columns(widths, layer, nr, deltas.itemsize))
+                              + delta_panel_columns(widths, layer, nr, deltas.itemsize,
+                                                    with_panels))
         n_panels = (width + nr - 1) // nr
         return deltas[start : start + n_panels * n_rows * nr].reshape((n_panels, n_rows, nr))
     start = batch_size * leading_sum(widths, layer)
@@ -250,12 +258,14 @@ def delta_operand(deltas, widths, layer, batch_size, n_rows):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1):
+def store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1, panels):
     """Copy rows [r0, r1) of block ``layer`` of a deltas buffer into its panel layout,
     where ``delta_operand`` reads them (nothing to do for blocks it reads in place)."""
-    if PACK_B and deltas_in_panels(widths[layer], deltas.itemsize):
-        copy_rows_to_panels(layer_rows(deltas, widths, layer, batch_size), r0, r1,
-                            delta_operand(deltas, widths, layer, batch_size, n_rows))
+    if PACK_B or panels is not None:  # pruned: 512-bit code without weight panels
+        if deltas_in_panels(widths[layer], deltas.itemsize, panels is not None):
+            copy_rows_to_panels(layer_rows(deltas, widths, layer, batch_size), r0, r1,
+                                delta_operand(deltas, widths, layer, batch_size, n_rows,
+                                              panels))
 
 
 # The forward pass reads each wide layer's W (``wide_layer``) from a copy in panel
@@ -276,15 +286,17 @@ def panels_size(sizes, dtype, transposed=False):
     return sum(-(-n // nr) * nr * k for k, n in pairs)
 
 
-def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs, through_w=False):
+def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs, through_w=False,
+                  with_panels=False):
     """The drivers' batch workspaces, zeros: (acts, deltas, derivs, targets, scales,
     chunk_sums, task_squares) for mini-batches of up to batch_size rows.
 
     They hold rows = min(batch_size, config.MICRO_BATCH_ROWS) rows: the drivers take a
     larger mini-batch through in micro-batches of that many (``train_epoch``).  acts
     and derivs (empty unless with_derivs) have rows * sum(widths) elements
-    (``layer_rows``), deltas as many plus, with 256-bit tiles, room for the copies in
-    panel layout of its wide blocks (``delta_operand``, ``delta_panel_columns``),
+    (``layer_rows``), deltas as many plus room for the copies in panel layout of its
+    wide blocks (``delta_operand``, ``delta_panel_columns``; with_panels: the
+    network has weight panels, ``weight_copies``),
     plus, with through_w (``propagates_through_w``), rows * ``scratch_width(widths)``
     elements at its end for the transposes of the delta propagation
     (``weights_with_scratch``); targets shape (rows, n_outputs), scales (rows,);
@@ -294,7 +306,7 @@ def batch_buffers(widths, n_outputs, batch_size, n_tasks, dtype, with_derivs, th
     rows = min(batch_size, config.MICRO_BATCH_ROWS)
     size = rows * int(widths.sum())
     nr, itemsize = panel_width(dtype), np.dtype(dtype).itemsize
-    extra = delta_panel_columns(widths, len(widths), nr, itemsize)  # per row, after the blocks
+    extra = delta_panel_columns(widths, len(widths), nr, itemsize, with_panels)  # per row
     if through_w:
         extra += scratch_width(widths)
     return (aligned_zeros(size, dtype), aligned_zeros(size + rows * extra, dtype),
@@ -699,7 +711,7 @@ def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, co
                                        scales[c0:c1])
     delta = output_deltas[r0:r1]
     n_rows = rows.shape[0]
-    store_delta_panels(deltas, widths, n_layers, batch_size, n_rows, r0, r1)
+    store_delta_panels(deltas, widths, n_layers, batch_size, n_rows, r0, r1, panels)
     for layer in range(n_layers - 1, 0, -1):
         WT = backward_weights(params, params_t, offsets, sizes, layer, deltas, batch_size, r0,
                               r1, panels)
@@ -719,7 +731,7 @@ def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, co
         else:
             backward_layer(delta, WT, layer_rows(acts, widths, layer, batch_size)[r0:r1],
                            codes[layer - 1], unfused, delta_prev[:0], delta_prev)
-        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1)
+        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1, panels)
         delta = delta_prev
 
 
@@ -768,10 +780,10 @@ def task_gradient(params, panels, grads, sizes, widths, offsets, X_csr, rows, ta
         a_prev = layer_rows(acts, widths, layer, batch_size)[:n_rows]
         w = params[start:stop].reshape((row_stop - row_start, fan_out))
         w_panels = panel_rows(params, panels, sizes, layer, row_start, row_stop)
-        if PACK_B:  # pruned with 512-bit tiles, which read every delta in place
+        if PACK_B or panels is not None:  # pruned: 512-bit code without weight panels
             param_grad(a_prev, delta, row_start, row_stop, out, not first,
-                       delta_operand(deltas, widths, layer + 1, batch_size, n_rows), w, sgd_lr,
-                       w_panels)
+                       delta_operand(deltas, widths, layer + 1, batch_size, n_rows, panels), w,
+                       sgd_lr, w_panels)
         else:
             param_grad(a_prev, delta, row_start, row_stop, out, not first, None, w, sgd_lr,
                        w_panels)

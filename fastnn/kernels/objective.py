@@ -130,7 +130,8 @@ class FullBatchObjective:
                                                   through_w)
         (self.acts, self.deltas, self.derivs, self.targets, self.scales, self.chunk_sums,
          self.task_squares) = batch_buffers(self.widths, arch.sizes[-1], n, self.tasks.shape[0],
-                                            dtype, arch.saves_derivatives, through_w)
+                                            dtype, arch.saves_derivatives, through_w,
+                                            self.panels is not None)
         self.chunk_worker = chunk_worker(
             self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
             self.codes, self.unfused, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
