@@ -150,9 +150,9 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
-    from .kernels.epoch import (chunk_rows, make_tasks, panel_rows, propagates_through_w,
-                                refresh_copies, sgd_in_product, task_refreshes_copies,
-                                weight_copies, wide_layer)
+    from .kernels.epoch import (chunk_rows, deltas_in_panels, make_tasks, panel_rows,
+                                propagates_through_w, refresh_copies, sgd_in_product,
+                                task_refreshes_copies, weight_copies, wide_layer)
     from .kernels.gemm import panel_width, to_panels
     from .network import aligned_zeros, layer_views
 
@@ -229,20 +229,26 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
             start = int(offsets[layer]) + row_start * fan_out
             stop = int(offsets[layer]) + row_stop * fan_out
             block = grads[start:stop].reshape(row_stop - row_start, fan_out)
-            # One micro-batch's rows, as the epoch sums them while they are in cache.
+            # One micro-batch's rows, as the epoch sums them while they are in cache, and
+            # the deltas in panels where the epoch's product reads them there
+            # (epoch.delta_operand; in place, the same code, it reads them as param_grad).
             a_prev, delta = acts[layer][:micro], deltas[layer + 1][:micro]
+            delta_b = (to_panels(delta) if deltas_in_panels(fan_out, dtype.itemsize,
+                                                            panels is not None) else None)
             step_start = start
             if in_product:  # the step reads and stores a wide layer's rows in the panels
                 w = params[start:stop].reshape(block.shape)
                 w_panels = panel_rows(params, panels, sizes, layer, row_start, row_stop)
                 gradient = _kernel_seconds(
-                    param_grad, (a_prev, delta, row_start, row_stop, block, False, None, w, lr,
-                                 w_panels),
-                    (a_prev, delta, 0, 0, block[:0], False, None, w[:0], lr, w_panels[:, :0]))
+                    param_grad, (a_prev, delta, row_start, row_stop, block, False, delta_b, w,
+                                 lr, w_panels),
+                    (a_prev, delta, 0, 0, block[:0], False, delta_b, w[:0], lr,
+                     w_panels[:, :0]))
                 step_start = int(offsets[layer]) + max(row_start, fan_in) * fan_out
             else:
-                gradient = _kernel_seconds(param_grad, (a_prev, delta, row_start, row_stop,
-                                                        block), (a_prev, delta, 0, 0, block[:0]))
+                gradient = _kernel_seconds(
+                    param_grad, (a_prev, delta, row_start, row_stop, block, False, delta_b),
+                    (a_prev, delta, 0, 0, block[:0], False, delta_b))
             update = _kernel_seconds(
                 optimizer_step, (params, grads, slots, step_start, stop, code, hyper, lr, step),
                 (params, grads, slots, stop, stop, code, hyper, lr, step))
