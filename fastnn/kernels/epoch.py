@@ -201,10 +201,10 @@ def copy_rows_from_panels(P, row_start, row_stop, dst):
 # 48-52 float64, and the W2 epoch took 0.451 instead of 0.461 s float32 and 1.02
 # instead of 1.30 s float64 with 1 thread.  With rows of 1 KB (the tutorial network in
 # float64) the copy gained nothing, and with 512 bytes (in float32) it cost 2 %.  The
-# 512-bit tile read the deltas in place as fast on the Zen 4, but on the Intel AVX-512
-# machine W2's update tasks ran PLACEHOLDER faster from the copy; it takes it in networks
-# with weight panels (``wide_layers``) only, so that the others compile no copy loop
-# (docs/benchmarks.md).
+# 512-bit tile read the deltas in place as fast on the Zen 4, but on the 2-core Intel
+# AVX-512 machine W2's update tasks ran 5 % faster from the copy with 1 thread (level
+# with 2): it reads the copy in networks with weight panels (``wide_layers``) only, so
+# that the others, the tutorial's included, compile no copy loop (docs/benchmarks.md).
 DELTA_PANEL_MIN_BYTES = 2048
 
 
