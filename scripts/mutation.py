@@ -275,8 +275,8 @@ MUTANTS = [
          "    for i in range(m_full, m - 1):\n        for j in range(n):\n"),),
         ("tests/test_kernels.py",)),
     Mutant("two-vector-tiles-over-a-single-vector", (
-        ("fastnn/kernels/gemm.py", "two_stop += (n - wide_stop) // (2 * lanes) * 2 * lanes",
-         "two_stop += (n - wide_stop) // lanes * lanes"),), ("tests/test_kernels.py",)),
+        ("fastnn/kernels/gemm.py", "two_stop = wide_stop + (n - wide_stop) // (2 * lanes) * 2 * lanes",
+         "two_stop = wide_stop + (n - wide_stop) // lanes * lanes"),), ("tests/test_kernels.py",)),
     Mutant("exp-clamp-turns-nan-into-a-number", (
         ("fastnn/kernels/activations.py", "        xc = lo if x < lo else x\n",
          "        xc = x if x > lo else lo\n"),), ("tests/test_kernels.py",)),

@@ -825,7 +825,6 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
         assert gemm.PACK_B
         assert gemm.numba_target() == dict(cpu="haswell", avx512=False, vector_bits=256)
         rng = np.random.default_rng(0)
-        assert gemm.TWO_VECTOR_FLOAT32  # columns past the panels: 117 and 16 take it
         shapes = [(19, 37, 117), (32, 129, 48), (37, 300, 100), (33, gemm.PANEL_KC + 3, 30),
                   (13, 40, 24),  # n = NR of float32: its (1, k, n) view is one panel
                   (130, 128, 16)]  # the delta propagation through W of a 16-row chunk

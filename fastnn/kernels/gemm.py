@@ -26,10 +26,9 @@ storing it.  It follows the BLIS plan, reduced to what a dense layer's shapes ne
   unaligned vectors.
 * Edges: a tile with fewer than ``MR`` rows reads the last valid row of a again for
   the missing ones and does not store them; columns left of a multiple of NR go
-  (after tiles of two vectors while two remain, except in 512-bit float32 code:
-  ``TWO_VECTOR_FLOAT32``) through a one-vector microkernel (``MR_NARROW`` rows),
-  whose last vector uses masked loads and stores, so a 10-wide output layer wastes at
-  most one vector's lanes per row.
+  (after tiles of two vectors while two remain) through a one-vector microkernel
+  (``MR_NARROW`` rows), whose last vector uses masked loads and stores, so a 10-wide
+  output layer wastes at most one vector's lanes per row.
 
 Compiled once per dtype.  The product itself is not compiled into its callers:
 ``gemm_entry`` is compiled, once per dtype, as a C-callable function (a Numba
@@ -138,11 +137,10 @@ MR_NARROW = 8
 #: delta propagation through W (``dense.delta_product``) is a product 16 columns
 #: wide, the rows of a chunk: two vectors of float32 with 256 bits, of float64 with
 #: 512, which ran 1.12-1.13x (AVX2 code, float32) and 1.05-1.13x (AVX-512, float64)
-#: faster so on 128 x 128 and 512 x 512 weights.  In 512-bit float32 code (16 columns:
-#: one vector) the tutorial's network trained 1 % slower with the tile, so that code
-#: has none (docs/benchmarks.md): float64 code always has it, float32 code with
-#: 256-bit vectors.
-TWO_VECTOR_FLOAT32 = VECTOR_BITS == 256
+#: faster so on 128 x 128 and 512 x 512 weights.  In 512-bit float32 code, 512 or 128
+#: columns leave 32 past the 48-wide panels: W2's epoch ran 5 % faster with the tile
+#: on the Intel AVX-512 machine (its products through W 10-20 %), where the Zen 4 had
+#: trained the tutorial's network 1 % slower (docs/benchmarks.md).
 
 #: Packing rule (measured in docs/benchmarks.md): with 256-bit vectors the wide
 #: panels of b are packed when a has PACK_MIN_ROWS rows or more and b has
@@ -549,15 +547,13 @@ def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr, cop
     else:
         _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k,
                               wide_stop, init, lr, copy, copy_stride)
-    two_stop = wide_stop
-    if a.itemsize == 8 or TWO_VECTOR_FLOAT32:  # constants of the compiled code
-        two_stop += (n - wide_stop) // (2 * lanes) * 2 * lanes
-        for j0 in range(wide_stop, two_stop, 2 * lanes):
-            for i0 in range(0, m, MR):
-                copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
-                _two_vector_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr,
-                                 ldb, c, i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0),
-                                 2 * lanes, init, lr, copy, copy_off, copy_ld)
+    two_stop = wide_stop + (n - wide_stop) // (2 * lanes) * 2 * lanes
+    for j0 in range(wide_stop, two_stop, 2 * lanes):
+        for i0 in range(0, m, MR):
+            copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
+            _two_vector_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr,
+                             ldb, c, i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0),
+                             2 * lanes, init, lr, copy, copy_off, copy_ld)
     for j0 in range(two_stop, n, lanes):
         for i0 in range(0, m, MR_NARROW):
             copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
