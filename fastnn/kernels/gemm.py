@@ -139,8 +139,8 @@ MR_NARROW = 8
 #: 512, which ran 1.12-1.13x (AVX2 code, float32) and 1.05-1.13x (AVX-512, float64)
 #: faster so on 128 x 128 and 512 x 512 weights.  In 512-bit float32 code, 512 or 128
 #: columns leave 32 past the 48-wide panels: W2's epoch ran 5 % faster with the tile
-#: on the Intel AVX-512 machine (its products through W 10-20 %), where the Zen 4 had
-#: trained the tutorial's network 1 % slower (docs/benchmarks.md).
+#: on the Intel AVX-512 machine, where the Zen 4 had trained the tutorial's network
+#: 1 % slower (docs/benchmarks.md).
 
 #: Packing rule (measured in docs/benchmarks.md): with 256-bit vectors the wide
 #: panels of b are packed when a has PACK_MIN_ROWS rows or more and b has
