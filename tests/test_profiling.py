@@ -130,6 +130,8 @@ def test_clocks_change_no_weight():
         # each thread's iterations lie within the regions; 10 batches, 2 regions each
         assert (clocks[region, 1:] <= clocks[region, 0]).all()
         assert clocks[region, 1] > 0  # the calling thread always takes the first items
+    # every count on its own cache line: no two threads write to one
+    assert clocks.shape == (3, numba.get_num_threads() + 1) and min(clocks.strides) >= 64
 
 
 @pytest.mark.skipif(not clocks_available, reason="no cycle counter read on this CPU")

@@ -5,7 +5,7 @@ the regions cost in the real run, where the threads share caches and wait for ea
 other.  ``train_epoch`` takes a ``clocks`` array or None; with None every call here
 is pruned by Numba and the epoch compiles without them.
 
-The array is int64 of shape (3, threads + 1), added to in place:
+The array is int64 of shape (3, threads + 1) (``clock_buffer``), added to in place:
 
 * row ``PASSES`` (the blocks of chunks: forward and backward) and row ``TASKS`` (the
   update tasks): column 0 the regions' wall time, from before each region starts to
@@ -38,9 +38,15 @@ PASSES, TASKS, EPOCH = 0, 1, 2
 AVAILABLE = platform.machine().lower() in ("x86_64", "amd64")
 
 
+#: int64 counts per 64-byte cache line.
+LINE_COUNTS = 8
+
+
 def clock_buffer(threads):
-    """A zeroed clocks array for an epoch run on ``threads`` threads."""
-    return np.zeros((3, threads + 1), dtype=np.int64)
+    """A zeroed clocks array for an epoch run on ``threads`` threads: a (3, threads + 1)
+    view whose counts lie a cache line apart, so that the threads, each adding to its
+    own column, never write to a line another one writes to."""
+    return np.zeros((3, (threads + 1) * LINE_COUNTS), dtype=np.int64)[:, ::LINE_COUNTS]
 
 
 @intrinsic
