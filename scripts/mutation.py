@@ -188,7 +188,8 @@ MUTANTS = [
         ("tests/test_kernels.py",)),
     Mutant("delta-panels-of-hidden-layers-not-stored", (
         ("fastnn/kernels/epoch.py",
-         "        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1, panels)\n", ""),),
+         "        store_delta_panels(deltas, widths, layer, batch_size, n_rows, r0, r1, panels)\n",
+         ""),),
         ("tests/test_kernels.py",)),
     Mutant("sgd-step-in-product-rounded-once", (
         ("fastnn/kernels/gemm.py",
@@ -275,7 +276,8 @@ MUTANTS = [
          "    for i in range(m_full, m - 1):\n        for j in range(n):\n"),),
         ("tests/test_kernels.py",)),
     Mutant("two-vector-tiles-over-a-single-vector", (
-        ("fastnn/kernels/gemm.py", "two_stop = wide_stop + (n - wide_stop) // (2 * lanes) * 2 * lanes",
+        ("fastnn/kernels/gemm.py",
+         "two_stop = wide_stop + (n - wide_stop) // (2 * lanes) * 2 * lanes",
          "two_stop = wide_stop + (n - wide_stop) // lanes * lanes"),), ("tests/test_kernels.py",)),
     Mutant("exp-clamp-turns-nan-into-a-number", (
         ("fastnn/kernels/activations.py", "        xc = lo if x < lo else x\n",

@@ -210,8 +210,8 @@ DELTA_PANEL_MIN_BYTES = 2048
 
 @register_jitable
 def deltas_in_panels(width, itemsize, with_panels):
-    """Whether the weight gradient reads a block of deltas width wide from panels, in a
-    network with weight panels (with_panels) or without.
+    """Whether the weight gradient reads a block of deltas width wide from panels;
+    with_panels: whether the network has weight panels (``weight_copies``).
 
     The compiled callers first test ``PACK_B or panels is not None``: Numba prunes a
     branch on a global constant or on an argument's None type (not on a function's
