@@ -230,8 +230,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
             stop = int(offsets[layer]) + row_stop * fan_out
             block = grads[start:stop].reshape(row_stop - row_start, fan_out)
             # One micro-batch's rows, as the epoch sums them while they are in cache, and
-            # the deltas in panels where the epoch's product reads them there
-            # (epoch.delta_operand; in place, the same code, it reads them as param_grad).
+            # the deltas in panels where the epoch's product reads them from there
+            # (epoch.delta_operand); else in place, as the epoch reads them.
             a_prev, delta = acts[layer][:micro], deltas[layer + 1][:micro]
             delta_b = (to_panels(delta) if deltas_in_panels(fan_out, dtype.itemsize,
                                                             panels is not None) else None)
