@@ -205,9 +205,8 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
         out = np.empty((pass_rows, arch.sizes[layer]), dtype=dtype)
         WT = transposed[layer]  # as the epoch's delta propagation reads W (delta_product)
         if through_w:  # epoch.weights_with_scratch
-            fan_in, fan_out = arch.sizes[layer], arch.sizes[layer + 1]
-            WT = (read_ws[layer], np.empty((fan_out, pass_rows), dtype=dtype),
-                  np.empty((fan_in, pass_rows), dtype=dtype))
+            scratch = (arch.sizes[layer] + arch.sizes[layer + 1]) * pass_rows
+            WT = (read_ws[layer], np.empty(scratch, dtype=dtype))
         backward += _kernel_seconds(
             dense_backward, (delta, WT, a_prev, codes[layer - 1], out),
             (delta[:0], WT, a_prev[:0], codes[layer - 1], out[:0]))

@@ -230,12 +230,26 @@ def test_dense_backward(shape, name, dtype):
     # the same order, so bitwise the same; and from W.T in panels.
     for W_read in (W[None], gemm.to_panels(W)):
         through_w = garbage((n, fan_in), dtype)
-        scratch = (W_read, garbage((fan_out, n), dtype), garbage((fan_in, n), dtype))
+        scratch = (W_read, garbage((n * (fan_in + fan_out),), dtype))
         kernels.dense_backward(delta, scratch, a_prev, code, through_w)
         np.testing.assert_array_equal(through_w, out)
     from_panels = garbage((n, fan_in), dtype)
     kernels.dense_backward(delta, gemm.to_panels(WT), a_prev, code, from_panels)
     np.testing.assert_array_equal(from_panels, out)
+
+
+def test_product_through_w_makes_w_t_only_when_it_is_smaller():
+    """The rule of dense.transposes_w: W.T is made when W has fewer elements than
+    delta and the product (n rows each); LAYER_SHAPES, which test_dense_backward runs
+    through W, take both ways."""
+    from fastnn.kernels.dense import transposes_w
+
+    assert transposes_w(512, 10, 128) and transposes_w(128, 10, 16)  # 10-wide heads
+    assert not transposes_w(128, 128, 64)  # as many elements either way
+    assert transposes_w(128, 128, 65)
+    assert not transposes_w(512, 512, 128)
+    taken = {transposes_w(fan_in, fan_out, n) for n, fan_in, fan_out in LAYER_SHAPES}
+    assert taken == {True, False}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -279,8 +293,9 @@ def test_training_through_w_is_bitwise_training_through_w_t(monkeypatch):
     threads through W in place and, with the rule's limit set to 0, through W.T: the
     same weights, bitwise (float32; test_dense_backward checks both forms of the
     kernel in both dtypes).  gelu saves its derivative, tanh is fused, and the second
-    hidden layer's output is dropped: the chunk's three backward paths; one layer
-    widens (19 -> 37), so its delta_t is the smaller scratch array."""
+    hidden layer's output is dropped: the chunk's three backward paths.  The blocks
+    of 16 and 11 rows propagate through 19 x 37 weights by both of
+    dense.product_through_w's ways."""
     from fastnn import Architecture, init_params, trainer
 
     dtype = "float32"

@@ -133,19 +133,43 @@ def count_right(p, y, activation, scale):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def product_through_w(delta, W, delta_t, out_t, out):
-    """out = delta @ W.T as out.T = W @ delta.T (``delta_product``'s second form), W
+def transposes_w(fan_in, fan_out, n):
+    """Whether ``product_through_w`` multiplies n rows of delta by a W.T that it makes,
+    rather than transposing delta and the product: when W (fan_in x fan_out) has
+    fewer elements than the two together, n (fan_in + fan_out); a 10-wide head."""
+    return fan_in * fan_out < n * (fan_in + fan_out)
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def product_through_w(delta, W, scratch, out):
+    """out = delta @ W.T without a stored W.T (``delta_product``'s second form), W
     (n_panels, fan_in, width) read panel by panel: each panel's columns of W continue the
-    sums of the panels before (a (1, fan_in, fan_out) view of W is one panel)."""
-    if out.shape[0] > 0:
-        transpose(delta, delta_t)
-        width, fan_out = W.shape[2], delta_t.shape[0]
-        for p in range(W.shape[0]):
-            j0 = p * width
-            j1 = min(j0 + width, fan_out)
-            start = np.int64(ZERO) if p == 0 else np.int64(ACCUMULATE)
-            gemm(W[p][:, : j1 - j0], delta_t[j0:j1], out_t, out_t[0], start)
-        transpose(out_t, out)
+    sums of the panels before (a (1, fan_in, fan_out) view of W is one panel).
+
+    Either out.T = W @ delta.T, delta and the product transposed through scratch, or,
+    for W of one panel where ``transposes_w``, out = delta @ W.T with W.T written to
+    scratch; the rule also says that it fits.  scratch is 1-D, (fan_in + fan_out) * n
+    elements or more.  Both give the same sums of the same fused multiply-adds, their
+    two factors swapped.
+    """
+    n, fan_out = delta.shape
+    fan_in, width = out.shape[1], W.shape[2]
+    if n == 0:
+        return
+    if W.shape[0] == 1 and transposes_w(fan_in, fan_out, n):
+        WT = scratch[: fan_out * fan_in].reshape((fan_out, fan_in))
+        transpose(W[0][:, :fan_out], WT)
+        gemm(delta, WT, out, out[0], np.int64(ZERO))
+        return
+    delta_t = scratch[: fan_out * n].reshape((fan_out, n))
+    out_t = scratch[fan_out * n : (fan_out + fan_in) * n].reshape((fan_in, n))
+    transpose(delta, delta_t)
+    for p in range(W.shape[0]):
+        j0 = p * width
+        j1 = min(j0 + width, fan_out)
+        start = np.int64(ZERO) if p == 0 else np.int64(ACCUMULATE)
+        gemm(W[p][:, : j1 - j0], delta_t[j0:j1], out_t, out_t[0], start)
+    transpose(out_t, out)
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
@@ -160,19 +184,20 @@ def delta_product(delta, WT, out):
 
     delta (n, fan_out), out (n, fan_in) with contiguous rows, written.  WT is either
     W.T, (fan_out, fan_in), as ``gemm`` reads b (the epoch driver keeps a copy in
-    panel layout); or a tuple (W, delta_t, out_t): W as the forward pass reads it, its
+    panel layout); or a tuple (W, scratch): W as the forward pass reads it, its
     panels (n_panels, fan_in, NR: ``gemm.panel_width``) or a (1, fan_in, fan_out) view
-    of W in place (``epoch.forward_weights``), and scratch arrays delta_t (fan_out, n)
-    and out_t (fan_in, n) with contiguous rows.  Then out.T = W @ delta.T: delta is
-    transposed into delta_t, the product written to out_t panel by panel, each
-    continuing the sums, and transposed into out.  Each element is the same
-    sum in the same order with the same fused multiply-adds (their two factors
-    swapped), so both forms give bitwise the same out; the second needs no W.T,
-    which the update tasks would refresh after every step (``epoch.propagates_through_w``).
+    of W in place (``epoch.forward_weights``), and a 1-D scratch array of at least
+    (fan_in + fan_out) * n elements.  Then out.T = W @ delta.T: delta is transposed
+    into scratch, the product written there panel by panel, each continuing the
+    sums, and transposed into out; or, for a narrow W, W.T is made in scratch
+    (``product_through_w``).  Each element is the same sum in the same order with the
+    same fused multiply-adds (their two factors swapped), so both forms give bitwise
+    the same out; the second needs no stored W.T, which the update tasks would
+    refresh after every step (``epoch.propagates_through_w``).
     Compiled code calls the overload, which picks the form by WT's type.
     """
     if isinstance(WT, tuple):
-        product_through_w(delta, WT[0], WT[1], WT[2], out)
+        product_through_w(delta, WT[0], WT[1], out)
     else:
         product_from_copy(delta, WT, out)
 
@@ -181,7 +206,7 @@ def delta_product(delta, WT, out):
 def _delta_product_overload(delta, WT, out):
     if isinstance(WT, types.BaseTuple):
         def through_w(delta, WT, out):
-            product_through_w(delta, WT[0], WT[1], WT[2], out)
+            product_through_w(delta, WT[0], WT[1], out)
         return through_w
 
     def from_copy(delta, WT, out):

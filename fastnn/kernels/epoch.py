@@ -474,19 +474,16 @@ def panel_rows(params, panels, sizes, layer, row_start, row_stop):
 
 @njit(inline="always", **config.JIT_OPTIONS)
 def weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0, r1, panels):
-    """(W, delta_t (fan_out, n), out_t (fan_in, n)), n = r1 - r0: the second form of
+    """(W, scratch ((fan_in + fan_out) * n,)), n = r1 - r0: the second form of
     ``dense.delta_product``'s WT for rows [r0, r1), W as the forward pass reads it
     (``forward_weights``: the panels of a wide layer, which both passes then read, so
     that the update tasks' steps of W's rows meet no other core's copy of them), its
-    scratch arrays on the rows' own part of the end of deltas (``batch_buffers``;
+    scratch on the rows' own part of the end of deltas (``batch_buffers``;
     batch_size is the rows the buffers hold)."""
     width, n = scratch_width(sizes), r1 - r0
-    fan_in, fan_out = sizes[layer], sizes[layer + 1]
     start = deltas.shape[0] - (batch_size - r0) * width
-    middle = start + fan_out * n
-    return (forward_weights(params, offsets, sizes, layer, panels),
-            deltas[start:middle].reshape((fan_out, n)),
-            deltas[middle : middle + fan_in * n].reshape((fan_in, n)))
+    stop = start + (sizes[layer] + sizes[layer + 1]) * n
+    return forward_weights(params, offsets, sizes, layer, panels), deltas[start:stop]
 
 
 def backward_weights(params, params_t, offsets, sizes, layer, deltas, batch_size, r0, r1,
