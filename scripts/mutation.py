@@ -207,8 +207,12 @@ MUTANTS = [
          "    for l in range(2, stop):\n        if deltas_in_panels("),),
         ("tests/test_kernels.py",)),
     Mutant("through-w-scratch-arrays-overlap", (
-        ("fastnn/kernels/epoch.py", "    middle = start + fan_out * n\n",
-         "    middle = start + fan_in * n\n"),), ("tests/test_kernels.py",)),
+        ("fastnn/kernels/dense.py",
+         "    out_t = scratch[fan_out * n : (fan_out + fan_in) * n].reshape((fan_in, n))\n",
+         "    out_t = scratch[: fan_in * n].reshape((fan_in, n))\n"),), ("tests/test_kernels.py",)),
+    Mutant("w-transposed-for-products-as-large", (
+        ("fastnn/kernels/dense.py", "    return fan_in * fan_out < n * (fan_in + fan_out)\n",
+         "    return fan_in * fan_out <= n * (fan_in + fan_out)\n"),), ("tests/test_kernels.py",)),
     Mutant("thread-clocks-in-the-region-column", (
         ("fastnn/kernels/clocks.py", "clocks[row, 1 + numba.get_thread_id()] += ",
          "clocks[row, 0] += "),), ("tests/test_profiling.py",)),
@@ -220,8 +224,8 @@ MUTANTS = [
          "start = np.int64(ZERO) if p == 0 else np.int64(ACCUMULATE)",
          "start = np.int64(ZERO)"),), ("tests/test_kernels.py",)),
     Mutant("backward-reads-one-panel-less", (
-        ("fastnn/kernels/dense.py", "        for p in range(W.shape[0]):\n",
-         "        for p in range(W.shape[0] - 1):\n"),), ("tests/test_kernels.py",)),
+        ("fastnn/kernels/dense.py", "    for p in range(W.shape[0]):\n",
+         "    for p in range(W.shape[0] - 1):\n"),), ("tests/test_kernels.py",)),
     Mutant("through-w-for-one-row-more", (
         ("fastnn/kernels/epoch.py", " if large_network(sizes, dtype) else THROUGH_W_MAX_ROWS\n",
          " if large_network(sizes, dtype) else THROUGH_W_MAX_ROWS + 1\n"),),
