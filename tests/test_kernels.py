@@ -872,18 +872,18 @@ def test_gemm_vector_width_follows_numba_target(tmp_path):
                 gemm.gemm_sgd(a, b, before.copy()[:, 2:n + 2], w[:, 2:n + 2], init, lr)
                 assert np.array_equal(w[:, 2:n + 2], wide[:, 2:n + 2] - lr * c), (m, k, dtype)
                 assert np.array_equal(w[:, :2], wide[:, :2])
-        # The delta propagation through W (two-vector tiles in float32) is bitwise the
-        # product from W.T.
+        # The delta propagation through W (two-vector tiles in float32; W.T made for
+        # 5 columns) is bitwise the product from W.T.
         from fastnn.kernels.dense import delta_product
-        for dtype in ("float32", "float64"):
-            W = rng.standard_normal((130, 37)).astype(dtype)
-            delta = rng.standard_normal((16, 37)).astype(dtype)
+        for dtype, fan_out in itertools.product(("float32", "float64"), (37, 5)):
+            W = rng.standard_normal((130, fan_out)).astype(dtype)
+            delta = rng.standard_normal((16, fan_out)).astype(dtype)
             from_copy, through_w = np.empty((16, 130), dtype), np.empty((16, 130), dtype)
             delta_product(delta, gemm.to_panels(np.ascontiguousarray(W.T)), from_copy)
             for W_read in (W[None], gemm.to_panels(W)):
-                delta_product(delta, (W_read, np.empty((37, 16), dtype),
-                                      np.empty((130, 16), dtype)), through_w)
-                assert np.array_equal(from_copy, through_w), dtype
+                delta_product(delta, (W_read, np.empty(16 * (130 + fan_out), dtype)),
+                              through_w)
+                assert np.array_equal(from_copy, through_w), (dtype, fan_out)
         # The transposed weights in panels of the 256-bit tile's width.
         sizes = np.array([7, 37, 29, 2], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum((sizes[:-1] + 1) * sizes[1:])]).astype(np.int64)
