@@ -15,8 +15,8 @@ with 1, 2 or N threads):
    updating its own parameters and their optimizer state.  No task writes what another reads, so no
    gradient buffer is shared and no reduction across threads is needed.
 
-Two parallel regions per micro-batch (one ``prange`` loop run for each pass), and
-nothing is allocated inside the epoch.  A mini-batch of more than the rows the batch
+Two parallel regions per micro-batch (one ``prange`` loop run for each pass; plain
+loops on one thread, ``in_parallel``), and nothing is allocated inside the epoch.  A mini-batch of more than the rows the batch
 buffers hold (``config.MICRO_BATCH_ROWS``) goes through both passes one micro-batch
 at a time: the tasks add each micro-batch's gradient to the sums of the ones before
 (every element still sums the batch's rows in order, so the weights are bitwise
@@ -959,6 +959,41 @@ def gradient_worker(params, panels, grads, sizes, widths, offsets, X_csr, tasks,
                                   params.dtype.type(0)))
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def in_parallel(threads):
+    """Whether the drivers run their regions as parallel loops (``prange``): not on one
+    thread, where the items run the same in a plain loop and a prange's start and
+    join, 3-4 us each, cost the tutorial's network 4-5 % of an epoch
+    (docs/benchmarks.md)."""
+    return threads > 1
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def epoch_item(phase, i, n_items, optimizer, batch, run, clocks):
+    """Item i of n_items of a micro-batch's region in ``train_epoch``: phase 0, the
+    forward and backward passes of block i's chunks; phase 1, the gradient (and after
+    the last micro-batch, the update) of task i.  batch and run hold the micro-batch's
+    and the epoch's arguments (``train_epoch``'s names); optimizer (a literal) and
+    clocks (None compiles no clock) are apart, as a tuple's items keep neither."""
+    (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused, tasks, X,
+     X_csr, Y, weights, chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums,
+     task_squares, dropout, chunk_worker, task_worker, copy_worker) = run
+    micro_rows, micro_start, first, last, step, inv_batch_weight = batch
+    item_start = clock_start(clocks)
+    if phase == 0:
+        r0, r1 = block_rows(i, n_items, micro_rows.shape[0], chunk)
+        call_worker(chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
+                    unfused, X, X_csr, Y, weights, micro_rows, r0, r1, chunk, inv_batch_weight,
+                    acts, deltas, derivs, targets, scales, chunk_sums, dropout, step,
+                    micro_start)
+    else:
+        task_squares[i] = call_worker(
+            task_worker, params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr,
+            micro_rows, tasks[i], lr, l2, inv_batch_weight, optimizer, hyper, step, acts, deltas,
+            first, last, copy_worker)
+    clock_thread(clocks, phase, item_start)  # rows PASSES and TASKS: the phases
+
+
 @njit(**config.PARALLEL_OPTIONS)
 def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused,
                 tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, chunk,
@@ -1052,6 +1087,9 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     dtype = params.dtype.type
     one = dtype(1.0)
     refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_worker)
+    run = (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused, tasks,
+           X, X_csr, Y, weights, chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales,
+           chunk_sums, task_squares, dropout, chunk_worker, task_worker, copy_worker)
     batch_start = first_row
     while batch_start < n and stop[0] == 0:
         n_rows = min(batch_size, n - batch_start)
@@ -1064,26 +1102,20 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         for micro_start in range(0, n_rows, micro):
             micro_rows, first, last = micro_batch(rows, micro_start, micro)
             n_micro = micro_rows.shape[0]
+            batch = (micro_rows, micro_start, first, last, step, inv_batch_weight)
             # One prange for both passes (Numba builds three libraries per prange), whose
             # body calls the workers by address (kernels.workers): their code is compiled
-            # once, not again in each of those libraries (docs/performance.md).
+            # once, not again in each of those libraries (docs/performance.md).  One
+            # thread runs the same items in a plain loop (in_parallel).
             for phase in range(2):
                 n_items = region_items(phase, n_micro, tasks.shape[0], chunk, threads)
                 region_start = clock_start(clocks)
-                for i in prange(n_items):
-                    item_start = clock_start(clocks)
-                    if phase == 0:  # forward and backward pass of block i's chunks
-                        r0, r1 = block_rows(i, n_items, n_micro, chunk)
-                        call_worker(chunk_worker, params, params_t, panels, sizes, widths,
-                                    offsets, codes, unfused, X, X_csr, Y, weights, micro_rows, r0,
-                                    r1, chunk, inv_batch_weight, acts, deltas, derivs, targets,
-                                    scales, chunk_sums, dropout, step, micro_start)
-                    else:  # gradient (and after the last micro-batch, update) of task i
-                        task_squares[i] = call_worker(
-                            task_worker, params, params_t, panels, grads, slots, sizes, widths,
-                            offsets, X_csr, micro_rows, tasks[i], lr, l2, inv_batch_weight,
-                            optimizer, hyper, step, acts, deltas, first, last, copy_worker)
-                    clock_thread(clocks, phase, item_start)  # rows PASSES and TASKS: the phases
+                if in_parallel(threads):
+                    for i in prange(n_items):
+                        epoch_item(phase, i, n_items, optimizer, batch, run, clocks)
+                else:
+                    for i in range(n_items):
+                        epoch_item(phase, i, n_items, optimizer, batch, run, clocks)
                 clock_add(clocks, phase, 0, region_start)
         batch_loss, batch_right = batch_sums(chunk_sums, chunk_count(n_rows, chunk),
                                              task_squares, l2, inv_batch_weight)

@@ -20,9 +20,33 @@ from ..network import aligned_zeros
 from .activations import unfused_argument
 from .sparse import driver_inputs
 from .epoch import (batch_buffers, batch_sums, block_rows, chunk_count, chunk_rows,
-                    chunk_worker, copy_worker, gradient_worker, make_tasks, micro_batch,
-                    propagates_through_w, refresh_all_copies, region_items, weight_copies)
+                    chunk_worker, copy_worker, gradient_worker, in_parallel, make_tasks,
+                    micro_batch, propagates_through_w, refresh_all_copies, region_items,
+                    weight_copies)
 from .workers import call_worker
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
+def objective_item(phase, i, n_items, batch, run):
+    """Item i of n_items of a micro-batch's region in ``loss_and_grad``: phase 0, the
+    forward and backward passes of block i's chunks; phase 1, the gradient of task i
+    (no SGD step).  batch and run hold the micro-batch's and the call's arguments
+    (``loss_and_grad``'s names; l2 already divided by the total weight)."""
+    (params, params_t, panels, grads, sizes, widths, offsets, codes, unfused, tasks, X, X_csr,
+     Y, weights, chunk, l2_scaled, acts, deltas, derivs, targets, scales, chunk_sums,
+     task_squares, chunk_worker, task_worker) = run
+    micro_rows, micro_start, first, last, inv_total_weight = batch
+    if phase == 0:
+        r0, r1 = block_rows(i, n_items, micro_rows.shape[0], chunk)
+        call_worker(chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
+                    unfused, X, X_csr, Y, weights, micro_rows, r0, r1, chunk,
+                    inv_total_weight, acts, deltas, derivs, targets, scales, chunk_sums, None,
+                    np.int64(0), micro_start)
+    else:
+        task_squares[i] = call_worker(task_worker, params, panels, grads, sizes, widths,
+                                      offsets, X_csr, micro_rows, tasks[i], l2_scaled, acts,
+                                      deltas, first, last,
+                                      params.dtype.type(0.0))  # no SGD step
 
 
 @njit(**config.PARALLEL_OPTIONS)
@@ -75,25 +99,23 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     for r in range(n_rows):  # in order: the sum does not depend on threads
         total_weight += weights[rows[r]]
     inv_total_weight = dtype(1.0) / total_weight
+    run = (params, params_t, panels, grads, sizes, widths, offsets, codes, unfused, tasks, X,
+           X_csr, Y, weights, chunk, l2 * inv_total_weight, acts, deltas, derivs, targets,
+           scales, chunk_sums, task_squares, chunk_worker, task_worker)
     # Micro-batches, each with one prange for both passes (chunks, then tasks), calling
     # the workers by address, as epoch.train_epoch.
     for micro_start in range(0, n_rows, micro):
         micro_rows, first, last = micro_batch(rows, micro_start, micro)
         n_micro = micro_rows.shape[0]
+        batch = (micro_rows, micro_start, first, last, inv_total_weight)
         for phase in range(2):
             n_items = region_items(phase, n_micro, tasks.shape[0], chunk, threads)
-            for i in prange(n_items):
-                if phase == 0:
-                    r0, r1 = block_rows(i, n_items, n_micro, chunk)
-                    call_worker(chunk_worker, params, params_t, panels, sizes, widths, offsets,
-                                codes, unfused, X, X_csr, Y, weights, micro_rows, r0, r1, chunk,
-                                inv_total_weight, acts, deltas, derivs, targets, scales,
-                                chunk_sums, None, np.int64(0), micro_start)
-                else:
-                    task_squares[i] = call_worker(task_worker, params, panels, grads, sizes,
-                                                  widths, offsets, X_csr, micro_rows, tasks[i],
-                                                  l2 * inv_total_weight, acts, deltas, first, last,
-                                                  params.dtype.type(0.0))  # no SGD step
+            if in_parallel(threads):
+                for i in prange(n_items):
+                    objective_item(phase, i, n_items, batch, run)
+            else:
+                for i in range(n_items):
+                    objective_item(phase, i, n_items, batch, run)
     return batch_sums(chunk_sums, chunk_count(n_rows, chunk), task_squares, l2,
                       inv_total_weight)[0]
 
