@@ -969,15 +969,19 @@ def in_parallel(threads):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def epoch_item(phase, i, n_items, optimizer, batch, run, clocks):
+def epoch_item(phase, i, n_items, batch, run, task_squares, optimizer, unfused, X_csr, dropout,
+               clocks):
     """Item i of n_items of a micro-batch's region in ``train_epoch``: phase 0, the
     forward and backward passes of block i's chunks; phase 1, the gradient (and after
     the last micro-batch, the update) of task i.  batch and run hold the micro-batch's
-    and the epoch's arguments (``train_epoch``'s names); optimizer (a literal) and
-    clocks (None compiles no clock) are apart, as a tuple's items keep neither."""
-    (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused, tasks, X,
-     X_csr, Y, weights, chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums,
-     task_squares, dropout, chunk_worker, task_worker, copy_worker) = run
+    and the epoch's arrays and scalars that it reads (``train_epoch``'s names); the
+    others are apart: Numba's parallel passes drop the writes to an array taken from
+    a tuple built in the driver (task_squares), a literal in a tuple loses its value
+    (optimizer), None there is not pruned (clocks), and a tuple in a tuple cannot
+    enter a parallel loop (unfused, X_csr, dropout)."""
+    (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, tasks, X, Y, weights,
+     chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums, chunk_worker,
+     task_worker, copy_worker) = run
     micro_rows, micro_start, first, last, step, inv_batch_weight = batch
     item_start = clock_start(clocks)
     if phase == 0:
@@ -1087,9 +1091,9 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     dtype = params.dtype.type
     one = dtype(1.0)
     refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_worker)
-    run = (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused, tasks,
-           X, X_csr, Y, weights, chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales,
-           chunk_sums, task_squares, dropout, chunk_worker, task_worker, copy_worker)
+    run = (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, tasks, X, Y,
+           weights, chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums,
+           chunk_worker, task_worker, copy_worker)
     batch_start = first_row
     while batch_start < n and stop[0] == 0:
         n_rows = min(batch_size, n - batch_start)
@@ -1112,10 +1116,12 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
                 region_start = clock_start(clocks)
                 if in_parallel(threads):
                     for i in prange(n_items):
-                        epoch_item(phase, i, n_items, optimizer, batch, run, clocks)
+                        epoch_item(phase, i, n_items, batch, run, task_squares, optimizer,
+                                   unfused, X_csr, dropout, clocks)
                 else:
                     for i in range(n_items):
-                        epoch_item(phase, i, n_items, optimizer, batch, run, clocks)
+                        epoch_item(phase, i, n_items, batch, run, task_squares, optimizer,
+                                   unfused, X_csr, dropout, clocks)
                 clock_add(clocks, phase, 0, region_start)
         batch_loss, batch_right = batch_sums(chunk_sums, chunk_count(n_rows, chunk),
                                              task_squares, l2, inv_batch_weight)

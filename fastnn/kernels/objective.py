@@ -27,14 +27,15 @@ from .workers import call_worker
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def objective_item(phase, i, n_items, batch, run):
+def objective_item(phase, i, n_items, batch, run, task_squares, unfused, X_csr):
     """Item i of n_items of a micro-batch's region in ``loss_and_grad``: phase 0, the
     forward and backward passes of block i's chunks; phase 1, the gradient of task i
-    (no SGD step).  batch and run hold the micro-batch's and the call's arguments
-    (``loss_and_grad``'s names; l2 already divided by the total weight)."""
-    (params, params_t, panels, grads, sizes, widths, offsets, codes, unfused, tasks, X, X_csr,
-     Y, weights, chunk, l2_scaled, acts, deltas, derivs, targets, scales, chunk_sums,
-     task_squares, chunk_worker, task_worker) = run
+    (no SGD step).  batch and run hold the micro-batch's and the call's arrays and
+    scalars that it reads (``loss_and_grad``'s names; l2 already divided by the total
+    weight); task_squares, unfused and X_csr are apart (``epoch.epoch_item`` says why)."""
+    (params, params_t, panels, grads, sizes, widths, offsets, codes, tasks, X, Y, weights, chunk,
+     l2_scaled, acts, deltas, derivs, targets, scales, chunk_sums, chunk_worker,
+     task_worker) = run
     micro_rows, micro_start, first, last, inv_total_weight = batch
     if phase == 0:
         r0, r1 = block_rows(i, n_items, micro_rows.shape[0], chunk)
@@ -99,9 +100,9 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     for r in range(n_rows):  # in order: the sum does not depend on threads
         total_weight += weights[rows[r]]
     inv_total_weight = dtype(1.0) / total_weight
-    run = (params, params_t, panels, grads, sizes, widths, offsets, codes, unfused, tasks, X,
-           X_csr, Y, weights, chunk, l2 * inv_total_weight, acts, deltas, derivs, targets,
-           scales, chunk_sums, task_squares, chunk_worker, task_worker)
+    run = (params, params_t, panels, grads, sizes, widths, offsets, codes, tasks, X, Y, weights,
+           chunk, l2 * inv_total_weight, acts, deltas, derivs, targets, scales, chunk_sums,
+           chunk_worker, task_worker)
     # Micro-batches, each with one prange for both passes (chunks, then tasks), calling
     # the workers by address, as epoch.train_epoch.
     for micro_start in range(0, n_rows, micro):
@@ -112,10 +113,10 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
             n_items = region_items(phase, n_micro, tasks.shape[0], chunk, threads)
             if in_parallel(threads):
                 for i in prange(n_items):
-                    objective_item(phase, i, n_items, batch, run)
+                    objective_item(phase, i, n_items, batch, run, task_squares, unfused, X_csr)
             else:
                 for i in range(n_items):
-                    objective_item(phase, i, n_items, batch, run)
+                    objective_item(phase, i, n_items, batch, run, task_squares, unfused, X_csr)
     return batch_sums(chunk_sums, chunk_count(n_rows, chunk), task_squares, l2,
                       inv_total_weight)[0]
 
