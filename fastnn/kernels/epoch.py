@@ -16,18 +16,18 @@ with 1, 2 or N threads):
    gradient buffer is shared and no reduction across threads is needed.
 
 Two parallel regions per micro-batch (one ``prange`` loop run for each pass; plain
-loops on one thread, ``in_parallel``), and nothing is allocated inside the epoch.  A mini-batch of more than the rows the batch
-buffers hold (``config.MICRO_BATCH_ROWS``) goes through both passes one micro-batch
-at a time: the tasks add each micro-batch's gradient to the sums of the ones before
-(every element still sums the batch's rows in order, so the weights are bitwise
-those of one pass) and update after the last.  Each micro-batch's activations and
-deltas are thus still in cache when the tasks read them: a full batch of 1617
-float64 rows has 7.7 MB of them.  Compile time: the driver calls the
-per-chunk and per-task workers, and the refresh of the weight copies, through their
-addresses (``kernels.workers``), so their code is compiled once, not again in each
-of the libraries a ``prange`` builds; ``chunk_worker``, ``task_worker``,
-``gradient_worker`` and ``copy_worker`` compile them for a run's arguments.
-See docs/performance.md, "Start-up".
+loops on one thread, ``in_parallel``), and nothing is allocated inside the epoch.  A
+mini-batch of more than the rows the batch buffers hold (``config.MICRO_BATCH_ROWS``)
+goes through both passes one micro-batch at a time: the tasks add each micro-batch's
+gradient to the sums of the ones before (every element still sums the batch's rows
+in order, so the weights are bitwise those of one pass) and update after the last.
+Each micro-batch's activations and deltas are thus still in cache when the tasks
+read them: a full batch of 1617 float64 rows has 7.7 MB of them.  Compile time: the
+driver calls the per-chunk and per-task workers, and the refresh of the weight
+copies, through their addresses (``kernels.workers``), so their code is compiled
+once, not again in each of the libraries a ``prange`` builds; ``chunk_worker``,
+``task_worker``, ``gradient_worker`` and ``copy_worker`` compile them for a run's
+arguments.  See docs/performance.md, "Start-up".
 Prediction is a serial, GIL-free kernel that the caller runs on several threads.
 """
 
@@ -962,9 +962,9 @@ def gradient_worker(params, panels, grads, sizes, widths, offsets, X_csr, tasks,
 @njit(inline="always", **config.JIT_OPTIONS)
 def in_parallel(threads):
     """Whether the drivers run their regions as parallel loops (``prange``): not on one
-    thread, where the items run the same in a plain loop and a prange's start and
-    join, 3-4 us each, cost the tutorial's network 4-5 % of an epoch
-    (docs/benchmarks.md)."""
+    thread, where the items run the same in a plain loop.  A prange's start and join
+    take 3-4 us; in plain loops the tutorial's network trained 1.5-4 % faster with 1
+    thread (docs/benchmarks.md)."""
     return threads > 1
 
 
@@ -976,9 +976,9 @@ def epoch_item(phase, i, n_items, batch, run, task_squares, optimizer, unfused, 
     the last micro-batch, the update) of task i.  batch and run hold the micro-batch's
     and the epoch's arrays and scalars that it reads (``train_epoch``'s names); the
     others are apart: Numba's parallel passes drop the writes to an array taken from
-    a tuple built in the driver (task_squares), a literal in a tuple loses its value
-    (optimizer), None there is not pruned (clocks), and a tuple in a tuple cannot
-    enter a parallel loop (unfused, X_csr, dropout)."""
+    a tuple built in the driver (task_squares), None in a tuple is not pruned
+    (clocks), a tuple in a tuple cannot enter a parallel loop (unfused, X_csr,
+    dropout), and optimizer is a literal type, which the task worker is compiled for."""
     (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, tasks, X, Y, weights,
      chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums, chunk_worker,
      task_worker, copy_worker) = run
