@@ -153,6 +153,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
     from .kernels.epoch import (chunk_rows, deltas_in_panels, make_tasks, panel_rows,
                                 propagates_through_w, refresh_copies, sgd_in_product,
                                 task_refreshes_copies, weight_copies, wide_layer)
+    from .kernels.dense import through_w_scratch_size
     from .kernels.gemm import panel_width, to_panels
     from .network import aligned_zeros, layer_views
 
@@ -205,7 +206,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
         out = np.empty((pass_rows, arch.sizes[layer]), dtype=dtype)
         WT = transposed[layer]  # as the epoch's delta propagation reads W (delta_product)
         if through_w:  # epoch.weights_with_scratch
-            scratch = (arch.sizes[layer] + arch.sizes[layer + 1]) * pass_rows
+            scratch = through_w_scratch_size(arch.sizes[layer], arch.sizes[layer + 1], pass_rows)
             WT = (read_ws[layer], np.empty(scratch, dtype=dtype))
         backward += _kernel_seconds(
             dense_backward, (delta, WT, a_prev, codes[layer - 1], out),

@@ -141,6 +141,13 @@ def transposes_w(fan_in, fan_out, n):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
+def through_w_scratch_size(fan_in, fan_out, n):
+    """Elements of the scratch ``product_through_w`` needs for n rows of delta: room for
+    delta.T and the product's transpose, which also holds W.T where it is made."""
+    return (fan_in + fan_out) * n
+
+
+@njit(inline="always", **config.JIT_OPTIONS)
 def product_through_w(delta, W, scratch, out):
     """out = delta @ W.T without a stored W.T (``delta_product``'s second form), W
     (n_panels, fan_in, width) read panel by panel: each panel's columns of W continue the
@@ -148,9 +155,9 @@ def product_through_w(delta, W, scratch, out):
 
     Either out.T = W @ delta.T, delta and the product transposed through scratch, or,
     for W of one panel where ``transposes_w``, out = delta @ W.T with W.T written to
-    scratch; the rule also says that it fits.  scratch is 1-D, (fan_in + fan_out) * n
-    elements or more.  Both give the same sums of the same fused multiply-adds, their
-    two factors swapped.
+    scratch; the rule also says that it fits.  scratch is 1-D, at least
+    ``through_w_scratch_size`` elements.  Both give the same sums of the same fused
+    multiply-adds, their two factors swapped.
     """
     n, fan_out = delta.shape
     fan_in, width = out.shape[1], W.shape[2]
@@ -187,7 +194,7 @@ def delta_product(delta, WT, out):
     panel layout); or a tuple (W, scratch): W as the forward pass reads it, its
     panels (n_panels, fan_in, NR: ``gemm.panel_width``) or a (1, fan_in, fan_out) view
     of W in place (``epoch.forward_weights``), and a 1-D scratch array of at least
-    (fan_in + fan_out) * n elements.  Then out.T = W @ delta.T: delta is transposed
+    ``through_w_scratch_size`` elements.  Then out.T = W @ delta.T: delta is transposed
     into scratch, the product written there panel by panel, each continuing the
     sums, and transposed into out; or, for a narrow W, W.T is made in scratch
     (``product_through_w``).  Each element is the same sum in the same order with the

@@ -42,7 +42,8 @@ from ..network import aligned_zeros
 from .gemm import PACK_B, TRANSPOSE_BYTES, panel_columns, panel_width, transpose
 from .activations import saves_derivative
 from .clocks import EPOCH, clock_add, clock_start, clock_thread
-from .dense import count_right, dense_backward, dense_forward, output_delta, param_grad
+from .dense import (count_right, dense_backward, dense_forward, output_delta, param_grad,
+                    through_w_scratch_size)
 from .dropout import drop_rows
 from .layers import backward_layer, backward_layer_saved, forward_layer, forward_layer_saving
 from .optimizers import SGD, add_l2, rule_step
@@ -474,15 +475,15 @@ def panel_rows(params, panels, sizes, layer, row_start, row_stop):
 
 @njit(inline="always", **config.JIT_OPTIONS)
 def weights_with_scratch(params, offsets, sizes, layer, deltas, batch_size, r0, r1, panels):
-    """(W, scratch ((fan_in + fan_out) * n,)), n = r1 - r0: the second form of
-    ``dense.delta_product``'s WT for rows [r0, r1), W as the forward pass reads it
-    (``forward_weights``: the panels of a wide layer, which both passes then read, so
-    that the update tasks' steps of W's rows meet no other core's copy of them), its
-    scratch on the rows' own part of the end of deltas (``batch_buffers``;
-    batch_size is the rows the buffers hold)."""
+    """(W, scratch), the second form of ``dense.delta_product``'s WT for rows [r0, r1),
+    W as the forward pass reads it (``forward_weights``: the panels of a wide layer,
+    which both passes then read, so that the update tasks' steps of W's rows meet no
+    other core's copy of them), its scratch (``dense.through_w_scratch_size``) on the
+    rows' own part of the end of deltas (``batch_buffers``; batch_size is the rows the
+    buffers hold)."""
     width, n = scratch_width(sizes), r1 - r0
     start = deltas.shape[0] - (batch_size - r0) * width
-    stop = start + (sizes[layer] + sizes[layer + 1]) * n
+    stop = start + through_w_scratch_size(sizes[layer], sizes[layer + 1], n)
     return forward_weights(params, offsets, sizes, layer, panels), deltas[start:stop]
 
 
