@@ -130,12 +130,13 @@ def median_seconds(fn, args, min_batch_s=2e-4, batches=5):
     return statistics.median(samples)
 
 
-def _kernel_seconds(fn, args, empty_args):
-    """Seconds of fn(*args) without Numba's dispatch cost (that of fn(*empty_args))."""
-    return max(0.0, median_seconds(fn, args) - median_seconds(fn, empty_args))
+def _kernel_seconds(fn, args, empty_args, timing=()):
+    """Seconds of fn(*args) without Numba's dispatch cost (that of fn(*empty_args));
+    timing: ``median_seconds``' (min_batch_s, batches), its defaults if empty."""
+    return max(0.0, median_seconds(fn, args, *timing) - median_seconds(fn, empty_args, *timing))
 
 
-def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
+def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1, timing=()):
     """Serial seconds of each kernel call of an epoch, on the model's shapes.
 
     Returns {"chunk_rows": the epoch's rows per chunk (``chunk_rows``), "block_rows":
@@ -145,8 +146,12 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
     "tasks": [(gradient s for a full batch, min(batch_size,
     n_rows) rows, update s) per task of ``make_tasks``]}; the gradient is timed on one
     micro-batch's rows (``config.MICRO_BATCH_ROWS`` at most) and scaled to the batch,
-    as the epoch sums a larger batch micro-batch by micro-batch.  Works on copies:
-    the model's parameters and optimizer state are not touched.
+    as the epoch sums a larger batch micro-batch by micro-batch.  Per layer, for
+    ``scripts/roofline.py``: "forward_layers" and "backward_layers" (0.0 for the first
+    layer; the output delta not included) split "forward" and "backward", and
+    "task_layers" gives each task's layer.  timing: ``median_seconds``' (min_batch_s,
+    batches) for every kernel.  Works on copies: the model's parameters and optimizer
+    state are not touched.
     """
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
@@ -191,16 +196,17 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
     # panels, else W in place; the delta propagation through W reads the same.
     read_ws = [to_panels(W) if wide_layer(arch.sizes, layer, panel_width(dtype), dtype.itemsize)
                else W[None] for layer, (W, _) in enumerate(views)]
-    forward = backward = 0.0
+    forward_layers, backward_layers = [], [0.0] * n_layers
     for layer, ((W, b), W_read) in enumerate(zip(views, read_ws)):
         a_prev, out = acts[layer][:pass_rows], np.empty((pass_rows, W.shape[1]), dtype=dtype)
-        forward += _kernel_seconds(dense_forward, (a_prev, W_read, b, codes[layer], out),
-                                   (a_prev[:0], W_read, b, codes[layer], out[:0]))
+        forward_layers.append(_kernel_seconds(
+            dense_forward, (a_prev, W_read, b, codes[layer], out),
+            (a_prev[:0], W_read, b, codes[layer], out[:0]), timing))
     out = np.empty((pass_rows, arch.sizes[-1]), dtype=dtype)
     args = (acts[-1][:pass_rows], targets[:pass_rows], codes[-1], scale[:pass_rows], out)
     empty = tuple(a[:0] if isinstance(a, np.ndarray) else a for a in args)
-    backward += _kernel_seconds(output_delta, args, empty)
-    backward += _kernel_seconds(count_right, args[:4], empty[:4])
+    backward = _kernel_seconds(output_delta, args, empty, timing)
+    backward += _kernel_seconds(count_right, args[:4], empty[:4], timing)
     for layer in range(n_layers - 1, 0, -1):
         delta, a_prev = deltas[layer + 1][:pass_rows], acts[layer][:pass_rows]
         out = np.empty((pass_rows, arch.sizes[layer]), dtype=dtype)
@@ -208,9 +214,9 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
         if through_w:  # epoch.weights_with_scratch
             scratch = through_w_scratch_size(arch.sizes[layer], arch.sizes[layer + 1], pass_rows)
             WT = (read_ws[layer], np.empty(scratch, dtype=dtype))
-        backward += _kernel_seconds(
+        backward_layers[layer] = _kernel_seconds(
             dense_backward, (delta, WT, a_prev, codes[layer - 1], out),
-            (delta[:0], WT, a_prev[:0], codes[layer - 1], out[:0]))
+            (delta[:0], WT, a_prev[:0], codes[layer - 1], out[:0]), timing)
 
     opt = copy.deepcopy(optimizer)
     opt.prepare(arch.n_params, arch.dtype)
@@ -220,7 +226,7 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
     params_t, panels = weight_copies(arch.sizes, dtype, through_w=through_w)
     lr, l2_scaled, step = cast(lr), cast(l2 / rows), opt.iterations + 1
     measured = {}
-    tasks = []
+    tasks, task_layers = [], []
     for layer, row_start, row_stop in make_tasks(arch.sizes):
         layer, row_start, row_stop = int(layer), int(row_start), int(row_stop)
         fan_in, fan_out = arch.sizes[layer], arch.sizes[layer + 1]
@@ -243,29 +249,32 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1):
                     param_grad, (a_prev, delta, row_start, row_stop, block, False, delta_b, w,
                                  lr, w_panels),
                     (a_prev, delta, 0, 0, block[:0], False, delta_b, w[:0], lr,
-                     w_panels[:, :0]))
+                     w_panels[:, :0]), timing)
                 step_start = int(offsets[layer]) + max(row_start, fan_in) * fan_out
             else:
                 gradient = _kernel_seconds(
                     param_grad, (a_prev, delta, row_start, row_stop, block, False, delta_b),
-                    (a_prev, delta, 0, 0, block[:0], False, delta_b))
+                    (a_prev, delta, 0, 0, block[:0], False, delta_b), timing)
             update = _kernel_seconds(
                 optimizer_step, (params, grads, slots, step_start, stop, code, hyper, lr, step),
-                (params, grads, slots, stop, stop, code, hyper, lr, step))
+                (params, grads, slots, stop, stop, code, hyper, lr, step), timing)
             if l2:
                 weight_stop = int(offsets[layer]) + min(row_stop, fan_in) * fan_out
                 update += _kernel_seconds(add_l2, (grads, params, start, weight_stop, l2_scaled),
-                                          (grads, params, start, start, l2_scaled))
+                                          (grads, params, start, start, l2_scaled), timing)
             if task_refreshes_copies(in_product, layer, params_t, None):
                 update += _kernel_seconds(
                     refresh_copies, (params, offsets, sizes, layer, row_start, row_stop,
                                      params_t, panels, in_product),
                     (params, offsets, sizes, layer, row_start, row_start, params_t, panels,
-                     in_product))
+                     in_product), timing)
             measured[key] = (gradient * rows / micro, update)
         tasks.append(measured[key])
-    return {"chunk_rows": run_chunk, "block_rows": pass_rows, "forward": forward,
-            "backward": backward, "tasks": tasks}
+        task_layers.append(layer)
+    return {"chunk_rows": run_chunk, "block_rows": pass_rows, "forward": sum(forward_layers),
+            "backward": backward + sum(backward_layers), "tasks": tasks,
+            "forward_layers": forward_layers, "backward_layers": backward_layers,
+            "task_layers": task_layers}
 
 
 def largest_block(n_rows, chunk, threads):

@@ -6,21 +6,29 @@ ceiling and arithmetic intensity (FLOP / byte).
 Model (simple on purpose):
 
 * FLOPs count the multiply-adds of the matrix products (2 per term), the bias
-  sum of param_grad (1 per delta element) and 2 per parameter of sgd_update; the
-  activation and its derivative (a few dozen instructions per element in fast_exp)
-  are not counted, so kernels that fuse them look slightly slower than they are.
+  sum of param_grad (1 per delta element) and the plain SGD step that param_grad's
+  product applies to the weights (2 per weight); the activation and its derivative
+  (a few dozen instructions per element in fast_exp) are not counted, so kernels
+  that fuse them look slightly slower than they are.
 * Bytes: every input array read once and every output written once (an array that
-  is read and written, like matmul_acc's c, counts twice); caches, re-reads inside
-  the blocked loops and write-allocate traffic are ignored.  The intensity is
-  therefore an upper bound of the real one, which is what a roofline needs.
-* Time: median per call over many batches of calls in this one process, each
-  kernel called directly as a Numba dispatcher (the dispatch costs about 0.2-0.4 us
-  per call, visible only on the smallest calls: sgd_update and the W1 shapes).
+  is read and written, like the weights the step updates, counts twice); caches,
+  re-reads inside the blocked loops and write-allocate traffic are ignored.  The
+  intensity is therefore an upper bound of the real one, which is what a roofline
+  needs.
+* Time: ``fastnn.profiling.kernel_times``, the same calls that ``--profile``
+  estimates an epoch from: median per call over batches of calls in this one
+  process, each kernel called directly as a Numba dispatcher, less the cost of the
+  same call on no rows (the dispatch).
 
-Shapes: the forward and backward passes and matmul_acc run on chunks of 16 rows
-(config.CHUNK_ROWS), param_grad on a whole mini-batch (W1: 64 rows, W2: 128) and
-sgd_update on one layer's (fan_in + 1) * fan_out parameters.  dense_backward only runs
-on layers after the first (the input needs no delta).
+Shapes and operands are the epoch's, on one thread (``kernel_times``): the forward
+pass and the delta propagation of a micro-batch's rows as one block (W1: 64 rows,
+W2: 128), reading each W as the epoch does (a wide layer's from its panels, the
+others in place) and propagating through W itself or through W.T by the epoch's
+rule; the weight gradient of each layer summed over its update tasks on the
+mini-batch, with the SGD step in the product and the deltas read from panels where
+the epoch does.  dense_backward only runs on layers after the first (the input
+needs no delta).  The networks are the peers' (scripts/compare_peers.py): sigmoid
+hidden layers and a softmax head.
 
 The ceilings, measured in the same run: the GEMM ceiling from
 machine_peak.gemm_gflops (NumPy's BLAS, 1024^3, 1 thread) per dtype, or --peak-gflops;
@@ -43,15 +51,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine_peak import fma_gflops, gemm_gflops  # noqa: E402  (a sibling script)
 
-from fastnn import config  # noqa: E402
-from fastnn.profiling import median_seconds  # noqa: E402
-from fastnn.kernels import (dense_backward, dense_forward, matmul_acc,  # noqa: E402
-                            optimizer_step, param_grad)
-from fastnn.network import ACTIVATION_CODES  # noqa: E402
-from fastnn.optimizers import OPTIMIZER_CODES  # noqa: E402
+from fastnn import SGD, Architecture, init_params  # noqa: E402
+from fastnn.profiling import kernel_times  # noqa: E402
 
-SIGMOID = int(ACTIVATION_CODES["sigmoid"])
-SGD_CODE = OPTIMIZER_CODES["sgd"]
+#: kernel_times' timing of each kernel: batches of calls of at least this many seconds,
+#: the median of this many batches.
+TIMING = (2e-3, 15)
+LR = 0.1
 WORKLOADS = {  # name: (layer sizes, batch rows, dtypes)
     "W1": ((64, 128, 128, 10), 64, ("float32", "float64")),
     "W2": ((784, 512, 512, 10), 128, ("float32",)),
@@ -59,43 +65,32 @@ WORKLOADS = {  # name: (layer sizes, batch rows, dtypes)
 
 
 def kernel_cases(sizes, batch, dtype):
-    """(kernel name, shape label, callable, args, FLOPs, bytes) for every layer of a network."""
+    """(kernel name, shape label, seconds, FLOPs, bytes) of every layer's kernels, as an
+    epoch of mini-batches of batch rows calls them on one thread (``kernel_times``)."""
     rng = np.random.default_rng(0)
     item = np.dtype(dtype).itemsize
-    chunk = config.CHUNK_ROWS
+    arch = Architecture(sizes, "sigmoid", "softmax", dtype)
+    params = init_params(arch, "glorot_uniform", 0)
+    X = rng.random((batch, sizes[0])).astype(dtype)
+    Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], batch)]
+    times = kernel_times(arch, params, SGD(lr=LR), 0.0, X, Y, batch, LR, threads=1,
+                         timing=TIMING)
+    block = times["block_rows"]
     cases = []
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        a_prev = rng.random((chunk, fan_in)).astype(dtype)
-        W = (rng.random((fan_in, fan_out)) - 0.5).astype(dtype)
-        WT = np.ascontiguousarray(W.T)
-        b = rng.random(fan_out).astype(dtype)
-        delta = (rng.random((chunk, fan_out)) - 0.5).astype(dtype)
-        out = np.empty((chunk, fan_out), dtype)
-        mm = 2 * chunk * fan_in * fan_out
-        shape = f"{chunk}x{fan_in}->{fan_out}"
-        cases.append(("dense_forward", shape, dense_forward, (a_prev, W, b, SIGMOID, out), mm,
-                      item * (chunk * fan_in + fan_in * fan_out + fan_out + chunk * fan_out)))
-        cases.append(("matmul_acc", shape, matmul_acc, (a_prev, W, out), mm,
-                      item * (chunk * fan_in + fan_in * fan_out + 2 * chunk * fan_out)))
+        mm = 2 * block * fan_in * fan_out
+        cases.append(("dense_forward", f"{block}x{fan_in}->{fan_out}",
+                      times["forward_layers"][layer], mm,
+                      item * (block * fan_in + fan_in * fan_out + fan_out + block * fan_out)))
         if layer > 0:
-            out_bwd = np.empty((chunk, fan_in), dtype)
-            cases.append(("dense_backward", f"{chunk}x{fan_out}->{fan_in}", dense_backward,
-                          (delta, WT, a_prev, SIGMOID, out_bwd), mm,
-                          item * (chunk * fan_out + fan_out * fan_in + 2 * chunk * fan_in)))
-        a_batch = rng.random((batch, fan_in)).astype(dtype)
-        d_batch = (rng.random((batch, fan_out)) - 0.5).astype(dtype)
-        grad = np.empty((fan_in + 1, fan_out), dtype)
-        cases.append(("param_grad", f"{batch}x{fan_in}x{fan_out}", param_grad,
-                      (a_batch, d_batch, 0, fan_in + 1, grad),
-                      2 * batch * fan_in * fan_out + batch * fan_out,
-                      item * (batch * fan_in + batch * fan_out + (fan_in + 1) * fan_out)))
-        n_params = (fan_in + 1) * fan_out
-        flat_params = rng.random(n_params).astype(dtype)
-        flat_grads = rng.random(n_params).astype(dtype)
-        cases.append(("sgd_update", f"{n_params} params", optimizer_step,
-                      (flat_params, flat_grads, np.zeros((0, n_params), dtype), 0, n_params,
-                       SGD_CODE, np.zeros(3), np.dtype(dtype).type(1e-9), 1),
-                      2 * n_params, item * 3 * n_params))
+            cases.append(("dense_backward", f"{block}x{fan_out}->{fan_in}",
+                          times["backward_layers"][layer], mm,
+                          item * (block * fan_out + fan_out * fan_in + 2 * block * fan_in)))
+        gradient = sum(g for (g, _), task_layer in zip(times["tasks"], times["task_layers"])
+                       if task_layer == layer)
+        cases.append(("param_grad", f"{batch}x{fan_in}x{fan_out}", gradient,
+                      2 * batch * fan_in * fan_out + batch * fan_out + 2 * fan_in * fan_out,
+                      item * (batch * fan_in + batch * fan_out + 2 * (fan_in + 1) * fan_out)))
     return cases
 
 
@@ -144,8 +139,7 @@ def main(argv=None):
     rows = []
     for workload, (sizes, batch, wl_dtypes) in WORKLOADS.items():
         for dtype in wl_dtypes:
-            for name, shape, fn, fn_args, flops, nbytes in kernel_cases(sizes, batch, dtype):
-                seconds = median_seconds(fn, fn_args, min_batch_s=2e-3, batches=25)
+            for name, shape, seconds, flops, nbytes in kernel_cases(sizes, batch, dtype):
                 gflops = flops / seconds / 1e9
                 row = dict(workload=workload, dtype=dtype, kernel=name, shape=shape, flops=flops,
                            bytes=nbytes, seconds=seconds, gflops=gflops,
@@ -155,8 +149,7 @@ def main(argv=None):
                       f"{nbytes / 1e3:>8.1f} {seconds * 1e6:>9.2f} {gflops:>8.1f} "
                       f"{row['pct_gemm']:>6.1f}% {row['intensity']:>7.2f}")
     result = dict(gemm_gflops_1thread=gemm, fma_gflops_1thread=fma, copy_gbs=copy_gbs,
-                  triad_gbs=triad_gbs, bandwidth_gbs=bandwidth, chunk_rows=config.CHUNK_ROWS,
-                  rows=rows)
+                  triad_gbs=triad_gbs, bandwidth_gbs=bandwidth, rows=rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
@@ -183,8 +176,7 @@ def plot_roofline(result, path):
                    label=f"FMA peak {dtype} {ceiling:.0f} GFLOP/s")
     ax.plot(intensity, bandwidth * intensity, color="gray", ls="--", lw=0.8,
             label=f"memory {bandwidth:.0f} GB/s (NumPy copy/triad)")
-    markers = {"dense_forward": "o", "dense_backward": "s", "param_grad": "^",
-               "sgd_update": "v", "matmul_acc": "x"}
+    markers = {"dense_forward": "o", "dense_backward": "s", "param_grad": "^"}
     for kernel, marker in markers.items():
         for dtype, color in colors.items():
             pts = [r for r in result["rows"] if r["kernel"] == kernel and r["dtype"] == dtype]

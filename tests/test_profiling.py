@@ -92,6 +92,27 @@ def test_epoch_breakdown_follows_micro_batches():
     assert phases["backward"] == pytest.approx(2 * (128 + 128 + 56))
 
 
+def test_kernel_times_split_by_layer():
+    """kernel_times' per-layer times (scripts/roofline.py's rows) add up to its totals,
+    the first layer has no backward pass, and each task is named with its layer."""
+    from fastnn import SGD, Architecture, init_params
+    from fastnn.kernels.epoch import make_tasks
+    from fastnn.profiling import kernel_times
+
+    rng = np.random.default_rng(0)
+    arch = Architecture((12, 40, 3), "tanh", "softmax", "float32")
+    X = rng.standard_normal((50, 12)).astype(np.float32)
+    Y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 50)]
+    times = kernel_times(arch, init_params(arch, "glorot_uniform", 0), SGD(lr=0.1), 0.0, X,
+                         Y, 32, 0.1, timing=(1e-5, 3))
+    assert len(times["forward_layers"]) == len(times["backward_layers"]) == 2
+    assert times["forward"] == sum(times["forward_layers"])
+    assert times["backward_layers"][0] == 0.0
+    assert times["backward"] >= sum(times["backward_layers"])  # and the output delta
+    assert times["task_layers"] == [int(task[0]) for task in make_tasks(arch.sizes)]
+    assert len(times["tasks"]) == len(times["task_layers"])
+
+
 def _small_fit(dtype="float32"):
     """A trained 16-24-3 model and its data, for the clocked epochs."""
     from fastnn.models import Dense, Sequential
