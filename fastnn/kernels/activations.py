@@ -435,15 +435,23 @@ def activate_rows(out, activation):
             for j in range(width):
                 out[i, j] = max(out[i, j], zero)
     elif activation == SOFTMAX:
+        # Three passes, so that the exponentials run as one vectorised loop over the
+        # whole block: a 10-wide row alone kept them scalar (64 x 10 float32: 5.3 us
+        # against 2.7 with no activation, docs/benchmarks.md).  Same values, same order
+        # of each row's sum.
         for i in range(n_rows):
             row_max = out[i, 0]
             for j in range(1, width):
                 row_max = max(row_max, out[i, j])
+            for j in range(width):
+                out[i, j] -= row_max
+        flat = out.reshape(n_rows * width)
+        for k in range(flat.shape[0]):
+            flat[k] = fast_exp(flat[k])
+        for i in range(n_rows):
             total = out.dtype.type(0.0)
             for j in range(width):
-                e = fast_exp(out[i, j] - row_max)
-                out[i, j] = e
-                total += e
+                total += out[i, j]
             inv = out.dtype.type(1.0) / total
             for j in range(width):
                 out[i, j] *= inv
