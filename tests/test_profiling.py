@@ -11,11 +11,12 @@ import numba
 import numpy as np
 import pytest
 
-from fastnn import config
+from fastnn import SGD, Architecture, config, init_params
 from fastnn.kernels.clocks import AVAILABLE as clocks_available
 from fastnn.kernels.clocks import EPOCH, PASSES, TASKS, clock_buffer
-from fastnn.profiling import (epoch_breakdown, median_epoch, region_clocks, report_lines,
-                               static_schedule)
+from fastnn.kernels.epoch import make_tasks
+from fastnn.profiling import (epoch_breakdown, kernel_times, median_epoch, region_clocks,
+                               report_lines, static_schedule)
 from fastnn.trainer import epoch_function, epoch_totals
 
 # Which thread runs each iteration of a prange, in a child with 8 threads in Numba's pool
@@ -95,10 +96,6 @@ def test_epoch_breakdown_follows_micro_batches():
 def test_kernel_times_split_by_layer():
     """kernel_times' per-layer times (scripts/roofline.py's rows) add up to its totals,
     the first layer has no backward pass, and each task is named with its layer."""
-    from fastnn import SGD, Architecture, init_params
-    from fastnn.kernels.epoch import make_tasks
-    from fastnn.profiling import kernel_times
-
     rng = np.random.default_rng(0)
     arch = Architecture((12, 40, 3), "tanh", "softmax", "float32")
     X = rng.standard_normal((50, 12)).astype(np.float32)
