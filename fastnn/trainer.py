@@ -39,7 +39,7 @@ from .checks import (as_input, check_backend, check_batch_size, check_choice, ch
                      check_dropout_rate, check_epochs, check_l2, check_params, check_weights,
                      is_sparse, refuse_non_finite)
 from .kernels import epoch as compiled
-from .kernels.activations import unfused_argument
+from .kernels.activations import unfused_argument, unfused_present
 from .kernels.dropout import keep_threshold
 from .kernels.objective import FullBatchObjective
 from .kernels.sparse import check_first_layer, driver_inputs, sparse_readable
@@ -1068,13 +1068,14 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         rates, seed = dropout
         masks = (np.array([keep_threshold(rate) for rate in rates], dtype=np.uint64),
                  np.array([1.0 / (1.0 - rate) for rate in rates], dtype=dtype), np.uint64(seed))
-    unfused = unfused_argument(codes, arch.negative_slope, dtype)
+    slope = dtype(arch.negative_slope)
     hyper = optimizer.hyperparameters()
 
     # The per-chunk, per-task and copy workers, compiled on their own (kernels.workers).
     chunk_worker = compiled.chunk_worker(params, params_t, panels, sizes, widths, offsets, codes,
-                                         unfused, X, X_csr, Y, weights, acts, deltas, derivs,
-                                         targets, scales, chunk_sums, masks, aside=True)
+                                         slope, X, X_csr, Y, weights, acts, deltas, derivs,
+                                         targets, scales, chunk_sums, masks,
+                                         unfused_present(codes), aside=True)
     copy_worker = compiled.copy_worker(params, offsets, sizes, params_t, panels)
     task_worker = compiled.task_worker(params, params_t, panels, grads, optimizer.slots, sizes,
                                        widths, offsets, X_csr, tasks, optimizer.code, hyper, acts,
@@ -1087,7 +1088,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
         _ENGINE_PID = _ENGINE_PID or os.getpid()
         return train_epoch(
             params, params_t, panels, grads, optimizer.slots, sizes, widths, offsets, codes,
-            unfused, tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size,
+            slope, tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size,
             chunk, numba.get_num_threads(), dtype(lr), dtype(l2), optimizer.code, hyper, step,
             acts, deltas, derivs, targets, scales, chunk_sums, task_squares, masks, chunk_worker,
             task_worker, copy_worker, clocks)

@@ -17,12 +17,13 @@ float32 accuracy test bounds the error against the float64 kernel element by ele
   lambda * alpha (their relative error there is unbounded, as sigmoid's a (1 - a) is).
 """
 
+import numba
 import numpy as np
 import pytest
 
 from fastnn import FastMLPClassifier, Sequential, load, reference, trainer
 from fastnn.cli.options import build_parser
-from fastnn.kernels import layers
+from fastnn.kernels import epoch, layers
 from fastnn.kernels.activations import saves_derivative, unfused_argument
 from fastnn.models import Dense
 from fastnn.network import ACTIVATION_CODES, HIDDEN_ACTIVATIONS, Architecture, init_params
@@ -195,6 +196,20 @@ def test_networks_that_mix_activations_train_as_the_reference(hidden):
     np.testing.assert_allclose(compiled, twin, rtol=1e-9, atol=1e-9)
     assert_close(trainer.predict_output(arch, compiled, X),
                  reference.predict_proba(arch, compiled, X))
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="compiled code only")
+def test_one_epoch_driver_serves_every_mix_of_activations():
+    """Which activations a network has is bound into the chunk worker, not an argument
+    of the epoch driver (``epoch.chunk_worker``): networks that differ only in their
+    activations train through one compiled driver."""
+    rng = np.random.default_rng(seed_of("one driver"))
+    drivers = []
+    for hidden in [("relu", "tanh"), ("leaky_relu", "gelu"), ("selu", "silu"), ("elu", "elu")]:
+        arch, params, X, Y = make_problem(rng, (5, 7, 6, 3), hidden, "softmax", n=20)
+        trainer.fit(arch, params, X, Y, epochs=1, batch_size=8, random_state=0)
+        drivers.append(set(epoch.train_epoch.overloads))
+    assert drivers[0] == drivers[1] == drivers[2] == drivers[3]
 
 
 @pytest.mark.parametrize("name", NEW)

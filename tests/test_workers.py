@@ -77,3 +77,37 @@ def test_a_declared_return_type_is_checked():
     assert Worker(scaled_row_sums, args, aside=True, returns=returns).type.return_type == returns
     with pytest.raises(TypeError, match=r"returns .*int64, float64.*, not the declared float64"):
         Worker(scaled_row_sums, args, aside=True, returns=types.float64).address
+
+
+@njit(**config.JIT_OPTIONS)
+def shifted_row_sums(a, rows, out, shift):
+    """out[r] = sum(a[rows[r]]), plus shift unless shift is None (a branch Numba prunes)."""
+    for r in range(rows.shape[0]):
+        s = 0.0
+        for j in range(a.shape[1]):
+            s += a[rows[r], j]
+        out[r] = s if shift is None else s + shift
+
+
+@njit(parallel=True)
+def bound_driver(worker, a, order, out):
+    """Two rows per parallel task through a worker whose shift is bound."""
+    for i in prange(order.shape[0] // 2):
+        call_worker(worker, a, order[2 * i : 2 * i + 2], out[2 * i : 2 * i + 2])
+
+
+def test_bound_arguments_are_compiled_in_and_left_out_of_the_type():
+    """Workers differing only in a bound argument share one type, so one compiled
+    driver calls each, and each call runs with its own bound value."""
+    rng = np.random.default_rng(1)
+    a, order = rng.normal(size=(7, 3)), rng.permutation(6)
+    sums = a[order].sum(axis=1)
+    workers = [Worker(shifted_row_sums, (a, order[:2], sums[:2]), bound=(shift,))
+               for shift in (None, 2.5)]
+    assert workers[0].type == workers[1].type
+    assert workers[0].address != workers[1].address
+    for worker, shift in zip(workers, (0.0, 2.5)):
+        out = np.zeros(6)
+        bound_driver(worker, a, order, out)
+        np.testing.assert_allclose(out, sums + shift, rtol=1e-15)
+    assert len(bound_driver.overloads) == 1

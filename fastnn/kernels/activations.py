@@ -478,24 +478,32 @@ def multiply_derivative_rows(delta, a, activation):
                     delta[i, j] = zero
 
 
-def unfused_argument(codes, negative_slope, dtype):
-    """The compiled kernels' ``unfused`` argument for a network with these activation codes.
+def unfused_present(codes):
+    """Which activations other than the fused ones a network with these codes has.
 
     None when every code is one that the dense kernels apply themselves (codes
-    0..SOFTMAX, see ``fused``): the drivers then call those kernels directly, and
-    Numba prunes their ``unfused is None`` branches while compiling, so such a run
-    compiles none of the other activations.  Otherwise the tuple (slope, leaky_relu,
-    elu, selu, gelu, softplus, silu): leaky_relu's negative slope in dtype, then True
-    for each of those six activations that codes has and None for the others.  The
-    kernels below branch on each of these as an argument, which Numba prunes when it
-    is None: a run compiles the loops of its own activations only (all six cost a
-    cold run about 2 s more than leaky_relu alone).
+    0..SOFTMAX, see ``fused``), else a tuple with an entry for each of leaky_relu,
+    elu, selu, gelu, softplus and silu: True when codes has it, None when not.  The
+    kernels below branch on each entry, which Numba prunes when it is None: a run
+    compiles the loops of its own activations only (all six cost a cold run about
+    2 s more than leaky_relu alone).
     """
     if max(codes) <= SOFTMAX:
         return None
     present = set(int(code) for code in codes)
-    return (dtype(negative_slope),) + tuple(True if code in present else None
-                                           for code in range(LEAKY_RELU, SILU + 1))
+    return tuple(True if code in present else None for code in range(LEAKY_RELU, SILU + 1))
+
+
+def unfused_argument(codes, negative_slope, dtype):
+    """The compiled kernels' ``unfused`` argument for a network with these activation codes.
+
+    None when ``unfused_present`` is None: the drivers then call the dense kernels
+    directly, and Numba prunes their ``unfused is None`` branches while compiling, so
+    such a run compiles none of the other activations.  Otherwise leaky_relu's
+    negative slope in dtype followed by ``unfused_present``'s entries.
+    """
+    present = unfused_present(codes)
+    return None if present is None else (dtype(negative_slope),) + present
 
 
 @njit(**config.JIT_OPTIONS)

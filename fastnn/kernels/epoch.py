@@ -628,10 +628,10 @@ def refresh_copies(params, offsets, sizes, layer, row_start, row_stop, params_t,
 
 
 @njit(**config.JIT_OPTIONS)
-def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, codes, unfused, X,
+def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, codes, slope, X,
                             X_csr, Y, weights, rows, r0, r1, chunk, inv_batch_weight, acts,
                             deltas, derivs, targets, scales, chunk_sums, dropout, step,
-                            micro_start):
+                            micro_start, unfused_present):
     """Forward and backward pass of rows [r0, r1), whole chunks of chunk rows (the last
     one possibly shorter): fills their activations and deltas, and each chunk's row of
     chunk_sums (the chunk's part of the batch's mean loss and of its accuracy).
@@ -648,11 +648,11 @@ def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, co
     dense: this specialisation compiles no sparse code) or X as CSR arrays (data,
     indices, indptr), X then having no columns and widths[0] being 0 (``layer_rows``):
     the first layer (activation in ``sparse.FIRST_LAYER_CODES``) reads its non-zeros.
-    unfused is None when every layer's activation is one the dense kernels apply
-    themselves (``activations.unfused_argument``): this specialisation then calls
-    them directly and compiles none of the other activations' code; else it names
-    the others that the network has (only their code is compiled) and holds
-    leaky_relu's slope;
+    unfused_present is None when every layer's activation is one the dense kernels
+    apply themselves (``activations.unfused_present``): this specialisation then calls
+    them directly and compiles none of the other activations' code; else it names the
+    others that the network has (only their code is compiled).  The chunk worker gets
+    it bound (``chunk_worker``), so it is last.  slope is leaky_relu's negative slope;
     derivs (the layout of acts, or empty) receives the derivatives that gelu,
     softplus and silu layers save, and dropped layers.  dropout is None (no dropout:
     this specialisation compiles no dropout code) or (thresholds, scales, seed) for
@@ -668,13 +668,11 @@ def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, co
         copy_row(X, rows[r], x, r)
         copy_row(Y, rows[r], targets, r)
         scales[r] = weights[rows[r]] * inv_batch_weight
-    if unfused is None:  # only the fused activations, so drop_rows never reads it
-        drop_slope = params.dtype.type(0.0)
-    else:
-        drop_slope = unfused[0]
+    if unfused_present is not None:  # pruned by Numba when unfused_present's type is None
+        unfused = (slope,) + unfused_present  # activations.unfused_argument
     if dropout is not None:
         if dropout[0][0] < NO_DROPOUT:  # the inputs: no derivative
-            drop_rows(x[r0:r1], x[r0:r0], 0, drop_slope, dropout[0][0], dropout[1][0],
+            drop_rows(x[r0:r1], x[r0:r0], 0, slope, dropout[0][0], dropout[1][0],
                       dropout[2], step, micro_start + r0, 0)
     first_dense = 0  # the first layer the dense kernels run
     if X_csr is not None:  # pruned by Numba when X_csr's type is None
@@ -687,7 +685,7 @@ def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, co
         W = forward_weights(params, offsets, sizes, layer, panels)
         a_prev = layer_rows(acts, widths, layer, batch_size)[r0:r1]
         a = layer_rows(acts, widths, layer + 1, batch_size)[r0:r1]
-        if unfused is None:  # pruned by Numba when unfused's type is None
+        if unfused_present is None:  # pruned, as above
             dense_forward(a_prev, W, b, codes[layer], a)
         elif saves_derivative(codes[layer]):
             forward_layer_saving(a_prev, W, b, codes[layer], unfused, a,
@@ -697,7 +695,7 @@ def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, co
         if dropout is not None:
             if layer + 1 < n_layers and dropout[0][layer + 1] < NO_DROPOUT:
                 drop_rows(a, layer_rows(derivs, widths, layer + 1, batch_size)[r0:r1],
-                          codes[layer], drop_slope, dropout[0][layer + 1], dropout[1][layer + 1],
+                          codes[layer], slope, dropout[0][layer + 1], dropout[1][layer + 1],
                           dropout[2], step, micro_start + r0, leading_sum(sizes, layer + 1))
     output = layer_rows(acts, widths, n_layers, batch_size)
     output_deltas = layer_rows(deltas, widths, n_layers, batch_size)
@@ -715,7 +713,7 @@ def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, co
                               r1, panels)
         delta_prev = layer_rows(deltas, widths, layer, batch_size)[r0:r1]
         saved = False
-        if unfused is not None:
+        if unfused_present is not None:
             saved = saves_derivative(codes[layer - 1])
         if dropout is not None:
             if dropout[0][layer] < NO_DROPOUT:
@@ -723,7 +721,7 @@ def forward_backward_chunks(params, params_t, panels, sizes, widths, offsets, co
         if saved:  # the derivative written by the forward pass
             backward_layer_saved(delta, WT, layer_rows(derivs, widths, layer, batch_size)[r0:r1],
                                  delta_prev)
-        elif unfused is None:
+        elif unfused_present is None:
             dense_backward(delta, WT, layer_rows(acts, widths, layer, batch_size)[r0:r1],
                            codes[layer - 1], delta_prev)
         else:
@@ -914,21 +912,23 @@ _ROWS = np.zeros(0, dtype=np.int64)
 CHUNK_RETURNS = types.none
 
 
-def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, unfused, X, X_csr, Y,
+def chunk_worker(params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y,
                  weights, acts, deltas, derivs, targets, scales, chunk_sums, dropout,
-                 aside=False):
+                 unfused_present, aside=False):
     """``forward_backward_chunks`` compiled for a driver's arguments, as a ``workers.Worker``.
 
     The arguments are the driver's (``train_epoch``; ``loss_and_grad`` passes
     dropout None); the others (rows, row range, chunk rows, inverse batch weight,
-    step) take the types the driver gives them.  aside: compile it in a child process meanwhile
-    (``workers.Worker``); it is the largest kernel of a run (docs/performance.md).
+    step) take the types the driver gives them.  unfused_present is bound
+    (``workers.Worker``): the drivers' types do not depend on the activations, so
+    one driver is compiled for all of them.  aside: compile it in a child process
+    meanwhile (``workers.Worker``); it is the largest kernel of a run (docs/performance.md).
     """
     row = np.int64(0)
     return Worker(forward_backward_chunks, (
-        params, params_t, panels, sizes, widths, offsets, codes, unfused, X, X_csr, Y, weights,
+        params, params_t, panels, sizes, widths, offsets, codes, slope, X, X_csr, Y, weights,
         _ROWS, row, row, row, params.dtype.type(1), acts, deltas, derivs, targets, scales,
-        chunk_sums, dropout, row, row), aside, CHUNK_RETURNS)
+        chunk_sums, dropout, row, row), aside, CHUNK_RETURNS, bound=(unfused_present,))
 
 
 def task_worker(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, tasks,
@@ -970,25 +970,24 @@ def in_parallel(threads):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def epoch_item(phase, i, n_items, batch, run, task_squares, optimizer, unfused, X_csr, dropout,
-               clocks):
+def epoch_item(phase, i, n_items, batch, run, task_squares, optimizer, X_csr, dropout, clocks):
     """Item i of n_items of a micro-batch's region in ``train_epoch``: phase 0, the
     forward and backward passes of block i's chunks; phase 1, the gradient (and after
     the last micro-batch, the update) of task i.  batch and run hold the micro-batch's
     and the epoch's arrays and scalars that it reads (``train_epoch``'s names); the
     others are apart: Numba's parallel passes drop the writes to an array taken from
     a tuple built in the driver (task_squares), None in a tuple is not pruned
-    (clocks), a tuple in a tuple cannot enter a parallel loop (unfused, X_csr,
-    dropout), and optimizer is a literal type, which the task worker is compiled for."""
-    (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, tasks, X, Y, weights,
-     chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums, chunk_worker,
-     task_worker, copy_worker) = run
+    (clocks), a tuple in a tuple cannot enter a parallel loop (X_csr, dropout), and
+    optimizer is a literal type, which the task worker is compiled for."""
+    (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, slope, tasks, X, Y,
+     weights, chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums,
+     chunk_worker, task_worker, copy_worker) = run
     micro_rows, micro_start, first, last, step, inv_batch_weight = batch
     item_start = clock_start(clocks)
     if phase == 0:
         r0, r1 = block_rows(i, n_items, micro_rows.shape[0], chunk)
         call_worker(chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
-                    unfused, X, X_csr, Y, weights, micro_rows, r0, r1, chunk, inv_batch_weight,
+                    slope, X, X_csr, Y, weights, micro_rows, r0, r1, chunk, inv_batch_weight,
                     acts, deltas, derivs, targets, scales, chunk_sums, dropout, step,
                     micro_start)
     else:
@@ -1000,7 +999,7 @@ def epoch_item(phase, i, n_items, batch, run, task_squares, optimizer, unfused, 
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, unfused,
+def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, codes, slope,
                 tasks, X, X_csr, Y, weights, order, first_row, stop, totals, batch_size, chunk,
                 threads, lr, l2, optimizer, hyper, step, acts, deltas, derivs, targets, scales,
                 chunk_sums, task_squares, dropout, chunk_worker, task_worker, copy_worker,
@@ -1023,10 +1022,10 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         Layer widths, the batch buffers' block widths (sizes, with 0 for the input
         when X is sparse: ``layer_rows``), block offsets, activation codes and the
         update tasks (``make_tasks``).
-    unfused : tuple or None
-        ``activations.unfused_argument``: None when every activation is fused into
-        the dense kernels (compiles no other activation), else the other activations
-        the network has (only theirs are compiled) and leaky_relu's negative slope.
+    slope : scalar of the parameters' dtype
+        leaky_relu's negative slope.  Which activations a network has is not an
+        argument: the chunk worker is compiled for them (``chunk_worker``), so one
+        driver serves every network whose other arguments have the same types.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
     X_csr : None, or a sparse X as CSR arrays (data, indices, indptr)
         (``sparse.csr_arrays``), X then of shape (n_samples, 0): the first layer reads
@@ -1092,8 +1091,8 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     dtype = params.dtype.type
     one = dtype(1.0)
     refresh_all_copies(params, offsets, sizes, X_csr, params_t, panels, copy_worker)
-    run = (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, tasks, X, Y,
-           weights, chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums,
+    run = (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, slope, tasks, X,
+           Y, weights, chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums,
            chunk_worker, task_worker, copy_worker)
     batch_start = first_row
     while batch_start < n and stop[0] == 0:
@@ -1118,11 +1117,11 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
                 if in_parallel(threads):
                     for i in prange(n_items):
                         epoch_item(phase, i, n_items, batch, run, task_squares, optimizer,
-                                   unfused, X_csr, dropout, clocks)
+                                   X_csr, dropout, clocks)
                 else:
                     for i in range(n_items):
                         epoch_item(phase, i, n_items, batch, run, task_squares, optimizer,
-                                   unfused, X_csr, dropout, clocks)
+                                   X_csr, dropout, clocks)
                 clock_add(clocks, phase, 0, region_start)
         batch_loss, batch_right = batch_sums(chunk_sums, chunk_count(n_rows, chunk),
                                              task_squares, l2, inv_batch_weight)
@@ -1218,7 +1217,7 @@ def predict_rows(params, sizes, offsets, codes, unfused, X, X_csr, out, row_star
             b = layer_weights(params, offsets, sizes, layer)[1]
             W = forward_weights(params, offsets, sizes, layer, panels)
             a = ping[: n_rows * sizes[layer + 1]].reshape((n_rows, sizes[layer + 1]))
-            if unfused is None:  # see forward_backward_chunks
+            if unfused is None:  # pruned by Numba when unfused's type is None
                 dense_forward(a_prev, W, b, codes[layer], a)
             else:
                 forward_layer(a_prev, W, b, codes[layer], unfused, a)

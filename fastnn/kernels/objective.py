@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from .. import config
 from ..network import aligned_zeros
-from .activations import unfused_argument
+from .activations import unfused_present
 from .sparse import driver_inputs
 from .epoch import (batch_buffers, batch_sums, block_rows, chunk_count, chunk_rows,
                     chunk_worker, copy_worker, gradient_worker, in_parallel, make_tasks,
@@ -27,20 +27,20 @@ from .workers import call_worker
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def objective_item(phase, i, n_items, batch, run, task_squares, unfused, X_csr):
+def objective_item(phase, i, n_items, batch, run, task_squares, X_csr):
     """Item i of n_items of a micro-batch's region in ``loss_and_grad``: phase 0, the
     forward and backward passes of block i's chunks; phase 1, the gradient of task i
     (no SGD step).  batch and run hold the micro-batch's and the call's arrays and
     scalars that it reads (``loss_and_grad``'s names; l2 already divided by the total
-    weight); task_squares, unfused and X_csr are apart (``epoch.epoch_item`` says why)."""
-    (params, params_t, panels, grads, sizes, widths, offsets, codes, tasks, X, Y, weights, chunk,
-     l2_scaled, acts, deltas, derivs, targets, scales, chunk_sums, chunk_worker,
+    weight); task_squares and X_csr are apart (``epoch.epoch_item`` says why)."""
+    (params, params_t, panels, grads, sizes, widths, offsets, codes, slope, tasks, X, Y, weights,
+     chunk, l2_scaled, acts, deltas, derivs, targets, scales, chunk_sums, chunk_worker,
      task_worker) = run
     micro_rows, micro_start, first, last, inv_total_weight = batch
     if phase == 0:
         r0, r1 = block_rows(i, n_items, micro_rows.shape[0], chunk)
         call_worker(chunk_worker, params, params_t, panels, sizes, widths, offsets, codes,
-                    unfused, X, X_csr, Y, weights, micro_rows, r0, r1, chunk,
+                    slope, X, X_csr, Y, weights, micro_rows, r0, r1, chunk,
                     inv_total_weight, acts, deltas, derivs, targets, scales, chunk_sums, None,
                     np.int64(0), micro_start)
     else:
@@ -51,7 +51,7 @@ def objective_item(phase, i, n_items, batch, run, task_squares, unfused, X_csr):
 
 
 @njit(**config.PARALLEL_OPTIONS)
-def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes, unfused,
+def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes, slope,
                   tasks, X, X_csr, Y, weights, rows, chunk, threads, l2, acts, deltas, derivs,
                   targets, scales, chunk_sums, task_squares, chunk_worker, task_worker,
                   copy_worker):
@@ -67,7 +67,7 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     panels : ndarray or None
         Written: the wide layers' weights in panel layout (workspace,
         ``epoch.weight_copies``; None without a wide layer).
-    sizes, widths, offsets, codes, tasks : int64 arrays; unfused : tuple or None
+    sizes, widths, offsets, codes, tasks : int64 arrays; slope : scalar of params' dtype
         As for ``epoch.train_epoch``.
     X : ndarray of shape (n_samples, n_features); Y : ndarray of shape (n_samples, n_outputs)
     X_csr : None or a sparse X's CSR arrays, as for ``epoch.train_epoch``
@@ -100,8 +100,8 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
     for r in range(n_rows):  # in order: the sum does not depend on threads
         total_weight += weights[rows[r]]
     inv_total_weight = dtype(1.0) / total_weight
-    run = (params, params_t, panels, grads, sizes, widths, offsets, codes, tasks, X, Y, weights,
-           chunk, l2 * inv_total_weight, acts, deltas, derivs, targets, scales, chunk_sums,
+    run = (params, params_t, panels, grads, sizes, widths, offsets, codes, slope, tasks, X, Y,
+           weights, chunk, l2 * inv_total_weight, acts, deltas, derivs, targets, scales, chunk_sums,
            chunk_worker, task_worker)
     # Micro-batches, each with one prange for both passes (chunks, then tasks), calling
     # the workers by address, as epoch.train_epoch.
@@ -113,10 +113,10 @@ def loss_and_grad(params, params_t, panels, grads, sizes, widths, offsets, codes
             n_items = region_items(phase, n_micro, tasks.shape[0], chunk, threads)
             if in_parallel(threads):
                 for i in prange(n_items):
-                    objective_item(phase, i, n_items, batch, run, task_squares, unfused, X_csr)
+                    objective_item(phase, i, n_items, batch, run, task_squares, X_csr)
             else:
                 for i in range(n_items):
-                    objective_item(phase, i, n_items, batch, run, task_squares, unfused, X_csr)
+                    objective_item(phase, i, n_items, batch, run, task_squares, X_csr)
     return batch_sums(chunk_sums, chunk_count(n_rows, chunk), task_squares, l2,
                       inv_total_weight)[0]
 
@@ -142,7 +142,7 @@ class FullBatchObjective:
         self.sizes = np.array(arch.sizes, dtype=np.int64)
         self.X, self.X_csr, self.widths = driver_inputs(arch, X)
         self.offsets, self.codes = arch.offsets, arch.activation_codes
-        self.unfused = unfused_argument(self.codes, arch.negative_slope, dtype)
+        self.slope = dtype(arch.negative_slope)
         self.tasks = make_tasks(arch.sizes, sparse_input=self.X_csr is not None)
         self.rows = np.arange(n, dtype=np.int64)
         self.params = aligned_zeros(arch.n_params, dtype)
@@ -157,8 +157,9 @@ class FullBatchObjective:
                                             self.panels is not None)
         self.chunk_worker = chunk_worker(
             self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
-            self.codes, self.unfused, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
-            self.derivs, self.targets, self.scales, self.chunk_sums, None, aside=True)
+            self.codes, self.slope, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
+            self.derivs, self.targets, self.scales, self.chunk_sums, None,
+            unfused_present(self.codes), aside=True)
         self.task_worker = gradient_worker(self.params, self.panels, self.grads, self.sizes,
                                            self.widths, self.offsets, self.X_csr, self.tasks,
                                            self.acts, self.deltas)
@@ -170,7 +171,7 @@ class FullBatchObjective:
         self.params[:] = x
         self.n_calls += 1
         loss = loss_and_grad(self.params, self.params_t, self.panels, self.grads, self.sizes,
-                             self.widths, self.offsets, self.codes, self.unfused, self.tasks,
+                             self.widths, self.offsets, self.codes, self.slope, self.tasks,
                              self.X, self.X_csr, self.Y, self.weights, self.rows, self.chunk_rows,
                              numba.get_num_threads(), self.l2, self.acts, self.deltas,
                              self.derivs, self.targets, self.scales, self.chunk_sums,

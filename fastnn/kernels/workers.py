@@ -16,6 +16,13 @@ argument types and return type.  So a driver is compiled, and cached, for those
 exactly, and a call whose argument types differ from the worker's is a typing error
 when the driver compiles, never a call with the wrong layout at run time.
 
+A Worker may also bind its last arguments to values (``bound``): they are compiled
+as constants (``numba.types.Omitted``: no run-time value, so Numba prunes the
+branches they decide), the drivers' calls leave them out, and they are not part of
+the Worker's Numba type.  So one compiled driver serves workers that differ only in
+them: the chunk worker is bound to the activations a network has, and the epoch
+driver is compiled once for every mix of activations.
+
 A Worker made with ``aside=True`` is compiled by a forked child process into
 Numba's disk cache (``compilation.compile_aside``) while this process compiles the
 rest; its address is ready once the child is done (asking for it waits), and so is
@@ -41,7 +48,9 @@ class Worker:
 
     function is a Numba dispatcher (or, under NUMBA_DISABLE_JIT, a Python function);
     args are values of the types the driver will call it with (only their types are
-    used; a ``numba.types.Literal`` type may stand for a value).  Compiles the
+    used; a ``numba.types.Literal`` type may stand for a value); bound, values of
+    the function's last arguments, compiled as constants and left out of the calls
+    and of the Worker's type (hashable: None, True, tuples of them).  Compiles the
     function for them, or loads it from the cache, once: right away, or with aside
     (and the function not yet compiled for them in this process) in a child process
     first, when ``compilation.compile_aside`` starts one.  returns, the function's
@@ -50,15 +59,17 @@ class Worker:
     only, so a Worker cannot be pickled.
     """
 
-    def __init__(self, function, args, aside=False, returns=None):
-        self.function, self._waiting, self._type = function, None, None
+    def __init__(self, function, args, aside=False, returns=None, bound=()):
+        self.function, self.bound, self._waiting, self._type = function, tuple(bound), None, None
         if not isinstance(function, numba.core.dispatcher.Dispatcher):
             self._address = 0
             return
-        self.argtypes = tuple(arg if isinstance(arg, types.Type) else numba.typeof(arg)
-                              for arg in args)
+        self.call_types = tuple(arg if isinstance(arg, types.Type) else numba.typeof(arg)
+                                for arg in args)
+        self.argtypes = self.call_types + tuple(types.Omitted(value) for value in self.bound)
         if returns is not None:
-            self._type = WorkerType(function.py_func.__qualname__, self.argtypes, returns)
+            self._type = WorkerType(function.py_func.__qualname__, self.call_types, returns,
+                                    len(self.bound))
         if aside and self.argtypes not in function.overloads:
             self._waiting = compile_aside(lambda: function.compile(self.argtypes))
         if self._waiting is None:
@@ -67,8 +78,8 @@ class Worker:
     def _compile(self):
         self.function.compile(self.argtypes)
         result = self.function.overloads[self.argtypes]
-        compiled = WorkerType(self.function.py_func.__qualname__, self.argtypes,
-                              result.signature.return_type)
+        compiled = WorkerType(self.function.py_func.__qualname__, self.call_types,
+                              result.signature.return_type, len(self.bound))
         if self._type is not None and self._type != compiled:
             raise TypeError(f"{compiled.function_name} returns {compiled.return_type}, not the "
                             f"declared {self._type.return_type}")
@@ -100,15 +111,17 @@ class Worker:
 
 
 class WorkerType(types.Type):
-    """Numba type of a ``Worker``: its function's name, argument and return types."""
+    """Numba type of a ``Worker``: its function's name, the types of the arguments a
+    call passes, its return type and how many bound arguments follow (not their values)."""
 
-    def __init__(self, name, argtypes, return_type):
+    def __init__(self, name, argtypes, return_type, n_bound=0):
         self.function_name, self.argtypes, self.return_type = name, argtypes, return_type
-        super().__init__(name=f"Worker({name}, {argtypes}) -> {return_type}")
+        self.n_bound = n_bound
+        super().__init__(name=f"Worker({name}, {argtypes} + {n_bound} bound) -> {return_type}")
 
     @property
     def key(self):
-        return self.function_name, self.argtypes, self.return_type
+        return self.function_name, self.argtypes, self.return_type, self.n_bound
 
 
 @typeof_impl.register(Worker)
@@ -142,11 +155,16 @@ def _call_worker_typing(typingctx, worker, *args):
 
     def codegen(context, builder, signature, llargs):
         call_conv = context.call_conv
-        function_type = call_conv.get_function_type(worker.return_type, worker.argtypes)
+        # A bound argument's value is compiled into the worker: any omitted argument
+        # passes no LLVM argument, whatever its value (so none is given here).
+        omitted = (types.Omitted(None),) * worker.n_bound
+        argtypes = worker.argtypes + omitted
+        function_type = call_conv.get_function_type(worker.return_type, argtypes)
         function = builder.inttoptr(llargs[0], function_type.as_pointer())
         values = cgutils.unpack_tuple(builder, llargs[1], len(worker.argtypes))
+        values += [context.get_value_type(omitted_type)(None) for omitted_type in omitted]
         status, result = call_conv.call_function(builder, function, worker.return_type,
-                                                 worker.argtypes, values)
+                                                 argtypes, values)
         with cgutils.if_unlikely(builder, status.is_error):
             call_conv.return_status_propagate(builder, status)
         return result
@@ -156,8 +174,8 @@ def _call_worker_typing(typingctx, worker, *args):
 
 if numba.config.DISABLE_JIT:
     def call_worker(worker, *args):
-        """worker.function(*args) (NUMBA_DISABLE_JIT: the drivers run as Python)."""
-        return worker.function(*args)
+        """worker.function(*args, *worker.bound) (NUMBA_DISABLE_JIT: the drivers run as Python)."""
+        return worker.function(*args, *worker.bound)
 else:
     call_worker = intrinsic(_call_worker_typing)
     call_worker.__doc__ = "worker(*args) in compiled code: a call through the worker's address."
