@@ -34,7 +34,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import config, reference
-from .compilation import LiteralEntry, compile_notice, describe
+from .compilation import EntryPoint, compile_notice, describe
 from .checks import (as_input, check_backend, check_batch_size, check_choice, check_data,
                      check_dropout_rate, check_epochs, check_l2, check_params, check_weights,
                      is_sparse, refuse_non_finite)
@@ -1080,7 +1080,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     task_worker = compiled.task_worker(params, params_t, panels, grads, optimizer.slots, sizes,
                                        widths, offsets, X_csr, tasks, optimizer.code, hyper, acts,
                                        deltas, copy_worker)
-    train_epoch = LiteralEntry(compiled.train_epoch, ["optimizer"])
+    train_epoch = EntryPoint(compiled.train_epoch)
 
     def run_epoch(order, first_row, stop, totals, lr, step):
         global _ENGINE_PID

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fastnn import Adadelta, Adam, Architecture, RMSprop, SGD, fit, reference
+from fastnn.kernels import epoch
 from fastnn.optimizers import make_optimizer
 from fastnn.schedules import (Constant, Cosine, InverseScaling, ReduceOnPlateau, StepDecay,
                               make_schedule, schedule_config)
@@ -92,6 +93,20 @@ def one_weight_problem():
     """
     arch = Architecture((1, 1), (), "identity", "float64")
     return arch, np.array([0.25, 0.0]), np.array([[2.0]]), np.array([[1.0]])
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="compiled code only")
+def test_one_epoch_driver_serves_every_optimizer(rng):
+    """The optimizer's code is bound into the update worker (``epoch.task_worker``),
+    not an argument the epoch driver is compiled for: every update rule trains
+    through one compiled driver."""
+    drivers = []
+    for make in OPTIMIZERS:
+        arch, params, X, Y = make_problem(rng, (5, 7, 3), ("tanh",), "softmax", n=20)
+        fit(arch, params, X, Y, epochs=1, batch_size=8, optimizer=make.values[0](),
+            random_state=0)
+        drivers.append(set(epoch.train_epoch.overloads))
+    assert all(found == drivers[0] for found in drivers)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

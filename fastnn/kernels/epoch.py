@@ -859,8 +859,8 @@ def task_refreshes_copies(in_product, layer, params_t, X_csr):
 
 @njit(**config.JIT_OPTIONS)
 def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, rows, task,
-                lr, l2, inv_batch_weight, optimizer, hyper, step, acts, deltas, first, last,
-                copy_worker):
+                lr, l2, inv_batch_weight, hyper, step, acts, deltas, first, last, copy_worker,
+                optimizer):
     """Gradient, L2 term and optimizer update of one task's parameters (see ``make_tasks``).
 
     The gradient of a micro-batch and the L2 term (l2 * inv_batch_weight) as
@@ -868,7 +868,8 @@ def update_task(params, params_t, panels, grads, slots, sizes, widths, offsets, 
     parameters and their optimizer state, and refreshes the copies of the rows it
     changed (``refresh_copies``, through copy_worker: ``copy_worker``).  Returns the
     sum of squares of the task's weights before the update (0.0 when the L2 term is 0
-    or before the last micro-batch), for the penalty's value.
+    or before the last micro-batch), for the penalty's value.  optimizer, the
+    optimizer's code, is last: the task worker has it bound (``task_worker``).
 
     Plain SGD without L2 (the tutorial's update) steps the weight rows inside the
     gradient's product (``task_gradient``'s sgd_lr), tile by tile: with 2 threads a
@@ -935,14 +936,15 @@ def task_worker(params, params_t, panels, grads, slots, sizes, widths, offsets, 
                 optimizer, hyper, acts, deltas, copy_worker):
     """``update_task`` compiled for ``train_epoch``'s arguments, as a ``workers.Worker``.
 
-    optimizer is the optimizer's code, compiled as a literal type (one update rule);
-    copy_worker the ``copy_worker`` it calls.
+    optimizer, the optimizer's code, is bound (``workers.Worker``): compiled in as a
+    literal, so the worker holds that update rule only (``optimizers.rule_step``), and
+    the driver's type does not depend on it.  copy_worker: the ``copy_worker`` it calls.
     """
     scalar = params.dtype.type(0)
     return Worker(update_task, (
         params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr, _ROWS, tasks[0],
-        scalar, scalar, scalar, types.literal(int(optimizer)), hyper, np.int64(0), acts, deltas,
-        True, True, copy_worker))
+        scalar, scalar, scalar, hyper, np.int64(0), acts, deltas, True, True, copy_worker),
+        bound=(int(optimizer),))
 
 
 def copy_worker(params, offsets, sizes, params_t, panels):
@@ -970,15 +972,14 @@ def in_parallel(threads):
 
 
 @njit(inline="always", **config.JIT_OPTIONS)
-def epoch_item(phase, i, n_items, batch, run, task_squares, optimizer, X_csr, dropout, clocks):
+def epoch_item(phase, i, n_items, batch, run, task_squares, X_csr, dropout, clocks):
     """Item i of n_items of a micro-batch's region in ``train_epoch``: phase 0, the
     forward and backward passes of block i's chunks; phase 1, the gradient (and after
     the last micro-batch, the update) of task i.  batch and run hold the micro-batch's
     and the epoch's arrays and scalars that it reads (``train_epoch``'s names); the
     others are apart: Numba's parallel passes drop the writes to an array taken from
     a tuple built in the driver (task_squares), None in a tuple is not pruned
-    (clocks), a tuple in a tuple cannot enter a parallel loop (X_csr, dropout), and
-    optimizer is a literal type, which the task worker is compiled for."""
+    (clocks), and a tuple in a tuple cannot enter a parallel loop (X_csr, dropout)."""
     (params, params_t, panels, grads, slots, sizes, widths, offsets, codes, slope, tasks, X, Y,
      weights, chunk, lr, l2, hyper, acts, deltas, derivs, targets, scales, chunk_sums,
      chunk_worker, task_worker, copy_worker) = run
@@ -993,8 +994,8 @@ def epoch_item(phase, i, n_items, batch, run, task_squares, optimizer, X_csr, dr
     else:
         task_squares[i] = call_worker(
             task_worker, params, params_t, panels, grads, slots, sizes, widths, offsets, X_csr,
-            micro_rows, tasks[i], lr, l2, inv_batch_weight, optimizer, hyper, step, acts, deltas,
-            first, last, copy_worker)
+            micro_rows, tasks[i], lr, l2, inv_batch_weight, hyper, step, acts, deltas, first,
+            last, copy_worker)
     clock_thread(clocks, phase, item_start)  # rows PASSES and TASKS: the phases
 
 
@@ -1057,8 +1058,8 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
         each batch's loss).
     optimizer : int; hyper : float64 ndarray of shape (3,); step : int
         Optimizer code and constants; mini-batches done before this call.  The
-        code is compiled as a literal (``compilation.LiteralEntry``): one
-        specialisation per optimizer, holding its update rule only.
+        task worker is compiled for the code (``task_worker``: its update rule
+        only); the driver reads it once, after the last batch.
     acts, deltas : ndarray of shape (batch_size * sum(widths),), deltas longer with copies
         Batch buffers (see ``layer_rows``, ``batch_buffers``).
     derivs : ndarray of shape (batch_size * sum(widths),) or (0,)
@@ -1116,12 +1117,12 @@ def train_epoch(params, params_t, panels, grads, slots, sizes, widths, offsets, 
                 region_start = clock_start(clocks)
                 if in_parallel(threads):
                     for i in prange(n_items):
-                        epoch_item(phase, i, n_items, batch, run, task_squares, optimizer,
-                                   X_csr, dropout, clocks)
+                        epoch_item(phase, i, n_items, batch, run, task_squares, X_csr,
+                                   dropout, clocks)
                 else:
                     for i in range(n_items):
-                        epoch_item(phase, i, n_items, batch, run, task_squares, optimizer,
-                                   X_csr, dropout, clocks)
+                        epoch_item(phase, i, n_items, batch, run, task_squares, X_csr,
+                                   dropout, clocks)
                 clock_add(clocks, phase, 0, region_start)
         batch_loss, batch_right = batch_sums(chunk_sums, chunk_count(n_rows, chunk),
                                              task_squares, l2, inv_batch_weight)

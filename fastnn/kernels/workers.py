@@ -17,11 +17,12 @@ exactly, and a call whose argument types differ from the worker's is a typing er
 when the driver compiles, never a call with the wrong layout at run time.
 
 A Worker may also bind its last arguments to values (``bound``): they are compiled
-as constants (``numba.types.Omitted``: no run-time value, so Numba prunes the
-branches they decide), the drivers' calls leave them out, and they are not part of
-the Worker's Numba type.  So one compiled driver serves workers that differ only in
-them: the chunk worker is bound to the activations a network has, and the epoch
-driver is compiled once for every mix of activations.
+as constants (``numba.types.Omitted``: no run-time value; an int is typed as a
+literal, and Numba prunes the branches they decide), the drivers' calls leave them
+out, and they are not part of the Worker's Numba type.  So one compiled driver
+serves workers that differ only in them: the chunk worker is bound to the
+activations a network has and the update worker to the optimizer's code, and the
+epoch driver is compiled once for all of them.
 
 A Worker made with ``aside=True`` is compiled by a forked child process into
 Numba's disk cache (``compilation.compile_aside``) while this process compiles the
@@ -50,7 +51,7 @@ class Worker:
     args are values of the types the driver will call it with (only their types are
     used; a ``numba.types.Literal`` type may stand for a value); bound, values of
     the function's last arguments, compiled as constants and left out of the calls
-    and of the Worker's type (hashable: None, True, tuples of them).  Compiles the
+    and of the Worker's type (hashable: None, True, ints, tuples of them).  Compiles the
     function for them, or loads it from the cache, once: right away, or with aside
     (and the function not yet compiled for them in this process) in a child process
     first, when ``compilation.compile_aside`` starts one.  returns, the function's
