@@ -106,11 +106,16 @@ def as_array(arch, A, name, width, min_rows=1, accept_sparse=False, test_finite=
     A = converted
     if A.shape[1] != width:
         raise ValueError(f"{name} must have shape (n_samples, {width}), got {A.shape}")
-    # The kernels only read their inputs: handing them read-only views, always, keeps
-    # one compiled specialisation for writable and read-only (e.g. memory-mapped) data.
-    A = A.view()
-    A.flags.writeable = False
-    return A
+    return read_only(A)  # nothing downstream writes the caller's data
+
+
+def read_only(A):
+    """A read-only view of the array A (no copy).  The compiled kernels get their
+    inputs this way whatever the caller's were (``kernels.sparse.driver_inputs``): Numba
+    compiles a read-only array and a writable one as two types."""
+    view = A.view()
+    view.flags.writeable = False
+    return view
 
 
 def is_sparse(A):

@@ -1052,7 +1052,7 @@ def _compiled_epoch(arch, params, X, Y, weights, batch_size, optimizer, l2, drop
     parallel regions' cycle counts to it (``profiling.region_clocks``).
     """
     sizes = np.array(arch.sizes, dtype=np.int64)
-    X, X_csr, widths = driver_inputs(arch, X)
+    X, X_csr, widths, Y = driver_inputs(arch, X, Y)
     offsets, codes = arch.offsets, arch.activation_codes  # properties: computed once here
     tasks = compiled.make_tasks(arch.sizes, sparse_input=X_csr is not None)
     dtype = params.dtype.type
@@ -1162,7 +1162,7 @@ def _predict(arch, params, X, backend):
         return reference.predict_proba(arch, params, X)
     if is_sparse(X) and not sparse_readable(arch):
         X = X.toarray()
-    X, X_csr, _ = driver_inputs(arch, X)
+    X, X_csr, _, _ = driver_inputs(arch, X)
     sizes = np.array(arch.sizes, dtype=np.int64)
     out = np.empty((X.shape[0], arch.sizes[-1]), dtype=arch.dtype)
     if not params.flags.writeable:  # the specialisation training compiles: writable

@@ -16,7 +16,7 @@ from fastnn import (SGD, Adam, Architecture, Callback, DivergenceError, Divergen
                     EarlyStopping, StopTraining, config, fit, init_params, layer_views, metrics,
                     predict_output, reference, trainer)
 from fastnn.kernels import epoch as compiled
-from fastnn.kernels.objective import FullBatchObjective
+from fastnn.kernels.objective import FullBatchObjective, loss_and_grad
 from fastnn.schedules import ReduceOnPlateau
 from fastnn.trainer import ProgressBar
 
@@ -305,6 +305,26 @@ def test_prediction_from_panels_is_bitwise_in_place(rng, acts, dtype):
                                    10**6, False) is None
     pieces = [predict_output(arch, params, X[i:i + 500]) for i in range(0, n, 500)]
     np.testing.assert_array_equal(predict_output(arch, params, X), np.concatenate(pieces))
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="compiled code only")
+def test_writable_and_read_only_data_run_the_same_compiled_kernels(rng):
+    """The kernels get X and Y as read-only views whoever calls them
+    (``sparse.driver_inputs``): writable and read-only data give the same loss and
+    gradient through one compiled objective, and train through one driver."""
+    arch, params, X, Y = make_problem(rng, (5, 8, 3), ("tanh",), "softmax", n=30)
+    weights = np.ones(30)
+    loss, grad = FullBatchObjective(arch, X, Y, weights, 0.1)(params)
+    fit(arch, params.copy(), X, Y, epochs=1, batch_size=8, random_state=0)
+    objectives = set(loss_and_grad.overloads)
+    drivers = set(compiled.train_epoch.overloads)
+    X.flags.writeable = Y.flags.writeable = False
+    frozen_loss, frozen_grad = FullBatchObjective(arch, X, Y, weights, 0.1)(params)
+    fit(arch, params.copy(), X, Y, epochs=1, batch_size=8, random_state=0)
+    assert frozen_loss == loss
+    np.testing.assert_array_equal(frozen_grad, grad)
+    assert set(loss_and_grad.overloads) == objectives
+    assert set(compiled.train_epoch.overloads) == drivers
 
 
 def test_predict_output_strided_input(rng):

@@ -135,12 +135,12 @@ class FullBatchObjective:
     """
 
     def __init__(self, arch, X, Y, weights, l2):
-        self.arch, self.Y, self.weights = arch, Y, weights
+        self.arch, self.weights = arch, weights
         dtype = np.dtype(arch.dtype).type
         n = X.shape[0]
         self.l2 = dtype(l2)
         self.sizes = np.array(arch.sizes, dtype=np.int64)
-        self.X, self.X_csr, self.widths = driver_inputs(arch, X)
+        self.X, self.X_csr, self.widths, self.Y = driver_inputs(arch, X, Y)
         self.offsets, self.codes = arch.offsets, arch.activation_codes
         self.slope = dtype(arch.negative_slope)
         self.tasks = make_tasks(arch.sizes, sparse_input=self.X_csr is not None)
@@ -157,7 +157,7 @@ class FullBatchObjective:
                                             self.panels is not None)
         self.chunk_worker = chunk_worker(
             self.params, self.params_t, self.panels, self.sizes, self.widths, self.offsets,
-            self.codes, self.slope, self.X, self.X_csr, Y, weights, self.acts, self.deltas,
+            self.codes, self.slope, self.X, self.X_csr, self.Y, weights, self.acts, self.deltas,
             self.derivs, self.targets, self.scales, self.chunk_sums, None,
             unfused_present(self.codes), aside=True)
         self.task_worker = gradient_worker(self.params, self.panels, self.grads, self.sizes,

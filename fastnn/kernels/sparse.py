@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from .. import config
-from ..checks import is_sparse
+from ..checks import is_sparse, read_only
 from .activations import activate_rows
 
 #: Activation codes the first layer may have here (its derivative comes from its output).
@@ -91,20 +91,25 @@ def csr_arrays(X, dtype):
             X.indptr.astype(np.int64))
 
 
-def driver_inputs(arch, X):
-    """(X, X_csr, widths): the drivers' arguments for an input X, dense or SciPy sparse.
+def driver_inputs(arch, X, Y=None):
+    """(X, X_csr, widths, Y): the drivers' arguments for an input X, dense or SciPy sparse.
 
     A dense X (already checked) is passed on, X_csr is None and widths the network's
     sizes (int64).  A sparse X becomes its CSR arrays (``csr_arrays``), X an
     (n_samples, 0) array and widths[0] 0 (``epoch.layer_rows``); its network must
     have a hidden layer whose activation is in ``FIRST_LAYER_CODES`` (ValueError).
+    X and Y (None stays None) come back as read-only views (``checks.read_only``),
+    whatever the caller made of them (a validation split, a Dask block, one-hot
+    targets): one compiled specialisation of each kernel for all of them.
     """
     widths = np.array(arch.sizes, dtype=np.int64)
+    Y = None if Y is None else read_only(Y)
     if not is_sparse(X):
-        return X, None, widths
+        return read_only(X), None, widths, Y
     check_first_layer(arch)
     widths[0] = 0
-    return np.empty((X.shape[0], 0), dtype=arch.dtype), csr_arrays(X, arch.dtype), widths
+    return (read_only(np.empty((X.shape[0], 0), dtype=arch.dtype)), csr_arrays(X, arch.dtype),
+            widths, Y)
 
 
 def sparse_readable(arch):
