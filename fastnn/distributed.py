@@ -367,9 +367,7 @@ def _epoch_order(job, n, batch_size):
 
 def _train_round(data, weights, job):
     """Train one partition for one round, from the averaged weights; return what changed."""
-    X, Y, sample_weight = data
-    X, Y = X.view(), Y.view()  # read-only, as trainer.fit hands them to the kernels
-    X.flags.writeable = Y.flags.writeable = False
+    X, Y, sample_weight = data  # the kernels get read-only views (sparse.driver_inputs)
     params, optimizer = weights[0].copy(), make_optimizer(job.optimizer)
     optimizer.slots, optimizer.iterations = weights[1].copy(), job.iterations
     n = X.shape[0]

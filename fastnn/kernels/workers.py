@@ -156,8 +156,8 @@ def _call_worker_typing(typingctx, worker, *args):
 
     def codegen(context, builder, signature, llargs):
         call_conv = context.call_conv
-        # A bound argument's value is compiled into the worker: any omitted argument
-        # passes no LLVM argument, whatever its value (so none is given here).
+        # A bound argument's value is compiled into the worker, and an omitted argument
+        # passes no LLVM argument whatever its value: each gets an empty placeholder.
         omitted = (types.Omitted(None),) * worker.n_bound
         argtypes = worker.argtypes + omitted
         function_type = call_conv.get_function_type(worker.return_type, argtypes)
