@@ -139,5 +139,31 @@ SPARSE_INPUT_TASKS = 32
 
 numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
+
+def _features_without_256_bit_preference():
+    """The host's CPU features as Numba would use them, plus "-prefer-256-bit"; or None
+    (leave Numba's choice) where NUMBA_CPU_NAME or NUMBA_CPU_FEATURES is set or the
+    host has no AVX-512.
+
+    LLVM's tuning for Intel's AVX-512 CPUs prefers 256-bit vectors in the loops it
+    vectorises itself (the activations, their derivatives, the bias sums, the update
+    rules): the gemm tiles, written as 512-bit vector IR, already run 512-bit code.
+    Without the preference those loops take 512-bit vectors too: on the 2-core Intel
+    machine the float64 sigmoid took 0.61 instead of 0.81 ns per element and the
+    float64 W1 epoch 7-14 % less time (docs/benchmarks.md); float32 W1 was level.
+    """
+    if numba.config.CPU_NAME is not None or numba.config.CPU_FEATURES is not None:
+        return None
+    from numba.core.codegen import get_host_cpu_features
+    features = get_host_cpu_features()
+    return features + ",-prefer-256-bit" if "+avx512f" in features.split(",") else None
+
+
+# Numba reads this when its code generator starts, at the first compile: fastnn's
+# kernels are compiled after this module runs.
+_TUNED_FEATURES = _features_without_256_bit_preference()
+if _TUNED_FEATURES is not None:
+    numba.config.CPU_FEATURES = _TUNED_FEATURES
+
 #: Upper bound of the ``threads`` setting (Numba's pool size, NUMBA_NUM_THREADS).
 NUMBA_MAX_THREADS = numba.config.NUMBA_NUM_THREADS

@@ -725,6 +725,32 @@ def run_ok(code, **env_changes):
     assert result.stdout.strip() == "ok"
 
 
+ELEMENTWISE_VECTOR_WIDTH = textwrap.dedent("""
+    import numba, numpy as np
+    from fastnn.kernels.activations import SIGMOID, activate_rows
+
+    assert numba.config.CPU_FEATURES.endswith(",-prefer-256-bit"), numba.config.CPU_FEATURES
+    out = np.linspace(-4.0, 4.0, 64).reshape(4, 16)
+    activate_rows(out, SIGMOID)
+    asm = activate_rows.inspect_asm(activate_rows.signatures[0])
+    assert "zmm" in asm, "the float64 sigmoid loop has no 512-bit instruction"
+    print("ok")
+""")
+
+
+def test_elementwise_loops_use_512_bit_vectors_with_avx512(tmp_path):
+    """On a host with AVX-512, where NUMBA_CPU_NAME and NUMBA_CPU_FEATURES are unset,
+    fastnn turns off LLVM's preference for 256-bit vectors (``config``): the loops LLVM
+    vectorises itself, such as an activation's, compile to 512-bit instructions.
+    Runs in a subprocess (the setting applies before Numba's first compile) with its
+    own cache directory."""
+    from numba.core.codegen import get_host_cpu_features
+    if "+avx512f" not in get_host_cpu_features().split(","):
+        pytest.skip("the host has no AVX-512: LLVM's vector width is the host's 256 bits")
+    run_ok(ELEMENTWISE_VECTOR_WIDTH, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_NAME=None,
+           NUMBA_CPU_FEATURES=None)
+
+
 GUARDED_GEMM = textwrap.dedent("""
     import ctypes, itertools, mmap
     import numpy as np
