@@ -8,7 +8,7 @@ import pytest
 from numba import njit, prange, types
 
 from fastnn import config
-from fastnn.kernels.workers import Worker, call_worker
+from fastnn.kernels.workers import FLUSH_SUBNORMALS, Worker, call_worker
 
 pytestmark = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="compiled code only")
 
@@ -111,3 +111,35 @@ def test_bound_arguments_are_compiled_in_and_left_out_of_the_type():
         bound_driver(worker, a, order, out)
         np.testing.assert_allclose(out, sums + shift, rtol=1e-15)
     assert len(bound_driver.overloads) == 1
+
+
+@njit(**config.JIT_OPTIONS)
+def products(x, y, out):
+    """out[i] = x[i] * y[i]."""
+    for i in range(x.shape[0]):
+        out[i] = x[i] * y[i]
+
+
+@njit
+def products_both_ways(worker, x, y, through_worker, directly):
+    """The products through the worker, and in the driver itself."""
+    call_worker(worker, x, y, through_worker)
+    products(x, y, directly)
+
+
+@pytest.mark.skipif(not FLUSH_SUBNORMALS, reason="subnormals are flushed on x86-64 only")
+@pytest.mark.parametrize("dtype, tiny", [("float32", 1e-20), ("float64", 1e-160)])
+def test_workers_flush_subnormals_and_their_callers_keep_them(dtype, tiny):
+    """A worker's arithmetic flushes subnormal results and inputs to zero (so training
+    from saturated sigmoids takes no microcode assists); the driver around the call and
+    the Python thread after it keep IEEE subnormals."""
+    x = np.array([tiny, 1.0, np.finfo(dtype).tiny / 4], dtype=dtype)
+    y = np.array([tiny, 2.0, 3.0], dtype=dtype)
+    expected = x * y
+    assert expected[0] != 0 and expected[2] != 0  # subnormal in IEEE arithmetic
+    through_worker, directly = np.full(3, np.nan, dtype), np.full(3, np.nan, dtype)
+    worker = Worker(products, (x, y, through_worker))
+    products_both_ways(worker, x, y, through_worker, directly)
+    np.testing.assert_array_equal(through_worker, [0.0, 2.0, 0.0])
+    np.testing.assert_array_equal(directly, expected)
+    np.testing.assert_array_equal(x * y, expected)  # this thread: IEEE again
