@@ -151,8 +151,17 @@ def kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads=1, t
     layer; the output delta not included) split "forward" and "backward", and
     "task_layers" gives each task's layer.  timing: ``median_seconds``' (min_batch_s,
     batches) for every kernel.  Works on copies: the model's parameters and optimizer
-    state are not touched.
+    state are not touched.  The kernels run with subnormals flushed to zero, as the
+    epoch's workers run them (``workers.subnormals_flushed``).
     """
+    from .kernels.workers import subnormals_flushed
+
+    with subnormals_flushed():
+        return _kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads, timing)
+
+
+def _kernel_times(arch, params, optimizer, l2, X, Y, batch_size, lr, threads, timing):
+    """``kernel_times``, in the calling thread's floating-point mode."""
     from .kernels import (add_l2, count_right, dense_backward, dense_forward, optimizer_step,
                           output_delta, param_grad)
     from .kernels.epoch import (chunk_rows, deltas_in_panels, make_tasks, panel_rows,

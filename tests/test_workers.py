@@ -8,7 +8,7 @@ import pytest
 from numba import njit, prange, types
 
 from fastnn import config
-from fastnn.kernels.workers import FLUSH_SUBNORMALS, Worker, call_worker
+from fastnn.kernels.workers import FLUSH_SUBNORMALS, Worker, call_worker, subnormals_flushed
 
 pytestmark = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="compiled code only")
 
@@ -143,3 +143,16 @@ def test_workers_flush_subnormals_and_their_callers_keep_them(dtype, tiny):
     np.testing.assert_array_equal(through_worker, [0.0, 2.0, 0.0])
     np.testing.assert_array_equal(directly, expected)
     np.testing.assert_array_equal(x * y, expected)  # this thread: IEEE again
+
+
+@pytest.mark.skipif(not FLUSH_SUBNORMALS, reason="subnormals are flushed on x86-64 only")
+def test_a_block_runs_with_subnormals_flushed_and_the_thread_gets_them_back():
+    """``subnormals_flushed`` (for kernels timed from Python as the workers run them)
+    flushes this thread's subnormals inside the block only, also when it raises."""
+    tiny = np.float32(1e-20)
+    with subnormals_flushed():
+        assert tiny * tiny == 0
+    assert tiny * tiny == np.float32(1e-40)
+    with pytest.raises(KeyError), subnormals_flushed():
+        raise KeyError("inside")
+    assert tiny * tiny != 0

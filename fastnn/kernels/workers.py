@@ -43,6 +43,8 @@ Under NUMBA_DISABLE_JIT a ``Worker`` holds the Python function and ``call_worker
 calls it.
 """
 
+import contextlib
+
 import numba
 from llvmlite import binding as llvm
 from llvmlite import ir
@@ -185,6 +187,54 @@ def _restore_subnormals(builder, saved):
     """Put back the MXCSR that ``_flush_subnormals`` saved."""
     if saved is not None:
         _mxcsr(builder, "ldmxcsr", saved)
+
+
+@intrinsic
+def _flush_subnormals_here(typingctx):
+    """Set MXCSR's FLUSH_SUBNORMALS bits in the calling thread; returns its previous value."""
+    def codegen(context, builder, signature, args):
+        saved = _flush_subnormals(builder)
+        if saved is None:
+            return ir.Constant(ir.IntType(64), 0)
+        return builder.zext(builder.load(saved), ir.IntType(64))
+    return types.int64(), codegen
+
+
+@intrinsic
+def _restore_subnormals_here(typingctx, saved):
+    """Put back the MXCSR value that ``_flush_subnormals_here`` returned."""
+    def codegen(context, builder, signature, args):
+        if FLUSH_SUBNORMALS:
+            slot = cgutils.alloca_once(builder, ir.IntType(32))
+            builder.store(builder.trunc(args[0], ir.IntType(32)), slot)
+            _restore_subnormals(builder, slot)
+        return context.get_dummy_value()
+    return types.void(types.int64), codegen
+
+
+@numba.njit(cache=config.CACHE)
+def _enter_flushing():
+    return _flush_subnormals_here()
+
+
+@numba.njit(cache=config.CACHE)
+def _leave_flushing(saved):
+    _restore_subnormals_here(saved)
+
+
+@contextlib.contextmanager
+def subnormals_flushed():
+    """Run the block with this thread's arithmetic flushing subnormals to zero, as a
+    worker's runs (``call_worker``), and restore it after: for kernels called from
+    Python that stand for the workers' (``profiling.kernel_times``)."""
+    if numba.config.DISABLE_JIT:
+        yield
+        return
+    saved = _enter_flushing()
+    try:
+        yield
+    finally:
+        _leave_flushing(saved)
 
 
 def _call_worker_typing(typingctx, worker, *args):
