@@ -37,7 +37,7 @@ after, so the caller's thread (Python's, NumPy's) keeps IEEE arithmetic.  Traini
 from the tutorial's N(0, 1) weights on 784 inputs saturates the sigmoids, and the
 products of the weight gradient then fall below float32's normal range, where each
 multiply-add takes a microcode assist: the gradient took 2.1x the forward pass's time
-(docs/benchmarks.md).  JAX (XLA) and TensorFlow flush them on CPU too.
+(docs/benchmarks.md).  JAX flushes them on CPU as well.
 
 Under NUMBA_DISABLE_JIT a ``Worker`` holds the Python function and ``call_worker``
 calls it.
