@@ -181,6 +181,12 @@ MUTANTS = [
     Mutant("declared-return-type-unchecked", (
         ("fastnn/kernels/workers.py", "if self._type is not None and self._type != compiled:",
          "if False:"),), ("tests/test_workers.py",)),
+    Mutant("workers-keep-subnormals", (
+        ("fastnn/kernels/workers.py", "        saved = _flush_subnormals(builder)\n        status",
+         "        saved = None\n        status"),), ("tests/test_workers.py",)),
+    Mutant("subnormals-flushed-after-the-worker", (
+        ("fastnn/kernels/workers.py", "        _restore_subnormals(builder, saved)\n        with",
+         "        with"),), ("tests/test_workers.py",)),
     Mutant("panel-copies-without-their-partial-panel", (
         ("fastnn/kernels/epoch.py",
          "        for j in range(n_full * nr, n):\n            P[n_full, i, j - n_full * nr]",
