@@ -36,7 +36,7 @@ the call sets the FTZ and DAZ bits of the thread's MXCSR and restores the regist
 after, so the caller's thread (Python's, NumPy's) keeps IEEE arithmetic.  Training
 from the tutorial's N(0, 1) weights on 784 inputs saturates the sigmoids, and the
 products of the weight gradient then fall below float32's normal range, where each
-multiply-add takes a microcode assist: the gradient took 2.1x the forward pass's time
+multiply-add takes a microcode assist: the gradient took 2.4x the forward pass's time
 (docs/benchmarks.md).  JAX flushes them on CPU as well.
 
 Under NUMBA_DISABLE_JIT a ``Worker`` holds the Python function and ``call_worker``
@@ -212,12 +212,12 @@ def _restore_subnormals_here(typingctx, saved):
     return types.void(types.int64), codegen
 
 
-@numba.njit(cache=config.CACHE)
+@numba.njit(**config.JIT_OPTIONS)
 def _enter_flushing():
     return _flush_subnormals_here()
 
 
-@numba.njit(cache=config.CACHE)
+@numba.njit(**config.JIT_OPTIONS)
 def _leave_flushing(saved):
     _restore_subnormals_here(saved)
 
