@@ -304,6 +304,12 @@ MUTANTS = [
     Mutant("buffers-left-unaligned", (
         ("fastnn/network.py", "    start = (-buffer.ctypes.data % CACHE_LINE_BYTES) // itemsize",
          "    start = 0"),), ("tests/test_network.py",)),
+    Mutant("weight-rows-fetched-past-the-tasks-rows", (
+        ("fastnn/kernels/gemm.py", "i_next, j_next, rows = i0 + MR, j0, min(MR, m - i0 - MR)",
+         "i_next, j_next, rows = i0 + MR, j0, MR"),), ("tests/test_kernels.py",)),
+    Mutant("the-panel-in-use-fetched-again", (
+        ("fastnn/kernels/gemm.py", "return FETCH_B, (j0 // nr + 1) * panel_stride",
+         "return FETCH_B, j0 // nr * panel_stride"),), ("tests/test_kernels.py",)),
     Mutant("narrow-layer-tasks-in-layer-order", (
         ("fastnn/kernels/epoch.py",
          "for tasks in [in_order] + narrow for i, task in enumerate(tasks)]",

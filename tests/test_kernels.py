@@ -687,6 +687,52 @@ def test_gemm_sgd_steps_w_in_the_panel_copy(shape, init, dtype):
         np.testing.assert_array_equal(copy, written)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k, panels", [(64, 784, 11), (16, 512, 3), (13, 40, 2), (5, 40, 2),
+                                         (128, 3, 4)])
+def test_wide_tiles_fetch_the_next_panel_and_only_their_own_weight_rows(m, k, panels, dtype):
+    """gemm's wide tiles prefetch (``gemm.fetch_ahead``): with b in panel layout, the
+    row tiles of each panel but the last fetch the next panel's lines, each once, from
+    its first line on (all of them where the row tiles have k steps enough), and no
+    line past b; in an SGD step into a panel copy, each tile fetches, for writing,
+    lines of the next tile's rows only, never a row of the copy outside the call's m
+    rows (another update task's, maybe another thread's); b read in place: nothing."""
+    nr = gemm.panel_width(dtype)
+    line = gemm.LINE_BYTES // np.dtype(dtype).itemsize
+    n_wide, panel_stride, copy_stride = panels * nr, k * nr, (m + 5) * nr
+
+    def plans(stride, copy, init):
+        for j0 in range(0, n_wide, nr):
+            for i0 in range(0, m, gemm.MR):
+                yield j0, i0, gemm.fetch_ahead(i0, j0, m, k, n_wide, nr, stride, copy, init, line)
+
+    fetched = {}
+    for j0, i0, (kind, off, lines) in plans(panel_stride, 0, gemm.ZERO):
+        assert kind == (gemm.FETCH_B if j0 + nr < n_wide else gemm.NO_FETCH)
+        for p in range(lines if kind == gemm.FETCH_B else 0):
+            fetched[off + p * line] = fetched.get(off + p * line, 0) + 1
+    tiles_steps = -(-m // gemm.MR) * k
+    for q in range(1, panels):  # each later panel's lines, from its first on
+        start = q * panel_stride
+        expected = range(start, start + min(panel_stride // line, tiles_steps) * line, line)
+        assert sorted(e for e in fetched if start <= e < start + panel_stride) == list(expected)
+    assert set(fetched.values()) == {1} and all(line <= e < n_wide * k for e in fetched)
+
+    owned = np.zeros(panels * copy_stride, dtype=bool)  # the call's rows of the copy
+    for p in range(panels):
+        owned[p * copy_stride : p * copy_stride + m * nr] = True
+    for j0, i0, (kind, off, lines) in plans(panel_stride, copy_stride, gemm.ZERO + gemm.SGD_STEP):
+        last = j0 + nr == n_wide and i0 + gemm.MR >= m
+        assert kind == (gemm.NO_FETCH if last else gemm.FETCH_W)
+        if kind == gemm.FETCH_W:
+            i_next, j_next = (i0 + gemm.MR, j0) if i0 + gemm.MR < m else (0, j0 + nr)
+            assert off == gemm.copy_at(copy_stride, nr, i_next, j_next)[0]
+            assert lines == min(k, min(gemm.MR, m - i_next) * nr // line) > 0
+            assert owned[off : off + lines * line].all()
+    for j0, i0, plan in plans(nr, 0, gemm.ZERO):  # b (k, n) read in place
+        assert plan[0] == gemm.NO_FETCH
+
+
 @pytest.mark.parametrize("m, k, n, pack", [(11, 23, 53, False), (33, gemm.PANEL_KC + 3, 30, True)])
 def test_gemm_sums_in_order(m, k, n, pack):
     """Each element is one chain of fused multiply-adds over k in order, in float64.

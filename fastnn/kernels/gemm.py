@@ -80,6 +80,13 @@ ZERO, ACCUMULATE, BIAS = 0, 1, 2
 #: taken as a gradient, w -= lr * tile, in the array passed as the bias.
 SGD_STEP = 4
 
+#: What a wide tile fetches into cache while it computes, one 64-byte line per step of k
+#: (``fetch_ahead``): nothing, lines of b it will not read itself (the next panel), or
+#: lines of the weight copy that it does not step itself, for writing (the next tile's).
+NO_FETCH, FETCH_B, FETCH_W = 0, 1, 2
+#: Bytes of a cache line (every x86-64 CPU's).
+LINE_BYTES = 64
+
 
 def _target_vector_bits():
     """512 if Numba's target CPU runs <16 x float> fma in zmm registers, else 256.
@@ -197,13 +204,13 @@ def _vector_at(builder, ptr, index, vector_type):
 _SGD_FLAGS = tuple(sorted(config.UPDATE_JIT_OPTIONS["fastmath"]))
 
 
-def _make_tile_kernel(rows, vectors, partial_columns):
+def _make_tile_kernel(rows, vectors, partial_columns, fetches=False):
     """An intrinsic computing one (<= rows) x (<= vectors * lanes) tile of c.
 
     Signature (all offsets and strides in elements, int64)::
 
         tile(a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
-             k, mr, ncols, init, lr, copy, copy_off, copy_ld)
+             k, mr, ncols, init, lr, copy, copy_off, copy_ld, fetch, fetch_off, fetch_lines)
 
     c[c_off + r * ldc + j] = start + sum_p a[a_off + r * a_rs + p * a_cs] * b[b_off + p * ldb + j]
     for r < mr (<= rows), j < ncols, p = 0..k-1 in order; start is 0, c's value or
@@ -214,17 +221,21 @@ def _make_tile_kernel(rows, vectors, partial_columns):
     is at copy[copy_off + r * copy_ld + j] instead, read and stored there only (the rows
     of the forward pass's panel copy of w: ``panel_width``).  ncols is vectors *
     lanes, or fewer (masked loads and stores) when partial_columns; the code for the
-    partial case is only generated then.  Arrays are passed for their data pointers; their
-    shapes are not read.
+    partial case is only generated then.  With fetches (else fetch is ignored), fetch
+    FETCH_B or FETCH_W: steps p < fetch_lines of k each prefetch the line at element
+    fetch_off + p * LINE_BYTES / itemsize of b into L2, or of copy for writing
+    (``fetch_ahead``).  A prefetch changes no value.  Arrays are passed for their data
+    pointers; their shapes are not read.
     """
 
     @intrinsic
     def tile(typingctx, a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
-             k, mr, ncols, init, lr, copy, copy_off, copy_ld):
+             k, mr, ncols, init, lr, copy, copy_off, copy_ld, fetch, fetch_off, fetch_lines):
         if not all(isinstance(t, types.Array) for t in (a, b, c, bias, copy)):
             return None
         sig = types.void(a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, bias, bias_off,
-                         k, mr, ncols, init, lr, copy, copy_off, copy_ld)
+                         k, mr, ncols, init, lr, copy, copy_off, copy_ld, fetch, fetch_off,
+                         fetch_lines)
 
         def codegen(context, builder, signature, args):
             argtys = signature.args
@@ -234,8 +245,9 @@ def _make_tile_kernel(rows, vectors, partial_columns):
                     for i in (0, 4, 7, 10, 17)]
             a_ptr, b_ptr, c_ptr, bias_ptr, copy_ptr = data
             (a_off, a_rs, a_cs, b_off, ldb, c_off, ldc, bias_off, k, mr, ncols, init, copy_off,
-             copy_ld) = (_as_i64(context, builder, signature, args, i)
-                         for i in (1, 2, 3, 5, 6, 8, 9, 11, 12, 13, 14, 15, 18, 19))
+             copy_ld, fetch, fetch_off, fetch_lines) = (
+                _as_i64(context, builder, signature, args, i)
+                for i in (1, 2, 3, 5, 6, 8, 9, 11, 12, 13, 14, 15, 18, 19, 20, 21, 22))
 
             fty = context.get_value_type(argtys[0].dtype)
             lanes = VECTOR_BYTES // (argtys[0].dtype.bitwidth // 8)
@@ -252,6 +264,10 @@ def _make_tile_kernel(rows, vectors, partial_columns):
             masked_store = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [vty, vptr, i32, mask_ty]),
                 f"llvm.masked.store.{suffix}.p0")
+            byte_ptr = ir.IntType(8).as_pointer()
+            prefetch = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]),
+                "llvm.prefetch.p0")
             zero_vec = ir.Constant(vty, [0.0] * lanes)
             undef = ir.Constant(vty, ir.Undefined)
             splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
@@ -302,9 +318,46 @@ def _make_tile_kernel(rows, vectors, partial_columns):
 
             zero, one = ir.Constant(i64, 0), ir.Constant(i64, 1)
 
+            line = ir.Constant(i64, LINE_BYTES // (argtys[0].dtype.bitwidth // 8))
+
+            def fetch_line(p, array_ptr, for_writing):
+                """Prefetch line p of the fetch into L2 (prefetcht1), or for writing
+                (prefetchw, the line taken from the other cores' caches), while steps
+                p < fetch_lines; later steps prefetch fetch_off's line again, in cache."""
+                index = builder.add(fetch_off, builder.mul(
+                    builder.select(builder.icmp_signed("<", p, fetch_lines), p, zero), line))
+                builder.call(prefetch, [builder.bitcast(builder.gep(array_ptr, [index]), byte_ptr),
+                                        ir.Constant(i32, int(for_writing)),
+                                        ir.Constant(i32, 3 if for_writing else 2),
+                                        ir.Constant(i32, 1)])
+
             def k_steps(start, stop, masked):
-                """The rank-1 updates of rows start..stop - 1 of b into the accumulators."""
+                """The rank-1 updates of rows start..stop - 1 of b into the accumulators,
+                in the loop of the fetch's kind (a loop each: whether a prefetch is for
+                writing is a constant of the instruction)."""
+                if not fetches:
+                    k_loop(start, stop, masked, None)
+                    return
+                def fetching(kind):
+                    return builder.and_(builder.icmp_signed("==", fetch, ir.Constant(i64, kind)),
+                                        builder.icmp_signed(">", fetch_lines, zero))
+
+                with builder.if_else(fetching(FETCH_B)) as (of_b, other):
+                    with of_b:
+                        k_loop(start, stop, masked, lambda p: fetch_line(p, b_ptr, False))
+                    with other:
+                        with builder.if_else(fetching(FETCH_W)) as (of_w, plain):
+                            with of_w:
+                                k_loop(start, stop, masked,
+                                       lambda p: fetch_line(p, copy_ptr, True))
+                            with plain:
+                                k_loop(start, stop, masked, None)
+
+            def k_loop(start, stop, masked, fetch_step):
+                """Steps start..stop - 1 of k, each calling fetch_step(p) first if given."""
                 with cgutils.for_range_slice(builder, start, stop, one, inc=True) as (p, _):
+                    if fetch_step is not None:
+                        fetch_step(p)
                     b_row = builder.add(b_off, builder.mul(p, ldb))
                     b_vecs = [load(b_ptr, builder.add(b_row, ir.Constant(i64, v * lanes)), v,
                                    masked) for v in range(vectors)]
@@ -400,7 +453,7 @@ def _make_tile_kernel(rows, vectors, partial_columns):
     return tile
 
 
-_wide_tile = _make_tile_kernel(MR, NV, partial_columns=False)
+_wide_tile = _make_tile_kernel(MR, NV, partial_columns=False, fetches=True)
 _two_vector_tile = _make_tile_kernel(MR, 2, partial_columns=False)
 _narrow_tile = _make_tile_kernel(MR_NARROW, 1, partial_columns=True)
 
@@ -472,18 +525,52 @@ def copy_at(copy_stride, nr, i0, j0):
     return j0 // nr * copy_stride + i0 * nr + j0 % nr, nr
 
 
+@njit(inline="always", **config.JIT_OPTIONS)
+def fetch_ahead(i0, j0, m, k, n_wide, nr, panel_stride, copy_stride, init, line):
+    """(fetch, fetch_off, fetch_lines) of the wide tile at row i0 of panel j0 // nr
+    (``_make_tile_kernel``): the lines that the tiles after it will need, fetched while
+    it computes, one per step of k, so that they do not wait for them.
+
+    * An SGD step into a panel copy (copy_stride not 0): the next tile's rows of the
+      copy (the next row tile, or the next panel's first), for writing.  The other core
+      read them in its forward pass; taken now, the next tile's stores find them owned.
+    * Else b in panel layout (panel_stride k * nr, the forward pass's weights): the next
+      panel, the row tiles in turn taking k of its lines each, the first of them every
+      line while the panel is in another core's cache (the update tasks stepped it).
+    * Else nothing.
+    Only the tile's own loads and stores change values; a prefetch changes none.
+    """
+    if copy_stride != 0 and init & SGD_STEP:
+        if i0 + MR < m:
+            i_next, j_next, rows = i0 + MR, j0, min(MR, m - i0 - MR)
+        elif j0 + nr < n_wide:
+            i_next, j_next, rows = 0, j0 + nr, min(MR, m)
+        else:
+            return NO_FETCH, 0, 0
+        return (FETCH_W, copy_at(copy_stride, nr, i_next, j_next)[0],
+                min(k, rows * nr // line))
+    if panel_stride == k * nr and j0 + nr < n_wide:
+        fetched = i0 // MR * k  # lines of the next panel the earlier row tiles fetched
+        return FETCH_B, (j0 // nr + 1) * panel_stride + fetched * line, min(
+            k, panel_stride // line - fetched)
+    return NO_FETCH, 0, 0
+
+
 @njit(**config.JIT_OPTIONS)
 def _wide_panels_in_place(a, a_rs, a_cs, b, ldb, panel_stride, c, ldc, bias, m, k, n_wide,
                           init, lr, copy, copy_stride):
     """The first n_wide columns of gemm (a multiple of NR), b read where it is: panel p
     of b (columns p * NR ..) starts panel_stride * p elements into b, its rows ldb apart."""
     nr = panel_columns(a)
+    line = LINE_BYTES // a.itemsize
     for j0 in range(0, n_wide, nr):
         for i0 in range(0, m, MR):
             copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
+            fetch, fetch_off, fetch_lines = fetch_ahead(i0, j0, m, k, n_wide, nr, panel_stride,
+                                                        copy_stride, init, line)
             _wide_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride, ldb, c,
                        i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0), nr, init, lr, copy,
-                       copy_off, copy_ld)
+                       copy_off, copy_ld, fetch, fetch_off, fetch_lines)
 
 
 @njit(**config.JIT_OPTIONS)
@@ -510,7 +597,7 @@ def _wide_panels_packed(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, k, n_wide, init,
                 copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
                 _wide_tile(a, i0 * a_rs + p0 * a_cs, a_rs, a_cs, panel, 0, nr, c,
                            i0 * ldc + j0, ldc, bias, j0, kc, min(MR, m - i0), nr, start, lr,
-                           copy, copy_off, copy_ld)
+                           copy, copy_off, copy_ld, NO_FETCH, 0, 0)
 
 
 #: gemm_entry's pack argument: read b in place, pack its panels, or apply the packing
@@ -553,13 +640,14 @@ def _gemm_body(a, a_rs, a_cs, b, ldb, c, ldc, bias, m, n, k, init, pack, lr, cop
             copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
             _two_vector_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr,
                              ldb, c, i0 * ldc + j0, ldc, bias, j0, k, min(MR, m - i0),
-                             2 * lanes, init, lr, copy, copy_off, copy_ld)
+                             2 * lanes, init, lr, copy, copy_off, copy_ld, NO_FETCH, 0, 0)
     for j0 in range(two_stop, n, lanes):
         for i0 in range(0, m, MR_NARROW):
             copy_off, copy_ld = copy_at(copy_stride, nr, i0, j0)
             _narrow_tile(a, i0 * a_rs, a_rs, a_cs, b, j0 // nr * panel_stride + j0 % nr, ldb, c,
                          i0 * ldc + j0, ldc, bias, j0, k, min(MR_NARROW, m - i0),
-                         min(lanes, n - j0), init, lr, copy, copy_off, copy_ld)
+                         min(lanes, n - j0), init, lr, copy, copy_off, copy_ld, NO_FETCH, 0,
+                         0)
 
 
 def gemm_entry(a_ptr, a_rs, a_cs, b_ptr, ldb, c_ptr, ldc, bias_ptr, m, n, k, init, pack, lr,
