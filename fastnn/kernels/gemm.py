@@ -221,11 +221,11 @@ def _make_tile_kernel(rows, vectors, partial_columns, fetches=False):
     is at copy[copy_off + r * copy_ld + j] instead, read and stored there only (the rows
     of the forward pass's panel copy of w: ``panel_width``).  ncols is vectors *
     lanes, or fewer (masked loads and stores) when partial_columns; the code for the
-    partial case is only generated then.  With fetches (else fetch is ignored), fetch
-    FETCH_B or FETCH_W: steps p < fetch_lines of k each prefetch the line at element
-    fetch_off + p * LINE_BYTES / itemsize of b into L2, or of copy for writing
-    (``fetch_ahead``).  A prefetch changes no value.  Arrays are passed for their data
-    pointers; their shapes are not read.
+    partial case is only generated then.  With fetches (else fetch and fetch_lines are
+    ignored): steps p < fetch_lines of k each prefetch the line at element fetch_off + p *
+    LINE_BYTES / itemsize of b into L2 (fetch FETCH_B), or of copy for writing
+    (FETCH_W); fetch_lines is 0 for NO_FETCH (``fetch_ahead``).  A prefetch changes no
+    value.  Arrays are passed for their data pointers; their shapes are not read.
     """
 
     @intrinsic
@@ -322,36 +322,33 @@ def _make_tile_kernel(rows, vectors, partial_columns, fetches=False):
 
             def fetch_line(p, array_ptr, for_writing):
                 """Prefetch line p of the fetch into L2 (prefetcht1), or for writing
-                (prefetchw, the line taken from the other cores' caches), while steps
-                p < fetch_lines; later steps prefetch fetch_off's line again, in cache."""
-                index = builder.add(fetch_off, builder.mul(
-                    builder.select(builder.icmp_signed("<", p, fetch_lines), p, zero), line))
+                (prefetchw: the line taken from the other cores' caches)."""
+                index = builder.add(fetch_off, builder.mul(p, line))
                 builder.call(prefetch, [builder.bitcast(builder.gep(array_ptr, [index]), byte_ptr),
                                         ir.Constant(i32, int(for_writing)),
                                         ir.Constant(i32, 3 if for_writing else 2),
                                         ir.Constant(i32, 1)])
 
             def k_steps(start, stop, masked):
-                """The rank-1 updates of rows start..stop - 1 of b into the accumulators,
-                in the loop of the fetch's kind (a loop each: whether a prefetch is for
-                writing is a constant of the instruction)."""
+                """The rank-1 updates of rows start..stop - 1 of b into the accumulators;
+                with fetches, the first fetch_lines of them each fetch a line too, in a
+                loop of the fetch's kind (whether a prefetch is for writing is a constant
+                of the instruction), and the others run without."""
                 if not fetches:
                     k_loop(start, stop, masked, None)
                     return
-                def fetching(kind):
-                    return builder.and_(builder.icmp_signed("==", fetch, ir.Constant(i64, kind)),
-                                        builder.icmp_signed(">", fetch_lines, zero))
-
-                with builder.if_else(fetching(FETCH_B)) as (of_b, other):
+                split = builder.add(start, fetch_lines)
+                split = builder.select(builder.icmp_signed("<", split, stop), split, stop)
+                split = builder.select(builder.icmp_signed("<", split, start), start, split)
+                is_w = builder.icmp_signed("==", fetch, ir.Constant(i64, FETCH_W))
+                with builder.if_else(is_w) as (of_w, of_b):
+                    with of_w:
+                        k_loop(start, split, masked, lambda p: fetch_line(
+                            builder.sub(p, start), copy_ptr, True))
                     with of_b:
-                        k_loop(start, stop, masked, lambda p: fetch_line(p, b_ptr, False))
-                    with other:
-                        with builder.if_else(fetching(FETCH_W)) as (of_w, plain):
-                            with of_w:
-                                k_loop(start, stop, masked,
-                                       lambda p: fetch_line(p, copy_ptr, True))
-                            with plain:
-                                k_loop(start, stop, masked, None)
+                        k_loop(start, split, masked, lambda p: fetch_line(
+                            builder.sub(p, start), b_ptr, False))
+                k_loop(split, stop, masked, None)
 
             def k_loop(start, stop, masked, fetch_step):
                 """Steps start..stop - 1 of k, each calling fetch_step(p) first if given."""
