@@ -531,10 +531,10 @@ def fetch_ahead(i0, j0, m, k, n_wide, nr, panel_stride, copy_stride, init, line)
     * An SGD step into a panel copy (copy_stride not 0): the next tile's rows of the
       copy (the next row tile, or the next panel's first), for writing.  The other core
       read them in its forward pass; taken now, the next tile's stores find them owned.
-    * Else b in panel layout (panel_stride k * nr, the forward pass's weights): the next
-      panel, the row tiles in turn taking k of its lines each, the first of them every
-      line while the panel is in another core's cache (the update tasks stepped it).
-    * Else nothing.
+    * Else b in panel layout (panel_stride k * nr: the forward pass's weights): the next
+      panel, from its first line on, the row tiles in turn taking k lines each.  The
+      other core's update tasks stepped half of its lines in the batch before.
+    * Else nothing (b in place: small layers' weights, narrow deltas).
     Only the tile's own loads and stores change values; a prefetch changes none.
     """
     if copy_stride != 0 and init & SGD_STEP:
