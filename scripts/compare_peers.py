@@ -74,6 +74,11 @@ Ceilings: ``--peak-json`` reads the JSON written by ``scripts/machine_peak.py`` 
 gives every row the GEMM ceiling of its own dtype and thread count for the "% peak"
 column; ``--peak-gflops`` sets one number for every row instead.
 
+Thread scaling: with more than one thread count, a last table gives each system's
+speedup from the fewest threads to each other count (its median there over its median
+here), beside the ceiling's own speedup from ``--peak-json``.  A row keeps its "% peak"
+from the fewest threads only if it scales as much as the ceiling does.
+
 How to run
 ----------
 From the repository root, with the project's virtual environment::
@@ -652,6 +657,42 @@ def print_table(wl, rows, peak):
               else "  ".join(t))
 
 
+def thread_scaling(rows):
+    """Each system's speedup from its fewest threads to each other thread count, per
+    workload and dtype, and the ceiling's when both rows have one: a list of dicts
+    (workload, dtype, system, threads, from_threads, speedup, peak_speedup or None)."""
+    timed = {}
+    for r in rows:
+        if "median_s" in r:
+            timed.setdefault((r["workload"], r["dtype"], r["system"]), {})[r["threads"]] = r
+    scaling = []
+    for (workload, dtype, system), by_threads in timed.items():
+        fewest = min(by_threads)
+        base = by_threads[fewest]
+        for threads in sorted(by_threads)[1:]:
+            r = by_threads[threads]
+            peak_speedup = (r["peak_gflops"] / base["peak_gflops"]
+                            if "peak_gflops" in r and "peak_gflops" in base else None)
+            scaling.append(dict(workload=workload, dtype=dtype, system=system, threads=threads,
+                                from_threads=fewest, speedup=base["median_s"] / r["median_s"],
+                                peak_speedup=peak_speedup))
+    return scaling
+
+
+def print_scaling(scaling):
+    if not scaling:
+        return
+    print("\n== thread scaling: speedup over the fewest threads (the GEMM ceiling's beside) ==")
+    table = [["workload", "dtype", "system", "threads", "speedup", "ceiling's"]]
+    table += [[s["workload"], s["dtype"], s["system"], f"{s['from_threads']} -> {s['threads']}",
+               f"{s['speedup']:.2f}x",
+               "-" if s["peak_speedup"] is None else f"{s['peak_speedup']:.2f}x"]
+              for s in scaling]
+    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
+    for t in table:
+        print("  ".join(c.rjust(w) for c, w in zip(t, widths)))
+
+
 def environment():
     """What the numbers depend on: versions, BLAS kernel, thread layers, BLAS env overrides."""
     import numba
@@ -743,6 +784,8 @@ def main(argv=None):
                 rows += run_block(wl, dtype, threads, systems, peak, args.rounds)
         print_table(wl, rows, bool(args.peak_gflops or peaks))
         results += rows
+    scaling = thread_scaling(results)
+    print_scaling(scaling)
 
     if "fastnn" in systems:
         import numba
@@ -754,7 +797,8 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(dict(environment=env, skipped=skipped, quick=args.quick,
                            rounds=args.rounds, peak_gflops=args.peak_gflops,
-                           peaks_from=args.peak_json, results=results), f, indent=1)
+                           peaks_from=args.peak_json, results=results, scaling=scaling),
+                      f, indent=1)
         print(f"\nwrote {args.json}")
 
 

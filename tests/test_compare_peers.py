@@ -63,3 +63,24 @@ def test_rounds_below_one_are_refused(capsys):
     with pytest.raises(SystemExit):
         compare_peers.parse_args(["--rounds", "0"])
     assert "--rounds must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_thread_scaling_is_each_systems_speedup_beside_the_ceilings():
+    def row(system, threads, median, peak=None):
+        r = dict(workload="W2", dtype="float32", system=system, threads=threads,
+                 median_s=median)
+        return r if peak is None else dict(r, peak_gflops=peak)
+
+    rows = [row("fastnn", 1, 1.0, 100.0), row("fastnn", 2, 0.56, 190.0),
+            row("fastnn", 4, 0.30, 360.0), row("jax", 1, 1.2), row("jax", 2, 0.8),
+            dict(workload="W2", dtype="float32", system="torch", threads=1,
+                 error="RuntimeError: boom"), row("torch", 2, 1.5)]
+    scaling = compare_peers.thread_scaling(rows)
+    by_key = {(s["system"], s["threads"]): s for s in scaling}
+    assert set(by_key) == {("fastnn", 2), ("fastnn", 4), ("jax", 2)}  # torch: no timed base
+    assert by_key["fastnn", 2]["speedup"] == pytest.approx(1.0 / 0.56)
+    assert by_key["fastnn", 2]["peak_speedup"] == pytest.approx(1.9)
+    assert by_key["fastnn", 4]["from_threads"] == 1
+    assert by_key["fastnn", 4]["peak_speedup"] == pytest.approx(3.6)
+    assert by_key["jax", 2]["speedup"] == pytest.approx(1.5)
+    assert by_key["jax", 2]["peak_speedup"] is None
