@@ -708,8 +708,10 @@ def test_wide_tiles_fetch_the_next_panel_and_only_their_own_weight_rows(m, k, pa
 
     fetched = {}
     for j0, i0, (kind, off, lines) in plans(panel_stride, 0, gemm.ZERO):
-        assert kind == (gemm.FETCH_B if j0 + nr < n_wide else gemm.NO_FETCH)
-        for p in range(lines if kind == gemm.FETCH_B else 0):
+        lines_left = panel_stride // line - i0 // gemm.MR * k  # of the next panel
+        assert kind == (gemm.FETCH_B if j0 + nr < n_wide and lines_left > 0 else gemm.NO_FETCH)
+        assert (lines > 0) == (kind == gemm.FETCH_B)
+        for p in range(lines):
             fetched[off + p * line] = fetched.get(off + p * line, 0) + 1
     tiles_steps = -(-m // gemm.MR) * k
     for q in range(1, panels):  # each later panel's lines, from its first on

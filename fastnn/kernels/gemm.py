@@ -224,8 +224,9 @@ def _make_tile_kernel(rows, vectors, partial_columns, fetches=False):
     partial case is only generated then.  With fetches (else fetch and fetch_lines are
     ignored): steps p < fetch_lines of k each prefetch the line at element fetch_off + p *
     LINE_BYTES / itemsize of b into L2 (fetch FETCH_B), or of copy for writing
-    (FETCH_W); fetch_lines is 0 for NO_FETCH (``fetch_ahead``).  A prefetch changes no
-    value.  Arrays are passed for their data pointers; their shapes are not read.
+    (FETCH_W); fetch_lines is never negative, and 0 for NO_FETCH (``fetch_ahead``).  A
+    prefetch changes no value.  Arrays are passed for their data pointers; their shapes
+    are not read.
     """
 
     @intrinsic
@@ -339,7 +340,6 @@ def _make_tile_kernel(rows, vectors, partial_columns, fetches=False):
                     return
                 split = builder.add(start, fetch_lines)
                 split = builder.select(builder.icmp_signed("<", split, stop), split, stop)
-                split = builder.select(builder.icmp_signed("<", split, start), start, split)
                 is_w = builder.icmp_signed("==", fetch, ir.Constant(i64, FETCH_W))
                 with builder.if_else(is_w) as (of_w, of_b):
                     with of_w:
@@ -532,8 +532,9 @@ def fetch_ahead(i0, j0, m, k, n_wide, nr, panel_stride, copy_stride, init, line)
       copy (the next row tile, or the next panel's first), for writing.  The other core
       read them in its forward pass; taken now, the next tile's stores find them owned.
     * Else b in panel layout (panel_stride k * nr: the forward pass's weights): the next
-      panel, from its first line on, the row tiles in turn taking k lines each.  The
-      other core's update tasks stepped half of its lines in the batch before.
+      panel, from its first line on, the row tiles in turn taking k lines each (those
+      after the last line, nothing).  The other core's update tasks stepped half of
+      its lines in the batch before.
     * Else nothing (b in place: small layers' weights, narrow deltas).
     Only the tile's own loads and stores change values; a prefetch changes none.
     """
@@ -548,8 +549,9 @@ def fetch_ahead(i0, j0, m, k, n_wide, nr, panel_stride, copy_stride, init, line)
                 min(k, rows * nr // line))
     if panel_stride == k * nr and j0 + nr < n_wide:
         fetched = i0 // MR * k  # lines of the next panel the earlier row tiles fetched
-        return FETCH_B, (j0 // nr + 1) * panel_stride + fetched * line, min(
-            k, panel_stride // line - fetched)
+        left = panel_stride // line - fetched
+        if left > 0:
+            return FETCH_B, (j0 // nr + 1) * panel_stride + fetched * line, min(k, left)
     return NO_FETCH, 0, 0
 
 
