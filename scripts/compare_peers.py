@@ -642,8 +642,6 @@ def print_table(wl, rows, peak):
         if wl.name == "W1a":
             line += [("" if r["total_1500_kind"] == "actual" else "~") + f"{r['total_1500_s']:.3g}"]
         table.append(line)
-    full = [t for t in table if len(t) == len(columns)]  # error rows are printed as they are
-    widths = [max([len(c)] + [len(t[i]) for t in full]) for i, c in enumerate(columns)]
     shape = "-".join(map(str, wl.sizes))
     if wl.predict_only:
         what = f"predict {len(wl.X_test)} rows, {wl.count} repeats, {wl.flops / 1e9:.3g} GFLOP each"
@@ -651,6 +649,14 @@ def print_table(wl, rows, peak):
         what = (f"batch {wl.batch_size or 'full'}, lr {wl.lr}, {wl.count} timed epochs, "
                 f"{wl.flops / 1e9:.3g} GFLOP per epoch")
     print(f"\n== {wl.name}: {shape}, {what} ==")
+    print_columns(columns, table)
+
+
+def print_columns(columns, table):
+    """Print the header and rows right-aligned in columns; a row with another number of
+    cells (an error) is printed as it is and does not widen the columns."""
+    full = [t for t in table if len(t) == len(columns)]
+    widths = [max([len(c)] + [len(t[i]) for t in full]) for i, c in enumerate(columns)]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
     for t in table:
         print("  ".join(c.rjust(w) for c, w in zip(t, widths)) if len(t) == len(columns)
@@ -683,14 +689,11 @@ def print_scaling(scaling):
     if not scaling:
         return
     print("\n== thread scaling: speedup over the fewest threads (the GEMM ceiling's beside) ==")
-    table = [["workload", "dtype", "system", "threads", "speedup", "ceiling's"]]
-    table += [[s["workload"], s["dtype"], s["system"], f"{s['from_threads']} -> {s['threads']}",
-               f"{s['speedup']:.2f}x",
-               "-" if s["peak_speedup"] is None else f"{s['peak_speedup']:.2f}x"]
-              for s in scaling]
-    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
-    for t in table:
-        print("  ".join(c.rjust(w) for c, w in zip(t, widths)))
+    print_columns(["workload", "dtype", "system", "threads", "speedup", "ceiling's"],
+                  [[s["workload"], s["dtype"], s["system"],
+                    f"{s['from_threads']} -> {s['threads']}", f"{s['speedup']:.2f}x",
+                    "-" if s["peak_speedup"] is None else f"{s['peak_speedup']:.2f}x"]
+                   for s in scaling])
 
 
 def environment():
